@@ -1,0 +1,54 @@
+# RepSys: two commands on a fresh Debian machine.
+#   make run    set up, then the whole system on embedded defaults (repsys demo)
+#   make test   set up, then ruff, mypy strict and every test
+#   make bench  set up, then the benchmarks (figures beside in-run baselines)
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup system-packages run test lint typecheck pytest bench migration lock clean
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@bash tools/setup-system.sh
+
+# The venv is rebuilt when the dependencies or their pinned versions change.
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip setuptools wheel
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	@touch $@
+
+run: setup
+	$(BIN)/repsys demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+# pytest exits 5 when it collected no test: make treats that as the failure it is.
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python -m bench
+
+# Regenerate core/db/migrations from the models (see tools/make_migration.py).
+migration: setup
+	$(BIN)/python tools/make_migration.py
+	$(BIN)/ruff format -q core/db/migrations/versions
+
+# Re-pin every dependency to what is installed now (after changing pyproject.toml).
+lock:
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

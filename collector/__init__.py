@@ -1,0 +1,1 @@
+"""collector: see README.md in this folder and docs/ARCHITECTURE.md."""

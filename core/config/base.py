@@ -1,0 +1,53 @@
+"""Building blocks for configuration models: strictness and secrets.
+
+Every section of the YAML file is a :class:`StrictModel`: unknown keys are rejected and
+values are immutable once loaded. Secrets never live in the YAML: a secret field takes a
+reference, ``{env: NAME}`` or ``{file: PATH}``, resolved when the file is loaded, so a
+config file in git holds no password.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+
+
+class StrictModel(BaseModel):
+    """A config section: unknown keys are errors, values are frozen after load."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _resolve_secret(value: Any) -> Any:
+    """Turn ``{env: NAME}`` / ``{file: PATH}`` into the secret's text.
+
+    A literal string is refused on purpose: it would mean a password in a file that ends
+    up in git. ``SecretStr`` values (a model built in code, for example by the demo) pass.
+    """
+    if value is None or isinstance(value, SecretStr):
+        return value
+    if isinstance(value, dict):
+        keys = set(value)
+        if keys in ({"env"}, {"env", "optional"}):
+            name = str(value["env"])
+            if name not in os.environ:
+                if value.get("optional"):
+                    return None
+                raise ValueError(f"environment variable {name} is not set")
+            return os.environ[name]
+        if keys == {"file"}:
+            path = Path(str(value["file"]))
+            try:
+                return path.read_text(encoding="utf-8").rstrip("\r\n")
+            except OSError as exc:
+                raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from exc
+    raise ValueError("a secret must be {env: NAME} or {file: PATH}, never written in the YAML")
+
+
+#: A secret value: written in YAML as ``{env: NAME}`` or ``{file: PATH}``.
+Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
+#: An optional secret: ``None`` when the key is absent or the env reference is optional.
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_resolve_secret)]

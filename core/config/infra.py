@@ -1,0 +1,83 @@
+"""Configuration of the shared infrastructure: Redis, the SQL database, HTTP, logging."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from core.config.base import OptionalSecret, StrictModel
+
+
+class SentinelConfig(StrictModel):
+    """A Redis Sentinel group, as the OT redis-operator creates it."""
+
+    master_name: str = Field(default="mymaster", min_length=1)
+    sentinels: list[str] = Field(min_length=1, description="host:port of each sentinel.")
+    password: OptionalSecret = Field(default=None, description="Sentinel's own password.")
+
+
+class RedisConfig(StrictModel):
+    """Where Redis is. ``mode`` picks a plain server, a Sentinel group or a Cluster."""
+
+    mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        description="redis:// or rediss:// URL; for a cluster, any node's URL.",
+    )
+    sentinel: SentinelConfig | None = None
+    password: OptionalSecret = None
+    socket_timeout_s: float = Field(default=5.0, gt=0)
+    health_check_interval_s: float = Field(default=15.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sentinel_needs_section(self) -> RedisConfig:
+        if self.mode == "sentinel" and self.sentinel is None:
+            raise ValueError("mode 'sentinel' needs a 'sentinel' section")
+        return self
+
+
+class DatabaseConfig(StrictModel):
+    """The system of record: SQLite file by default, PostgreSQL in production."""
+
+    url: str = Field(
+        default="sqlite:///var/repsys.db",
+        description="SQLAlchemy URL without the password, e.g. postgresql+psycopg://u@h/db.",
+    )
+    password: OptionalSecret = Field(default=None, description="Inserted into the URL.")
+    pool_size: int = Field(default=5, ge=1)
+    echo: bool = False
+
+
+class HttpConfig(StrictModel):
+    """The /metrics, /healthz and /readyz endpoint every long-running process serves."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=9100, ge=0, le=65535, description="0 picks a free port.")
+
+
+class LoggingConfig(StrictModel):
+    """Structured logs: JSON for a log pipeline, readable lines on a terminal."""
+
+    format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: console on a terminal, JSON otherwise."
+    )
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class StreamsConfig(StrictModel):
+    """Signal streams: how many partitions, how long they may grow."""
+
+    partitions: int = Field(default=8, ge=1, le=1024)
+    max_len: int = Field(
+        default=1_000_000, ge=1000, description="Approximate cap per partition stream."
+    )
+
+
+class PlantConfig(StrictModel):
+    """Plant-wide facts."""
+
+    name: str = "Plant"
+    timezone: str = Field(
+        default="UTC", description="IANA zone of the plant's local clocks (MQTT TransDate)."
+    )

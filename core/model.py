@@ -1,0 +1,232 @@
+"""Messages between processes: signals on the streams, report requests on the queue.
+
+Every message carries a version ``v``. A reader that meets a version it does not know, or
+an entry that does not decode, raises :class:`DecodeError` (a ``RejectedError`` with a
+reason); the caller puts the raw entry on a dead-letter stream and goes on.
+
+:class:`Signal` is a frozen, slotted dataclass rather than a pydantic model: it is built
+and decoded tens of thousands of times a second on two cores, and the checks it needs are
+few and written out in :meth:`Signal.from_fields`. Slower, richer messages (report
+requests) are pydantic models.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.errors import RejectedError
+
+SIGNAL_VERSION: Final = 1
+REPORT_REQUEST_VERSION: Final = 1
+
+#: Signal values: numbers, text (program names, states), booleans, or None for "no value".
+Value = float | int | str | bool | None
+
+
+class Quality(StrEnum):
+    """OPC UA-style quality of one sample. ``no_data`` is not "machine stopped"."""
+
+    GOOD = "good"
+    UNCERTAIN = "uncertain"
+    BAD = "bad"
+    NO_DATA = "no_data"
+
+
+class SignalName(StrEnum):
+    """Canonical signal names. Plants may add their own; these are the ones rules know."""
+
+    RUN_STATE = "run_state"  # executing / idle / stopped / interrupted / ... (text)
+    OPERATION_MODE = "operation_mode"  # processing / setup / maintenance / none (text)
+    PROGRAM = "program"
+    PART_COUNT = "part_count"
+    PART_COUNT_GOOD = "part_count_good"
+    PART_COUNT_BAD = "part_count_bad"
+    CYCLE_START = "cycle_start"
+    CYCLE_END = "cycle_end"
+    CYCLE_TIME = "cycle_time"  # seconds
+    TOOL_NUMBER = "tool_number"
+    TOOL_LIFE = "tool_life"  # subject = tool; value = counter; attrs warning/limit/counting
+    TOOL_CHANGE = "tool_change"
+    PALLET_ID = "pallet_id"
+    PALLET_CHANGE = "pallet_change"
+    SPINDLE_LOAD = "spindle_load"  # percent
+    FEED_OVERRIDE = "feed_override"  # percent
+    ALARM = "alarm"  # value = code; attrs text, severity
+    MACHINING_EVENT = "machining_event"  # tool-tracker event; attrs pallet, cmd, counter
+
+
+class DecodeError(RejectedError):
+    """A stream entry or payload that cannot become a message. ``reason`` says why."""
+
+    reason = "decode"
+
+
+def _text(fields: dict[str, str], key: str) -> str:
+    try:
+        return fields[key]
+    except KeyError:
+        raise DecodeError(f"field {key!r} is missing", reason="missing_field") from None
+
+
+def _timestamp(fields: dict[str, str], key: str) -> float:
+    raw = _text(fields, key)
+    try:
+        ts = float(raw)
+    except ValueError:
+        raise DecodeError(f"field {key!r} is not a timestamp", reason="bad_field") from None
+    if not math.isfinite(ts):
+        raise DecodeError(f"field {key!r} is not finite", reason="bad_field")
+    return ts
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """One sample of one signal of one machine.
+
+    Attributes:
+        machine: configured machine id.
+        name: canonical signal name (see :class:`SignalName`) or a plant's own.
+        value: the sample; ``None`` when the source had no value (see ``quality``).
+        quality: good, uncertain, bad, or no_data.
+        source_ts: when the machine or server stamped it (Unix seconds, UTC).
+        receive_ts: when the collector received it (Unix seconds, UTC).
+        subject: what the signal is about within the machine (tool ``T12``, pallet ``2``).
+        attrs: small extra facts (alarm text, tool-life limit), strings only.
+    """
+
+    machine: str
+    name: str
+    value: Value
+    quality: Quality = Quality.GOOD
+    source_ts: float = 0.0
+    receive_ts: float = 0.0
+    subject: str = ""
+    attrs: dict[str, str] = field(default_factory=dict)
+
+    def to_fields(self) -> dict[str, str]:
+        """The stream entry's fields (all strings; the value JSON-encoded)."""
+        fields = {
+            "v": "1",
+            "m": self.machine,
+            "n": self.name,
+            "x": json.dumps(self.value, allow_nan=False),
+            "q": self.quality.value,
+            "ts": repr(self.source_ts),
+            "rts": repr(self.receive_ts),
+        }
+        if self.subject:
+            fields["s"] = self.subject
+        if self.attrs:
+            fields["a"] = json.dumps(self.attrs, separators=(",", ":"))
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Signal:
+        """Decode a stream entry. Raises :class:`DecodeError` with a reason."""
+        version = fields.get("v")
+        if version != "1":
+            raise DecodeError(f"unknown signal version {version!r}", reason="unknown_version")
+        try:
+            value = json.loads(_text(fields, "x"))
+        except ValueError:
+            raise DecodeError("field 'x' is not JSON", reason="bad_field") from None
+        if isinstance(value, list | dict):
+            raise DecodeError("field 'x' is not a scalar", reason="bad_field")
+        try:
+            quality = Quality(_text(fields, "q"))
+        except ValueError:
+            raise DecodeError("field 'q' is not a quality", reason="bad_field") from None
+        attrs: dict[str, str] = {}
+        if "a" in fields:
+            try:
+                raw_attrs = json.loads(fields["a"])
+            except ValueError:
+                raise DecodeError("field 'a' is not JSON", reason="bad_field") from None
+            if not isinstance(raw_attrs, dict):
+                raise DecodeError("field 'a' is not an object", reason="bad_field")
+            attrs = {str(k): str(v) for k, v in raw_attrs.items()}
+        machine = _text(fields, "m")
+        name = _text(fields, "n")
+        if not machine or not name:
+            raise DecodeError("machine and name must not be empty", reason="bad_field")
+        return cls(
+            machine=machine,
+            name=name,
+            value=value,
+            quality=quality,
+            source_ts=_timestamp(fields, "ts"),
+            receive_ts=_timestamp(fields, "rts"),
+            subject=fields.get("s", ""),
+            attrs=attrs,
+        )
+
+
+class ReportState(StrEnum):
+    """A report request's life, shown to the requester like a print queue."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class EpisodeState(StrEnum):
+    """Alertmanager-style states of an anomaly episode."""
+
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class TicketState(StrEnum):
+    """The outbox row's life. ``dead`` means Plex rejected it: replayable by an operator."""
+
+    PENDING = "pending"  # waiting to be sent (or to be retried at next_attempt_at)
+    SENDING = "sending"  # claimed by a sender; ambiguous if the sender dies here
+    FILED = "filed"  # Plex has it; plex_number known
+    DEAD = "dead"  # rejected by Plex or out of attempts; reason recorded
+    CANCELLED = "cancelled"  # withdrawn by an operator before filing
+    CLOSED = "closed"  # closed in Plex (status follow-up)
+
+
+class Severity(StrEnum):
+    """Severities the plants used."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class ReportRequest(BaseModel):
+    """A request on the report queue (the design's ``TB_Queue``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    v: Literal[1] = 1
+    id: str = Field(min_length=1, max_length=64)
+    kind: str = Field(min_length=1, max_length=32, description="Report kind, e.g. tb.")
+    params: dict[str, Any] = Field(default_factory=dict)
+    requester: str = Field(default="", max_length=128)
+    requested_at: datetime
+
+    def to_fields(self) -> dict[str, str]:
+        return {"v": "1", "body": self.model_dump_json()}
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> ReportRequest:
+        if fields.get("v") != "1":
+            raise DecodeError(
+                f"unknown report request version {fields.get('v')!r}", reason="unknown_version"
+            )
+        try:
+            return cls.model_validate_json(_text(fields, "body"))
+        except ValueError as exc:
+            raise DecodeError(f"bad report request: {exc}", reason="bad_field") from exc

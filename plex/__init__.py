@@ -1,0 +1,1 @@
+"""plex: see README.md in this folder and docs/ARCHITECTURE.md."""

@@ -1,0 +1,3 @@
+from repsys.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,178 @@
+"""``repsys demo``: the whole system on one machine, on embedded defaults.
+
+Starts a private redis-server and mosquitto (data under ``var/demo/``), writes the demo
+configuration with their ports into ``var/demo/repsys.yaml``, migrates the SQLite
+database, then starts every process the packages contribute (simulators first), each as
+``repsys -c var/demo/repsys.yaml --http-port N <process>`` in a session of its own.
+Ctrl-C (or SIGTERM) stops the children with SIGTERM, waits, then SIGKILLs whatever is
+left, and stops the servers: no process survives the demo.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from core.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, CommandModule, DemoProcess
+from core.config import parse_config
+from core.errors import ConfigError
+from repsys.servers import MosquittoServer, RedisServer, ServerError, free_port
+
+DEMO_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+
+
+class Demo:
+    """Starts and stops the demo's servers and processes (also used by tests)."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        modules: Sequence[CommandModule],
+        *,
+        template: Path = DEMO_TEMPLATE,
+        web_port: int = 8080,
+        grace_s: float = 10.0,
+    ) -> None:
+        self.workdir = workdir.resolve()
+        self.modules = modules
+        self.template = template
+        self.web_port = web_port
+        self.grace_s = grace_s
+        self.redis = RedisServer(self.workdir / "redis", persistent=True)
+        self.mosquitto = MosquittoServer(self.workdir / "mosquitto")
+        self.children: dict[str, subprocess.Popen[bytes]] = {}
+        self.config_path = self.workdir / "repsys.yaml"
+        self.ports: dict[str, int] = {}
+
+    def processes(self) -> list[DemoProcess]:
+        procs = [p for m in self.modules for p in m.demo_processes()]
+        return sorted(procs, key=lambda p: p.order)
+
+    def write_config(self) -> Path:
+        text = self.template.read_text(encoding="utf-8")
+        text = (
+            text.replace("@REDIS_URL@", self.redis.url)
+            .replace("@MQTT_PORT@", str(self.mosquitto.port))
+            .replace("@WORKDIR@", str(self.workdir))
+            .replace("@WEB_PORT@", str(self.web_port))
+        )
+        parse_config(yaml.safe_load(text), file=str(self.template))  # fail before starting
+        self.config_path.write_text(text, encoding="utf-8")
+        return self.config_path
+
+    def _repsys(self, *argv: str, http_port: int | None = None) -> list[str]:
+        cmd = [sys.executable, "-m", "repsys", "-c", str(self.config_path)]
+        if http_port is not None:
+            cmd += ["--http-port", str(http_port)]
+        return [*cmd, *argv]
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.redis.start()
+        self.mosquitto.start()
+        self.write_config()
+        subprocess.run(self._repsys("db", "upgrade"), check=True, stdout=subprocess.DEVNULL)
+        logs = self.workdir / "logs"
+        logs.mkdir(exist_ok=True)
+        for proc in self.processes():
+            port = free_port() if proc.http else None
+            if port is not None:
+                self.ports[proc.name] = port
+            log = open(logs / f"{proc.name}.log", "ab")  # noqa: SIM115 - child owns it
+            self.children[proc.name] = subprocess.Popen(
+                self._repsys(*proc.argv, http_port=port),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **proc.env},
+            )
+            log.close()
+
+    def failed(self) -> list[str]:
+        """Names of children that have exited (the demo stops when one does)."""
+        return [n for n, p in self.children.items() if p.poll() is not None]
+
+    def stop(self) -> None:
+        for proc in self.children.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace_s
+        for proc in self.children.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        self.mosquitto.stop()
+        self.redis.stop()
+
+    def banner(self) -> str:
+        lines = [
+            "RepSys demo is running. Ctrl-C stops everything.",
+            f"  config       {self.config_path}",
+            f"  logs         {self.workdir / 'logs'}/<process>.log",
+            f"  redis        {self.redis.url}",
+            f"  mqtt broker  {self.mosquitto.url}",
+        ]
+        if any(p.name == "web" for p in self.processes()):
+            lines.append(f"  web app      http://127.0.0.1:{self.web_port}/")
+        for name, port in self.ports.items():
+            lines.append(f"  {name:<12} metrics http://127.0.0.1:{port}/metrics")
+        return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace, modules: Sequence[CommandModule]) -> int:
+    demo = Demo(Path(args.workdir), modules, web_port=args.web_port)
+    stopping = False
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        demo.start()
+    except ConfigError as err:
+        print(f"repsys: {err}", file=sys.stderr)
+        demo.stop()
+        return EXIT_CONFIG
+    except (ServerError, subprocess.CalledProcessError) as err:
+        print(f"repsys demo: {err}", file=sys.stderr)
+        demo.stop()
+        return EXIT_FAILURE
+    print(demo.banner(), flush=True)
+    status = EXIT_OK
+    try:
+        while not stopping:
+            dead = demo.failed()
+            if dead:
+                print(
+                    f"repsys demo: {', '.join(dead)} exited; see its log. Stopping.",
+                    file=sys.stderr,
+                )
+                status = EXIT_FAILURE
+                break
+            time.sleep(0.2)  # the supervision poll of a foreground command, not a test wait
+    finally:
+        print("stopping…", flush=True)
+        demo.stop()
+        print("stopped.", flush=True)
+    return status
+
+
+def add_commands(sub: Any, modules: Sequence[CommandModule]) -> None:
+    p = sub.add_parser("demo", help="run the whole system on embedded defaults")
+    p.add_argument("--workdir", default="var/demo", help="where servers keep their files")
+    p.add_argument("--web-port", type=int, default=8080, help="port of the web app")
+    p.set_defaults(func=lambda args: run_demo(args, modules))

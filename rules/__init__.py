@@ -1,0 +1,1 @@
+"""rules: see README.md in this folder and docs/ARCHITECTURE.md."""

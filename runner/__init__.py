@@ -1,0 +1,1 @@
+"""runner: see README.md in this folder and docs/ARCHITECTURE.md."""

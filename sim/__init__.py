@@ -1,0 +1,1 @@
+"""sim: see README.md in this folder and docs/ARCHITECTURE.md."""
