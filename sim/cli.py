@@ -1,16 +1,21 @@
-"""``repsys`` commands of the ``sim`` package."""
+"""``repsys sim``: the simulated plant and the simulated Plex."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from core.cli import DemoProcess
+from sim.plant import cli as plant_cli
+from sim.plex import cli as plex_cli
 
 
 def add_commands(sub: Any) -> None:
-    """Register this package's commands on the ``repsys`` parser."""
+    """Register ``repsys sim plant`` and ``repsys sim plex``."""
+    sim = sub.add_parser("sim", help="simulators: a plant and Plex, for the demo and tests")
+    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SIMULATOR", required=True)
+    plant_cli.add_commands(sim_sub)
+    plex_cli.add_commands(sim_sub)
 
 
 def demo_processes() -> list[DemoProcess]:
-    """Processes this package adds to ``repsys demo``."""
-    return []
+    return [*plant_cli.demo_processes(), *plex_cli.demo_processes()]

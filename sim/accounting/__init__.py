@@ -1,0 +1,1 @@
+"""Simulated Plex accounting data (trial balance): see sim/README.md."""

@@ -1,0 +1,1 @@
+"""Simulated plant: see sim/README.md."""

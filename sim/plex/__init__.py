@@ -1,0 +1,1 @@
+"""Simulated plex: see sim/README.md."""
