@@ -1,9 +1,14 @@
-"""Configuration section ``sim:``, validated by the model below (owned by ``sim/``)."""
+"""Configuration section ``sim:``: the simulated plant and the simulated Plex."""
 
 from __future__ import annotations
 
 from core.config.base import StrictModel
+from core.config.sim_plant import SimPlantConfig
+from core.config.sim_plex import SimPlexConfig
 
 
 class SimConfig(StrictModel):
-    """Settings of the ``sim`` package. Every key has a default and a description."""
+    """Simulators used by the demo, the tests and the benchmarks. Never used in a plant."""
+
+    plant: SimPlantConfig = SimPlantConfig()
+    plex: SimPlexConfig = SimPlexConfig()
