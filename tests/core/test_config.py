@@ -18,7 +18,11 @@ EXAMPLE = REPO / "config" / "example.yaml"
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "repsys", *args],
-        capture_output=True, text=True, cwd=REPO, env=env, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
     )
 
 
@@ -101,10 +105,15 @@ def test_bad_config_names_file_key_path_and_reason(tmp_path: Path, body: str, me
 def test_missing_file_exits_2(tmp_path: Path) -> None:
     result = run_cli("check-config", str(tmp_path / "absent.yaml"))
     assert result.returncode == 2
-    assert result.stderr.strip() == f"repsys: {tmp_path / 'absent.yaml'}: cannot read: No such file or directory"
+    assert (
+        result.stderr.strip()
+        == f"repsys: {tmp_path / 'absent.yaml'}: cannot read: No such file or directory"
+    )
 
 
-def test_secrets_come_from_env_or_file_and_are_masked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_come_from_env_or_file_and_are_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret_file = tmp_path / "redis-password"
     secret_file.write_text("s3cret-from-file\n")
     monkeypatch.setenv("REPSYS_TEST_DB_PASSWORD", "s3cret-from-env")
