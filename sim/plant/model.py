@@ -1,0 +1,434 @@
+"""A deterministic model of a machining plant, usable without any server.
+
+The OPC UA server and the MQTT publisher of ``repsys sim plant`` are fed by this model,
+and the rules engine's tests feed its output straight into rules: the same seed and
+scenario always give the same signals, stamped with simulated source timestamps.
+
+API::
+
+    plant = Plant([MachineSpec("cnc103", tools=(ToolSpec(1, life=198),))],
+                  Scenario(faults=(Fault(120, FaultKind.PREMATURE_TOOL_CHANGE,
+                                         machine="cnc103", tool="T1"),)),
+                  seed=7)
+    signals = plant.advance(60.0)         # list[core.model.Signal], ordered by source_ts
+    plant.take_transport_faults()         # silent subscription / restart / outage now due
+
+How a machine behaves: it alternates pallets (load ``load_time_s``, then cut
+``cycle_time_s`` with Gaussian noise). At the end of a cut every tool used on that pallet
+advances its counter by its ``increment`` (a tool shared by two pallets counts on both)
+and reports a ``machining_event`` (subject ``T<n>``, value = counter, attrs ``pallet``,
+``tool``, ``counter``, ``increment``, ``start``, ``end``, ``cmd``) and its ``tool_life``
+(attrs ``limit``, ``warning``, ``increment``, ``counting``); a tool reaching its life is
+changed (``tool_change``, counter back to 0). Spindle load is sampled every
+``sample_interval_s`` and rises with the wear of the tools in the cut. Signals emitted:
+run_state, operation_mode, program, part_count, part_count_good, cycle_start, cycle_time,
+pallet_id, pallet_change, tool_number, tool_life, tool_change, machining_event,
+spindle_load, feed_override, alarm (value = code; attrs text, severity, active).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from core.model import Signal, Value
+from sim.plant.scenario import Fault, FaultKind, Scenario
+
+#: 2023-11-14 22:13:20 UTC: a fixed start so that simulated timestamps are reproducible.
+DEFAULT_START_TS = 1_700_000_000.0
+
+#: Alarm codes the simulated controllers raise (value of the ``alarm`` signal).
+ALARM_SPINDLE_DRIVE = 1001
+ALARM_PALLET_CHANGER = 2001
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool of a machine: ``T<number>``, counting up to ``life`` by ``increment``."""
+
+    number: int
+    life: int = 198
+    warning: int = 0  # 0: 90 % of life
+    increment: int = 1
+    pallets: tuple[int, ...] = ()  # pallets this tool cuts on; () = every pallet
+    start: int = 0  # counter at simulated time 0
+
+    @property
+    def name(self) -> str:
+        return f"T{self.number}"
+
+    @property
+    def warning_at(self) -> int:
+        return self.warning or int(self.life * 0.9)
+
+
+def _default_tools() -> tuple[ToolSpec, ...]:
+    return (ToolSpec(1, life=198), ToolSpec(2, life=348), ToolSpec(3, life=798, increment=2))
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """One simulated machine (its id must match a configured machine)."""
+
+    id: str
+    pallets: int = 2
+    cycle_time_s: float = 30.0
+    cycle_noise: float = 0.03  # relative standard deviation of the cutting time
+    load_time_s: float = 5.0
+    program: str = "O1000"
+    parts_per_cycle: int = 1
+    tools: tuple[ToolSpec, ...] = field(default_factory=_default_tools)
+    spindle_base: float = 35.0  # percent with a fresh tool
+    spindle_wear: float = 25.0  # percent added at the end of the tool's life
+    sample_interval_s: float = 1.0
+
+    def tool(self, name: str) -> ToolSpec | None:
+        return next((t for t in self.tools if t.name == name), None)
+
+    def tools_on(self, pallet: int) -> list[ToolSpec]:
+        return [t for t in self.tools if not t.pallets or pallet in t.pallets]
+
+
+@dataclass
+class _Drift:
+    rate: float
+    until: float
+    cycles: int = 0
+
+
+class _Machine:
+    """The state of one machine between events."""
+
+    def __init__(self, spec: MachineSpec, rng: random.Random, start_ts: float) -> None:
+        self.spec = spec
+        self.rng = rng
+        self.start_ts = start_ts
+        self.counters = {t.name: t.start for t in spec.tools}
+        self.part_count = 0
+        self.pallet = 1
+        self.phase = "load"
+        self.phase_started = 0.0
+        self.cut_started = 0.0
+        self.generation = 0  # bumped when a fault cancels the scheduled phase change
+        self.down_until = -1.0
+        self.alarm = 0
+        self.drift: dict[str, _Drift] = {}
+        self.jump: dict[str, int] = {}
+        self.premature: set[str] = set()
+        self.looped_out: dict[int, float] = {}
+        self.out: list[Signal] = []
+
+    def emit(self, t: float, name: str, value: Value, subject: str = "", **attrs: str) -> None:
+        ts = self.start_ts + t
+        self.out.append(
+            Signal(
+                machine=self.spec.id,
+                name=name,
+                value=value,
+                source_ts=ts,
+                receive_ts=ts,
+                subject=subject,
+                attrs=attrs,
+            )
+        )
+
+    def tool_life(self, t: float, tool: ToolSpec) -> None:
+        self.emit(
+            t,
+            "tool_life",
+            self.counters[tool.name],
+            tool.name,
+            limit=str(tool.life),
+            warning=str(tool.warning_at),
+            increment=str(tool.increment),
+            counting="up",
+        )
+
+    def snapshot(self, t: float) -> None:
+        self.emit(t, "run_state", "executing")
+        self.emit(t, "operation_mode", "processing")
+        self.emit(t, "program", self.spec.program)
+        self.emit(t, "feed_override", 100.0)
+        self.emit(t, "part_count", self.part_count)
+        self.emit(t, "pallet_id", self.pallet)
+        for tool in self.spec.tools:
+            self.tool_life(t, tool)
+
+    # --- phases --------------------------------------------------------------------
+
+    def next_pallet(self, t: float) -> int:
+        n = self.spec.pallets
+        candidates = [(self.pallet + i) % n + 1 for i in range(n)]
+        for p in candidates:
+            if self.looped_out.get(p, -1.0) <= t:
+                return p
+        return self.pallet  # every pallet looped out: keep running the one loaded
+
+    def start_load(self, t: float) -> float:
+        new = self.next_pallet(t)
+        if new != self.pallet:
+            self.emit(t, "pallet_change", new, previous=str(self.pallet))
+            self.pallet = new
+            self.emit(t, "pallet_id", new)
+        self.phase, self.phase_started = "load", t
+        return t + self.spec.load_time_s
+
+    def start_cut(self, t: float) -> float:
+        self.phase = "cut"
+        self.cut_started = t
+        self.emit(t, "cycle_start", self.pallet)
+        factor = 1.0 + self.rng.gauss(0.0, self.spec.cycle_noise)
+        for name, drift in self.drift.items():
+            if drift.until > t and any(x.name == name for x in self.spec.tools_on(self.pallet)):
+                factor += 0.002 * drift.cycles
+        return t + max(1.0, self.spec.cycle_time_s * factor)
+
+    def end_cut(self, t: float) -> float:
+        start = self.cut_started
+        for tool in self.spec.tools_on(self.pallet):
+            name = tool.name
+            if name in self.premature:
+                self.premature.discard(name)
+                self.emit(t, "tool_change", self.counters[name], name, reason="premature")
+                self.counters[name] = 0
+            self.counters[name] += tool.increment + self.jump.pop(name, 0)
+            self.counters[name] = max(0, self.counters[name])
+            if name in self.drift and self.drift[name].until > t:
+                self.drift[name].cycles += 1
+            self.emit(t, "tool_number", tool.number)
+            self.emit(
+                t,
+                "machining_event",
+                self.counters[name],
+                name,
+                pallet=str(self.pallet),
+                tool=name,
+                counter=str(self.counters[name]),
+                increment=str(tool.increment),
+                start=repr(self.start_ts + start),
+                end=repr(self.start_ts + t),
+                cmd="51",
+            )
+            self.tool_life(t, tool)
+            if self.counters[name] >= tool.life:
+                self.emit(t, "tool_change", self.counters[name], name, reason="life")
+                self.counters[name] = 0
+                self.tool_life(t, tool)
+        self.part_count += self.spec.parts_per_cycle
+        self.emit(t, "part_count", self.part_count)
+        self.emit(t, "part_count_good", self.part_count)
+        self.emit(t, "cycle_time", round(t - self.phase_started, 3))
+        return self.start_load(t)
+
+    def spindle_load(self, t: float) -> float:
+        if self.phase != "cut":
+            return 0.0 if self.down_until > t else 2.0
+        wear = 0.0
+        extra = 0.0
+        for tool in self.spec.tools_on(self.pallet):
+            wear = max(wear, self.counters[tool.name] / tool.life)
+            drift = self.drift.get(tool.name)
+            if drift is not None and drift.until > t:
+                extra = max(extra, drift.rate * drift.cycles)
+        noise = self.rng.gauss(0.0, 1.5)
+        load = self.spec.spindle_base + self.spec.spindle_wear * wear + extra + noise
+        return round(min(150.0, max(0.0, load)), 2)
+
+    # --- faults --------------------------------------------------------------------
+
+    def go_down(self, t: float, fault: Fault) -> float | None:
+        """Stop the machine; returns when it recovers (None if already down longer)."""
+        until = t + fault.effective_duration_s
+        if self.down_until > t:
+            self.down_until = max(self.down_until, until)
+            return None
+        self.down_until = until
+        self.generation += 1
+        self.phase = "down"
+        if fault.kind is FaultKind.MACHINE_DOWN:
+            self.alarm = ALARM_SPINDLE_DRIVE
+            self.emit(t, "run_state", "stopped")
+            text, severity = "Spindle drive fault", "high"
+        else:
+            self.alarm = ALARM_PALLET_CHANGER
+            self.emit(t, "run_state", "interrupted")
+            text, severity = "Pallet changer jammed", "medium"
+        self.emit(t, "alarm", self.alarm, text=text, severity=severity, active="true")
+        return until
+
+    def recover(self, t: float) -> float:
+        self.emit(t, "alarm", self.alarm, active="false")
+        self.alarm = 0
+        self.down_until = -1.0
+        self.generation += 1
+        self.emit(t, "run_state", "executing")
+        return self.start_load(t)
+
+    def apply(self, t: float, fault: Fault) -> float | None:
+        """Apply a machine fault; returns a recovery time when the machine went down."""
+        kind = fault.kind
+        if kind is FaultKind.TOOL_WEAR_DRIFT:
+            self.drift[fault.tool] = _Drift(fault.rate, t + fault.effective_duration_s)
+        elif kind is FaultKind.PREMATURE_TOOL_CHANGE:
+            self.premature.add(fault.tool)
+        elif kind is FaultKind.COUNTER_JUMP:
+            self.jump[fault.tool] = self.jump.get(fault.tool, 0) + fault.effective_amount
+        elif kind is FaultKind.COUNTER_ROLLBACK:
+            # The counter ends `amount` below where it was, after this cycle's increment.
+            tool = self.spec.tool(fault.tool)
+            increment = tool.increment if tool is not None else 1
+            self.jump[fault.tool] = self.jump.get(fault.tool, 0) - increment - fault.amount
+        elif kind is FaultKind.PALLET_LOOPED_OUT:
+            self.looped_out[fault.pallet] = t + fault.effective_duration_s
+        elif kind in (FaultKind.STUCK_PALLET, FaultKind.MACHINE_DOWN):
+            return self.go_down(t, fault)
+        return None
+
+
+def _machine_rng(seed: int, machine_id: str) -> random.Random:
+    # One generator per machine, derived from the seed and the id, so adding a machine to
+    # a plant does not change the signals of the others.
+    return random.Random(seed * 1_000_003 + zlib.crc32(machine_id.encode()))
+
+
+class Plant:
+    """The simulated plant: machines, a scenario, a seed, and a simulated clock."""
+
+    def __init__(
+        self,
+        machines: Sequence[MachineSpec],
+        scenario: Scenario | None = None,
+        *,
+        seed: int = 0,
+        start_ts: float = DEFAULT_START_TS,
+    ) -> None:
+        ids = [m.id for m in machines]
+        if len(set(ids)) != len(ids):
+            raise ValueError("machine ids must be unique")
+        self.specs = tuple(machines)
+        self.scenario = scenario or Scenario()
+        self.start_ts = start_ts
+        self.elapsed = 0.0
+        self._machines = [_Machine(s, _machine_rng(seed, s.id), start_ts) for s in machines]
+        self._index = {m.spec.id: i for i, m in enumerate(self._machines)}
+        self._heap: list[tuple[float, int, int, str, int, Fault | None]] = []
+        self._seq = 0
+        self._transport_due: list[Fault] = []
+        self._started = False
+        for fault in self.scenario.faults:
+            if fault.machine and fault.machine not in self._index:
+                raise ValueError(
+                    f"scenario fault {fault.kind.value}: unknown machine {fault.machine!r}"
+                )
+            if fault.tool and fault.machine:
+                spec = self._machines[self._index[fault.machine]].spec
+                if spec.tool(fault.tool) is None:
+                    where = f"scenario fault {fault.kind.value}"
+                    raise ValueError(f"{where}: {fault.machine} has no tool {fault.tool}")
+            self._push(fault.at_s, -1, "fault", 0, fault)
+
+    @property
+    def now_ts(self) -> float:
+        """The simulated wall clock (Unix seconds)."""
+        return self.start_ts + self.elapsed
+
+    def _push(
+        self, t: float, machine: int, what: str, gen: int, fault: Fault | None = None
+    ) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (t, self._seq, machine, what, gen, fault))
+
+    def _start(self) -> None:
+        self._started = True
+        for i, m in enumerate(self._machines):
+            m.snapshot(0.0)
+            # Stagger the machines so they do not all change pallets in the same second.
+            offset = m.rng.uniform(0.0, m.spec.cycle_time_s / 2)
+            self._push(offset, i, "cut", m.generation)
+            self._push(m.spec.sample_interval_s, i, "sample", 0)
+
+    def advance(self, seconds: float) -> list[Signal]:
+        """Run the plant ``seconds`` of simulated time; the signals, by source time."""
+        if seconds < 0:
+            raise ValueError("cannot go back in time")
+        if not self._started:
+            self._start()
+        until = self.elapsed + seconds
+        while self._heap and self._heap[0][0] <= until:
+            t, _, i, what, gen, fault = heapq.heappop(self._heap)
+            self._step(t, i, what, gen, fault)
+        self.elapsed = until
+        out: list[Signal] = []
+        for m in self._machines:
+            out.extend(m.out)
+            m.out = []
+        out.sort(key=lambda s: s.source_ts)  # stable: a machine's same-time order is kept
+        return out
+
+    def _step(self, t: float, i: int, what: str, gen: int, fault: Fault | None) -> None:
+        if what == "fault":
+            assert fault is not None
+            self._fault(t, fault)
+            return
+        m = self._machines[i]
+        if what == "sample":
+            m.emit(t, "spindle_load", m.spindle_load(t))
+            self._push(t + m.spec.sample_interval_s, i, "sample", 0)
+            return
+        if what == "recover":
+            if m.down_until <= t + 1e-9 and m.phase == "down":
+                self._push(m.recover(t), i, "cut", m.generation)
+            return
+        if gen != m.generation:
+            return  # a fault replaced this phase change
+        if what == "cut":
+            self._push(m.start_cut(t), i, "end", m.generation)
+        elif what == "end":
+            self._push(m.end_cut(t), i, "cut", m.generation)
+
+    def _fault(self, t: float, fault: Fault) -> None:
+        if fault.every_s > 0:
+            self._push(t + fault.every_s, -1, "fault", 0, fault)
+        if fault.transport:
+            self._transport_due.append(fault)
+            return
+        i = self._index[fault.machine]
+        recover_at = self._machines[i].apply(t, fault)
+        if recover_at is not None:
+            self._push(recover_at, i, "recover", 0)
+        elif self._machines[i].down_until > t:
+            # Extended downtime: schedule a recovery check at the new end.
+            self._push(self._machines[i].down_until, i, "recover", 0)
+
+    def take_transport_faults(self) -> list[Fault]:
+        """Transport faults that became due since the last call (for server/publisher)."""
+        due, self._transport_due = self._transport_due, []
+        return due
+
+
+#: Standard tool lives seen in the plants (DOMAIN.md section 3).
+STANDARD_LIVES = (198, 348, 798, 1798, 2498, 2998, 3498)
+
+
+def default_specs(ids: Sequence[str]) -> list[MachineSpec]:
+    """Varied but fixed specs for machines given only by id (the demo, quick tests)."""
+    specs = []
+    for n, machine_id in enumerate(ids):
+        lives = STANDARD_LIVES[n % 3 :] + STANDARD_LIVES[: n % 3]
+        tools = (
+            ToolSpec(1, life=lives[0]),
+            ToolSpec(2, life=lives[1]),
+            ToolSpec(3, life=lives[2], increment=2, pallets=(1,)),
+        )
+        specs.append(
+            MachineSpec(
+                id=machine_id,
+                cycle_time_s=20.0 + 5.0 * (n % 4),
+                program=f"O{1000 + 10 * n}",
+                tools=tools,
+            )
+        )
+    return specs

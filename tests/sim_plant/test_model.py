@@ -1,0 +1,224 @@
+"""The plant model: deterministic, realistic cycles, and every machine fault visible."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+
+import pytest
+
+from core.model import Signal
+from sim.plant.model import (
+    ALARM_PALLET_CHANGER,
+    ALARM_SPINDLE_DRIVE,
+    DEFAULT_START_TS,
+    MachineSpec,
+    Plant,
+    ToolSpec,
+    default_specs,
+)
+from sim.plant.scenario import (
+    Fault,
+    FaultKind,
+    Scenario,
+    ScenarioError,
+    scenario_from_dict,
+)
+
+ONE = MachineSpec(
+    "cnc103",
+    cycle_time_s=20.0,
+    tools=(ToolSpec(1, life=10), ToolSpec(2, life=100, increment=2, pallets=(1,))),
+)
+
+
+def events(signals: list[Signal], tool: str) -> list[Signal]:
+    return [s for s in signals if s.name == "machining_event" and s.subject == tool]
+
+
+def test_same_seed_and_scenario_give_the_same_signals_in_any_slicing() -> None:
+    scenario = Scenario(faults=(Fault(60, FaultKind.COUNTER_JUMP, machine="cnc102", tool="T1"),))
+    a = Plant(default_specs(["cnc101", "cnc102"]), scenario, seed=3).advance(600)
+    b_plant = Plant(default_specs(["cnc101", "cnc102"]), scenario, seed=3)
+    b = [s for _ in range(60) for s in b_plant.advance(10)]
+    assert a == b
+    c = Plant(default_specs(["cnc101", "cnc102"]), scenario, seed=4).advance(600)
+    assert a != c
+    assert [s.source_ts for s in a] == sorted(s.source_ts for s in a)
+
+
+def test_adding_a_machine_does_not_change_the_others() -> None:
+    alone = Plant(default_specs(["cnc101"]), seed=1).advance(300)
+    both = Plant([*default_specs(["cnc101"]), MachineSpec("cnc999")], seed=1).advance(300)
+    assert [s for s in both if s.machine == "cnc101"] == alone
+
+
+def test_cycles_alternate_pallets_and_tools_count_per_pallet_and_change_at_life() -> None:
+    signals = Plant([ONE], seed=1).advance(600)
+    t1 = events(signals, "T1")
+    assert [e.attrs["pallet"] for e in t1[:4]] == ["1", "2", "1", "2"]
+    assert [e.value for e in t1[:12]] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 1, 2]
+    # T2 cuts on pallet 1 only and counts by 2.
+    t2 = events(signals, "T2")
+    assert {e.attrs["pallet"] for e in t2} == {"1"}
+    assert [e.value for e in t2[:3]] == [2, 4, 6]
+    changes = [s for s in signals if s.name == "tool_change"]
+    assert changes[0].subject == "T1" and changes[0].value == 10
+    assert changes[0].attrs == {"reason": "life"}
+    life = next(s for s in signals if s.name == "tool_life" and s.subject == "T1")
+    assert life.attrs == {"limit": "10", "warning": "9", "increment": "1", "counting": "up"}
+    cycle_times = [s.value for s in signals if s.name == "cycle_time"]
+    assert all(isinstance(v, float) and 20 < v < 30 for v in cycle_times)
+    assert signals[0].source_ts == DEFAULT_START_TS
+
+
+def test_premature_tool_change_resets_the_counter_early() -> None:
+    spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=198),))
+    fault = Fault(100, FaultKind.PREMATURE_TOOL_CHANGE, machine="cnc103", tool="T1")
+    signals = Plant([spec], Scenario(faults=(fault,)), seed=1).advance(300)
+    change = next(s for s in signals if s.name == "tool_change")
+    assert change.attrs == {"reason": "premature"}
+    assert isinstance(change.value, int) and 0 < change.value < 198
+    after = [e.value for e in events(signals, "T1") if e.source_ts >= change.source_ts]
+    assert after[:2] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("kind", "amount", "delta"),
+    [
+        (FaultKind.COUNTER_JUMP, 50, 51),
+        (FaultKind.COUNTER_ROLLBACK, 3, -3),
+    ],
+)
+def test_counter_jump_and_rollback(kind: FaultKind, amount: int, delta: int) -> None:
+    spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=998),))
+    fault = Fault(300, kind, machine="cnc103", tool="T1", amount=amount)
+    values = [e.value for e in events(Plant([spec], Scenario(faults=(fault,))).advance(600), "T1")]
+    steps = [b - a for a, b in itertools.pairwise(values)]  # type: ignore[operator]
+    assert delta in steps
+    assert [s for s in steps if s != 1] == [delta]
+
+
+def test_pallet_looped_out_runs_one_pallet_only() -> None:
+    fault = Fault(200, FaultKind.PALLET_LOOPED_OUT, machine="cnc103", pallet=2, duration_s=300)
+    signals = Plant([ONE], Scenario(faults=(fault,))).advance(1000)
+    during = [
+        e.attrs["pallet"]
+        for e in events(signals, "T1")
+        if DEFAULT_START_TS + 230 < e.source_ts < DEFAULT_START_TS + 500
+    ]
+    assert set(during) == {"1"} and len(during) >= 5
+    after = [
+        e.attrs["pallet"] for e in events(signals, "T1") if e.source_ts > DEFAULT_START_TS + 560
+    ]
+    assert set(after) == {"1", "2"}
+
+
+@pytest.mark.parametrize(
+    ("kind", "state", "code"),
+    [
+        (FaultKind.MACHINE_DOWN, "stopped", ALARM_SPINDLE_DRIVE),
+        (FaultKind.STUCK_PALLET, "interrupted", ALARM_PALLET_CHANGER),
+    ],
+)
+def test_down_and_stuck_stop_cycles_raise_and_clear_an_alarm(
+    kind: FaultKind, state: str, code: int
+) -> None:
+    fault = Fault(100, kind, machine="cnc103", duration_s=120)
+    signals = Plant([ONE], Scenario(faults=(fault,))).advance(400)
+    states = [(s.source_ts - DEFAULT_START_TS, s.value) for s in signals if s.name == "run_state"]
+    assert states == [(0.0, "executing"), (100.0, state), (220.0, "executing")]
+    alarms = [(s.value, s.attrs["active"]) for s in signals if s.name == "alarm"]
+    assert alarms == [(code, "true"), (code, "false")]
+    quiet = [
+        s
+        for s in signals
+        if s.name == "part_count" and DEFAULT_START_TS + 100 < s.source_ts < DEFAULT_START_TS + 220
+    ]
+    assert quiet == []
+    # Spindle load still reports (0 %) while down: "stopped" is not "no data".
+    loads = [
+        s.value
+        for s in signals
+        if s.name == "spindle_load"
+        and DEFAULT_START_TS + 101 < s.source_ts < DEFAULT_START_TS + 219
+    ]
+    assert loads and set(loads) == {0.0}
+
+
+def test_tool_wear_drift_raises_spindle_load() -> None:
+    spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=5000),))
+    drift = Fault(0, FaultKind.TOOL_WEAR_DRIFT, machine="cnc103", tool="T1", rate=2.0)
+
+    def mean_load(signals: list[Signal], lo: float, hi: float) -> float:
+        vals = [
+            s.value
+            for s in signals
+            if s.name == "spindle_load"
+            and isinstance(s.value, float)
+            and lo <= s.source_ts - DEFAULT_START_TS < hi
+            and s.value > 5
+        ]
+        return sum(vals) / len(vals)
+
+    normal = Plant([spec]).advance(1800)
+    drifting = Plant([spec], Scenario(faults=(drift,))).advance(1800)
+    assert mean_load(drifting, 1200, 1800) > mean_load(normal, 1200, 1800) + 20
+
+
+def test_transport_faults_are_handed_out_once_and_repeat() -> None:
+    faults = (
+        Fault(10, FaultKind.SERVER_RESTART, every_s=100),
+        Fault(20, FaultKind.SILENT_SUBSCRIPTION, machine="cnc103", duration_s=5),
+    )
+    plant = Plant([ONE], Scenario(faults=faults))
+    plant.advance(50)
+    assert Counter(f.kind for f in plant.take_transport_faults()) == {
+        FaultKind.SERVER_RESTART: 1,
+        FaultKind.SILENT_SUBSCRIPTION: 1,
+    }
+    assert plant.take_transport_faults() == []
+    plant.advance(200)
+    assert [f.kind for f in plant.take_transport_faults()] == [FaultKind.SERVER_RESTART] * 2
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"faults": [{"at": 1, "kind": "meltdown", "machine": "cnc103"}]},
+            "faults[0].kind: must be one of tool_wear_drift, premature_tool_change, counter_jump,"
+            " counter_rollback, pallet_looped_out, stuck_pallet, machine_down, silent_subscription,"
+            " server_restart, broker_outage",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "counter_jump", "machine": "cnc103"}]},
+            "faults[0].tool: required for counter_jump",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "machine_down"}]},
+            "faults[0].machine: required for machine_down",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "machine_down", "machine": "a", "when": 3}]},
+            "faults[0].when: unknown key",
+        ),
+        (
+            {"faults": [{"at": -1, "kind": "server_restart"}]},
+            "faults[0]: at, duration and every must not be negative",
+        ),
+    ],
+)
+def test_bad_scenarios_name_the_fault_and_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ScenarioError) as err:
+        scenario_from_dict(data)
+    assert str(err.value) == message
+
+
+def test_plant_rejects_faults_on_unknown_machines_and_tools() -> None:
+    with pytest.raises(ValueError, match="unknown machine 'nope'"):
+        Plant([ONE], Scenario(faults=(Fault(1, FaultKind.MACHINE_DOWN, machine="nope"),)))
+    with pytest.raises(ValueError, match="cnc103 has no tool T9"):
+        Plant(
+            [ONE], Scenario(faults=(Fault(1, FaultKind.COUNTER_JUMP, machine="cnc103", tool="T9"),))
+        )
