@@ -74,10 +74,13 @@ UPCOMING_TOOL_CHANGES: Final = f"{PREFIX}rules:upcoming_tool_changes"
 
 # --- plex -----------------------------------------------------------------------------
 
-#: Shared rate limit of Plex calls across every sender (see plex/ratelimit.py).
-PLEX_RATE_LIMIT: Final = f"{PREFIX}plex:ratelimit"
+# Both keys carry the hash tag {plex}: the rate-limit script reads and writes them together,
+# so on a Redis Cluster they must live on one node.
+
+#: Shared rate limit of Plex calls across every sender (GCRA theoretical arrival time, ms).
+PLEX_RATE_LIMIT: Final = f"{PREFIX}{{plex}}:ratelimit"
 #: Set while Plex asked us to back off (HTTP 429 Retry-After); value = until when.
-PLEX_BACKOFF_UNTIL: Final = f"{PREFIX}plex:backoff_until"
+PLEX_BACKOFF_UNTIL: Final = f"{PREFIX}{{plex}}:backoff_until"
 
 # --- reports (runner, scheduler, requesters) ------------------------------------------
 
@@ -108,3 +111,12 @@ SCHEDULER_LEASE: Final = f"{PREFIX}scheduler:lease"
 def login_attempts(who: str) -> str:
     """Failed login counter of a user name or client address, with a TTL."""
     return f"{PREFIX}web:login_attempts:{who}"
+
+
+def web_session(session_id: str) -> str:
+    """A web login (string: the user's principal as JSON) with the session's TTL.
+
+    The signed cookie only carries this id, so logging out or disabling a user ends the
+    session on every replica at once.
+    """
+    return f"{PREFIX}web:session:{session_id}"
