@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from core.config.base import StrictModel
-from core.config.collector import CollectorConfig
+from core.config.collector import CollectorConfig, unknown_machine_error
 from core.config.infra import (
     DatabaseConfig,
     HttpConfig,
@@ -48,6 +48,16 @@ class RepsysConfig(StrictModel):
                 raise ValueError(f"machine id {machine.id!r} appears twice")
             seen.add(machine.id)
         return machines
+
+    @model_validator(mode="after")
+    def _machine_refs_known(self) -> RepsysConfig:
+        # Sections name machines by id only; an id missing from `machines:` is reported at
+        # the exact key that names it (collector.sources[0].nodes[3].machine).
+        known = {m.id for m in self.machines}
+        for loc, machine_id in [*self.collector.machine_refs(), *self.sim.plant.machine_refs()]:
+            if machine_id not in known:
+                raise unknown_machine_error(loc, machine_id)
+        return self
 
     def machine(self, machine_id: str) -> Machine | None:
         """The configured machine with this id, or ``None``."""
