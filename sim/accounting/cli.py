@@ -1,0 +1,49 @@
+"""``repsys sim accounting build PATH``: the seeded ledger as an ODBC-readable database.
+
+The demo runs it once before the runner starts, and points ``runner.tb.odbc`` at the file
+(the printed connection string). Also runnable as ``python -m sim.accounting build PATH``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from core.cli import EXIT_OK, DemoProcess
+from sim.accounting.ledger import Ledger
+from sim.accounting.odbc import build_database, connection_string
+
+
+def _build(args: argparse.Namespace) -> int:
+    ledger = Ledger.seeded(args.seed, fiscal_start_month=args.fiscal_start_month)
+    path = build_database(ledger, args.path)
+    print(connection_string(path))
+    return EXIT_OK
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``accounting build`` on a sub-parser set (``repsys sim`` or ``-m``)."""
+    accounting = sub.add_parser("accounting", help="the simulated Plex accounting data")
+    acc_sub = accounting.add_subparsers(dest="accounting_command", metavar="ACTION", required=True)
+    p = acc_sub.add_parser("build", help="write the seeded ledger to a SQLite file read over ODBC")
+    p.add_argument("path", help="the SQLite file to (re)create")
+    p.add_argument("--seed", type=int, default=1, help="ledger seed (default 1)")
+    p.add_argument(
+        "--fiscal-start-month",
+        type=int,
+        default=1,
+        choices=range(1, 13),
+        metavar="M",
+        help="first month of the fiscal year (default 1, calendar years)",
+    )
+    p.set_defaults(func=_build)
+
+
+def add_commands(sim_sub: Any) -> None:
+    """Register ``repsys sim accounting ...`` on the ``sim`` sub-parser set."""
+    add_parser(sim_sub)
+
+
+def demo_processes() -> list[DemoProcess]:
+    # The database is built once, before the processes start (a one-shot command).
+    return []

@@ -1,0 +1,418 @@
+"""A seeded general ledger: the accounting data behind the simulated Plex.
+
+The trial balance reads Plex two ways (DOMAIN.md section 5): closed periods over ODBC
+(``accounting_v_*`` views, built from this ledger by :mod:`sim.accounting.odbc`) and open
+periods through SOAP data source 4814 (served by ``sim.plex`` from
+:meth:`Ledger.account_activity_summary`). Both read one :class:`Ledger`, so the expected
+trial balance of a seeded ledger is one, whichever way it is read.
+
+Periods are ``YYYYPP`` integers where ``YYYY`` is the *fiscal* year and ``PP`` the period
+within it (``01`` first, ``13`` the adjustment period where a year has one). A fiscal year
+need not be a calendar year: with ``fiscal_start_month=7`` period ``202401`` is July 2023.
+Amounts are integer cents, so every sum is exact; they leave the ledger as Plex sends
+them, decimal strings with two places.
+
+Every journal entry balances, and each fiscal year before the current one is closed in
+its last period (13 where present, else 12): its revenue and expense balances move to
+Retained Earnings, so year-to-date debits equal credits in every period too.
+"""
+
+from __future__ import annotations
+
+import calendar
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+#: Category types as Plex names them, and whether each is revenue/expense (its YTD
+#: resets at the first fiscal period) or balance sheet (its YTD keeps accumulating).
+CATEGORY_TYPES: dict[str, bool] = {
+    "Asset": False,
+    "Liability": False,
+    "Equity": False,
+    "Revenue": True,
+    "Expense": True,
+}
+
+#: The columns of data source 4814 (Account_Activity_Summary_xPCN_Get), in order.
+ACTIVITY_COLUMNS = (
+    "Account_No",
+    "Account_Name",
+    "Account_Type",
+    "Beginning_Balance",
+    "Debit",
+    "Credit",
+    "Ending_Balance",
+)
+
+
+class LedgerError(ValueError):
+    """A question the ledger cannot answer (a malformed period, a reversed range)."""
+
+
+def check_period(period: int) -> None:
+    """Raise :class:`LedgerError` unless ``period`` looks like ``YYYYPP`` (PP 01..13)."""
+    if not (190001 <= period <= 299913) or not (1 <= period % 100 <= 13):
+        raise LedgerError(f"period {period} is not YYYYPP with PP from 01 to 13")
+
+
+def money(cents: int) -> str:
+    """Cents as Plex writes an amount: ``-1234.50``."""
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{frac:02d}"
+
+
+@dataclass(frozen=True)
+class Account:
+    """An account of one PCN's chart of accounts, with its category."""
+
+    pcn: int
+    account_no: str
+    name: str
+    category_type: str
+    category_no: int
+    category_name: str
+    sub_category_no: int
+    sub_category_name: str
+    key: int
+    start_period: int = 0  # first period the account exists (0: always)
+    active: bool = True
+
+    @property
+    def revenue_or_expense(self) -> bool:
+        return CATEGORY_TYPES[self.category_type]
+
+
+@dataclass(frozen=True)
+class Period:
+    """One fiscal period of one PCN (a row of ``accounting_v_Period_e``)."""
+
+    pcn: int
+    period: int
+    fiscal_order: int
+    begin: date
+    end: date
+    closed: bool
+    key: int
+    updated: datetime
+
+    @property
+    def fiscal_year(self) -> int:
+        return self.period // 100
+
+    @property
+    def display(self) -> str:
+        return f"{self.period // 100}-{self.period % 100:02d}"
+
+
+def _month_begin(fiscal_year: int, number: int, start_month: int) -> date:
+    """First day of fiscal period ``number`` (1..12) of ``fiscal_year``."""
+    month0 = (start_month - 1) + (number - 1)  # months since January of the start year
+    # A fiscal year named after the calendar year it ends in starts the year before,
+    # unless it starts in January.
+    year = fiscal_year - (1 if start_month != 1 else 0) + month0 // 12
+    return date(year, month0 % 12 + 1, 1)
+
+
+def fiscal_calendar(
+    pcn: int,
+    first_year: int,
+    last_year: int,
+    *,
+    thirteen: Iterable[int] = (),
+    fiscal_start_month: int = 1,
+    closed_through: int = 0,
+    first_key: int = 1,
+) -> list[Period]:
+    """The periods of fiscal years ``first_year..last_year``; ``thirteen`` have a period 13.
+
+    Periods up to ``closed_through`` are closed, the rest open. Period 13 is the
+    adjustment period: it has the year's last day as both begin and end.
+    """
+    if not 1 <= fiscal_start_month <= 12:
+        raise LedgerError("fiscal_start_month must be 1..12")
+    thirteen = set(thirteen)
+    out: list[Period] = []
+    key = first_key
+    for year in range(first_year, last_year + 1):
+        count = 13 if year in thirteen else 12
+        for number in range(1, count + 1):
+            if number <= 12:
+                begin = _month_begin(year, number, fiscal_start_month)
+                end = begin.replace(day=calendar.monthrange(begin.year, begin.month)[1])
+            else:
+                begin = end = out[-1].end  # the adjustment period sits on the last day
+            period = year * 100 + number
+            closed = period <= closed_through
+            updated = datetime(end.year, end.month, end.day, 12) + timedelta(days=10)
+            out.append(Period(pcn, period, number, begin, end, closed, key, updated))
+            key += 1
+    return out
+
+
+@dataclass
+class Ledger:
+    """Accounts, the fiscal calendar and per-period debit and credit totals (cents)."""
+
+    accounts: list[Account] = field(default_factory=list)
+    periods: list[Period] = field(default_factory=list)
+    #: (pcn, account_no, period) -> [debit cents, credit cents]
+    postings: dict[tuple[int, str, int], list[int]] = field(default_factory=dict)
+
+    # --- building ---------------------------------------------------------------------
+
+    def post(self, pcn: int, period: int, debit: str, credit: str, cents: int) -> None:
+        """One balanced entry: ``cents`` debited to ``debit`` and credited to ``credit``."""
+        if cents <= 0:
+            raise LedgerError("an entry's amount must be positive")
+        self.postings.setdefault((pcn, debit, period), [0, 0])[0] += cents
+        self.postings.setdefault((pcn, credit, period), [0, 0])[1] += cents
+
+    def close_year(self, pcn: int, fiscal_year: int, retained_earnings: str) -> None:
+        """Move the year's revenue and expense balances to ``retained_earnings``.
+
+        The closing entries go into the year's last period (13 where it exists).
+        """
+        last = max(p.period for p in self.periods if p.pcn == pcn and p.fiscal_year == fiscal_year)
+        for account in self.accounts_of(pcn):
+            if not account.revenue_or_expense:
+                continue
+            net = 0
+            for p in self.periods_of(pcn):
+                if p.fiscal_year == fiscal_year:
+                    d, c = self.balance(pcn, account.account_no, p.period)
+                    net += d - c
+            if net > 0:
+                self.post(pcn, last, retained_earnings, account.account_no, net)
+            elif net < 0:
+                self.post(pcn, last, account.account_no, retained_earnings, -net)
+
+    # --- reading ----------------------------------------------------------------------
+
+    @property
+    def pcns(self) -> list[int]:
+        return sorted({a.pcn for a in self.accounts})
+
+    def accounts_of(self, pcn: int) -> list[Account]:
+        return sorted((a for a in self.accounts if a.pcn == pcn), key=lambda a: a.account_no)
+
+    def periods_of(self, pcn: int) -> list[Period]:
+        return sorted((p for p in self.periods if p.pcn == pcn), key=lambda p: p.period)
+
+    def balance(self, pcn: int, account_no: str, period: int) -> tuple[int, int]:
+        """(debit, credit) cents of one account in one period."""
+        d, c = self.postings.get((pcn, account_no, period), (0, 0))
+        return d, c
+
+    def account_activity_summary(
+        self, pcns: Sequence[int], period_start: int, period_end: int
+    ) -> list[dict[str, str]]:
+        """Data source 4814 (Account_Activity_Summary_xPCN_Get) for these PCNs and periods.
+
+        One row per account existing by ``period_end``, ordered by account number, with
+        the columns of :data:`ACTIVITY_COLUMNS` as strings. ``Debit`` and ``Credit`` sum
+        the range; ``Beginning_Balance`` is the debit-minus-credit balance before
+        ``period_start`` by the trial balance's year-to-date rule (a revenue or expense
+        account counts from the first period of ``period_start``'s fiscal year, a balance
+        sheet account from the beginning); ``Ending_Balance`` is beginning + debit -
+        credit. With several PCNs an account number's amounts are summed across them
+        (the ``xPCN`` in the name). A PCN the ledger does not know contributes nothing.
+        """
+        check_period(period_start)
+        check_period(period_end)
+        if period_start > period_end:
+            raise LedgerError(f"@Period_Start {period_start} is after @Period_End {period_end}")
+        rows: dict[str, dict[str, object]] = {}
+        fiscal_start = period_start // 100 * 100 + 1
+        for pcn in pcns:
+            for account in self.accounts_of(pcn):
+                if account.start_period and account.start_period > period_end:
+                    continue
+                begin = debit = credit = 0
+                for p in self.periods_of(pcn):
+                    d, c = self.balance(pcn, account.account_no, p.period)
+                    if p.period < period_start:
+                        if not account.revenue_or_expense or p.period >= fiscal_start:
+                            begin += d - c
+                    elif p.period <= period_end:
+                        debit += d
+                        credit += c
+                row = rows.setdefault(
+                    account.account_no,
+                    {"name": account.name, "type": account.category_type, "sums": [0, 0, 0]},
+                )
+                sums = row["sums"]
+                assert isinstance(sums, list)
+                sums[0] += begin
+                sums[1] += debit
+                sums[2] += credit
+        out = []
+        for account_no in sorted(rows):
+            row = rows[account_no]
+            begin, debit, credit = row["sums"]  # type: ignore[misc]  # the list built above
+            out.append(
+                {
+                    "Account_No": account_no,
+                    "Account_Name": str(row["name"]),
+                    "Account_Type": str(row["type"]),
+                    "Beginning_Balance": money(begin),
+                    "Debit": money(debit),
+                    "Credit": money(credit),
+                    "Ending_Balance": money(begin + debit - credit),
+                }
+            )
+        return out
+
+    # --- the seeded ledger ------------------------------------------------------------
+
+    @classmethod
+    def seeded(cls, seed: int = 1, *, fiscal_start_month: int = 1) -> Ledger:
+        """The demo's and tests' ledger: two PCNs, fiscal years 2021 to 2024.
+
+        2021 and 2023 have a period 13; 2022 has twelve periods. Periods through 202404
+        are closed, 202405 onwards open, with activity through 202406 (the "current"
+        period). Account ``52500-000-0000`` (Tooling - Inserts) of PCN 123681 is new in
+        202403. ``fiscal_start_month=7`` gives a July-to-June fiscal year instead.
+        """
+        return cls.generate(
+            seed,
+            pcns=(123681, 300758),
+            first_year=2021,
+            last_year=2024,
+            thirteen=(2021, 2023),
+            closed_through=202404,
+            last_active=202406,
+            fiscal_start_month=fiscal_start_month,
+            new_accounts={123681: {"52500-000-0000": 202403}},
+        )
+
+    @classmethod
+    def generate(
+        cls,
+        seed: int,
+        *,
+        pcns: Sequence[int],
+        first_year: int,
+        last_year: int,
+        thirteen: Iterable[int] = (),
+        closed_through: int,
+        last_active: int,
+        fiscal_start_month: int = 1,
+        new_accounts: dict[int, dict[str, int]] | None = None,
+        extra_accounts: int = 0,
+        entries_per_period: int = 40,
+    ) -> Ledger:
+        """A random but balanced ledger; ``extra_accounts`` adds expense sub-accounts.
+
+        Years before ``last_year`` are closed into Retained Earnings. Benchmarks use
+        ``extra_accounts`` to reach a million balance rows.
+        """
+        rng = random.Random(seed)
+        ledger = cls()
+        new_accounts = new_accounts or {}
+        thirteen = tuple(thirteen)
+        key = 1
+        for pcn in pcns:
+            for row in CHART:
+                number, name, ctype, cat_no, cat_name, sub_no, sub_name = row
+                start = new_accounts.get(pcn, {}).get(number, 0)
+                ledger.accounts.append(
+                    Account(pcn, number, name, ctype, cat_no, cat_name, sub_no, sub_name, key, start)
+                )
+                key += 1
+            for i in range(extra_accounts):
+                number = f"7{i // 10000:01d}{i % 10000:04d}-000-0000"
+                ledger.accounts.append(
+                    Account(pcn, number, f"Cost center {i}", "Expense", 7000, "Operating",
+                            7100, "Cost centers", key)
+                )
+                key += 1
+            ledger.periods += fiscal_calendar(
+                pcn,
+                first_year,
+                last_year,
+                thirteen=thirteen,
+                fiscal_start_month=fiscal_start_month,
+                closed_through=closed_through,
+                first_key=len(ledger.periods) + 1,
+            )
+        for pcn in pcns:
+            extra = [a.account_no for a in ledger.accounts_of(pcn) if a.category_no == 7000]
+            starts = {a.account_no: a.start_period for a in ledger.accounts_of(pcn)}
+            for p in ledger.periods_of(pcn):
+                if p.period > last_active:
+                    break
+                for _ in range(entries_per_period if p.fiscal_order <= 12 else 3):
+                    debit, credit = rng.choice(FLOWS)
+                    if p.fiscal_order == 13:  # adjustment period: accruals only
+                        debit, credit = "53000-000-0000", "21000-000-0000"
+                    if starts.get(debit, 0) > p.period or starts.get(credit, 0) > p.period:
+                        continue
+                    ledger.post(pcn, p.period, debit, credit, rng.randint(5_00, 250_000_00))
+                for number in extra:
+                    ledger.post(pcn, p.period, number, "20100-000-0000", rng.randint(1_00, 5_000_00))
+            for year in range(first_year, last_year):
+                ledger.close_year(pcn, year, RETAINED_EARNINGS)
+        return ledger
+
+
+RETAINED_EARNINGS = "39000-000-0000"
+
+#: (account_no, name, category type, category no, category name, sub no, sub name)
+CHART: list[tuple[str, str, str, int, str, int, str]] = [
+    ("10000-000-0000", "Cash - Operating", "Asset", 1000, "Current Assets", 1010, "Cash"),
+    ("10220-000-00000", "Accounts Receivable", "Asset", 1000, "Current Assets", 1020,
+     "Receivables"),
+    ("12000-000-0000", "Inventory - Raw Material", "Asset", 1000, "Current Assets", 1030,
+     "Inventory"),
+    ("15000-000-0000", "Machinery and Equipment", "Asset", 1500, "Fixed Assets", 1510,
+     "Equipment"),
+    ("15900-000-0000", "Accumulated Depreciation", "Asset", 1500, "Fixed Assets", 1590,
+     "Depreciation"),
+    ("20100-000-0000", "Accounts Payable", "Liability", 2000, "Current Liabilities", 2010,
+     "Payables"),
+    ("21000-000-0000", "Accrued Wages", "Liability", 2000, "Current Liabilities", 2020,
+     "Accruals"),
+    ("25000-000-0000", "Long-term Debt", "Liability", 2500, "Long-term Liabilities", 2510,
+     "Notes"),
+    ("30000-000-0000", "Common Stock", "Equity", 3000, "Equity", 3010, "Capital"),
+    ("39000-000-0000", "Retained Earnings", "Equity", 3000, "Equity", 3090,
+     "Retained Earnings"),
+    ("40000-000-0000", "Sales - Knuckles", "Revenue", 4000, "Sales", 4010, "Product Sales"),
+    ("40100-000-0000", "Sales - Brackets", "Revenue", 4000, "Sales", 4010, "Product Sales"),
+    ("49000-000-0000", "Scrap Sales", "Revenue", 4900, "Other Income", 4910, "Scrap"),
+    ("50000-000-0000", "Material", "Expense", 5000, "Cost of Sales", 5010, "Material"),
+    ("51000-000-0000", "Direct Labor", "Expense", 5000, "Cost of Sales", 5020, "Labor"),
+    ("52000-000-0000", "Tooling", "Expense", 5000, "Cost of Sales", 5030, "Tooling"),
+    ("52500-000-0000", "Tooling - Inserts", "Expense", 5000, "Cost of Sales", 5030, "Tooling"),
+    ("53000-000-0000", "Maintenance", "Expense", 5000, "Cost of Sales", 5040, "Maintenance"),
+    ("60000-000-0000", "Salaries", "Expense", 6000, "Operating Expense", 6010, "Payroll"),
+    ("61000-000-0000", "Utilities", "Expense", 6000, "Operating Expense", 6020, "Facilities"),
+    ("62000-000-0000", "Depreciation Expense", "Expense", 6000, "Operating Expense", 6030,
+     "Depreciation"),
+    ("69000-000-0000", "Interest Expense", "Expense", 6900, "Other Expense", 6910, "Interest"),
+]
+
+#: Typical entries of a machining plant: (debit account, credit account).
+FLOWS: list[tuple[str, str]] = [
+    ("10220-000-00000", "40000-000-0000"),
+    ("10220-000-00000", "40100-000-0000"),
+    ("10000-000-0000", "10220-000-00000"),
+    ("12000-000-0000", "20100-000-0000"),
+    ("50000-000-0000", "12000-000-0000"),
+    ("20100-000-0000", "10000-000-0000"),
+    ("51000-000-0000", "21000-000-0000"),
+    ("60000-000-0000", "21000-000-0000"),
+    ("21000-000-0000", "10000-000-0000"),
+    ("52000-000-0000", "20100-000-0000"),
+    ("52500-000-0000", "20100-000-0000"),
+    ("53000-000-0000", "20100-000-0000"),
+    ("61000-000-0000", "20100-000-0000"),
+    ("62000-000-0000", "15900-000-0000"),
+    ("69000-000-0000", "10000-000-0000"),
+    ("10000-000-0000", "49000-000-0000"),
+    ("15000-000-0000", "25000-000-0000"),
+    ("10000-000-0000", "30000-000-0000"),
+]
