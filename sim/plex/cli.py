@@ -28,7 +28,7 @@ from sim.plex.server import PlexSimServer
 log = get_logger(__name__)
 
 #: The variable the demo's config reads for both the simulator's and the sender's password.
-DEMO_PASSWORD_ENV = "REPSYS_DEMO_PLEX_PASSWORD"
+DEMO_PASSWORD_ENV = "REPSYS_DEMO_PLEX_PASSWORD"  # noqa: S105 - a variable name, not a password
 
 
 def demo_password() -> str:
