@@ -6,13 +6,13 @@ creation is deliberately *not* idempotent on the external reference: the simulat
 expose a sender that sends twice, not hide it.
 
 Data source 4814 answers from the seeded accounting ledger of ``sim.accounting`` (the
-same data the simulated ODBC views expose), through a swappable provider function.
+same data the simulated ODBC views expose), through a provider function that tests may
+swap.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -20,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from core.config.sim_plex import SimWorkcenter
+from sim.accounting.ledger import Ledger, LedgerError
 
 #: ``(pcns, period_start, period_end) -> rows`` with the 7 columns of data source 4814.
 LedgerProvider = Callable[[list[int], int, int], list[dict[str, str]]]
@@ -139,46 +140,15 @@ class TicketStore:
             self._tickets.clear()
 
 
-def _small_ledger(pcns: list[int], period_start: int, period_end: int) -> list[dict[str, str]]:
-    """A stand-in ledger, used only while ``sim.accounting.ledger`` is not available."""
-    accounts = [
-        ("1000-000", "Cash", "Asset"),
-        ("2000-000", "Accounts Payable", "Liability"),
-        ("4000-000", "Sales", "Revenue"),
-        ("5000-000", "Cost of Goods Sold", "Expense"),
-    ]
-    rows = []
-    for pcn in pcns:
-        for i, (number, name, kind) in enumerate(accounts):
-            seed = int(hashlib.sha256(f"{pcn}:{number}:{period_start}".encode()).hexdigest(), 16)
-            debit = (seed % 100000) / 100
-            credit = (seed // 100000 % 100000) / 100
-            begin = 1000.0 * (i + 1)
-            rows.append(
-                {
-                    "Account_No": number,
-                    "Account_Name": name,
-                    "Account_Type": kind,
-                    "Beginning_Balance": f"{begin:.2f}",
-                    "Debit": f"{debit:.2f}",
-                    "Credit": f"{credit:.2f}",
-                    "Ending_Balance": f"{begin + debit - credit:.2f}",
-                }
-            )
-    return rows
-
-
 def seeded_ledger_provider(seed: int) -> LedgerProvider:
-    """The seeded ledger of ``sim.accounting`` when it exists, else a small stand-in."""
-    try:
-        module: Any = importlib.import_module("sim.accounting.ledger")
-    except ImportError:
-        return _small_ledger
-    ledger = module.Ledger.seeded(seed)
+    """Data source 4814 from the seeded ledger of ``sim.accounting`` (built once)."""
+    ledger = Ledger.seeded(seed)
 
     def provider(pcns: list[int], period_start: int, period_end: int) -> list[dict[str, str]]:
-        rows: list[dict[str, str]] = ledger.account_activity_summary(pcns, period_start, period_end)
-        return rows
+        try:
+            return ledger.account_activity_summary(pcns, period_start, period_end)
+        except LedgerError as exc:
+            raise DataSourceFailedError(str(exc)) from exc
 
     return provider
 
