@@ -2,11 +2,163 @@
 
 Loads into these tables are delete-then-insert scoped by PCN (and period) and fenced
 (see :class:`core.db.schema.Fence`), so a rerun is idempotent and a stale runner cannot
-write over a newer run.
+write over a newer run. Every row records the fencing number of the run that wrote it.
+
+The trial balance tables follow the production pipeline (DOMAIN.md section 5), one table
+per step that loads: year category types, accounts, periods (the previous load kept as
+ordinal 0), the period ranges of the last run, closed-period balances from ODBC, open-period
+activity from data source 4814, and the recreated account period balances the report
+reads. Amounts are integer cents (``*_cents``): exact on every database, and what the
+transform adds up.
 """
 
 from __future__ import annotations
 
-from core.db.schema import Base
+from datetime import date, datetime
 
-__all__ = ["Base"]
+from sqlalchemy import BigInteger, Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db.schema import Base, utcnow
+
+__all__ = [
+    "Base",
+    "TBAccount",
+    "TBAccountPeriodBalance",
+    "TBAccountYearCategoryType",
+    "TBBalance",
+    "TBOpenActivity",
+    "TBPeriod",
+    "TBPeriodRange",
+]
+
+_CENTS = BigInteger
+
+
+class TBAccountYearCategoryType(Base):
+    """An account's category type in one fiscal year (step 1).
+
+    The YTD rule needs to know, per year, whether an account was revenue/expense; a
+    year's snapshot is kept once taken, and only this year and next are refreshed.
+    """
+
+    __tablename__ = "tb_account_year_category_type"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    category_type: Mapped[str] = mapped_column(String(16))
+    revenue_or_expense: Mapped[bool] = mapped_column(Boolean)
+    fence: Mapped[int] = mapped_column(BigInteger)
+
+
+class TBAccount(Base):
+    """The chart of accounts with categories (step 2)."""
+
+    __tablename__ = "tb_accounts"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account_key: Mapped[int] = mapped_column(Integer)
+    account_name: Mapped[str] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean)
+    category_type: Mapped[str] = mapped_column(String(16))
+    category_no: Mapped[int] = mapped_column(Integer)
+    category_name: Mapped[str] = mapped_column(String(64))
+    sub_category_no: Mapped[int] = mapped_column(Integer)
+    sub_category_name: Mapped[str] = mapped_column(String(64))
+    start_period: Mapped[int] = mapped_column(Integer, default=0)
+    fence: Mapped[int] = mapped_column(BigInteger)
+
+
+class TBPeriod(Base):
+    """The fiscal calendar (step 3). ``ordinal`` 1 is this load, 0 the previous one."""
+
+    __tablename__ = "tb_periods"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    ordinal: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period_key: Mapped[int] = mapped_column(Integer)
+    fiscal_order: Mapped[int] = mapped_column(Integer)
+    period_display: Mapped[str] = mapped_column(String(16))
+    begin_date: Mapped[date]
+    end_date: Mapped[date]
+    closed: Mapped[bool] = mapped_column(Boolean)
+    update_date: Mapped[str] = mapped_column(String(32), doc="Plex's update_date, as text.")
+    fence: Mapped[int] = mapped_column(BigInteger)
+
+
+class TBPeriodRange(Base):
+    """The periods the last run of a PCN worked on (steps 4 and 5).
+
+    ``start_period``..``end_period`` is what was asked for; ``calc_start`` is where the
+    recalculation starts (moved back by step 5 when an earlier period changed or the
+    anchor is missing); the closed and open windows split ``calc_start..end_period``.
+    """
+
+    __tablename__ = "tb_period_ranges"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(64))
+    start_period: Mapped[int] = mapped_column(Integer)
+    end_period: Mapped[int] = mapped_column(Integer)
+    calc_start: Mapped[int] = mapped_column(Integer)
+    anchor_period: Mapped[int] = mapped_column(Integer, doc="0: before the first period.")
+    start_closed: Mapped[int | None] = mapped_column(Integer, default=None)
+    end_closed: Mapped[int | None] = mapped_column(Integer, default=None)
+    start_open: Mapped[int | None] = mapped_column(Integer, default=None)
+    end_open: Mapped[int | None] = mapped_column(Integer, default=None)
+    fence: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TBBalance(Base):
+    """Closed-period debit and credit per account (step 6, ``accounting_v_Balance_e``)."""
+
+    __tablename__ = "tb_balances"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    debit_cents: Mapped[int] = mapped_column(_CENTS)
+    credit_cents: Mapped[int] = mapped_column(_CENTS)
+    fence: Mapped[int] = mapped_column(BigInteger)
+
+
+class TBOpenActivity(Base):
+    """Open-period activity per account (step 7, data source 4814, one period a call)."""
+
+    __tablename__ = "tb_open_activity"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    beginning_cents: Mapped[int] = mapped_column(_CENTS)
+    debit_cents: Mapped[int] = mapped_column(_CENTS)
+    credit_cents: Mapped[int] = mapped_column(_CENTS)
+    ending_cents: Mapped[int] = mapped_column(_CENTS)
+    fence: Mapped[int] = mapped_column(BigInteger)
+
+
+class TBAccountPeriodBalance(Base):
+    """Period and year-to-date amounts per account and period (steps 8 and 9).
+
+    ``balance`` is debit minus credit; the report's ``current_debit_credit`` and
+    ``ytd_debit_credit`` are ``balance_cents`` and ``ytd_balance_cents``.
+    """
+
+    __tablename__ = "tb_account_period_balance"
+
+    pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
+    period: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    period_display: Mapped[str] = mapped_column(String(16))
+    debit_cents: Mapped[int] = mapped_column(_CENTS)
+    credit_cents: Mapped[int] = mapped_column(_CENTS)
+    balance_cents: Mapped[int] = mapped_column(_CENTS)
+    ytd_debit_cents: Mapped[int] = mapped_column(_CENTS)
+    ytd_credit_cents: Mapped[int] = mapped_column(_CENTS)
+    ytd_balance_cents: Mapped[int] = mapped_column(_CENTS)
+    closed: Mapped[bool] = mapped_column(Boolean, doc="False: from open-period activity.")
+    fence: Mapped[int] = mapped_column(BigInteger)

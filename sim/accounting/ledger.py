@@ -319,14 +319,25 @@ class Ledger:
                 number, name, ctype, cat_no, cat_name, sub_no, sub_name = row
                 start = new_accounts.get(pcn, {}).get(number, 0)
                 ledger.accounts.append(
-                    Account(pcn, number, name, ctype, cat_no, cat_name, sub_no, sub_name, key, start)
+                    Account(
+                        pcn, number, name, ctype, cat_no, cat_name, sub_no, sub_name, key, start
+                    )
                 )
                 key += 1
             for i in range(extra_accounts):
                 number = f"7{i // 10000:01d}{i % 10000:04d}-000-0000"
                 ledger.accounts.append(
-                    Account(pcn, number, f"Cost center {i}", "Expense", 7000, "Operating",
-                            7100, "Cost centers", key)
+                    Account(
+                        pcn,
+                        number,
+                        f"Cost center {i}",
+                        "Expense",
+                        7000,
+                        "Operating",
+                        7100,
+                        "Cost centers",
+                        key,
+                    )
                 )
                 key += 1
             ledger.periods += fiscal_calendar(
@@ -352,7 +363,9 @@ class Ledger:
                         continue
                     ledger.post(pcn, p.period, debit, credit, rng.randint(5_00, 250_000_00))
                 for number in extra:
-                    ledger.post(pcn, p.period, number, "20100-000-0000", rng.randint(1_00, 5_000_00))
+                    ledger.post(
+                        pcn, p.period, number, "20100-000-0000", rng.randint(1_00, 5_000_00)
+                    )
             for year in range(first_year, last_year):
                 ledger.close_year(pcn, year, RETAINED_EARNINGS)
         return ledger
@@ -363,23 +376,47 @@ RETAINED_EARNINGS = "39000-000-0000"
 #: (account_no, name, category type, category no, category name, sub no, sub name)
 CHART: list[tuple[str, str, str, int, str, int, str]] = [
     ("10000-000-0000", "Cash - Operating", "Asset", 1000, "Current Assets", 1010, "Cash"),
-    ("10220-000-00000", "Accounts Receivable", "Asset", 1000, "Current Assets", 1020,
-     "Receivables"),
-    ("12000-000-0000", "Inventory - Raw Material", "Asset", 1000, "Current Assets", 1030,
-     "Inventory"),
-    ("15000-000-0000", "Machinery and Equipment", "Asset", 1500, "Fixed Assets", 1510,
-     "Equipment"),
-    ("15900-000-0000", "Accumulated Depreciation", "Asset", 1500, "Fixed Assets", 1590,
-     "Depreciation"),
-    ("20100-000-0000", "Accounts Payable", "Liability", 2000, "Current Liabilities", 2010,
-     "Payables"),
-    ("21000-000-0000", "Accrued Wages", "Liability", 2000, "Current Liabilities", 2020,
-     "Accruals"),
-    ("25000-000-0000", "Long-term Debt", "Liability", 2500, "Long-term Liabilities", 2510,
-     "Notes"),
+    (
+        "10220-000-00000",
+        "Accounts Receivable",
+        "Asset",
+        1000,
+        "Current Assets",
+        1020,
+        "Receivables",
+    ),
+    (
+        "12000-000-0000",
+        "Inventory - Raw Material",
+        "Asset",
+        1000,
+        "Current Assets",
+        1030,
+        "Inventory",
+    ),
+    ("15000-000-0000", "Machinery and Equipment", "Asset", 1500, "Fixed Assets", 1510, "Equipment"),
+    (
+        "15900-000-0000",
+        "Accumulated Depreciation",
+        "Asset",
+        1500,
+        "Fixed Assets",
+        1590,
+        "Depreciation",
+    ),
+    (
+        "20100-000-0000",
+        "Accounts Payable",
+        "Liability",
+        2000,
+        "Current Liabilities",
+        2010,
+        "Payables",
+    ),
+    ("21000-000-0000", "Accrued Wages", "Liability", 2000, "Current Liabilities", 2020, "Accruals"),
+    ("25000-000-0000", "Long-term Debt", "Liability", 2500, "Long-term Liabilities", 2510, "Notes"),
     ("30000-000-0000", "Common Stock", "Equity", 3000, "Equity", 3010, "Capital"),
-    ("39000-000-0000", "Retained Earnings", "Equity", 3000, "Equity", 3090,
-     "Retained Earnings"),
+    ("39000-000-0000", "Retained Earnings", "Equity", 3000, "Equity", 3090, "Retained Earnings"),
     ("40000-000-0000", "Sales - Knuckles", "Revenue", 4000, "Sales", 4010, "Product Sales"),
     ("40100-000-0000", "Sales - Brackets", "Revenue", 4000, "Sales", 4010, "Product Sales"),
     ("49000-000-0000", "Scrap Sales", "Revenue", 4900, "Other Income", 4910, "Scrap"),
@@ -390,8 +427,15 @@ CHART: list[tuple[str, str, str, int, str, int, str]] = [
     ("53000-000-0000", "Maintenance", "Expense", 5000, "Cost of Sales", 5040, "Maintenance"),
     ("60000-000-0000", "Salaries", "Expense", 6000, "Operating Expense", 6010, "Payroll"),
     ("61000-000-0000", "Utilities", "Expense", 6000, "Operating Expense", 6020, "Facilities"),
-    ("62000-000-0000", "Depreciation Expense", "Expense", 6000, "Operating Expense", 6030,
-     "Depreciation"),
+    (
+        "62000-000-0000",
+        "Depreciation Expense",
+        "Expense",
+        6000,
+        "Operating Expense",
+        6030,
+        "Depreciation",
+    ),
     ("69000-000-0000", "Interest Expense", "Expense", 6900, "Other Expense", 6910, "Interest"),
 ]
 

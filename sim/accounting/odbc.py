@@ -79,8 +79,10 @@ def build_database(ledger: Ledger, path: str | Path) -> Path:
     conn = sqlite3.connect(tmp)
     try:
         conn.executescript(_SCHEMA)
-        conn.executemany("INSERT INTO category_type VALUES (?, ?)", 
-                         [(k, int(v)) for k, v in CATEGORY_TYPES.items()])
+        conn.executemany(
+            "INSERT INTO category_type VALUES (?, ?)",
+            [(k, int(v)) for k, v in CATEGORY_TYPES.items()],
+        )
         conn.executemany(
             "INSERT INTO account VALUES (?, ?, ?, ?, ?, ?)",
             [
@@ -91,16 +93,32 @@ def build_database(ledger: Ledger, path: str | Path) -> Path:
         conn.executemany(
             "INSERT INTO category_account VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (a.pcn, a.account_no, a.category_no, a.category_name, a.category_type,
-                 a.sub_category_no, a.sub_category_name)
+                (
+                    a.pcn,
+                    a.account_no,
+                    a.category_no,
+                    a.category_name,
+                    a.category_type,
+                    a.sub_category_no,
+                    a.sub_category_name,
+                )
                 for a in ledger.accounts
             ],
         )
         conn.executemany(
             "INSERT INTO period VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (p.pcn, p.key, p.period, p.fiscal_order, p.display, p.begin.isoformat(),
-                 p.end.isoformat(), int(p.closed), p.updated.isoformat(sep=" "))
+                (
+                    p.pcn,
+                    p.key,
+                    p.period,
+                    p.fiscal_order,
+                    p.display,
+                    p.begin.isoformat(),
+                    p.end.isoformat(),
+                    int(p.closed),
+                    p.updated.isoformat(sep=" "),
+                )
                 for p in ledger.periods
             ],
         )

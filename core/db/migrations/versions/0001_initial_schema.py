@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 18:19:38.336884
+Create Date: 2026-11-28 18:30:01.431761
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -121,6 +122,105 @@ def upgrade() -> None:
     with op.batch_alter_table("silences", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_silences_ends_at"), ["ends_at"], unique=False)
 
+    op.create_table(
+        "tb_account_period_balance",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("account_no", sa.String(length=32), nullable=False),
+        sa.Column("period_display", sa.String(length=16), nullable=False),
+        sa.Column("debit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("credit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("balance_cents", sa.BigInteger(), nullable=False),
+        sa.Column("ytd_debit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("ytd_credit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("ytd_balance_cents", sa.BigInteger(), nullable=False),
+        sa.Column("closed", sa.Boolean(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "pcn", "period", "account_no", name=op.f("pk_tb_account_period_balance")
+        ),
+    )
+    op.create_table(
+        "tb_account_year_category_type",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("account_no", sa.String(length=32), nullable=False),
+        sa.Column("year", sa.Integer(), nullable=False),
+        sa.Column("category_type", sa.String(length=16), nullable=False),
+        sa.Column("revenue_or_expense", sa.Boolean(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "pcn", "account_no", "year", name=op.f("pk_tb_account_year_category_type")
+        ),
+    )
+    op.create_table(
+        "tb_accounts",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("account_no", sa.String(length=32), nullable=False),
+        sa.Column("account_key", sa.Integer(), nullable=False),
+        sa.Column("account_name", sa.String(length=128), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.Column("category_type", sa.String(length=16), nullable=False),
+        sa.Column("category_no", sa.Integer(), nullable=False),
+        sa.Column("category_name", sa.String(length=64), nullable=False),
+        sa.Column("sub_category_no", sa.Integer(), nullable=False),
+        sa.Column("sub_category_name", sa.String(length=64), nullable=False),
+        sa.Column("start_period", sa.Integer(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("pcn", "account_no", name=op.f("pk_tb_accounts")),
+    )
+    op.create_table(
+        "tb_balances",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("account_no", sa.String(length=32), nullable=False),
+        sa.Column("debit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("credit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("pcn", "period", "account_no", name=op.f("pk_tb_balances")),
+    )
+    op.create_table(
+        "tb_open_activity",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("account_no", sa.String(length=32), nullable=False),
+        sa.Column("beginning_cents", sa.BigInteger(), nullable=False),
+        sa.Column("debit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("credit_cents", sa.BigInteger(), nullable=False),
+        sa.Column("ending_cents", sa.BigInteger(), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("pcn", "period", "account_no", name=op.f("pk_tb_open_activity")),
+    )
+    op.create_table(
+        "tb_period_ranges",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=False),
+        sa.Column("start_period", sa.Integer(), nullable=False),
+        sa.Column("end_period", sa.Integer(), nullable=False),
+        sa.Column("calc_start", sa.Integer(), nullable=False),
+        sa.Column("anchor_period", sa.Integer(), nullable=False),
+        sa.Column("start_closed", sa.Integer(), nullable=True),
+        sa.Column("end_closed", sa.Integer(), nullable=True),
+        sa.Column("start_open", sa.Integer(), nullable=True),
+        sa.Column("end_open", sa.Integer(), nullable=True),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("pcn", name=op.f("pk_tb_period_ranges")),
+    )
+    op.create_table(
+        "tb_periods",
+        sa.Column("pcn", sa.Integer(), nullable=False),
+        sa.Column("period", sa.Integer(), nullable=False),
+        sa.Column("ordinal", sa.Integer(), nullable=False),
+        sa.Column("period_key", sa.Integer(), nullable=False),
+        sa.Column("fiscal_order", sa.Integer(), nullable=False),
+        sa.Column("period_display", sa.String(length=16), nullable=False),
+        sa.Column("begin_date", sa.Date(), nullable=False),
+        sa.Column("end_date", sa.Date(), nullable=False),
+        sa.Column("closed", sa.Boolean(), nullable=False),
+        sa.Column("update_date", sa.String(length=32), nullable=False),
+        sa.Column("fence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("pcn", "period", "ordinal", name=op.f("pk_tb_periods")),
+    )
     op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -280,6 +380,13 @@ def downgrade() -> None:
 
     op.drop_table("report_runs")
     op.drop_table("users")
+    op.drop_table("tb_periods")
+    op.drop_table("tb_period_ranges")
+    op.drop_table("tb_open_activity")
+    op.drop_table("tb_balances")
+    op.drop_table("tb_accounts")
+    op.drop_table("tb_account_year_category_type")
+    op.drop_table("tb_account_period_balance")
     with op.batch_alter_table("silences", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_silences_ends_at"))
 
