@@ -102,6 +102,15 @@ def report_fence(kind: str) -> str:
     return f"{PREFIX}mutex:{{{kind}}}:fence"
 
 
+def report_mutex_wake(kind: str) -> str:
+    """List a releasing holder pushes to, so a waiter blocked on BLPOP takes over at once."""
+    return f"{PREFIX}mutex:{{{kind}}}:wake"
+
+
+#: Queue entries that do not decode or name no known request (fields + reason).
+REPORT_DEAD_LETTERS: Final = f"{PREFIX}deadletter:reports"
+
+
 #: Lease of the one active scheduler.
 SCHEDULER_LEASE: Final = f"{PREFIX}scheduler:lease"
 
