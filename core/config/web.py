@@ -1,9 +1,190 @@
-"""Configuration section ``web:``, validated by the model below (owned by ``web/``)."""
+"""Configuration section ``web:``, validated by the model below (owned by ``web/``).
+
+The web app serves the operator's ticket form, the supervisors' boards, silences and
+report requests. Everything a plant may want different is here: where it listens, how
+long a login lasts, which proxy may vouch for users, which ticket categories exist.
+"""
 
 from __future__ import annotations
 
-from core.config.base import StrictModel
+import ipaddress
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from core.config.base import OptionalSecret, StrictModel
+
+#: The roles the web app knows. ``admin`` passes every role check.
+WEB_ROLES = ("operator", "supervisor", "controller", "admin")
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,127}$"
+BADGE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,31}$"
+CATEGORY_ID_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+
+
+def _check_roles(roles: list[str]) -> list[str]:
+    unknown = [r for r in roles if r not in WEB_ROLES]
+    if unknown:
+        raise ValueError(f"unknown role {unknown[0]!r}; roles are {', '.join(WEB_ROLES)}")
+    return roles
+
+
+class TrustedProxyConfig(StrictModel):
+    """An authenticating gateway (Kong with OIDC) that tells us who the user is.
+
+    The headers are believed only on connections coming straight from one of ``proxies``;
+    from anywhere else they are ignored, so a user cannot name themselves admin.
+    """
+
+    enabled: bool = Field(default=False, description="Take users from the proxy's headers.")
+    proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses or networks (CIDR) of the gateway, e.g. 10.42.0.0/16.",
+    )
+    user_header: str = Field(
+        default="X-Authenticated-User", min_length=1, description="Header with the user name."
+    )
+    roles_header: str = Field(
+        default="X-Authenticated-Groups",
+        min_length=1,
+        description="Header with the user's groups, separated by commas.",
+    )
+    role_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Group name -> RepSys role; empty means the groups are the role names.",
+    )
+
+    @field_validator("proxies")
+    @classmethod
+    def _networks(cls, proxies: list[str]) -> list[str]:
+        for item in proxies:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network") from None
+        return proxies
+
+    @field_validator("role_map")
+    @classmethod
+    def _mapped_roles(cls, role_map: dict[str, str]) -> dict[str, str]:
+        _check_roles(list(role_map.values()))
+        return role_map
+
+    @model_validator(mode="after")
+    def _enabled_needs_proxies(self) -> TrustedProxyConfig:
+        if self.enabled and not self.proxies:
+            raise ValueError("trusted_proxy.enabled needs at least one address in 'proxies'")
+        return self
+
+
+class LoginLimitConfig(StrictModel):
+    """Failed-login limits, counted in Redis so every replica shares them."""
+
+    max_failures_per_user: int = Field(
+        default=5, ge=1, description="Failed logins of one user name before it is locked."
+    )
+    max_failures_per_address: int = Field(
+        default=30, ge=1, description="Failed logins from one client address before it is locked."
+    )
+    window_s: int = Field(
+        default=900, ge=10, description="How long failures count (and a lock lasts), seconds."
+    )
+
+
+class CategoryConfig(StrictModel):
+    """A ticket category on the operator's form."""
+
+    id: str = Field(pattern=CATEGORY_ID_PATTERN, description="Stored with the ticket.")
+    label: str = Field(min_length=1, max_length=64, description="What the operator reads.")
+
+
+DEFAULT_CATEGORIES = [
+    CategoryConfig(id="tool", label="Tool"),
+    CategoryConfig(id="pallet", label="Pallet"),
+    CategoryConfig(id="quality", label="Quality / rejection risk"),
+    CategoryConfig(id="maintenance", label="Maintenance"),
+    CategoryConfig(id="safety", label="Safety"),
+    CategoryConfig(id="other", label="Other"),
+]
+
+
+class BootstrapUser(StrictModel):
+    """An account created (or updated) at start-up, e.g. the demo's accounts.
+
+    Secrets come from the environment; an optional secret that is not set skips it.
+    """
+
+    username: str = Field(pattern=USERNAME_PATTERN, description="Login name.")
+    display_name: str = Field(default="", max_length=128, description="Shown in the header.")
+    roles: list[str] = Field(min_length=1, description="Any of operator, supervisor, ...")
+    password: OptionalSecret = Field(default=None, description="{env: NAME} or {file: PATH}.")
+    badge: str | None = Field(default=None, pattern=BADGE_PATTERN, description="Badge number.")
+    pin: OptionalSecret = Field(default=None, description="Badge PIN, {env: NAME}.")
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, roles: list[str]) -> list[str]:
+        return _check_roles(roles)
 
 
 class WebConfig(StrictModel):
     """Settings of the ``web`` package. Every key has a default and a description."""
+
+    host: str = Field(default="127.0.0.1", description="Listen address; 0.0.0.0 in a container.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Listen port; 0 = any free.")
+    root_path: str = Field(
+        default="", description="URL prefix when a gateway serves the app under a path."
+    )
+    session_secret: OptionalSecret = Field(
+        default=None,
+        description="Signs session cookies; the same on every replica. Unset: random per start.",
+    )
+    session_max_age_s: int = Field(
+        default=12 * 3600, ge=60, description="A login lasts this long (a shift and a margin)."
+    )
+    cookie_secure: bool = Field(
+        default=True, description="Send cookies over HTTPS only; false only for plain-HTTP demos."
+    )
+    hsts: bool = Field(default=False, description="Send Strict-Transport-Security (HTTPS only).")
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Larger request bodies get 413."
+    )
+    description_max_chars: int = Field(
+        default=4000, ge=10, le=65_536, description="Longest ticket description accepted."
+    )
+    categories: list[CategoryConfig] = Field(
+        default_factory=lambda: list(DEFAULT_CATEGORIES),
+        min_length=1,
+        description="Ticket categories on the operator's form.",
+    )
+    no_data_after_s: float = Field(
+        default=120.0, gt=0, description="A machine not heard from this long shows 'no data'."
+    )
+    board_refresh_s: int = Field(
+        default=15, ge=2, description="How often boards reload themselves, seconds."
+    )
+    board_limit: int = Field(default=100, ge=1, le=1000, description="Rows shown per board table.")
+    silence_max_hours: int = Field(
+        default=24 * 14, ge=1, description="Longest maintenance window a supervisor may create."
+    )
+    login: LoginLimitConfig = LoginLimitConfig()
+    trusted_proxy: TrustedProxyConfig = TrustedProxyConfig()
+    bootstrap_users: list[BootstrapUser] = Field(
+        default_factory=list, description="Accounts created or updated at start-up."
+    )
+
+    @field_validator("root_path")
+    @classmethod
+    def _root_path(cls, value: str) -> str:
+        if value and not re.fullmatch(r"(/[A-Za-z0-9._-]+)+", value):
+            raise ValueError("root_path is empty or like /repsys (no trailing slash)")
+        return value
+
+    @field_validator("categories")
+    @classmethod
+    def _unique_categories(cls, categories: list[CategoryConfig]) -> list[CategoryConfig]:
+        seen: set[str] = set()
+        for cat in categories:
+            if cat.id in seen:
+                raise ValueError(f"category id {cat.id!r} appears twice")
+            seen.add(cat.id)
+        return categories

@@ -1,0 +1,155 @@
+"""Fixtures of the web tests: the real app served by uvicorn in a thread, real clients.
+
+``start_web(...)`` builds the app on the test's Redis and migrated SQLite (or PostgreSQL)
+database, serves it on a free loopback port and returns a :class:`RunningWeb`; every
+server started is stopped at the end of the test. ``users`` adds the standard accounts.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import RepsysConfig
+from core.db import session_factory
+from core.lifecycle import Stopper
+from core.metrics import new_registry
+from core.redis import connect_sync
+from repsys.servers import wait_until
+from tests.conftest import _merge
+from web import accounts
+from web.app import create_app
+from web.cli import uvicorn_config
+
+PASSWORD = "correct horse battery"
+PIN = "4321"
+
+
+@dataclass
+class RunningWeb:
+    """A served web app and what a test needs to look behind it."""
+
+    url: str
+    cfg: RepsysConfig
+    sessions: sessionmaker[Session]
+    registry: CollectorRegistry
+    stopper: Stopper
+    server: uvicorn.Server
+    thread: threading.Thread
+    redis: Any
+    clients: list[httpx.Client] = field(default_factory=list)
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        c = httpx.Client(base_url=self.url, follow_redirects=False, timeout=10, **kwargs)
+        self.clients.append(c)
+        return c
+
+    def login(self, username: str, password: str = PASSWORD) -> httpx.Client:
+        """A client logged in with a password (CSRF token taken from the login page)."""
+        c = self.client()
+        token = csrf_of(c.get("/login").text)
+        resp = c.post(
+            "/login", data={"username": username, "password": password, "csrf_token": token}
+        )
+        assert resp.status_code == 303, resp.text
+        return c
+
+    def stop(self) -> None:
+        for c in self.clients:
+            c.close()
+        self.stopper.stop()
+        self.server.should_exit = True
+        self.thread.join(15)
+        self.redis.close()
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token a page carries in its <meta> tag."""
+    marker = '<meta name="csrf-token" content="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+def add_users(sessions: sessionmaker[Session]) -> None:
+    """operator (badge 1001), supervisor, controller, admin: all with PASSWORD / PIN."""
+    with sessions.begin() as s:
+        accounts.add_user(
+            s,
+            username="olga",
+            roles=["operator"],
+            badge="1001",
+            pin=PIN,
+            password=PASSWORD,
+            display_name="Olga Operator",
+        )
+        accounts.add_user(
+            s,
+            username="sam",
+            roles=["supervisor"],
+            password=PASSWORD,
+            display_name="Sam Supervisor",
+        )
+        accounts.add_user(
+            s,
+            username="dan",
+            roles=["controller"],
+            password=PASSWORD,
+            display_name="Dan Controller",
+        )
+        accounts.add_user(s, username="ada", roles=["admin"], password=PASSWORD)
+
+
+@pytest.fixture
+def start_web(
+    make_config: Callable[..., RepsysConfig], sqlite_engine: Engine
+) -> Iterator[Callable[..., RunningWeb]]:
+    running: list[RunningWeb] = []
+
+    def factory(
+        overrides: dict[str, Any] | None = None,
+        *,
+        engine: Engine | None = None,
+        users: bool = True,
+        clock: Any = None,
+    ) -> RunningWeb:
+        base = {"web": {"cookie_secure": False}}
+        cfg = make_config(_merge(base, overrides or {}))
+        eng = engine or sqlite_engine
+        sessions = session_factory(eng)
+        if users:
+            add_users(sessions)
+        registry = new_registry()
+        stopper = Stopper()
+        redis = connect_sync(cfg.redis)
+        kwargs = {"clock": clock} if clock else {}
+        app = create_app(cfg, engine=eng, redis=redis, registry=registry, stopper=stopper, **kwargs)
+        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
+        thread = threading.Thread(target=server.run, name="web-test", daemon=True)
+        thread.start()
+        wait_until(lambda: server.started, timeout=15, what="web app")
+        port = server.servers[0].sockets[0].getsockname()[1]
+        web = RunningWeb(
+            url=f"http://127.0.0.1:{port}",
+            cfg=cfg,
+            sessions=sessions,
+            registry=registry,
+            stopper=stopper,
+            server=server,
+            thread=thread,
+            redis=redis,
+        )
+        running.append(web)
+        return web
+
+    yield factory
+    for web in running:
+        web.stop()

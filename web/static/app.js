@@ -1,0 +1,60 @@
+// RepSys web: the little script the pages need, nothing the pages cannot live without.
+// 1. A block with data-poll="URL" is refreshed from URL every 2 s while it keeps that
+//    attribute (the ticket status, until the ticket is filed or failed).
+// 2. A block with data-events="URL" data-fragment="URL" follows server-sent events and
+//    reloads its fragment on each one (the report queue, live).
+"use strict";
+
+function swap(el, html) {
+  const tpl = document.createElement("template");
+  tpl.innerHTML = html.trim();
+  const fresh = tpl.content.firstElementChild;
+  if (fresh) {
+    el.replaceWith(fresh);
+    return fresh;
+  }
+  return el;
+}
+
+function poll(el) {
+  const url = el.getAttribute("data-poll");
+  if (!url) return;
+  setTimeout(async () => {
+    try {
+      const resp = await fetch(url, { credentials: "same-origin", headers: { "Accept": "text/html" } });
+      if (resp.ok) el = swap(el, await resp.text());
+    } catch (e) { /* network blip: try again next round */ }
+    poll(el);
+  }, 2000);
+}
+
+function follow(el) {
+  const events = el.getAttribute("data-events");
+  const fragment = el.getAttribute("data-fragment");
+  const badge = document.getElementById("live-state");
+  const source = new EventSource(events);
+  let busy = false;
+  let again = false;
+  async function reload() {
+    if (busy) { again = true; return; }
+    busy = true;
+    try {
+      const resp = await fetch(fragment, { credentials: "same-origin" });
+      if (resp.ok) {
+        const target = document.getElementById(el.id);
+        if (target) target.innerHTML = await resp.text();
+      }
+    } finally {
+      busy = false;
+      if (again) { again = false; reload(); }
+    }
+  }
+  source.onopen = () => { if (badge) { badge.className = "live on"; badge.textContent = "live"; } reload(); };
+  source.onerror = () => { if (badge) { badge.className = "live off"; badge.textContent = "reconnecting"; } };
+  source.onmessage = () => reload();
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("[data-poll]").forEach(poll);
+  document.querySelectorAll("[data-events]").forEach(follow);
+});
