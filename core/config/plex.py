@@ -89,6 +89,11 @@ def endpoint_problem(environment: str, url: str) -> str | None:  # noqa: PLR0911
     return None
 
 
+def claim_margin_s(operation_timeout_s: float, max_wait_s: float) -> float:
+    """Claim time one ticket may need: a lookup and a send, each waiting and timing out."""
+    return 2 * (operation_timeout_s + max_wait_s) + 5
+
+
 class DataSourceRef(StrictModel):
     """A Plex data source: its key (what is called) and its name (what logs say)."""
 
@@ -211,7 +216,7 @@ class RateLimitConfig(StrictModel):
     per_minute: int = Field(default=200, ge=1, description="Calls a minute, all senders.")
     burst: int = Field(default=5, ge=1, description="Calls allowed back to back.")
     max_wait_s: float = Field(
-        default=120.0, gt=0, description="Longest wait for a slot before giving up the call."
+        default=60.0, gt=0, description="Longest wait for a slot before giving up the call."
     )
 
 
@@ -221,7 +226,10 @@ class SenderConfig(StrictModel):
     batch_size: int = Field(default=20, ge=1, le=1000, description="Rows claimed at once.")
     poll_interval_s: float = Field(default=2.0, gt=0, description="Idle wait between claims.")
     claim_ttl_s: float = Field(
-        default=120.0, gt=0, description="A claim older than this is a dead sender's."
+        default=300.0,
+        gt=0,
+        description="A claim older than this is a dead sender's; must exceed "
+        "2 x (operation_timeout_s + rate_limit.max_wait_s) + 5.",
     )
     max_attempts: int = Field(
         default=50, ge=1, description="Transient failures before a row is dead-lettered."
@@ -292,6 +300,12 @@ class PlexConfig(StrictModel):
         problem = endpoint_problem(self.environment, self.endpoint)
         if problem:
             raise ValueError(problem)
+        margin = claim_margin_s(self.operation_timeout_s, self.rate_limit.max_wait_s)
+        if self.sender.claim_ttl_s <= margin:
+            raise ValueError(
+                f"sender.claim_ttl_s {self.sender.claim_ttl_s:g} must exceed {margin:g} "
+                "(2 x (operation_timeout_s + rate_limit.max_wait_s) + 5)"
+            )
         if self.environment != "simulator" and (not self.username or self.password is None):
             raise ValueError(f"environment {self.environment!r} needs username and password")
         return self
