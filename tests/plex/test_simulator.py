@@ -195,7 +195,7 @@ def test_admin_endpoint_faults_tickets_reset(sim: PlexSimServer) -> None:
 
 
 def test_config_rejects_fault_sums_above_one() -> None:
-    with pytest.raises(ValueError, match="fault probabilities sum to 1.20, more than 1"):
+    with pytest.raises(ValueError, match=r"fault probabilities sum to 1\.20, more than 1"):
         SimPlexConfig.model_validate({"faults": {"http_500": 0.6, "xxe": 0.6}})
 
 
