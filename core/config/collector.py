@@ -250,6 +250,9 @@ class MqttSource(StrictModel):
     max_inflight: int = Field(
         default=1000, ge=1, description="Unacknowledged messages the broker may send."
     )
+    max_payload_bytes: int = Field(
+        default=262_144, ge=1024, description="Larger payloads are dead-lettered (too_large)."
+    )
     topics: list[MqttTopic] = Field(min_length=1)
 
 

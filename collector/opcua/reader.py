@@ -1,0 +1,341 @@
+"""The OPC UA reader: subscriptions (or polling) with a data watchdog, via asyncua.
+
+On every connect the reader resolves its nodes afresh (:mod:`collector.opcua.resolve`),
+then creates one subscription with every node (publishing interval, sampling interval
+and queue size from config) and, when configured, event monitored items for alarms.
+Notifications are taken from asyncua's iterator queue (no task per notification) and
+handed to the sink in batches every :data:`FLUSH_S`.
+
+Watchdog: a subscription can die without the connection dropping (a server that lost
+its monitored items, a gateway whose device went away). When no data notification has
+arrived for ``watchdog_factor`` times the expected interval, the reader deletes and recreates
+the subscription; if data is still missing after as long again, it raises
+``SourceUnavailableError(reason="watchdog")`` and the supervisor reconnects. A source
+whose values never change will be resubscribed periodically (harmless: the server resends
+current values); set ``watchdog_factor: 0`` to turn the watchdog off for it.
+
+Status codes become qualities (:func:`quality_of`); the server's source timestamp is
+kept (server timestamp, then receive time, when the server sends none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+from asyncua import ua
+from asyncua.client.client import Client
+from asyncua.common.subscription import DataChangeEvent, OpcEvent, OverflowPolicy, Subscription
+from asyncua.ua.attribute_ids import AttributeIds
+from asyncua.ua.object_ids import ObjectIds
+from asyncua.ua.status_codes import StatusCodes
+from asyncua.ua.uaerrors import UaError
+
+from collector.convert import convert
+from collector.errors import PayloadRejectedError, SourceUnavailableError
+from collector.metrics import CollectorMetrics
+from collector.opcua.resolve import Resolved, Resolver, connect, resolve_addresses, resolve_nodes
+from collector.reader import Sink
+from core.config.collector import OpcuaEvents, OpcuaSource
+from core.lifecycle import Stopper
+from core.logs import get_logger
+from core.model import Quality, Signal
+
+log = get_logger(__name__)
+
+KIND = "opcua"
+FLUSH_S = 0.05
+#: Keep-alive count requested: a publish response at least every 3 intervals.
+KEEPALIVE_COUNT = 3
+
+_NO_DATA = {
+    StatusCodes.BadNoData,
+    StatusCodes.BadWaitingForInitialData,
+    StatusCodes.BadNoCommunication,
+    StatusCodes.BadNotConnected,
+    StatusCodes.BadOutOfService,
+    StatusCodes.BadServerNotConnected,
+}
+
+
+def quality_of(status: ua.StatusCode | None) -> Quality:
+    """OPC UA status → quality: severity bits, with "no data" codes of their own."""
+    if status is None:
+        return Quality.GOOD
+    code = status.value
+    if code in _NO_DATA:
+        return Quality.NO_DATA
+    severity = code >> 30
+    if severity == 0:
+        return Quality.GOOD
+    if severity == 1:
+        return Quality.UNCERTAIN
+    return Quality.BAD
+
+
+def _ts(value: datetime | None) -> float | None:
+    return value.timestamp() if value is not None else None
+
+
+class OpcuaReader:
+    """Reads one OPC UA server (see the module docstring)."""
+
+    kind = KIND
+
+    def __init__(self, source: OpcuaSource, sink: Sink, metrics: CollectorMetrics) -> None:
+        self.source = source
+        self.name = source.name
+        self.sink = sink
+        self.metrics = metrics
+        self._by_id: dict[ua.NodeId, Resolved] = {}
+        self._events: list[tuple[ua.NodeId, OpcuaEvents]] = []
+        self._pending: list[Signal] = []
+        self.last_data = time.monotonic()
+        self.notifications = 0
+
+    # --- values -> signals --------------------------------------------------------
+
+    def _signal(self, r: Resolved, dv: ua.DataValue, receive_ts: float) -> Signal | None:
+        quality = quality_of(dv.StatusCode)
+        raw = dv.Value.Value if dv.Value is not None else None
+        try:
+            value = convert(raw, r.spec) if quality is not Quality.NO_DATA else None
+        except PayloadRejectedError as exc:
+            self.sink.dead_letter(
+                KIND,
+                source=self.name,
+                reason=exc.reason,
+                error=str(exc),
+                where=r.node_id.to_string(),
+                payload=repr(raw).encode(),
+            )
+            return None
+        source_ts = _ts(dv.SourceTimestamp) or _ts(dv.ServerTimestamp) or receive_ts
+        return Signal(
+            machine=r.spec.machine,
+            name=r.spec.signal,
+            value=value,
+            quality=quality,
+            source_ts=source_ts,
+            receive_ts=receive_ts,
+            subject=r.spec.subject,
+            attrs=r.attrs,
+        )
+
+    def _event_spec(self, fields: dict[str, Any]) -> OpcuaEvents | None:
+        # Events bubble up to the Server object: match the emitter first, then the event's
+        # SourceName against the machine id, then the only configured emitter.
+        source_node = fields.get("SourceNode")
+        source_name = fields.get("SourceName")
+        node = source_node.Value if source_node is not None else None
+        name = source_name.Value if source_name is not None else None
+        for emitter, spec in self._events:
+            if emitter == node:
+                return spec
+        for _, spec in self._events:
+            if spec.machine == name:
+                return spec
+        return self._events[0][1] if len(self._events) == 1 else None
+
+    def _event_signal(self, event: Any, receive_ts: float) -> Signal | None:
+        fields = event.get_event_props_as_fields_dict()
+        spec = self._event_spec(fields)
+        if spec is None:
+            return None
+        code = fields.get(spec.code_field)
+        message = fields.get("Message")
+        text = message.Value.Text if message is not None and message.Value is not None else ""
+        severity = fields.get("Severity")
+        time_field = fields.get("Time")
+        source_ts = _ts(time_field.Value) if time_field is not None else None
+        return Signal(
+            machine=spec.machine,
+            name=spec.signal,
+            value=code.Value if code is not None else text,
+            source_ts=source_ts or receive_ts,
+            receive_ts=receive_ts,
+            attrs={
+                "text": str(text or ""),
+                "severity": str(severity.Value if severity is not None else ""),
+            },
+        )
+
+    def _flush(self) -> None:
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self.sink.submit(KIND, batch)
+
+    # --- subscribe mode -------------------------------------------------------------
+
+    async def _subscribe(self, client: Client, nodes: list[Resolved]) -> Subscription:
+        params = ua.CreateSubscriptionParameters()
+        params.RequestedPublishingInterval = float(self.source.publishing_interval_ms)
+        params.RequestedMaxKeepAliveCount = KEEPALIVE_COUNT
+        params.RequestedLifetimeCount = KEEPALIVE_COUNT * 10
+        params.MaxNotificationsPerPublish = 0  # no limit
+        params.PublishingEnabled = True
+        params.Priority = 0
+        sub = await client.create_subscription(
+            params,
+            None,
+            queue_maxsize=max(10_000, 4 * len(nodes)),
+            overflow=OverflowPolicy.WARN,
+        )
+        if nodes:
+            await sub.subscribe_data_change(
+                [client.get_node(r.node_id) for r in nodes],
+                queuesize=self.source.queue_size,
+                sampling_interval=ua.Double(self.source.sampling_interval_ms),
+            )
+        self._events = []
+        if self.source.events:
+            resolver = Resolver(self.source, await client.get_namespace_array())
+            emitters = await resolve_addresses(
+                client, resolver, [e.emitter for e in self.source.events]
+            )
+            for spec, emitter in zip(self.source.events, emitters, strict=True):
+                if emitter is None:
+                    log.warning("opcua_emitter_unresolved", source=self.name, emitter=spec.emitter)
+                    continue
+                await sub.subscribe_events(emitter, ObjectIds.BaseEventType)
+                self._events.append((emitter, spec))
+        self.last_data = time.monotonic()
+        return sub
+
+    async def _consume(self, sub: Subscription) -> None:
+        async for ev in sub:
+            now = time.time()
+            if isinstance(ev, DataChangeEvent):
+                r = self._by_id.get(ev.node.nodeid)
+                if r is None:
+                    continue
+                sig = self._signal(r, ev.data.monitored_item.Value, now)
+            elif isinstance(ev, OpcEvent):
+                sig = self._event_signal(ev.event, now)
+            else:
+                continue
+            self.notifications += 1
+            self.last_data = time.monotonic()
+            if sig is not None:
+                self._pending.append(sig)
+
+    def _quiet_limit(self) -> float:
+        interval = max(self.source.publishing_interval_ms, self.source.sampling_interval_ms)
+        return self.source.watchdog_factor * interval / 1000.0
+
+    async def _run_subscribed(self, client: Client, stopper: Stopper) -> None:
+        nodes = list(self._by_id.values())
+        sub = await self._subscribe(client, nodes)
+        consumer = asyncio.ensure_future(self._consume(sub))
+        resubscribed_at: float | None = None
+        try:
+            while not await stopper.wait_async(FLUSH_S):
+                self._flush()
+                if consumer.done():
+                    consumer.result()  # re-raise what killed it
+                    raise SourceUnavailableError("subscription ended", reason="session")
+                if client.state.name not in ("CONNECTED",):
+                    raise SourceUnavailableError(
+                        f"connection {client.state.name}", reason="session"
+                    )
+                limit = self._quiet_limit()
+                quiet = time.monotonic() - self.last_data
+                if limit <= 0 or quiet < limit:
+                    resubscribed_at = None
+                    continue
+                if resubscribed_at is None:
+                    self.metrics.watchdog.labels(self.name, "resubscribe").inc()
+                    log.warning(
+                        "opcua_watchdog_resubscribe", source=self.name, quiet_s=round(quiet, 1)
+                    )
+                    consumer.cancel()
+                    try:
+                        await sub.delete()
+                    except Exception as exc:  # the old subscription may be gone already
+                        log.info("opcua_delete_subscription_failed", error=str(exc))
+                    sub = await self._subscribe(client, nodes)
+                    consumer = asyncio.ensure_future(self._consume(sub))
+                    resubscribed_at = time.monotonic()
+                    self.last_data = resubscribed_at - limit / 2  # give it half a period
+                else:
+                    self.metrics.watchdog.labels(self.name, "reconnect").inc()
+                    raise SourceUnavailableError("no data after resubscribing", reason="watchdog")
+        finally:
+            consumer.cancel()
+            self._flush()
+
+    # --- poll mode -----------------------------------------------------------------
+
+    async def _read_round(self, client: Client) -> list[Signal]:
+        nodes = list(self._by_id.values())
+        if not nodes:
+            return []
+        params = ua.ReadParameters()
+        for r in nodes:
+            rv = ua.ReadValueId()
+            rv.NodeId = r.node_id
+            rv.AttributeId = AttributeIds.Value
+            params.NodesToRead.append(rv)
+        params.TimestampsToReturn = ua.TimestampsToReturn.Both
+        values = await client.uaclient.read(params)
+        now = time.time()
+        out = []
+        for r, dv in zip(nodes, values, strict=True):
+            sig = self._signal(r, dv, now)
+            if sig is not None:
+                out.append(sig)
+        return out
+
+    async def _run_polled(self, client: Client, stopper: Stopper) -> None:
+        while not stopper.stopped:
+            started = time.monotonic()
+            signals = await self._read_round(client)
+            self.notifications += len(signals)
+            self.sink.submit(KIND, signals)
+            elapsed = time.monotonic() - started
+            await stopper.wait_async(max(0.0, self.source.poll_interval_s - elapsed))
+
+    # --- Reader ---------------------------------------------------------------------
+
+    async def _open(self) -> Client:
+        client = await connect(self.source)
+        try:
+            nodes = await resolve_nodes(client, self.source)
+        except Exception:
+            await _disconnect(client)
+            raise
+        self._by_id = {r.node_id: r for r in nodes}
+        return client
+
+    async def run(self, stopper: Stopper) -> None:
+        """Connect, resolve, read until stopped; raise SourceUnavailableError when lost."""
+        client = await self._open()
+        self.metrics.connected.labels(KIND, self.name).set(1)
+        log.info("opcua_connected", source=self.name, nodes=len(self._by_id))
+        try:
+            if self.source.mode == "poll":
+                await self._run_polled(client, stopper)
+            else:
+                await self._run_subscribed(client, stopper)
+        except (OSError, TimeoutError, UaError) as exc:
+            raise SourceUnavailableError(f"session lost: {exc}", reason="session") from exc
+        finally:
+            self.metrics.connected.labels(KIND, self.name).set(0)
+            await _disconnect(client)
+
+    async def read_once(self, seconds: float) -> list[Signal]:
+        """Connect, read every node once, disconnect."""
+        client = await asyncio.wait_for(self._open(), seconds)
+        try:
+            return await asyncio.wait_for(self._read_round(client), seconds)
+        finally:
+            await _disconnect(client)
+
+
+async def _disconnect(client: Client) -> None:
+    try:
+        await asyncio.wait_for(client.disconnect(), 2.0)
+    except Exception as exc:  # the server may already be gone: nothing to close
+        log.debug("opcua_disconnect_failed", error=str(exc))

@@ -1,0 +1,120 @@
+"""The collector process: readers under a supervisor, feeding one stream sink.
+
+The supervisor owns the loop: it awaits each reader's ``run``, and when a reader loses
+its source it counts the failure (``repsys_collector_reconnects_total{reason}``), waits
+with jittered exponential backoff and runs it again, so readers stay small. Readers are
+built from the explicit :data:`READERS` registry, keyed by the config ``type``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from collector.metrics import CollectorMetrics
+from collector.mqtt.decode import MessageDecoder
+from collector.mqtt.reader import MqttReader
+from collector.opcua.reader import OpcuaReader
+from collector.reader import Reader, Sink
+from collector.sink import StreamSink
+from core.config import RepsysConfig
+from core.config.collector import MqttSource, OpcuaSource
+from core.lifecycle import Backoff, Stopper, run_until_stopped
+from core.logs import get_logger
+from core.redis import connect_sync
+
+log = get_logger(__name__)
+
+Builder = Callable[[Any, RepsysConfig, Sink, CollectorMetrics], Reader]
+
+
+def _mqtt(source: MqttSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> Reader:
+    decoder = MessageDecoder(source, cfg.machines, cfg.plant.timezone)
+    return MqttReader(
+        source,
+        decoder,
+        sink,
+        metrics,
+        collector_name=cfg.collector.name,
+        reconnect_max_s=cfg.collector.reconnect_max_s,
+    )
+
+
+def _opcua(source: OpcuaSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> Reader:
+    return OpcuaReader(source, sink, metrics)
+
+
+#: Reader builders by source ``type`` (the folder name and the metric label).
+READERS: dict[str, Builder] = {"mqtt": _mqtt, "opcua": _opcua}
+
+
+def build_readers(cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> list[Reader]:
+    return [READERS[src.type](src, cfg, sink, metrics) for src in cfg.collector.sources]
+
+
+async def supervise(
+    reader: Reader, stopper: Stopper, metrics: CollectorMetrics, *, cap_s: float = 10.0
+) -> None:
+    """Run ``reader`` until stopped, restarting it with backoff after each failure."""
+    backoff = Backoff(base_s=0.5, cap_s=cap_s)
+    while not stopper.stopped:
+        try:
+            await reader.run(stopper)
+            backoff.reset()
+        except Exception as exc:  # any failure of a source: count, back off, reconnect
+            reason = getattr(exc, "reason", "error")
+            metrics.reconnects.labels(reader.kind, reader.name, reason).inc()
+            metrics.connected.labels(reader.kind, reader.name).set(0)
+            delay = backoff.next()
+            log.warning(
+                "collector_source_lost",
+                reader=reader.kind,
+                source=reader.name,
+                reason=reason,
+                error=str(exc) or type(exc).__name__,
+                retry_in_s=round(delay, 2),
+            )
+            await stopper.wait_async(delay)
+
+
+class Collector:
+    """One collector process: a sink, its readers, their supervisors."""
+
+    def __init__(self, cfg: RepsysConfig, metrics: CollectorMetrics, *, client: Any = None) -> None:
+        self.cfg = cfg
+        self.metrics = metrics
+        self.client = client if client is not None else connect_sync(cfg.redis)
+        self.sink = StreamSink(
+            self.client,
+            cfg.collector.sink,
+            metrics,
+            partitions=cfg.streams.partitions,
+            max_len=cfg.streams.max_len,
+            name=cfg.collector.name,
+            heartbeat_s=cfg.collector.heartbeat_interval_s,
+        )
+        self.readers = build_readers(cfg, self.sink, metrics)
+
+    async def run(self, stopper: Stopper, *, grace_s: float = 10.0) -> None:
+        """Read every source until stopped; then flush the buffer for up to ``grace_s``."""
+        self.sink.start()
+        log.info("collector_started", sources=[r.name for r in self.readers])
+        try:
+            tasks: list[Awaitable[None]] = [
+                supervise(r, stopper, self.metrics, cap_s=self.cfg.collector.reconnect_max_s)
+                for r in self.readers
+            ]
+            if tasks:
+                await run_until_stopped(stopper, tasks, grace_s=grace_s)
+            else:
+                await stopper.wait_async()
+        finally:
+            await asyncio.to_thread(self.sink.stop, grace_s)
+            log.info("collector_stopped", written=self.sink.written_total)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready when the sink reaches Redis (sources come and go; the buffer covers)."""
+        if not self.sink.redis_ok:
+            return False, "redis unreachable"
+        return True, ""

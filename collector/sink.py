@@ -1,0 +1,325 @@
+"""The stream sink: signals into the partitioned Redis streams, in order, never lost quietly.
+
+Readers call :meth:`StreamSink.submit` from any thread (paho's network thread, the
+asyncio loop) with a list of signals and an optional ``ack``. A writer thread takes
+batches off a bounded buffer and writes each with one pipelined round trip of XADDs
+(plus the machines' last-seen times); only after the batch is in Redis are the acks of
+its entries called, so an MQTT message is acknowledged to the broker only once its
+signals are durable. While Redis is unreachable the batch stays at the head of the
+buffer and is retried with backoff; new entries queue behind it, so the order per
+machine holds. When the buffer is full the oldest waiting entries are dropped, counted
+and logged (their acks are never called, so a QoS 1 message comes back from the broker).
+
+Delivery is at least once: a batch that failed half-way is written again in full, and
+the rules engine's fingerprints make replays harmless.
+
+Trimming (:data:`TRIM_SCRIPT`) never removes an entry that the ``rules`` consumer group
+has not acknowledged: with the group present it trims below the oldest pending entry (or
+the first undelivered one) and, within that bound, keeps ``retention_s`` of history
+unless the stream is over ``streams.max_len``; without the group it caps the stream at
+``max_len``. A stalled rules engine therefore makes the streams grow: the
+``repsys_collector_stream_entries`` gauge is what the lag alert watches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from collector.metrics import CollectorMetrics
+from core import keys
+from core.config.collector import SinkConfig
+from core.lifecycle import Backoff
+from core.logs import get_logger
+from core.model import Signal
+
+log = get_logger(__name__)
+
+Ack = Callable[[], None]
+
+#: Trim one partition stream without ever removing entries the group still needs.
+#: KEYS[1] = the partition stream. ARGV[1] = consumer group (rules), ARGV[2] = max_len,
+#: ARGV[3] = retention bound as a stream id ("<ms>-0"). Returns entries removed.
+TRIM_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local group = nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  if info['name'] == ARGV[1] then group = info end
+end
+if not group then
+  return redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
+end
+local function split(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local safe
+if tonumber(group['pending']) > 0 then
+  safe = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
+else
+  -- Everything up to last-delivered-id is acknowledged: the next id is the bound.
+  local ms, seq = string.match(group['last-delivered-id'], '^(%d+)-(%d+)$')
+  safe = ms .. '-' .. tostring(tonumber(seq) + 1)
+end
+local bound = safe
+if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[2]) then
+  local sm, ss = split(safe)
+  local rm, rs = split(ARGV[3])
+  if rm < sm or (rm == sm and rs < ss) then bound = ARGV[3] end
+end
+return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
+"""
+
+
+@dataclass(slots=True)
+class _Entry:
+    stream: str
+    fields: dict[str, str]
+    reader: str
+    machine: str  # "" for dead letters
+    ack: Ack | None = None
+    maxlen: int | None = None
+
+
+class StreamSink:
+    """Bounded buffer + writer thread + trimmer in front of the signal streams."""
+
+    def __init__(
+        self,
+        client: Any,
+        cfg: SinkConfig,
+        metrics: CollectorMetrics,
+        *,
+        partitions: int,
+        max_len: int,
+        name: str = "collector",
+        heartbeat_s: float = 5.0,
+    ) -> None:
+        self._redis = client
+        self.cfg = cfg
+        self.metrics = metrics
+        self.partitions = partitions
+        self.max_len = max_len
+        self.name = name
+        self.heartbeat_s = heartbeat_s
+        self._buf: deque[_Entry] = deque()
+        self._inflight: list[_Entry] = []
+        self._cond = threading.Condition()
+        self._stream_of: dict[str, str] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._trim = client.register_script(TRIM_SCRIPT)
+        self._next_trim = 0.0
+        self._next_heartbeat = 0.0
+        self._redis_ok = True
+        self.written_total = 0
+        self.dropped_total = 0
+
+    # --- producers (any thread) -------------------------------------------------------
+
+    def stream_for(self, machine: str) -> str:
+        stream = self._stream_of.get(machine)
+        if stream is None:
+            stream = keys.signal_stream(keys.partition_of(machine, self.partitions))
+            self._stream_of[machine] = stream
+        return stream
+
+    def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
+        """Queue signals for writing; ``ack`` runs once they (and all before) are written."""
+        entries = [
+            _Entry(self.stream_for(s.machine), s.to_fields(), reader, s.machine) for s in signals
+        ]
+        for machine, n in Counter(s.machine for s in signals).items():
+            self.metrics.received.labels(reader, machine).inc(n)
+        if not entries:
+            if ack is not None:
+                # Nothing to write (a message without signals): acknowledge behind the
+                # entries already queued so the broker's order of acks is kept.
+                entries = [_Entry("", {}, reader, "", ack)]
+            else:
+                return
+        else:
+            entries[-1].ack = ack
+        self._put(entries)
+
+    def dead_letter(
+        self,
+        reader: str,
+        *,
+        source: str,
+        reason: str,
+        error: str,
+        where: str,
+        payload: bytes,
+        ack: Ack | None = None,
+    ) -> None:
+        """Queue a payload that did not decode: why, where from, its raw bytes (truncated)."""
+        limit = self.cfg.dead_letter_payload_bytes
+        fields = {
+            "reason": reason,
+            "error": error[:500],
+            "reader": reader,
+            "source": source,
+            "where": where[:500],
+            "payload": payload[:limit].decode("utf-8", errors="replace"),
+            "size": str(len(payload)),
+            "ts": repr(time.time()),
+        }
+        self.metrics.dead_letters.labels(reader, reason).inc()
+        log.warning("collector_dead_letter", reader=reader, source=source, reason=reason)
+        entry = _Entry(keys.COLLECTOR_DEAD_LETTERS, fields, reader, "", ack)
+        entry.maxlen = self.cfg.dead_letter_max_len
+        self._put([entry])
+
+    def _put(self, entries: list[_Entry]) -> None:
+        dropped: list[_Entry] = []
+        with self._cond:
+            self._buf.extend(entries)
+            over = len(self._buf) + len(self._inflight) - self.cfg.buffer_max
+            for _ in range(max(0, min(over, len(self._buf)))):
+                dropped.append(self._buf.popleft())
+            if len(self._buf) == len(entries):
+                self._cond.notify()
+        if dropped:
+            self.dropped_total += len(dropped)
+            for (reader, machine), n in Counter((e.reader, e.machine) for e in dropped).items():
+                self.metrics.dropped.labels(reader, machine or "-").inc(n)
+            log.warning("collector_buffer_overflow", dropped=len(dropped))
+
+    @property
+    def redis_ok(self) -> bool:
+        """False while the last write to Redis failed."""
+        return self._redis_ok
+
+    @property
+    def depth(self) -> int:
+        return len(self._buf) + len(self._inflight)
+
+    # --- the writer thread ------------------------------------------------------------
+
+    def start(self) -> StreamSink:
+        self._thread = threading.Thread(target=self._run, name="stream-sink", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Flush what can be flushed within ``timeout``, then stop the writer."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(timeout=max(1.0, timeout))
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every queued entry is written (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        while self.depth:
+            if time.monotonic() > deadline:
+                return False
+            with self._cond:
+                self._cond.wait(0.01)
+        return True
+
+    def _take(self) -> None:
+        with self._cond:
+            if not self._buf and not self._stop.is_set():
+                self._cond.notify_all()  # wake flush() waiters: the buffer is empty
+                due = min(self._next_trim, self._next_heartbeat) - time.monotonic()
+                self._cond.wait(min(0.5, max(0.0, due)))
+            n = min(self.cfg.batch_size, len(self._buf))
+            self._inflight = [self._buf.popleft() for _ in range(n)]
+
+    def _run(self) -> None:
+        backoff = Backoff(base_s=0.1, cap_s=self.cfg.retry_max_s)
+        while True:
+            if not self._inflight:
+                if self._stop.is_set() and not self._buf:
+                    return
+                self._take()
+            try:
+                if self._inflight:
+                    self._write(self._inflight)
+                    self._inflight = []
+                self._housekeeping()
+            except redis.RedisError as exc:
+                self.metrics.redis_errors.inc()
+                if self._redis_ok:
+                    log.warning("collector_redis_unavailable", error=str(exc), buffered=self.depth)
+                self._redis_ok = False
+                if self._stop.wait(backoff.next()):
+                    return  # stopping while Redis is away: what is buffered is lost
+                continue
+            if not self._redis_ok:
+                log.info("collector_redis_back", buffered=self.depth)
+                self._redis_ok = True
+            backoff.reset()
+            self.metrics.buffer.set(self.depth)
+
+    def _write(self, batch: list[_Entry]) -> None:
+        started = time.perf_counter()
+        pipe = self._redis.pipeline(transaction=False)
+        last_seen: dict[str, str] = {}
+        for e in batch:
+            if not e.stream:
+                continue
+            if e.maxlen is None:
+                pipe.xadd(e.stream, e.fields)
+                last_seen[e.machine] = e.fields["rts"]
+            else:
+                pipe.xadd(e.stream, e.fields, maxlen=e.maxlen, approximate=True)
+        if last_seen:
+            pipe.hset(keys.machine_last_seen(), mapping=last_seen)
+        pipe.execute()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        written = Counter((e.reader, e.machine) for e in batch if e.machine)
+        for (reader, machine), n in written.items():
+            self.metrics.written.labels(reader, machine).inc(n)
+        self.written_total += sum(written.values())
+        for e in batch:
+            if e.ack is not None:
+                try:
+                    e.ack()
+                except Exception as exc:  # an ack that fails must not stop the writer
+                    log.warning("collector_ack_failed", reader=e.reader, error=str(exc))
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_s
+            key = keys.collector_heartbeat(self.name)
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hset(
+                key,
+                mapping={
+                    "ts": repr(time.time()),
+                    "buffered": str(self.depth),
+                    "written": str(self.written_total),
+                    "dropped": str(self.dropped_total),
+                },
+            )
+            pipe.expire(key, max(1, int(self.heartbeat_s * 3)))
+            pipe.execute()
+        if now >= self._next_trim:
+            self._next_trim = now + self.cfg.trim_interval_s
+            self.trim()
+
+    def trim(self) -> int:
+        """Trim every partition stream once (see :data:`TRIM_SCRIPT`); entries removed."""
+        bound = f"{int((time.time() - self.cfg.retention_s) * 1000)}-0"
+        removed = 0
+        for p in range(self.partitions):
+            stream = keys.signal_stream(p)
+            removed += int(self._trim(keys=[stream], args=[keys.RULES_GROUP, self.max_len, bound]))
+            self.metrics.stream_length.labels(str(p)).set(self._redis.xlen(stream))
+        if removed:
+            self.metrics.trimmed.inc(removed)
+        return removed
