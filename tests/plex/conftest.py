@@ -93,8 +93,10 @@ def sessions(sqlite_engine: Engine) -> sessionmaker[Session]:
     return session_factory(sqlite_engine)
 
 
-def build_actions(cfg: RepsysConfig, redis_client: Any, registry: Any = None) -> PlexActions:
-    metrics = PlexMetrics(registry or new_registry())
+def build_actions(
+    cfg: RepsysConfig, redis_client: Any, metrics: PlexMetrics | None = None
+) -> PlexActions:
+    metrics = metrics or PlexMetrics(new_registry())
     limiter = RedisRateLimiter(redis_client, cfg.plex.rate_limit, metrics=metrics)
     return PlexActions(PlexClient(cfg.plex, metrics=metrics, limiter=limiter), cfg.plex.actions)
 
