@@ -191,7 +191,7 @@ def test_a_dead_senders_row_is_recovered_by_lookup(plex_config, sim, sessions, r
 def test_a_sender_that_lost_its_claim_cannot_overwrite(plex_config, sim, sessions, redis_client):
     cfg = plex_config()
     [ticket_id] = add_tickets(sessions, cfg, 1)
-    [slow] = outbox.claim(sessions, "slow", batch=1, ttl_s=1)
+    [_slow] = outbox.claim(sessions, "slow", batch=1, ttl_s=1)
     [fast] = outbox.claim(sessions, "fast", batch=1, ttl_s=30, now=later(5))
     assert fast.recovered
     assert not outbox.mark_filed(sessions, ticket_id, "slow", number="X", key="1", instance_no="")
