@@ -135,7 +135,11 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         if path == SERVICE_PATH:
-            self._soap(body)
+            self.server.sim.busy(+1)
+            try:
+                self._soap(body)
+            finally:
+                self.server.sim.busy(-1)
         elif path.startswith("/admin/"):
             self._admin(path, body)
         else:
@@ -283,6 +287,7 @@ class PlexSimServer:
         self.roles = {ds.key: (role, ds.name) for role, ds in cfg.data_sources.items()}
         self.stopping = threading.Event()
         self._records: list[RequestRecord] = []
+        self._in_flight = 0
         self._lock = threading.Lock()
         self._instances = itertools.count(880001)
         self._host = host
@@ -333,6 +338,15 @@ class PlexSimServer:
     def requests(self) -> list[RequestRecord]:
         with self._lock:
             return list(self._records)
+
+    def busy(self, delta: int) -> None:
+        with self._lock:
+            self._in_flight += delta
+
+    def in_flight(self) -> int:
+        """SOAP requests being handled now (a test waits for 0 before it looks)."""
+        with self._lock:
+            return self._in_flight
 
     def record(self, rec: RequestRecord) -> None:
         with self._lock:
