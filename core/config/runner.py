@@ -186,8 +186,12 @@ class EscalationConfig(StrictModel):
     )
     recurring_days: int = Field(default=7, ge=1, description="Look-back for recurring episodes.")
     tool_life_rule_types: list[str] = Field(
-        default_factory=lambda: ["tool_not_reaching_life"],
+        default_factory=lambda: ["tool_life_short"],
         description="Rule types whose episodes count as tools not reaching tool life.",
+    )
+    downtime_rule_types: list[str] = Field(
+        default_factory=lambda: ["downtime"],
+        description="Rule types whose episodes are downtime (OEE availability).",
     )
     shifts: list[ShiftConfig] = Field(default_factory=_default_shifts)
     standard_cycle_s: dict[str, float] = Field(

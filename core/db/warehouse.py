@@ -63,6 +63,7 @@ class TBAccount(Base):
     account_name: Mapped[str] = mapped_column(String(128))
     active: Mapped[bool] = mapped_column(Boolean)
     category_type: Mapped[str] = mapped_column(String(16))
+    revenue_or_expense: Mapped[bool] = mapped_column(Boolean, default=False)
     category_no: Mapped[int] = mapped_column(Integer)
     category_name: Mapped[str] = mapped_column(String(64))
     sub_category_no: Mapped[int] = mapped_column(Integer)
@@ -145,7 +146,9 @@ class TBAccountPeriodBalance(Base):
     """Period and year-to-date amounts per account and period (steps 8 and 9).
 
     ``balance`` is debit minus credit; the report's ``current_debit_credit`` and
-    ``ytd_debit_credit`` are ``balance_cents`` and ``ytd_balance_cents``.
+    ``ytd_debit_credit`` are ``balance_cents`` and ``ytd_balance_cents``. A period's rows
+    serve as the anchor of a later run only while they are closed and ``source_update``
+    still equals the period's update date in Plex (step 5 checks it).
     """
 
     __tablename__ = "tb_account_period_balance"
@@ -161,4 +164,7 @@ class TBAccountPeriodBalance(Base):
     ytd_credit_cents: Mapped[int] = mapped_column(_CENTS)
     ytd_balance_cents: Mapped[int] = mapped_column(_CENTS)
     closed: Mapped[bool] = mapped_column(Boolean, doc="False: from open-period activity.")
+    source_update: Mapped[str] = mapped_column(
+        String(32), default="", doc="The period's Plex update_date these amounts come from."
+    )
     fence: Mapped[int] = mapped_column(BigInteger)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-28 18:30:01.431761
+Create Date: 2026-11-28 18:35:04.643457
 """
 
 from __future__ import annotations
@@ -135,6 +135,7 @@ def upgrade() -> None:
         sa.Column("ytd_credit_cents", sa.BigInteger(), nullable=False),
         sa.Column("ytd_balance_cents", sa.BigInteger(), nullable=False),
         sa.Column("closed", sa.Boolean(), nullable=False),
+        sa.Column("source_update", sa.String(length=32), nullable=False),
         sa.Column("fence", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint(
             "pcn", "period", "account_no", name=op.f("pk_tb_account_period_balance")
@@ -160,6 +161,7 @@ def upgrade() -> None:
         sa.Column("account_name", sa.String(length=128), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("category_type", sa.String(length=16), nullable=False),
+        sa.Column("revenue_or_expense", sa.Boolean(), nullable=False),
         sa.Column("category_no", sa.Integer(), nullable=False),
         sa.Column("category_name", sa.String(length=64), nullable=False),
         sa.Column("sub_category_no", sa.Integer(), nullable=False),

@@ -1,0 +1,220 @@
+"""What the escalation report says, computed from the database.
+
+* open tickets (pending, sending, filed, or dead: not yet closed or withdrawn) by machine,
+  with their age against the SLA of their severity and the escalation level reached
+  (``runner.escalation.levels``: after X hours the supervisor, after Y the manager);
+* recurring episodes: a fingerprint (machine, rule, subject) with ``recurring_min`` or
+  more episodes in the last ``recurring_days`` days;
+* tools not reaching tool life: episodes of the tool-life rule types in the shift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.config.runner import EscalationConfig, ShiftConfig
+from core.db.schema import Episode, Ticket
+
+OPEN_TICKET_STATES = ("pending", "sending", "filed", "dead")
+
+
+@dataclass(frozen=True)
+class OpenTicket:
+    id: int
+    machine_id: str
+    severity: str
+    title: str
+    state: str
+    plex_number: str
+    age_hours: float
+    sla_hours: float
+    level: int  # 0: none; n: levels[n - 1] reached
+    level_name: str
+
+    @property
+    def breached(self) -> bool:
+        return self.age_hours > self.sla_hours
+
+
+@dataclass(frozen=True)
+class Recurring:
+    machine_id: str
+    rule: str
+    subject: str
+    count: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ToolShort:
+    machine_id: str
+    count: int
+    tools: str
+    example: str
+
+
+@dataclass(frozen=True)
+class ShiftWindow:
+    name: str
+    start: datetime
+    end: datetime
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+
+def _aware(value: datetime) -> datetime:
+    # SQLite hands timestamps back without a zone; RepSys stores UTC everywhere.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def shift_window(
+    shifts: list[ShiftConfig],
+    tz: tzinfo,
+    *,
+    now: datetime,
+    name: str | None = None,
+    end: datetime | None = None,
+) -> ShiftWindow:
+    """The shift to report on: the named one (ending at ``end`` or most recently), or
+    else whichever shift ended last before ``now``."""
+    local_now = (end or now).astimezone(tz)
+    best: ShiftWindow | None = None
+    for shift in shifts:
+        if name is not None and shift.name != name:
+            continue
+        for days_back in (0, 1, 2):
+            day = local_now.date() - timedelta(days=days_back)
+            start = datetime.combine(day, shift.start, tzinfo=tz)
+            stop = datetime.combine(day, shift.end, tzinfo=tz)
+            if stop <= start:
+                stop += timedelta(days=1)
+            if stop <= local_now + timedelta(seconds=1):
+                if best is None or stop > best.end:
+                    best = ShiftWindow(shift.name, start, stop)
+                break
+    if best is None:  # pragma: no cover - a shift always ended within two days
+        raise ValueError(f"no shift named {name!r}")
+    return best
+
+
+def open_tickets(session: Session, cfg: EscalationConfig, now: datetime) -> list[OpenTicket]:
+    """Open tickets, oldest first, with SLA and escalation level."""
+    levels = sorted(cfg.levels, key=lambda lv: lv.after_hours)
+    slas: dict[str, float] = {str(k): v for k, v in cfg.sla_hours.items()}
+    out = []
+    for t in session.scalars(
+        select(Ticket).where(Ticket.state.in_(OPEN_TICKET_STATES)).order_by(Ticket.created_at)
+    ):
+        age = (now - _aware(t.created_at)).total_seconds() / 3600
+        level = 0
+        for i, lv in enumerate(levels, start=1):
+            if age >= lv.after_hours:
+                level = i
+        sla = slas.get(t.severity, slas.get("medium", 24.0))
+        out.append(
+            OpenTicket(
+                id=t.id,
+                machine_id=t.machine_id,
+                severity=t.severity,
+                title=t.title,
+                state=t.state,
+                plex_number=t.plex_number or "",
+                age_hours=round(age, 2),
+                sla_hours=sla,
+                level=level,
+                level_name=levels[level - 1].name if level else "",
+            )
+        )
+    return out
+
+
+def record_levels(session: Session, tickets: list[OpenTicket]) -> int:
+    """Raise ``tickets.escalation_level`` to the level reached (never lowers it)."""
+    changed = 0
+    for t in tickets:
+        if t.level:
+            result = session.execute(
+                update(Ticket)
+                .where(Ticket.id == t.id, Ticket.escalation_level < t.level)
+                .values(escalation_level=t.level)
+            )
+            changed += int(getattr(result, "rowcount", 0) or 0)
+    return changed
+
+
+def recurring(session: Session, cfg: EscalationConfig, now: datetime) -> list[Recurring]:
+    since = now - timedelta(days=cfg.recurring_days)
+    rows = session.execute(
+        select(
+            Episode.machine_id,
+            Episode.rule,
+            Episode.subject,
+            func.count(),
+            func.max(Episode.started_at),
+        )
+        .where(Episode.started_at >= since)
+        .group_by(Episode.fingerprint, Episode.machine_id, Episode.rule, Episode.subject)
+        .having(func.count() >= cfg.recurring_min)
+        .order_by(func.count().desc(), Episode.machine_id)
+    ).tuples()
+    return [Recurring(m, r, s, int(n), _aware(last)) for m, r, s, n, last in rows]
+
+
+def tools_short(session: Session, cfg: EscalationConfig, window: ShiftWindow) -> list[ToolShort]:
+    by_machine: dict[str, list[Episode]] = {}
+    for ep in session.scalars(
+        select(Episode)
+        .where(
+            Episode.rule_type.in_(cfg.tool_life_rule_types),
+            Episode.started_at >= window.start,
+            Episode.started_at < window.end,
+        )
+        .order_by(Episode.machine_id, Episode.started_at)
+    ):
+        by_machine.setdefault(ep.machine_id, []).append(ep)
+    return [
+        ToolShort(
+            machine_id=machine,
+            count=len(eps),
+            tools=", ".join(sorted({e.subject for e in eps if e.subject})),
+            example=eps[-1].summary,
+        )
+        for machine, eps in sorted(by_machine.items())
+    ]
+
+
+def downtime_hours(
+    session: Session, cfg: EscalationConfig, window: ShiftWindow
+) -> dict[str, float]:
+    """Hours of downtime episodes inside the window, per machine (overlaps merged)."""
+    spans: dict[str, list[tuple[datetime, datetime]]] = {}
+    for ep in session.scalars(
+        select(Episode).where(
+            Episode.rule_type.in_(cfg.downtime_rule_types),
+            Episode.started_at < window.end,
+        )
+    ):
+        start = max(_aware(ep.started_at), window.start)
+        stop = min(_aware(ep.resolved_at) if ep.resolved_at else window.end, window.end)
+        if stop > start:
+            spans.setdefault(ep.machine_id, []).append((start, stop))
+    out = {}
+    for machine, items in spans.items():
+        items.sort()
+        total = 0.0
+        cur_start, cur_end = items[0]
+        for start, stop in items[1:]:
+            if start <= cur_end:
+                cur_end = max(cur_end, stop)
+            else:
+                total += (cur_end - cur_start).total_seconds()
+                cur_start, cur_end = start, stop
+        total += (cur_end - cur_start).total_seconds()
+        out[machine] = total / 3600
+    return out

@@ -1,0 +1,192 @@
+"""Delivering reports and run notices: e-mail over SMTP and a Microsoft Teams webhook.
+
+Both notifiers classify failures the Alertmanager way: a :class:`NotifyError` says whether
+retrying may help (connection refused, 4xx SMTP replies, HTTP 429 and 5xx) or not
+(recipient refused, HTTP 4xx). Transient failures are retried a few times with backoff
+here; the caller records the final outcome. Neither notifier logs on its own.
+"""
+
+from __future__ import annotations
+
+import random
+import smtplib
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, TypeVar
+
+import httpx
+
+from core.config.runner import SmtpConfig, TeamsConfig
+from core.lifecycle import backoff_delay
+from runner.errors import NotifyError
+
+T = TypeVar("T")
+
+#: Adaptive Card schema accepted by Teams incoming webhooks and Workflows.
+_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+@dataclass(frozen=True)
+class Attachment:
+    filename: str
+    content: bytes
+    mime: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Message:
+    """A notice: subject, plain text, optional HTML and attachments, and key facts."""
+
+    subject: str
+    text: str
+    html: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    facts: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def _retry(op: Callable[[], T], attempts: int = 3, base_s: float = 0.5) -> T:
+    rng = random.Random()  # noqa: S311 - retry jitter, not a secret
+    for attempt in range(attempts):
+        try:
+            return op()
+        except NotifyError as exc:
+            if not exc.transient or attempt == attempts - 1:
+                raise
+            time.sleep(backoff_delay(attempt, base_s=base_s, cap_s=5.0, rng=rng))
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class Mailer:
+    """Sends :class:`Message` objects through the configured SMTP relay."""
+
+    def __init__(self, cfg: SmtpConfig) -> None:
+        self.cfg = cfg
+
+    def build(self, to: Sequence[str], message: Message) -> EmailMessage:
+        mail = EmailMessage()
+        mail["From"] = self.cfg.sender
+        mail["To"] = ", ".join(to)
+        mail["Subject"] = message.subject
+        mail.set_content(message.text)
+        if message.html is not None:
+            mail.add_alternative(message.html, subtype="html")
+        for item in message.attachments:
+            maintype, _, subtype = item.mime.partition("/")
+            mail.add_attachment(
+                item.content, maintype=maintype, subtype=subtype, filename=item.filename
+            )
+        return mail
+
+    def send(self, to: Sequence[str], message: Message) -> None:
+        """Deliver to ``to``; raises :class:`NotifyError` after retries."""
+        if not to:
+            return
+        mail = self.build(to, message)
+        _retry(lambda: self._send_once(mail))
+
+    def _send_once(self, mail: EmailMessage) -> None:
+        cfg = self.cfg
+        try:
+            smtp: smtplib.SMTP
+            if cfg.security == "ssl":
+                smtp = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
+            with smtp:
+                if cfg.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                if cfg.username:
+                    password = cfg.password.get_secret_value() if cfg.password else ""
+                    smtp.login(cfg.username, password)
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise NotifyError(
+                f"SMTP refused every recipient: {exc.recipients}",
+                reason="smtp_refused",
+                transient=False,
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            transient = 400 <= exc.smtp_code < 500
+            raise NotifyError(
+                f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
+                reason="smtp_transient" if transient else "smtp_rejected",
+                transient=transient,
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifyError(f"SMTP relay unreachable: {exc}", reason="smtp_unreachable") from exc
+
+
+class TeamsWebhook:
+    """Posts an Adaptive Card to a Teams incoming webhook (or Workflows webhook)."""
+
+    def __init__(self, cfg: TeamsConfig, *, client: httpx.Client | None = None) -> None:
+        if cfg.webhook_url is None:
+            raise ValueError("Teams webhook_url is not configured")
+        self.url = cfg.webhook_url.get_secret_value()
+        self.client = client or httpx.Client(timeout=cfg.timeout_s)
+
+    @staticmethod
+    def card(message: Message) -> dict[str, Any]:
+        """The webhook payload: one Adaptive Card with the subject, text and facts."""
+        body: list[dict[str, Any]] = [
+            {
+                "type": "TextBlock",
+                "text": message.subject,
+                "weight": "Bolder",
+                "size": "Medium",
+                "wrap": True,
+            },
+            {"type": "TextBlock", "text": message.text, "wrap": True},
+        ]
+        if message.facts:
+            body.append(
+                {
+                    "type": "FactSet",
+                    "facts": [{"title": k, "value": v} for k, v in message.facts],
+                }
+            )
+        return {
+            "type": "message",
+            "attachments": [
+                {
+                    "contentType": "application/vnd.microsoft.card.adaptive",
+                    "content": {
+                        "$schema": _CARD_SCHEMA,
+                        "type": "AdaptiveCard",
+                        "version": "1.4",
+                        "body": body,
+                    },
+                }
+            ],
+        }
+
+    def post(self, message: Message) -> None:
+        """Deliver the card; raises :class:`NotifyError` after retries."""
+        payload = self.card(message)
+        _retry(lambda: self._post_once(payload))
+
+    def _post_once(self, payload: dict[str, Any]) -> None:
+        try:
+            response = self.client.post(self.url, json=payload)
+        except httpx.HTTPError as exc:
+            raise NotifyError(
+                f"Teams webhook unreachable: {exc}", reason="teams_unreachable"
+            ) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise NotifyError(
+                f"Teams webhook answered {response.status_code}", reason="teams_transient"
+            )
+        if response.status_code >= 400:
+            raise NotifyError(
+                f"Teams webhook refused the card: {response.status_code} {response.text[:200]}",
+                reason="teams_rejected",
+                transient=False,
+            )
+
+    def close(self) -> None:
+        self.client.close()

@@ -1,0 +1,211 @@
+"""The step contract: what a pipeline step is, what it gets, and the external-command step.
+
+A step is a registered Python object (``runner/registry.py``) or an external program
+configured under ``runner.commands`` (the design's "ETL scripts"). Both satisfy
+:class:`Step`, and the pipeline treats them alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import RepsysConfig
+from core.config.runner import CommandConfig
+from core.db.schema import ReportRequestRow, ReportRun, utcnow
+from runner import history
+from runner.errors import CommandFailed, LeaseLost
+from runner.fence import fenced
+
+if TYPE_CHECKING:
+    from runner.notify import Mailer, TeamsWebhook
+    from runner.tb.source import AccountingSource, DataSourceClient
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What a step reports: rows written (or read), and a short text for the history."""
+
+    rows: int | None = None
+    output: str | None = None
+
+
+class LeaseCheck(Protocol):
+    """The run's lease, as a step sees it."""
+
+    def check(self) -> None:
+        """Raise :class:`~runner.errors.LeaseLost` when the mutex lease is gone."""
+
+
+class Step(Protocol):
+    """One step of a report pipeline.
+
+    Lifecycle: built once per runner process (from the registry or a command); ``run`` is
+    called once per pipeline run, on the runner's thread, with that run's context. A step
+    returns a :class:`StepResult` or raises:
+
+    * :class:`~runner.errors.StepFailed` (or any unexpected exception, which is a bug):
+      the request fails, naming the step and the error; later steps do not run.
+    * :class:`~runner.errors.LeaseLost` / :class:`~runner.errors.FenceRejected`: another
+      run has taken over; this run stops and writes nothing more.
+
+    A step must be idempotent, because a crash makes it run again for the same request:
+    loads are delete-then-insert by scope inside :meth:`StepContext.fenced`.
+    """
+
+    name: str
+
+    def run(self, ctx: StepContext) -> StepResult:
+        """Do the step's work for ``ctx.request``."""
+
+
+@dataclass
+class Services:
+    """What steps reach outside the database, injected so tests can pass their own.
+
+    ``accounting`` opens Plex's ODBC source, ``data_source`` builds the Plex SOAP client
+    (both factories: a step opens, uses and closes its connection). ``mailer`` and
+    ``teams`` are ``None`` when not configured; ``clock`` is the time of "now".
+    """
+
+    accounting: Callable[[], AccountingSource] | None = None
+    data_source: Callable[[], DataSourceClient] | None = None
+    mailer: Mailer | None = None
+    teams: TeamsWebhook | None = None
+    redis: Any = None
+    clock: Callable[[], datetime] = utcnow
+
+
+@dataclass
+class StepContext:
+    """Everything a step needs for one run of one request."""
+
+    request: ReportRequestRow
+    run: ReportRun
+    cfg: RepsysConfig
+    sessions: sessionmaker[Session]
+    services: Services
+    lease: LeaseCheck
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.request.kind
+
+    @property
+    def fence(self) -> int:
+        return self.run.fence
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.request.params or {})
+
+    def fenced(self) -> AbstractContextManager[Session]:
+        """A transaction for a load: fails with FenceRejected if a newer run wrote."""
+        return fenced(self.sessions, self.kind, self.fence)
+
+    def output_dir(self) -> Path:
+        """The request's folder under ``runner.output_dir`` (created)."""
+        path = Path(self.cfg.runner.output_dir) / self.request.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def set_result(self, path: Path) -> None:
+        """Record the report file the requester downloads."""
+        history.set_result_path(self.sessions, self.run, str(path))
+        self.request.result_path = str(path)
+
+
+def command_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of an external step: ours, the command's, and the request's."""
+    env = {**os.environ, **extra}
+    env.update(
+        REPSYS_REQUEST_ID=ctx.request.id,
+        REPSYS_KIND=ctx.kind,
+        REPSYS_FENCE=str(ctx.fence),
+        REPSYS_RUN_ID=str(ctx.run.id),
+        REPSYS_PARAMS=json.dumps(ctx.params, sort_keys=True),
+        REPSYS_OUTPUT_DIR=str(ctx.output_dir()),
+    )
+    for name, value in ctx.params.items():
+        text = ",".join(map(str, value)) if isinstance(value, list) else str(value)
+        env[f"REPSYS_PARAM_{name.upper()}"] = text
+    return env
+
+
+def _rows_from(output: str) -> int | None:
+    # A command may report its row count on a line "REPSYS_ROWS=<n>".
+    for line in reversed(output.splitlines()):
+        if line.startswith("REPSYS_ROWS="):
+            value = line.partition("=")[2].strip()
+            return int(value) if value.isdigit() else None
+    return None
+
+
+def _kill_group(proc: subprocess.Popen[str]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+class CommandStep:
+    """An external program as a step: argv, environment, timeout, captured output.
+
+    The program runs in a process group of its own; when the timeout passes or the
+    run's lease is lost, the whole group is killed.
+    """
+
+    #: How often the step looks at the clock and the lease while the program runs.
+    poll_s = 0.25
+
+    def __init__(self, name: str, cfg: CommandConfig) -> None:
+        self.name = name
+        self.cfg = cfg
+
+    def run(self, ctx: StepContext) -> StepResult:
+        proc = subprocess.Popen(
+            self.cfg.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=command_env(ctx, self.cfg.env),
+            cwd=self.cfg.cwd,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + self.cfg.timeout_s
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=self.poll_s)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                ctx.lease.check()
+            except LeaseLost:
+                _kill_group(proc)
+                proc.communicate()
+                raise
+            if time.monotonic() >= deadline:
+                _kill_group(proc)
+                tail = (proc.communicate()[0] or "")[-1000:]
+                raise CommandFailed(
+                    f"command {self.name!r} timed out after {self.cfg.timeout_s:g} s: {tail}"
+                )
+        output = output or ""
+        if proc.returncode != 0:
+            raise CommandFailed(
+                f"command {self.name!r} exited with status {proc.returncode}: {output[-1000:]}"
+            )
+        return StepResult(rows=_rows_from(output), output=output[-4000:])

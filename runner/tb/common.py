@@ -1,0 +1,108 @@
+"""What the trial balance steps share: the request's PCNs, sources, calendar, ranges, loads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session
+
+from core.db.warehouse import TBPeriod, TBPeriodRange
+from runner.errors import StepFailed
+from runner.steps import StepContext
+from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
+from runner.tb.source import AccountingSource
+
+#: Rows per INSERT batch: large enough to amortize round trips, small enough for memory.
+BATCH = 10_000
+
+
+def request_pcns(ctx: StepContext) -> list[int]:
+    pcns = [int(p) for p in ctx.params.get("pcns") or []]
+    if not pcns:
+        raise StepFailed("the request names no PCN")
+    return pcns
+
+
+@contextmanager
+def accounting(ctx: StepContext) -> Iterator[AccountingSource]:
+    """Open Plex's ODBC source for the step; closed when the step is done with it."""
+    if ctx.services.accounting is None:
+        raise StepFailed("no ODBC source is configured (runner.tb.odbc.connection_string)")
+    source = ctx.services.accounting()
+    try:
+        yield source
+    finally:
+        source.close()
+
+
+def calendar(session: Session, pcn: int) -> FiscalCalendar:
+    """The PCN's calendar as step 3 loaded it (ordinal 1)."""
+    rows = session.scalars(select(TBPeriod).where(TBPeriod.pcn == pcn, TBPeriod.ordinal == 1)).all()
+    if not rows:
+        raise StepFailed(f"the fiscal calendar of PCN {pcn} is not loaded (step periods)")
+    return FiscalCalendar(
+        pcn,
+        (
+            CalendarPeriod(
+                r.period, r.period_display, r.closed, r.begin_date, r.end_date, r.update_date
+            )
+            for r in rows
+        ),
+    )
+
+
+def period_range(session: Session, ctx: StepContext, pcn: int) -> TBPeriodRange:
+    """The ranges step 4 stored for this request and PCN."""
+    row = session.get(TBPeriodRange, pcn)
+    if row is None or row.request_id != ctx.request.id:
+        raise StepFailed(
+            f"the period ranges of PCN {pcn} are not this request's (step period_ranges)"
+        )
+    return row
+
+
+def split_windows(
+    cal: FiscalCalendar, calc_start: int, end: int
+) -> tuple[int | None, int | None, int | None, int | None]:
+    """(start_closed, end_closed, start_open, end_open) of ``calc_start..end``.
+
+    The closed window runs up to the period before the first open one; from there on is
+    the open window (a closed period inside it is read from the closed balances).
+    """
+    periods = cal.between(calc_start, end)
+    first_open = next((p for p in periods if not cal[p].closed), None)
+    if first_open is None:
+        return periods[0], periods[-1], None, None
+    if first_open == periods[0]:
+        return None, None, first_open, periods[-1]
+    return periods[0], cal.previous(first_open), first_open, periods[-1]
+
+
+def bulk_insert(session: Session, table: Table | Any, rows: Iterable[dict[str, Any]]) -> int:
+    """Insert ``rows`` in batches; returns how many."""
+    total = 0
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH:
+            session.execute(insert(table), batch)
+            total += len(batch)
+            batch = []
+    if batch:
+        session.execute(insert(table), batch)
+        total += len(batch)
+    return total
+
+
+def fmt_cents(cents: int) -> str:
+    """1234550 -> '12,345.50' (for messages)."""
+    sign = "-" if cents < 0 else ""
+    whole, frac = divmod(abs(cents), 100)
+    return f"{sign}{whole:,}.{frac:02d}"
+
+
+def describe(pcns: Sequence[int]) -> str:
+    return "PCN " + ", ".join(map(str, pcns))

@@ -1,0 +1,248 @@
+"""Trial balance steps 8 and 9 (recreate period balances) and the balance check.
+
+8. ``recreate_closed``: the closed window, from the anchor's stored year-to-date amounts
+   and the closed-period balances.
+9. ``recreate_open``: the open window, continuing from the closed window's last period,
+   with data source 4814's activity for open periods.
+
+``check_balanced`` then requires, for every PCN and period of the request, that debits
+equal credits (and, with ``check_ytd``, year-to-date debits equal year-to-date credits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from core.db.warehouse import (
+    TBAccount,
+    TBAccountPeriodBalance,
+    TBAccountYearCategoryType,
+    TBBalance,
+    TBOpenActivity,
+)
+from runner.errors import StepFailed, Unbalanced
+from runner.steps import StepContext, StepResult
+from runner.tb.common import bulk_insert, calendar, fmt_cents, period_range, request_pcns
+from runner.tb.fiscal import FiscalCalendar
+from runner.tb.transform import Recreated, Window, recreate
+
+
+def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end: int) -> Window:
+    """Everything :func:`recreate` needs for ``start..end`` of one PCN, from the warehouse."""
+    accounts = list(
+        session.scalars(
+            select(TBAccount.account_no).where(TBAccount.pcn == pcn).order_by(TBAccount.account_no)
+        )
+    )
+    if not accounts:
+        raise StepFailed(f"no accounts of PCN {pcn} are loaded (step accounts)")
+    periods = cal.between(start, end)
+    window = Window.empty(accounts, periods, [cal[p].first_of_year for p in periods])
+    index = {a: i for i, a in enumerate(accounts)}
+    # Revenue/expense flags: the year's snapshot, else the account's current category.
+    current: dict[str, bool] = dict(
+        list(
+            session.execute(
+                select(TBAccount.account_no, TBAccount.revenue_or_expense).where(
+                    TBAccount.pcn == pcn
+                )
+            ).tuples()
+        )
+    )
+    years = sorted({p // 100 for p in periods})
+    by_year: dict[int, dict[str, bool]] = {y: {} for y in years}
+    for account_no, year, flag in session.execute(
+        select(
+            TBAccountYearCategoryType.account_no,
+            TBAccountYearCategoryType.year,
+            TBAccountYearCategoryType.revenue_or_expense,
+        ).where(TBAccountYearCategoryType.pcn == pcn, TBAccountYearCategoryType.year.in_(years))
+    ).tuples():
+        by_year[year][account_no] = bool(flag)
+    for j, period in enumerate(periods):
+        flags = by_year[period // 100]
+        window.revenue_or_expense[:, j] = [flags.get(a, current.get(a, False)) for a in accounts]
+    anchor = cal.previous(start)
+    if anchor:
+        rows = session.execute(
+            select(
+                TBAccountPeriodBalance.account_no,
+                TBAccountPeriodBalance.ytd_debit_cents,
+                TBAccountPeriodBalance.ytd_credit_cents,
+            ).where(TBAccountPeriodBalance.pcn == pcn, TBAccountPeriodBalance.period == anchor)
+        ).tuples()
+        found = 0
+        for account_no, ytd_debit, ytd_credit in rows:
+            i = index.get(account_no)
+            if i is not None:  # an account new since the anchor starts from zero
+                window.anchor_ytd_debit[i] = ytd_debit
+                window.anchor_ytd_credit[i] = ytd_credit
+                found += 1
+        if not found:
+            raise StepFailed(f"PCN {pcn}: the anchor period {anchor} has no stored balances")
+    closed = [p for p in periods if cal[p].closed]
+    open_ = [p for p in periods if not cal[p].closed]
+    if closed:
+        window.fill(
+            session.execute(
+                select(
+                    TBBalance.account_no,
+                    TBBalance.period,
+                    TBBalance.debit_cents,
+                    TBBalance.credit_cents,
+                ).where(TBBalance.pcn == pcn, TBBalance.period.in_(closed))
+            ).tuples()
+        )
+    if open_:
+        window.fill(
+            session.execute(
+                select(
+                    TBOpenActivity.account_no,
+                    TBOpenActivity.period,
+                    TBOpenActivity.debit_cents,
+                    TBOpenActivity.credit_cents,
+                ).where(TBOpenActivity.pcn == pcn, TBOpenActivity.period.in_(open_))
+            ).tuples()
+        )
+    return window
+
+
+def _rows(
+    pcn: int, cal: FiscalCalendar, window: Window, out: Recreated, fence: int
+) -> Iterator[dict[str, Any]]:
+    balance = out.debit - out.credit
+    ytd_balance = out.ytd_debit - out.ytd_credit
+    for j, period in enumerate(window.periods):
+        p = cal[period]
+        columns = zip(
+            window.accounts,
+            out.debit[:, j].tolist(),
+            out.credit[:, j].tolist(),
+            balance[:, j].tolist(),
+            out.ytd_debit[:, j].tolist(),
+            out.ytd_credit[:, j].tolist(),
+            ytd_balance[:, j].tolist(),
+            strict=True,
+        )
+        for account_no, d, c, b, yd, yc, yb in columns:
+            yield {
+                "pcn": pcn,
+                "period": period,
+                "account_no": account_no,
+                "period_display": p.display,
+                "debit_cents": d,
+                "credit_cents": c,
+                "balance_cents": b,
+                "ytd_debit_cents": yd,
+                "ytd_credit_cents": yc,
+                "ytd_balance_cents": yb,
+                "closed": p.closed,
+                "source_update": p.update_date,
+                "fence": fence,
+            }
+
+
+def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
+    """Recreate ``start..end`` of one PCN; returns the rows written."""
+    with ctx.sessions() as session:
+        cal = calendar(session, pcn)
+        window = load_window(session, pcn, cal, start, end)
+    out = recreate(window)
+    ctx.lease.check()
+    with ctx.fenced() as session:
+        session.execute(
+            delete(TBAccountPeriodBalance).where(
+                TBAccountPeriodBalance.pcn == pcn,
+                TBAccountPeriodBalance.period.between(start, end),
+            )
+        )
+        return bulk_insert(session, TBAccountPeriodBalance, _rows(pcn, cal, window, out, ctx.fence))
+
+
+class RecreateClosed:
+    name = "recreate_closed"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        written = 0
+        notes = []
+        for pcn in request_pcns(ctx):
+            with ctx.sessions() as session:
+                rng = period_range(session, ctx, pcn)
+            if rng.start_closed is None or rng.end_closed is None:
+                notes.append(f"PCN {pcn}: no closed period")
+                continue
+            written += recreate_range(ctx, pcn, rng.start_closed, rng.end_closed)
+            notes.append(f"PCN {pcn}: {rng.start_closed}..{rng.end_closed}")
+        return StepResult(written, "; ".join(notes))
+
+
+class RecreateOpen:
+    name = "recreate_open"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        written = 0
+        notes = []
+        for pcn in request_pcns(ctx):
+            with ctx.sessions() as session:
+                rng = period_range(session, ctx, pcn)
+            if rng.start_open is None or rng.end_open is None:
+                notes.append(f"PCN {pcn}: no open period")
+                continue
+            written += recreate_range(ctx, pcn, rng.start_open, rng.end_open)
+            notes.append(f"PCN {pcn}: {rng.start_open}..{rng.end_open}")
+        return StepResult(written, "; ".join(notes))
+
+
+class CheckBalanced:
+    name = "check_balanced"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        check_ytd = ctx.cfg.runner.tb.check_ytd
+        checked = 0
+        with ctx.sessions() as session:
+            for pcn in request_pcns(ctx):
+                rng = period_range(session, ctx, pcn)
+                cal = calendar(session, pcn)
+                sums = {
+                    period: (int(d), int(c), int(yd), int(yc))
+                    for period, d, c, yd, yc in session.execute(
+                        select(
+                            TBAccountPeriodBalance.period,
+                            func.sum(TBAccountPeriodBalance.debit_cents),
+                            func.sum(TBAccountPeriodBalance.credit_cents),
+                            func.sum(TBAccountPeriodBalance.ytd_debit_cents),
+                            func.sum(TBAccountPeriodBalance.ytd_credit_cents),
+                        )
+                        .where(
+                            TBAccountPeriodBalance.pcn == pcn,
+                            TBAccountPeriodBalance.period.between(rng.start_period, rng.end_period),
+                        )
+                        .group_by(TBAccountPeriodBalance.period)
+                    ).tuples()
+                }
+                for period in cal.between(rng.start_period, rng.end_period):
+                    if period not in sums:
+                        raise StepFailed(f"PCN {pcn}: no balances for period {period}")
+                    d, c, yd, yc = sums[period]
+                    if d != c:
+                        raise Unbalanced(_unbalanced(pcn, period, "", d, c))
+                    if check_ytd and yd != yc:
+                        raise Unbalanced(_unbalanced(pcn, period, "year-to-date ", yd, yc))
+                    checked += 1
+        return StepResult(
+            checked, f"{checked} periods balanced" + (" (with YTD)" if check_ytd else "")
+        )
+
+
+def _unbalanced(pcn: int, period: int, what: str, debit: int, credit: int) -> str:
+    return (
+        f"PCN {pcn} period {period}: {what}debits {fmt_cents(debit)} differ from "
+        f"{what}credits {fmt_cents(credit)} by {fmt_cents(debit - credit)}"
+    )
+
+
+__all__ = ["CheckBalanced", "RecreateClosed", "RecreateOpen", "load_window"]

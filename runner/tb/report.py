@@ -1,0 +1,188 @@
+"""Trial balance step 10: the report as the plants had it, stored and mailed.
+
+Columns ``period, category_type, category_name, sub_category_name, account_no,
+account_name, current_debit_credit, ytd_debit_credit``, ordered by period then account;
+an ``.xlsx`` whose header is bold, bordered and yellow (one sheet per PCN) and a CSV per
+PCN with exact decimal amounts; named like ``TB-202306_to_202406_on_07-07_DM``; mailed as
+"Trial Balance Report - <date>" to ``runner.tb.report_to``.
+
+An account appears from its first period on (``start_period``); before it existed the
+trial balance does not list it.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
+
+from openpyxl import Workbook
+from openpyxl.styles import Border, Font, PatternFill, Side
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from core.db.warehouse import TBAccount, TBAccountPeriodBalance
+from runner.errors import NotifyError, StepFailed
+from runner.notify import Attachment, Message
+from runner.steps import StepContext, StepResult
+from runner.tb.common import period_range, request_pcns
+
+COLUMNS = (
+    "period",
+    "category_type",
+    "category_name",
+    "sub_category_name",
+    "account_no",
+    "account_name",
+    "current_debit_credit",
+    "ytd_debit_credit",
+)
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+_HEADER_FONT = Font(bold=True)
+_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFFF00", end_color="FFFF00")
+_THIN = Side(style="thin")
+_HEADER_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
+_WIDTHS = (10, 14, 24, 24, 18, 32, 22, 22)
+
+
+@dataclass(frozen=True)
+class TBLine:
+    """One line of the report; amounts in cents."""
+
+    period: int
+    period_display: str
+    category_type: str
+    category_name: str
+    sub_category_name: str
+    account_no: str
+    account_name: str
+    current_cents: int
+    ytd_cents: int
+
+    def values(self) -> tuple[str, str, str, str, str, str, Decimal, Decimal]:
+        return (
+            self.period_display,
+            self.category_type,
+            self.category_name,
+            self.sub_category_name,
+            self.account_no,
+            self.account_name,
+            Decimal(self.current_cents) / 100,
+            Decimal(self.ytd_cents) / 100,
+        )
+
+
+def report_lines(session: Session, pcn: int, start: int, end: int) -> list[TBLine]:
+    """The trial balance of one PCN, ``start..end``, ordered by period then account."""
+    b, a = TBAccountPeriodBalance, TBAccount
+    rows = session.execute(
+        select(
+            b.period,
+            b.period_display,
+            a.category_type,
+            a.category_name,
+            a.sub_category_name,
+            a.account_no,
+            a.account_name,
+            b.balance_cents,
+            b.ytd_balance_cents,
+        )
+        .join(a, and_(a.pcn == b.pcn, a.account_no == b.account_no))
+        .where(
+            b.pcn == pcn,
+            b.period.between(start, end),
+            or_(a.start_period == 0, a.start_period <= b.period),
+        )
+        .order_by(b.period, b.account_no)
+    ).tuples()
+    return [TBLine(*row) for row in rows]
+
+
+def file_stem(start: int, end: int, day: datetime, suffix: str) -> str:
+    """``TB-202306_to_202406_on_07-07_DM``: the name the plants gave the report."""
+    stem = f"TB-{start}_to_{end}_on_{day:%m-%d}"
+    return f"{stem}_{suffix}" if suffix else stem
+
+
+def write_xlsx(path: Path, sheets: dict[int, list[TBLine]]) -> None:
+    workbook = Workbook(write_only=False)
+    first = True
+    for pcn, lines in sheets.items():
+        sheet = workbook.active if first else workbook.create_sheet()
+        first = False
+        sheet.title = str(pcn)
+        sheet.append(list(COLUMNS))
+        for cell in sheet[1]:
+            cell.font = _HEADER_FONT
+            cell.fill = _HEADER_FILL
+            cell.border = _HEADER_BORDER
+        for line in lines:
+            values = line.values()
+            sheet.append([*values[:6], float(values[6]), float(values[7])])
+        for column, width in zip("ABCDEFGH", _WIDTHS, strict=True):
+            sheet.column_dimensions[column].width = width
+        for row in sheet.iter_rows(min_row=2, min_col=7, max_col=8):
+            for cell in row:
+                cell.number_format = "#,##0.00;(#,##0.00)"
+        sheet.freeze_panes = "A2"
+    workbook.save(path)
+
+
+def write_csv(path: Path, lines: list[TBLine]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(COLUMNS)
+        for line in lines:
+            writer.writerow(line.values())
+
+
+class Report:
+    name = "report"
+
+    def run(self, ctx: StepContext) -> StepResult:
+        now = ctx.services.clock()
+        sheets: dict[int, list[TBLine]] = {}
+        starts, ends = [], []
+        with ctx.sessions() as session:
+            for pcn in request_pcns(ctx):
+                rng = period_range(session, ctx, pcn)
+                starts.append(rng.start_period)
+                ends.append(rng.end_period)
+                sheets[pcn] = report_lines(session, pcn, rng.start_period, rng.end_period)
+        if not any(sheets.values()):
+            raise StepFailed("the trial balance has no lines")
+        cfg = ctx.cfg.runner.tb
+        stem = file_stem(min(starts), max(ends), now, cfg.file_suffix)
+        folder = ctx.output_dir()
+        xlsx = folder / f"{stem}.xlsx"
+        write_xlsx(xlsx, sheets)
+        for pcn, lines in sheets.items():
+            name = f"{stem}.csv" if len(sheets) == 1 else f"{stem}_{pcn}.csv"
+            write_csv(folder / name, lines)
+        ctx.set_result(xlsx)
+        count = sum(len(lines) for lines in sheets.values())
+        mailed = self._mail(ctx, xlsx, now, count)
+        return StepResult(count, f"{xlsx.name}: {count} lines" + mailed)
+
+    def _mail(self, ctx: StepContext, xlsx: Path, now: datetime, count: int) -> str:
+        cfg = ctx.cfg.runner.tb
+        if not cfg.report_to:
+            return ""
+        if ctx.services.mailer is None:
+            raise StepFailed("runner.tb.report_to is set but runner.smtp is not configured")
+        message = Message(
+            subject=cfg.report_subject.format(date=f"{now:%m-%d-%Y}"),
+            text=(
+                f"The trial balance {ctx.request.name} requested by "
+                f"{ctx.request.requester or 'the scheduler'} is attached ({count} lines)."
+            ),
+            attachments=(Attachment(xlsx.name, xlsx.read_bytes(), XLSX_MIME),),
+        )
+        try:
+            ctx.services.mailer.send(cfg.report_to, message)
+        except NotifyError as exc:
+            raise StepFailed(f"mailing the report failed: {exc}", reason=exc.reason) from exc
+        return f"; mailed to {len(cfg.report_to)}"

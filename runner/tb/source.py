@@ -1,0 +1,228 @@
+"""Where the trial balance reads Plex: ODBC views (closed periods) and data source 4814.
+
+:class:`AccountingSource` and :class:`DataSourceClient` are the seams: the runner opens
+the real ODBC source with pyodbc (:class:`OdbcAccountingSource`) and calls data source
+4814 through ``plex.client.PlexClient``; unit tests pass other implementations through
+:class:`runner.steps.Services`.
+
+The ODBC queries read the views production reads (``accounting_v_Account_e``,
+``accounting_v_Category_Account_e``, ``accounting_v_Category_Type``,
+``accounting_v_Period_e``, ``accounting_v_Balance_e``), by the column names documented in
+``sim/accounting/odbc.py``. Amounts become integer cents on the way in, rounded half up
+(Plex keeps five decimals; a trial balance is in cents).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Protocol
+
+from runner.errors import SourceError
+
+_CENT = Decimal("0.01")
+
+
+def to_cents(value: Any) -> int:
+    """An amount as Plex or a driver hands it (Decimal, float, int, str) -> cents."""
+    if value is None or value == "":
+        return 0
+    if isinstance(value, int):
+        return value * 100
+    if isinstance(value, float):
+        # Exact for amounts below about 10^13: the float's error is far under half a cent.
+        return round(value * 100)
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(str(value).strip())
+        return int((dec / _CENT).to_integral_value(ROUND_HALF_UP))
+    except (InvalidOperation, ValueError) as exc:
+        raise SourceError(f"amount {value!r} is not a number", reason="bad_amount") from exc
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+@dataclass(frozen=True)
+class SourceAccount:
+    """An account with its category, as the ODBC views describe it."""
+
+    account_no: str
+    account_key: int
+    name: str
+    active: bool
+    start_period: int
+    category_type: str
+    category_no: int
+    category_name: str
+    sub_category_no: int
+    sub_category_name: str
+    revenue_or_expense: bool
+
+
+@dataclass(frozen=True)
+class SourcePeriod:
+    """One row of ``accounting_v_Period_e``."""
+
+    period: int
+    period_key: int
+    fiscal_order: int
+    display: str
+    begin: date
+    end: date
+    closed: bool
+    update_date: str
+
+
+class AccountingSource(Protocol):
+    """Plex's accounting views for one PCN at a time.
+
+    Lifecycle: opened by a step through ``Services.accounting()``, used for a few
+    queries, closed by the step. Every method raises :class:`SourceError` (reason
+    ``odbc``) when Plex cannot be read.
+    """
+
+    def accounts(self, pcn: int) -> list[SourceAccount]:
+        """Every account of the PCN, with category type and revenue/expense flag."""
+
+    def periods(self, pcn: int) -> list[SourcePeriod]:
+        """The PCN's fiscal calendar, ordered by period."""
+
+    def balances(self, pcn: int, start: int, end: int) -> Iterator[tuple[str, int, int, int]]:
+        """(account_no, period, debit cents, credit cents) of closed periods in the range."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+class ResultRows(Protocol):
+    """A data source's answer, as :class:`plex.client.DataSourceResult` gives it."""
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        """The first result set; each row maps column names to strings, in column order."""
+
+
+class DataSourceClient(Protocol):
+    """The Plex SOAP client as the trial balance uses it (``plex.client.PlexClient``)."""
+
+    def execute_data_source(self, key: int, params: Mapping[str, str]) -> ResultRows:
+        """Run data source ``key``; raises ``plex.errors.PlexError`` on failure."""
+
+    def close(self) -> None:
+        """Release the HTTP session."""
+
+
+_ACCOUNTS = """
+SELECT a.account_no, a.account_key, a.account_name, a.active, a.start_period,
+       c.category_type, c.category_no, c.category_name, c.sub_category_no,
+       c.sub_category_name, t.revenue_or_expense
+FROM accounting_v_Account_e a
+LEFT JOIN accounting_v_Category_Account_e c
+  ON c.plexus_customer_no = a.plexus_customer_no AND c.account_no = a.account_no
+LEFT JOIN accounting_v_Category_Type t ON t.category_type = c.category_type
+WHERE a.plexus_customer_no = ?
+ORDER BY a.account_no
+"""
+
+_PERIODS = """
+SELECT period, period_key, fiscal_order, period_display, begin_date, end_date,
+       period_status, update_date
+FROM accounting_v_Period_e
+WHERE plexus_customer_no = ?
+ORDER BY period
+"""
+
+_BALANCES = """
+SELECT account_no, period, debit, credit
+FROM accounting_v_Balance_e
+WHERE plexus_customer_no = ? AND period BETWEEN ? AND ?
+"""
+
+
+class OdbcAccountingSource:
+    """:class:`AccountingSource` over pyodbc (DataDirect in production, SQLite in tests)."""
+
+    fetch_size = 20_000
+
+    def __init__(
+        self, connection_string: str, *, password: str | None = None, timeout_s: int = 600
+    ) -> None:
+        import pyodbc  # noqa: PLC0415 - loaded only by processes that read Plex
+
+        self._pyodbc = pyodbc
+        conn_str = connection_string
+        if password:
+            conn_str = f"{conn_str.rstrip(';')};PWD={{{password}}}"
+        try:
+            self.conn = pyodbc.connect(conn_str, autocommit=True)
+        except pyodbc.Error as exc:
+            raise SourceError(f"cannot open the ODBC source: {exc}", reason="odbc") from exc
+        self.conn.timeout = timeout_s
+
+    def _query(self, sql: str, *args: Any) -> Any:
+        try:
+            cursor = self.conn.cursor()
+            cursor.execute(sql, *args)
+            return cursor
+        except self._pyodbc.Error as exc:
+            raise SourceError(f"ODBC query failed: {exc}", reason="odbc") from exc
+
+    def accounts(self, pcn: int) -> list[SourceAccount]:
+        out = []
+        for row in self._query(_ACCOUNTS, pcn).fetchall():
+            ctype = row.category_type or ""
+            out.append(
+                SourceAccount(
+                    account_no=str(row.account_no),
+                    account_key=int(row.account_key or 0),
+                    name=str(row.account_name or ""),
+                    active=bool(row.active),
+                    start_period=int(row.start_period or 0),
+                    category_type=ctype,
+                    category_no=int(row.category_no or 0),
+                    category_name=str(row.category_name or ""),
+                    sub_category_no=int(row.sub_category_no or 0),
+                    sub_category_name=str(row.sub_category_name or ""),
+                    revenue_or_expense=bool(row.revenue_or_expense),
+                )
+            )
+        return out
+
+    def periods(self, pcn: int) -> list[SourcePeriod]:
+        return [
+            SourcePeriod(
+                period=int(row.period),
+                period_key=int(row.period_key),
+                fiscal_order=int(row.fiscal_order),
+                display=str(row.period_display),
+                begin=_date(row.begin_date),
+                end=_date(row.end_date),
+                closed=bool(row.period_status),
+                update_date=str(row.update_date),
+            )
+            for row in self._query(_PERIODS, pcn).fetchall()
+        ]
+
+    def balances(self, pcn: int, start: int, end: int) -> Iterator[tuple[str, int, int, int]]:
+        cursor = self._query(_BALANCES, pcn, start, end)
+        try:
+            while True:
+                rows = cursor.fetchmany(self.fetch_size)
+                if not rows:
+                    return
+                for account_no, period, debit, credit in rows:
+                    yield str(account_no), int(period), to_cents(debit), to_cents(credit)
+        except self._pyodbc.Error as exc:
+            raise SourceError(f"ODBC read failed: {exc}", reason="odbc") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(self._pyodbc.Error):
+            self.conn.close()

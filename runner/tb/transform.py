@@ -1,0 +1,109 @@
+"""Recreating account period balances: period and year-to-date amounts per account.
+
+The production procedure walked the periods of a window one at a time from its anchor:
+
+* period debit and credit come from the source (closed-period balances or, for an open
+  period, data source 4814);
+* ``ytd = previous ytd + period``, except at the first fiscal period, where a revenue or
+  expense account (in that fiscal year's category snapshot) starts again from the period
+  alone; balance-sheet accounts keep accumulating across years;
+* an account with no row at the anchor (new in the window) starts from zero.
+
+The same walk, vectorized over accounts with numpy on integer cents: one pass per period,
+exact, and fast enough for a million balance rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+Cents = npt.NDArray[np.int64]
+
+
+@dataclass
+class Window:
+    """Inputs of one recreation: accounts x periods, everything in cents.
+
+    ``revenue_or_expense[i, j]`` is account ``i``'s flag in the fiscal year of period
+    ``j``; ``first_of_year[j]`` says whether period ``j`` opens a fiscal year.
+    """
+
+    accounts: list[str]
+    periods: list[int]
+    first_of_year: list[bool]
+    revenue_or_expense: npt.NDArray[np.bool_]
+    debit: Cents
+    credit: Cents
+    anchor_ytd_debit: Cents
+    anchor_ytd_credit: Cents
+
+    @classmethod
+    def empty(
+        cls, accounts: Sequence[str], periods: Sequence[int], first_of_year: Sequence[bool]
+    ) -> Window:
+        n, m = len(accounts), len(periods)
+        return cls(
+            accounts=list(accounts),
+            periods=list(periods),
+            first_of_year=list(first_of_year),
+            revenue_or_expense=np.zeros((n, m), dtype=bool),
+            debit=np.zeros((n, m), dtype=np.int64),
+            credit=np.zeros((n, m), dtype=np.int64),
+            anchor_ytd_debit=np.zeros(n, dtype=np.int64),
+            anchor_ytd_credit=np.zeros(n, dtype=np.int64),
+        )
+
+    def fill(self, rows: Iterable[tuple[str, int, int, int]]) -> int:
+        """Add (account, period, debit, credit) rows; rows outside the window are skipped.
+
+        Returns the number of rows used. An account missing from the chart of accounts
+        is skipped too: the report could not name it.
+        """
+        acc = {a: i for i, a in enumerate(self.accounts)}
+        per = {p: j for j, p in enumerate(self.periods)}
+        used = 0
+        for account_no, period, debit, credit in rows:
+            i = acc.get(account_no)
+            j = per.get(period)
+            if i is None or j is None:
+                continue
+            self.debit[i, j] += debit
+            self.credit[i, j] += credit
+            used += 1
+        return used
+
+
+@dataclass
+class Recreated:
+    """Outputs: period and YTD debit/credit per account (rows) and period (columns)."""
+
+    debit: Cents
+    credit: Cents
+    ytd_debit: Cents
+    ytd_credit: Cents
+
+
+def recreate(window: Window) -> Recreated:
+    """Walk the window's periods from the anchor, applying the YTD reset rule."""
+    n, m = window.debit.shape
+    ytd_debit = np.empty((n, m), dtype=np.int64)
+    ytd_credit = np.empty((n, m), dtype=np.int64)
+    prev_debit = window.anchor_ytd_debit
+    prev_credit = window.anchor_ytd_credit
+    for j in range(m):
+        d = window.debit[:, j]
+        c = window.credit[:, j]
+        if window.first_of_year[j]:
+            reset = window.revenue_or_expense[:, j]
+            ytd_debit[:, j] = np.where(reset, d, prev_debit + d)
+            ytd_credit[:, j] = np.where(reset, c, prev_credit + c)
+        else:
+            ytd_debit[:, j] = prev_debit + d
+            ytd_credit[:, j] = prev_credit + c
+        prev_debit = ytd_debit[:, j]
+        prev_credit = ytd_credit[:, j]
+    return Recreated(window.debit, window.credit, ytd_debit, ytd_credit)
