@@ -27,6 +27,7 @@ from typing import Any
 
 from asyncua import ua
 from asyncua.client.client import Client
+from asyncua.common.events import get_filter_from_event_type
 from asyncua.common.subscription import DataChangeEvent, OpcEvent, OverflowPolicy, Subscription
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.object_ids import ObjectIds
@@ -144,7 +145,7 @@ class OpcuaReader:
         spec = self._event_spec(fields)
         if spec is None:
             return None
-        code = fields.get(spec.code_field)
+        code = fields.get(spec.code_field.rpartition(":")[2]) if spec.code_field else None
         message = fields.get("Message")
         text = message.Value.Text if message is not None and message.Value is not None else ""
         severity = fields.get("Severity")
@@ -153,7 +154,7 @@ class OpcuaReader:
         return Signal(
             machine=spec.machine,
             name=spec.signal,
-            value=code.Value if code is not None else text,
+            value=code.Value if code is not None and code.Value is not None else text,
             source_ts=source_ts or receive_ts,
             receive_ts=receive_ts,
             attrs={
@@ -199,10 +200,30 @@ class OpcuaReader:
                 if emitter is None:
                     log.warning("opcua_emitter_unresolved", source=self.name, emitter=spec.emitter)
                     continue
-                await sub.subscribe_events(emitter, ObjectIds.BaseEventType)
+                evfilter = await self._event_filter(client, resolver, spec)
+                await sub.subscribe_events(emitter, ObjectIds.BaseEventType, evfilter=evfilter)
                 self._events.append((emitter, spec))
         self.last_data = time.monotonic()
         return sub
+
+    async def _event_filter(
+        self, client: Client, resolver: Resolver, spec: OpcuaEvents
+    ) -> ua.EventFilter:
+        # BaseEventType's fields plus the alarm-code property of the subtype the server
+        # fires ("alias:Name", or "Name" in namespace 0); servers evaluate it on each
+        # event's real type and send null where the event has no such property.
+        base = client.get_node(ua.NodeId(ua.Int32(ObjectIds.BaseEventType)))
+        evfilter = await get_filter_from_event_type([base])
+        if not spec.code_field:
+            return evfilter
+        alias, sep, name = spec.code_field.rpartition(":")
+        op = ua.SimpleAttributeOperand()
+        op.TypeDefinitionId = ua.NodeId(ua.Int32(ObjectIds.BaseEventType))
+        op.AttributeId = AttributeIds.Value
+        ns = resolver.ns(alias) if sep else 0
+        op.BrowsePath = [ua.QualifiedName(name, ua.UInt16(ns))]
+        evfilter.SelectClauses.append(op)
+        return evfilter
 
     async def _consume(self, sub: Subscription) -> None:
         async for ev in sub:

@@ -96,7 +96,9 @@ class OpcuaEvents(StrictModel):
         default="i=2253", description="Node id or browse path of the emitter (Server)."
     )
     code_field: str = Field(
-        default="AlarmCode", description="Event property holding the alarm code (the value)."
+        default="",
+        description="Event property with the alarm code (the value), alias:Name; "
+        "empty: the value is the event's message text.",
     )
 
 
@@ -140,10 +142,18 @@ class OpcuaSource(StrictModel):
     poll_interval_s: float = Field(default=1.0, gt=0, description="Poll mode: read every.")
     watchdog_factor: float = Field(
         default=5.0,
-        ge=2,
-        description="No notification for this many publishing intervals: resubscribe; "
-        "still none after as long again: reconnect.",
+        ge=0,
+        description="No notification for this many publishing (or sampling) intervals: "
+        "resubscribe; still none after as long again: reconnect. 0 turns it off.",
     )
+
+    @field_validator("watchdog_factor")
+    @classmethod
+    def _watchdog_off_or_sane(cls, value: float) -> float:
+        if 0 < value < 2:
+            raise ValueError("must be 0 (off) or at least 2")
+        return value
+
     timeout_s: float = Field(default=5.0, gt=0, description="Request timeout.")
     nodes: list[OpcuaNode] = Field(default_factory=list)
     events: list[OpcuaEvents] = Field(default_factory=list)

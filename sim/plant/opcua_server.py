@@ -142,6 +142,13 @@ class PlantServer:
         log.info("sim_opcua_silenced", items=n)
         return n
 
+    async def write_status(self, machine: str, signal: str, status: int, subject: str = "") -> None:
+        """Give a signal's nodes a status code (a sensor failure, for tests and operators)."""
+        assert self.server is not None
+        for t in self._targets.get((machine, signal, subject), []):
+            dv = ua.DataValue(StatusCode=ua.StatusCode(ua.UInt32(status)))
+            await self.server.write_attribute_value(t.node, dv)
+
     # --- address space --------------------------------------------------------------
 
     def _add(
