@@ -17,6 +17,7 @@ import argparse
 import getpass
 import os
 import secrets
+import signal
 import sys
 from functools import cache
 from typing import Any
@@ -102,6 +103,11 @@ def _serve(args: argparse.Namespace) -> int:
         app = create_app(cfg, engine=engine, redis=redis, registry=registry, stopper=stopper)
         obs = start_observability(cfg, registry, ready=lambda: check_ready(app.state.services))
         log.info("web_starting", url=f"http://{host}:{port}{cfg.web.root_path}/")
+        # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown, see _Server) and then
+        # re-raises the signal to the handler it found: make that one a quiet stop, so a
+        # requested stop exits 0 instead of dying by the signal.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda _signum, _frame: stopper.stop())
         try:
             _Server(uvicorn_config(app, host, port), stopper).run()
         finally:
@@ -114,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
+    cfg, _ = setup_process(args)
     engine = make_engine(cfg.database)
     redis = connect_sync(cfg.redis)
     try:
@@ -124,8 +130,9 @@ def _check(args: argparse.Namespace) -> int:
             print(f"web: not ready: {why}", file=sys.stderr)
             return EXIT_FAILURE
         names = _bootstrap(cfg, engine)
-        routes = len(app.routes)
-        print(f"web: ready ({routes} routes; bootstrap users: {', '.join(names) or 'none'})")
+        print(
+            f"web: ready (database and redis answer; bootstrap users: {', '.join(names) or 'none'})"
+        )
         return EXIT_OK
     finally:
         redis.close()

@@ -7,6 +7,7 @@ server started is stopped at the end of the test. ``users`` adds the standard ac
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import RepsysConfig
 from core.db import session_factory
+from core.db.schema import User
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from core.redis import connect_sync
@@ -79,33 +81,35 @@ def csrf_of(html: str) -> str:
     return html[start : html.index('"', start)]
 
 
+@functools.cache
+def hashed(secret: str) -> str:
+    """Argon2 takes a quarter second a hash here: hash the test secrets once per session."""
+    return accounts.hash_secret(secret)
+
+
 def add_users(sessions: sessionmaker[Session]) -> None:
-    """operator (badge 1001), supervisor, controller, admin: all with PASSWORD / PIN."""
+    """operator olga (badge 1001), supervisor sam, controller dan, admin ada.
+
+    All with PASSWORD (and olga's PIN), stored as real Argon2 hashes.
+    """
+    people = [
+        ("olga", "operator", "Olga Operator", "1001"),
+        ("sam", "supervisor", "Sam Supervisor", None),
+        ("dan", "controller", "Dan Controller", None),
+        ("ada", "admin", "", None),
+    ]
     with sessions.begin() as s:
-        accounts.add_user(
-            s,
-            username="olga",
-            roles=["operator"],
-            badge="1001",
-            pin=PIN,
-            password=PASSWORD,
-            display_name="Olga Operator",
-        )
-        accounts.add_user(
-            s,
-            username="sam",
-            roles=["supervisor"],
-            password=PASSWORD,
-            display_name="Sam Supervisor",
-        )
-        accounts.add_user(
-            s,
-            username="dan",
-            roles=["controller"],
-            password=PASSWORD,
-            display_name="Dan Controller",
-        )
-        accounts.add_user(s, username="ada", roles=["admin"], password=PASSWORD)
+        for username, roles, name, badge in people:
+            s.add(
+                User(
+                    username=username,
+                    roles=roles,
+                    display_name=name,
+                    password_hash=hashed(PASSWORD),
+                    badge=badge,
+                    pin_hash=hashed(PIN) if badge else None,
+                )
+            )
 
 
 @pytest.fixture

@@ -1,0 +1,176 @@
+"""The operator's ticket form over real HTTP: what is filed, and what each bad input gets."""
+
+from __future__ import annotations
+
+import pytest
+from markupsafe import escape
+from sqlalchemy import func, select
+
+from core.db.schema import Ticket, TicketEvent
+from core.metrics import sample
+from tests.web.conftest import csrf_of
+
+
+def _form(c, **fields):
+    token = csrf_of(c.get("/report").text)
+    data = {
+        "machine": "cnc103",
+        "category": "quality",
+        "severity": "high",
+        "description": "Engraver skips the last digit",
+        "csrf_token": token,
+    }
+    data.update(fields)
+    return c.post("/report", data=data)
+
+
+def _count(web) -> int:
+    with web.sessions() as s:
+        return s.scalar(select(func.count()).select_from(Ticket)) or 0
+
+
+def test_operator_ticket_goes_into_the_outbox_as_pending(start_web) -> None:
+    web = start_web()
+    c = web.client()
+    token = csrf_of(c.get("/login").text)
+    c.post("/login/badge", data={"badge": "1001", "pin": "4321", "csrf_token": token})
+    # A badge typed into the form cannot replace the logged-in operator's badge.
+    resp = _form(c, badge="9999", description="Engraver skips the last digit\nsince 6:00")
+    assert resp.status_code == 303
+    ticket_id = int(resp.headers["location"].rsplit("/", 1)[1])
+    with web.sessions() as s:
+        t = s.get(Ticket, ticket_id)
+        assert t is not None
+        assert (t.source, t.reporter, t.machine_id, t.category, t.severity, t.state) == (
+            "operator",
+            "1001",
+            "cnc103",
+            "quality",
+            "high",
+            "pending",
+        )
+        assert (t.pcn, t.workcenter_key) == (123681, 61324)
+        assert t.title == "Quality / rejection risk on cnc103: Engraver skips the last digit"
+        assert t.description == "Engraver skips the last digit\nsince 6:00"
+        assert t.external_ref.startswith("RS-")
+        events = s.scalars(select(TicketEvent).where(TicketEvent.ticket_id == ticket_id)).all()
+        assert [(e.event, e.detail) for e in events] == [("created", "operator")]
+    page = c.get(resp.headers["location"]).text
+    assert "Waiting to be sent to Plex" in page
+    assert f'data-poll="/tickets/{ticket_id}/status"' in page
+    assert sample(web.registry, "repsys_web_tickets_filed_total", {"category": "quality"}) == 1
+    # The operator's own recent tickets are listed under the form.
+    assert f'href="/tickets/{ticket_id}"' in c.get("/report").text
+
+
+def test_supervisor_without_badge_must_type_one(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    resp = _form(c, badge="")
+    assert resp.status_code == 422
+    assert "Enter your badge number." in resp.text
+    ok = _form(c, badge="2002")
+    assert ok.status_code == 303
+    with web.sessions() as s:
+        assert s.scalars(select(Ticket.reporter)).one() == "2002"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"description": ""}, "description", "Describe the problem."),
+        ({"description": "   \n  "}, "description", "Describe the problem."),
+        (
+            {"description": "x" * 102_400},
+            "description",
+            "The description is too long: 102400 characters, at most 4000.",
+        ),
+        (
+            {"description": "bad\x00byte"},
+            "description",
+            "The description contains a control character; retype it.",
+        ),
+        ({"machine": "cnc999"}, "machine", "Unknown machine 'cnc999': pick one from the list."),
+        ({"machine": ""}, "machine", "Pick the machine."),
+        ({"category": "coffee"}, "category", "Unknown category 'coffee'."),
+        ({"category": ""}, "category", "Pick a category."),
+        ({"severity": "apocalyptic"}, "severity", "Severity is low, medium or high."),
+        (
+            {"badge": "<b>1</b>"},
+            "badge",
+            "A badge number is letters, digits and dashes, at most 32.",
+        ),
+    ],
+)
+def test_bad_input_is_rejected_on_the_form_and_nothing_is_filed(
+    start_web, fields, field, message
+) -> None:
+    web = start_web()
+    c = web.login("sam")
+    resp = _form(c, **{"badge": "2002", **fields})
+    assert resp.status_code == 422
+    assert (
+        f'<p class="field-error" id="err-{field}" role="alert">{escape(message)}</p>' in resp.text
+    )
+    assert "The ticket was not filed" in resp.text
+    assert _count(web) == 0
+    assert (
+        sample(web.registry, "repsys_web_form_rejections_total", {"form": "ticket", "field": field})
+        == 1
+    )
+
+
+def test_what_the_operator_typed_is_kept_on_a_rejected_form(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    resp = _form(c, machine="cnc102", category="tool", badge="", description="kept text")
+    assert resp.status_code == 422
+    assert '<option value="cnc102" selected>' in resp.text
+    assert 'value="tool" checked' in resp.text
+    assert ">kept text</textarea>" in resp.text
+
+
+def test_markup_in_fields_is_stored_as_typed_and_shown_escaped(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    evil = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+    resp = _form(c, badge="2002", description=evil)
+    assert resp.status_code == 303
+    with web.sessions() as s:
+        assert s.scalars(select(Ticket.description)).one() == evil
+    page = c.get(resp.headers["location"]).text
+    assert "<script>alert" not in page and "<img src=x" not in page
+    assert str(escape(evil)) in page
+    board = c.get("/boards/tickets").text
+    assert "<script>alert" not in board
+
+
+def test_status_fragment_follows_the_outbox_row(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    ticket_id = int(_form(c, badge="2002").headers["location"].rsplit("/", 1)[1])
+    pending = c.get(f"/tickets/{ticket_id}/status").text
+    assert 'data-state="pending"' in pending and "data-poll=" in pending
+    # What the Plex sender writes when Plex answered with its number.
+    with web.sessions.begin() as s:
+        t = s.get(Ticket, ticket_id)
+        t.state, t.plex_number = "filed", "WR-104233"
+        s.add(TicketEvent(ticket_id=ticket_id, event="filed", detail="WR-104233"))
+    filed = c.get(f"/tickets/{ticket_id}/status").text
+    assert "Filed in Plex" in filed and '<strong id="plex-number">WR-104233</strong>' in filed
+    assert "data-poll=" not in filed  # the page stops polling a final state
+    with web.sessions.begin() as s:
+        t = s.get(Ticket, ticket_id)
+        t.state, t.plex_number = "dead", None
+        t.last_error = "Plex: Workcenter 61324 is not valid for this data source"
+    dead = c.get(f"/tickets/{ticket_id}/status").text
+    assert "Failed: Plex did not take it" in dead
+    assert "Why: Plex: Workcenter 61324 is not valid for this data source" in dead
+
+
+def test_unknown_ticket_is_404(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    resp = c.get("/tickets/4242")
+    assert resp.status_code == 404 and "There is no ticket 4242." in resp.text
+    assert c.get("/tickets/abc").status_code == 422
