@@ -1,0 +1,126 @@
+"""Partition leases and the worker registry: who evaluates which partition.
+
+Each signal partition is evaluated by one worker at a time, the holder of its lease
+(``core.keys.rules_lease(p)``: value = worker id, with a TTL). The holder renews it; only
+the holder can renew or release it (Lua below). Every worker heartbeats into the registry
+(``core.keys.RULES_WORKERS``, scored by the Redis server's clock so hosts' clocks do not
+matter) and aims at ``ceil(partitions / live workers)`` partitions: a worker above target
+gives its extras up at a batch boundary, one below takes free ones, preferring partitions
+by rendezvous hashing so that assignments move little when workers come and go. A dead
+worker's leases expire after ``lease_ttl_s`` and its heartbeat after ``worker_ttl_s``;
+the survivors' next round (every ``renew_interval_s``) takes its partitions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Any
+
+from core import keys
+
+#: KEYS[1] = lease key. ARGV[1] = worker id, ARGV[2] = TTL in ms.
+#: Extends the lease when ARGV[1] holds it. Returns 1 when renewed, 0 when not the holder.
+RENEW_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+#: KEYS[1] = lease key. ARGV[1] = worker id.
+#: Deletes the lease when ARGV[1] holds it. Returns 1 when released, 0 when not the holder.
+RELEASE_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"""
+
+#: KEYS[1] = worker registry (sorted set). ARGV[1] = worker id, ARGV[2] = worker TTL in ms.
+#: Records the heartbeat at the server's time, forgets workers silent for longer than the
+#: TTL, and returns the live workers' ids.
+HEARTBEAT_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return redis.call('ZRANGE', KEYS[1], 0, -1)
+"""
+
+
+def preference(worker_id: str, partitions: int) -> list[int]:
+    """Partitions in this worker's order of preference (rendezvous hashing)."""
+
+    def score(p: int) -> bytes:
+        return hashlib.blake2b(f"{worker_id}/{p}".encode(), digest_size=8).digest()
+
+    return sorted(range(partitions), key=score)
+
+
+class Leases:
+    """One worker's view of the leases and the registry."""
+
+    def __init__(
+        self,
+        redis: Any,
+        worker_id: str,
+        partitions: int,
+        *,
+        lease_ttl_s: float,
+        worker_ttl_s: float,
+    ) -> None:
+        self.redis = redis
+        self.worker_id = worker_id
+        self.partitions = partitions
+        self.lease_ms = int(lease_ttl_s * 1000)
+        self.worker_ms = int(worker_ttl_s * 1000)
+        self.order = preference(worker_id, partitions)
+        self._renew = redis.register_script(RENEW_LUA)
+        self._release = redis.register_script(RELEASE_LUA)
+        self._heartbeat = redis.register_script(HEARTBEAT_LUA)
+
+    def heartbeat(self) -> list[str]:
+        """Beat, and return the live workers (this one included)."""
+        live = self._heartbeat(keys=[keys.RULES_WORKERS], args=[self.worker_id, self.worker_ms])
+        return [str(w) for w in live]
+
+    def target(self, live_workers: int) -> int:
+        return math.ceil(self.partitions / max(1, live_workers))
+
+    def renew(self, owned: list[int]) -> list[int]:
+        """Renew every lease held; the partitions whose lease is no longer ours."""
+        if not owned:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for p in owned:
+            self._renew(
+                keys=[keys.rules_lease(p)], args=[self.worker_id, self.lease_ms], client=pipe
+            )
+        results = pipe.execute()
+        return [p for p, ok in zip(owned, results, strict=True) if not ok]
+
+    def free(self) -> list[int]:
+        """Partitions nobody holds, in this worker's order of preference."""
+        pipe = self.redis.pipeline(transaction=False)
+        for p in self.order:
+            pipe.get(keys.rules_lease(p))
+        holders = pipe.execute()
+        return [p for p, holder in zip(self.order, holders, strict=True) if holder is None]
+
+    def acquire(self, p: int) -> bool:
+        return bool(self.redis.set(keys.rules_lease(p), self.worker_id, nx=True, px=self.lease_ms))
+
+    def release(self, p: int) -> bool:
+        return bool(self._release(keys=[keys.rules_lease(p)], args=[self.worker_id]))
+
+    def leave(self) -> None:
+        """Leave the registry (a clean stop), so the others rebalance at once."""
+        self.redis.zrem(keys.RULES_WORKERS, self.worker_id)
+
+    def extras(self, owned: list[int], target: int) -> list[int]:
+        """Which owned partitions to give up to get down to ``target`` (least preferred)."""
+        if len(owned) <= target:
+            return []
+        rank = {p: i for i, p in enumerate(self.order)}
+        return sorted(owned, key=lambda p: rank[p])[target:]

@@ -1,0 +1,272 @@
+"""Writing episodes and their tickets: one database transaction per batch, idempotent.
+
+An episode row and its ticket row (the Plex outbox, ``core.outbox.add_ticket``) are
+written in the same transaction; the worker acknowledges the stream entries only after it
+commits. A worker that replays entries after a crash or a takeover computes the same
+``(fingerprint, occurrence)`` from the checkpointed state and finds the row already there:
+
+- same ``started_at`` → it is this very episode: a replay, nothing is written again;
+- another ``started_at`` → the database holds an episode of a history the checkpoint
+  never saw (a worker died between its commit and its checkpoint, and the replay took
+  another path, e.g. a timer fired at another moment): the occurrence moves on, and the
+  engine is told (:class:`Remap`) so its state agrees.
+
+Escalations and resolutions are conditional updates (``WHERE repeat_count < n``,
+``WHERE state <> 'resolved'``) and add their ticket event only when they changed a row,
+so replaying them changes nothing. A unique-constraint error (another worker wrote the
+same episode concurrently) rolls back and retries once; the retry sees the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config.machines import Machine
+from core.db.schema import Episode, Silence, Ticket, TicketEvent
+from core.model import EpisodeState
+from core.outbox import add_ticket, episode_ref
+from rules.actions import Action, EpisodeDraft, Escalate, OpenEpisodes, Resolve
+from rules.alerts import ActiveSilence
+from rules.errors import RulesTransientError
+
+
+@dataclass(frozen=True, slots=True)
+class Remap:
+    """An occurrence that had to move on because the database had it from another history."""
+
+    machine: str
+    fingerprint: str
+    old: int
+    new: int
+
+
+@dataclass
+class WriteResult:
+    """What one transaction did."""
+
+    remaps: list[Remap]
+    episodes: int = 0
+    tickets: int = 0
+    replays: int = 0
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _ts(value: datetime) -> float:
+    # SQLite hands timezone-aware columns back naive (in UTC).
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+
+
+class EpisodeSink:
+    """Applies engine actions to the database."""
+
+    def __init__(self, sessions: sessionmaker[Session], machines: dict[str, Machine]) -> None:
+        self.sessions = sessions
+        self.machines = machines
+
+    def write(self, actions: Sequence[Action]) -> WriteResult:
+        """Apply ``actions`` in one transaction. Raises :class:`RulesTransientError`."""
+        try:
+            try:
+                return self._write(actions)
+            except IntegrityError:
+                # Another worker (one that lost its lease but had not noticed yet) wrote
+                # the same rows a moment ago; the second pass finds them.
+                return self._write(actions)
+        except DBAPIError as exc:
+            raise RulesTransientError(f"database write failed: {exc.orig}", reason="db") from exc
+
+    def _write(self, actions: Sequence[Action]) -> WriteResult:
+        result = WriteResult(remaps=[])
+        moved: dict[tuple[str, int], int] = {}
+        with self.sessions() as session, session.begin():
+            for action in actions:
+                if isinstance(action, OpenEpisodes):
+                    self._open(session, action, moved, result)
+                elif isinstance(action, Escalate):
+                    self._escalate(session, action, moved)
+                else:
+                    self._resolve(session, action, moved)
+        return result
+
+    # --- actions -----------------------------------------------------------------------
+
+    def _place(
+        self, session: Session, draft: EpisodeDraft, result: WriteResult
+    ) -> tuple[int, int | None]:
+        """The occurrence this episode takes, and its row id when already written."""
+        occurrence = draft.occurrence
+        rows = {
+            occ: (started, row_id)
+            for occ, started, row_id in session.execute(
+                select(Episode.occurrence, Episode.started_at, Episode.id).where(
+                    Episode.fingerprint == draft.fingerprint,
+                    Episode.occurrence >= occurrence,
+                )
+            )
+        }
+        while occurrence in rows:
+            started, row_id = rows[occurrence]
+            if abs(_ts(started) - draft.started) < 0.001:
+                result.replays += 1
+                return occurrence, row_id
+            occurrence += 1
+        return occurrence, None
+
+    def _open(
+        self,
+        session: Session,
+        action: OpenEpisodes,
+        moved: dict[tuple[str, int], int],
+        result: WriteResult,
+    ) -> None:
+        ids: list[int] = []
+        fresh = False
+        for draft in action.episodes:
+            occurrence, row_id = self._place(session, draft, result)
+            if occurrence != draft.occurrence:
+                moved[draft.fingerprint, draft.occurrence] = occurrence
+                result.remaps.append(
+                    Remap(draft.machine, draft.fingerprint, draft.occurrence, occurrence)
+                )
+            if row_id is None:
+                fresh = True
+                row = Episode(
+                    fingerprint=draft.fingerprint,
+                    occurrence=occurrence,
+                    machine_id=draft.machine,
+                    rule=draft.rule,
+                    rule_type=draft.rule_type,
+                    subject=draft.subject[:128],
+                    severity=draft.severity,
+                    state=EpisodeState.FIRING.value,
+                    summary=draft.summary,
+                    evidence=draft.evidence,
+                    started_at=_dt(draft.started),
+                    last_seen_at=_dt(draft.last_seen),
+                    created_at=_dt(action.at),
+                )
+                session.add(row)
+                session.flush()
+                row_id = row.id
+                result.episodes += 1
+            ids.append(row_id)
+        first = action.episodes[0]
+        first_occurrence = moved.get((first.fingerprint, first.occurrence), first.occurrence)
+        ref = episode_ref(first.fingerprint, first_occurrence)
+        ticket_id = session.scalar(select(Ticket.id).where(Ticket.external_ref == ref))
+        if ticket_id is None:
+            add_ticket(
+                session,
+                machine=self.machines[action.machine],
+                source="rule",
+                title=action.title,
+                description=action.description,
+                severity=action.severity,
+                kind=action.kind,
+                category=action.category,
+                reporter=action.reporter,
+                episode_id=ids[0],
+                external_ref=ref,
+                now=_dt(action.at),
+            )
+            result.tickets += 1
+        elif fresh:
+            # A replay grouped an episode the first pass had not: note it on the ticket.
+            session.add(
+                TicketEvent(
+                    ticket_id=ticket_id,
+                    at=_dt(action.at),
+                    event="episode_added",
+                    detail=action.description[:2000],
+                )
+            )
+
+    def _ticket_id(self, session: Session, ref: str) -> int | None:
+        return session.scalar(select(Ticket.id).where(Ticket.external_ref == ref))
+
+    def _escalate(
+        self, session: Session, action: Escalate, moved: dict[tuple[str, int], int]
+    ) -> None:
+        occurrence = moved.get((action.fingerprint, action.occurrence), action.occurrence)
+        ref = action.ticket_ref
+        if occurrence != action.occurrence:
+            ref = episode_ref(action.fingerprint, occurrence)
+        session.execute(
+            update(Episode)
+            .where(
+                Episode.fingerprint == action.fingerprint,
+                Episode.occurrence == occurrence,
+                Episode.repeat_count <= action.repeats,
+            )
+            .values(repeat_count=action.repeats, last_seen_at=_dt(action.last_seen))
+        )
+        changed = session.execute(
+            update(Ticket)
+            .where(Ticket.external_ref == ref, Ticket.escalation_level < action.level)
+            .values(escalation_level=action.level, updated_at=_dt(action.at))
+        )
+        if getattr(changed, "rowcount", 0):
+            ticket_id = self._ticket_id(session, ref)
+            if ticket_id is not None:
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket_id,
+                        at=_dt(action.at),
+                        event="escalated",
+                        detail=f"level {action.level}: {action.detail}"[:2000],
+                    )
+                )
+
+    def _resolve(
+        self, session: Session, action: Resolve, moved: dict[tuple[str, int], int]
+    ) -> None:
+        occurrence = moved.get((action.fingerprint, action.occurrence), action.occurrence)
+        changed = session.execute(
+            update(Episode)
+            .where(
+                Episode.fingerprint == action.fingerprint,
+                Episode.occurrence == occurrence,
+                Episode.state != EpisodeState.RESOLVED.value,
+            )
+            .values(
+                state=EpisodeState.RESOLVED.value,
+                resolved_at=_dt(action.at),
+                repeat_count=action.repeats,
+                last_seen_at=_dt(action.last_seen),
+            )
+        )
+        if getattr(changed, "rowcount", 0):
+            ticket_id = self._ticket_id(session, action.ticket_ref)
+            if ticket_id is not None:
+                session.add(
+                    TicketEvent(
+                        ticket_id=ticket_id,
+                        at=_dt(action.at),
+                        event="episode_resolved",
+                        detail=f"episode {action.fingerprint}#{occurrence} resolved after "
+                        f"{action.repeats} repeats",
+                    )
+                )
+
+
+def load_silences(sessions: sessionmaker[Session], now: float) -> list[ActiveSilence]:
+    """Silences not yet over and not expired by hand. Raises :class:`RulesTransientError`."""
+    try:
+        with sessions() as session:
+            rows = session.execute(
+                select(Silence.machine_id, Silence.rule, Silence.starts_at, Silence.ends_at).where(
+                    Silence.ends_at > _dt(now), Silence.expired_by.is_(None)
+                )
+            ).all()
+    except DBAPIError as exc:
+        raise RulesTransientError(f"cannot read silences: {exc.orig}", reason="db") from exc
+    return [ActiveSilence(m, r, _ts(s), _ts(e)) for m, r, s, e in rows]

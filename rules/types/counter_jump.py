@@ -1,0 +1,101 @@
+"""``counter_jump``: a tool counter that advanced more than the machine could have cut.
+
+The plants' rule ("network error", or an operator advancing a counter so the tool change
+falls on the next shift). For a machining event of tool T on pallet P::
+
+    cycle_time = start of this event - start of T's last event on P   (seconds)
+    limit      = last_same_pallet + factor x (cycle_time / fastest_cycle_time)
+                                  x increment x pallets_running_tool
+    fire when current > limit
+
+``fastest_cycle_time`` is the machine's configured value or the fastest cycle learned for
+its current program. Without a previous event on the pallet, or before any cycle was
+learned, there is nothing to compare with and the rule stays quiet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.config.rules import CounterJumpRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState, ToolState
+from rules.types.base import BaseRule, counter_of, fmt, num, tool_of
+
+
+def jump_limit(
+    facts: Facts,
+    m: MachineState,
+    tool: str,
+    state: ToolState,
+    *,
+    pallet: str,
+    start: float,
+    factor: float,
+) -> tuple[float, dict[str, Any]] | None:
+    """The formula's limit and its inputs, or None when it cannot be evaluated."""
+    last = state.by_pallet.get(pallet)
+    fastest = facts.fastest(m)
+    if last is None or not fastest:
+        return None
+    cycle = start - last[1]
+    if cycle <= 0:
+        return None
+    inc = facts.increment(m.id, tool, state)
+    pallets = facts.pallets(m.id, tool, state)
+    limit = last[0] + factor * (cycle / fastest) * inc * pallets
+    return limit, {
+        "last_same_pallet": last[0],
+        "cycle_time_s": round(cycle, 3),
+        "fastest_cycle_time_s": round(fastest, 3),
+        "increment": inc,
+        "pallets_running_tool": pallets,
+        "factor": factor,
+        "limit": round(limit, 3),
+    }
+
+
+def event_start(sig: Signal) -> float:
+    start = num(sig.attrs.get("start"))
+    return sig.source_ts if start is None else start
+
+
+class CounterJump(BaseRule):
+    """Fires once per jumping event; repeats within keep_firing_for_s join the episode."""
+
+    inputs = frozenset({"machining_event"})
+
+    def __init__(self, spec: CounterJumpRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.factor = spec.factor
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        if sig.attrs.get("cmd") == "50":
+            return
+        tool = tool_of(sig)
+        counter = counter_of(sig)
+        state = m.tools.get(tool)
+        if counter is None or state is None:
+            return
+        pallet = sig.attrs.get("pallet", "")
+        found = jump_limit(
+            self.facts, m, tool, state, pallet=pallet, start=event_start(sig), factor=self.factor
+        )
+        if found is None or counter <= found[0]:
+            return
+        limit, values = found
+        ctx.event(
+            m,
+            self.name,
+            tool,
+            sig.source_ts,
+            headline=f"Counter jump on {self.facts.tool_name(m.id, tool)} of "
+            f"{self.facts.machine_name(m.id)}",
+            detail=f"counter went from {fmt(values['last_same_pallet'])} to {fmt(counter)} "
+            f"on pallet {pallet} in {fmt(values['cycle_time_s'])} s, at most {fmt(limit)} "
+            "expected",
+            values={"tool": tool, "pallet": pallet, "counter": counter, **values},
+        )

@@ -1,0 +1,56 @@
+"""``downtime``: not running while in processing mode, for longer than ``for_s``.
+
+The machine is down when its ``run_state`` is not one of ``running_states`` while its
+``operation_mode`` is processing (a machine that does not report a mode counts as
+processing). Setup and maintenance are planned, not downtime. The episode starts at the
+moment the machine stopped; ``for_s`` (default 5 minutes) keeps short stops out (those
+are micro-stops).
+"""
+
+from __future__ import annotations
+
+from core.config.rules import DowntimeRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.text import local_time
+from rules.types.base import BaseRule
+
+
+def processing(m: MachineState) -> bool:
+    return m.mode in ("", "processing")
+
+
+class Downtime(BaseRule):
+    """A condition per machine; ``for_s`` is the minimum downtime."""
+
+    inputs = frozenset({"run_state", "operation_mode"})
+
+    def __init__(self, spec: DowntimeRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.running = frozenset(spec.running_states)
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        down = bool(m.run_state) and m.run_state not in self.running and processing(m)
+        st = self.state(m)
+        if down == st.get("down", False):
+            return
+        st["down"] = down
+        if not down:
+            ctx.inactive(m, self.name, "")
+            return
+        alarm = ""
+        if m.last_alarm is not None and m.last_alarm[2] >= m.run_since - 1.0:
+            alarm = f" with alarm {m.last_alarm[0]} {m.last_alarm[1]}".rstrip()
+        ctx.active(
+            m,
+            self.name,
+            "",
+            m.run_since,
+            headline=f"{self.facts.machine_name(m.id)} is down",
+            detail=f"{m.run_state} since {local_time(m.run_since, self.facts.shifts.zone)} in "
+            f"processing mode{alarm}",
+            values={"run_state": m.run_state, "since_ts": m.run_since},
+        )

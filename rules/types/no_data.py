@@ -1,0 +1,88 @@
+"""``no_data``: a machine's data stopped, which is not the machine stopping.
+
+Fires when nothing (or none of ``signals``) arrived for ``timeout_s``, or when the
+collector marks samples ``no_data`` / ``bad`` (a disconnected source). While it fires it
+inhibits the rules named in ``inhibits`` (default: every other rule) on that machine, so
+a dead link does not read as downtime, counter jumps or a missing tool change. It clears
+at the first good sample (within one tick).
+"""
+
+from __future__ import annotations
+
+from core.config.rules import NoDataRule
+from core.model import Quality, Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.text import local_time
+from rules.types.base import BaseRule, fmt
+
+
+class NoData(BaseRule):
+    """A condition per machine, judged on ticks; bad-quality samples fire it at once."""
+
+    ticks = True
+    sees_bad_quality = True
+
+    def __init__(self, spec: NoDataRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.timeout = spec.timeout_s
+        self.watched = frozenset(spec.signals)
+        # With no list, any good signal is data: the engine's last receive time says so.
+        self.inputs = self.watched
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        st = self.state(m)
+        if sig.quality is Quality.BAD or sig.quality is Quality.NO_DATA:
+            if self.watched and sig.name not in self.watched:
+                return
+            st["bad"] = ctx.now
+            st["bad_src"] = sig.source_ts
+            if not st.get("on"):
+                st["on"] = True
+                ctx.active(
+                    m,
+                    self.name,
+                    "",
+                    sig.source_ts,
+                    headline=f"No data from {self.facts.machine_name(m.id)}",
+                    detail=f"the source reports {sig.name} as {sig.quality.value}",
+                    values={"signal": sig.name, "quality": sig.quality.value},
+                )
+            return
+        st["last"] = ctx.now
+        st["last_src"] = sig.source_ts
+
+    def on_tick(self, m: MachineState, ctx: Lifecycle) -> None:
+        st = self.state(m)
+        if self.watched:
+            last, last_src = st.get("last", 0.0), st.get("last_src", 0.0)
+        else:
+            last, last_src = m.last_rx, m.last_src
+        if not last:
+            return
+        bad = st.get("bad", 0.0)
+        silent = ctx.now - last >= self.timeout
+        reported = bad >= last
+        if silent or reported:
+            if st.get("on"):
+                return
+            st["on"] = True
+            ctx.active(
+                m,
+                self.name,
+                "",
+                last_src + self.timeout,
+                headline=f"No data from {self.facts.machine_name(m.id)}",
+                detail=f"nothing received for more than {fmt(self.timeout)} s since "
+                f"{local_time(last_src, self.facts.shifts.zone)}",
+                values={
+                    "last_received_ts": last,
+                    "last_source_ts": last_src,
+                    "timeout_s": self.timeout,
+                },
+            )
+        elif st.get("on"):
+            st["on"] = False
+            ctx.inactive(m, self.name, "")

@@ -1,0 +1,89 @@
+"""``pallet_looped_out``: a shared tool's recent events do not cover all its pallets.
+
+The plants' rule: for a tool run by ``pallets_per_tool > 1`` pallets, among its last
+``events`` (5) machining events since the shift started, the number of distinct pallets
+differs from ``pallets_per_tool``. ``pallets_per_tool`` is the tool list's value, or the
+most pallets ever seen running the tool. The episode's subject is the missing pallet, so
+every tool of a looped-out pallet reports the same one episode; it clears when the window
+covers every pallet again.
+"""
+
+from __future__ import annotations
+
+from core.config.rules import PalletLoopedOutRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.text import local_time
+from rules.types.base import BaseRule, tool_of
+
+
+class PalletLoopedOut(BaseRule):
+    """A condition per machine and missing pallet, held while any tool shows it."""
+
+    inputs = frozenset({"machining_event"})
+
+    def __init__(self, spec: PalletLoopedOutRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.events = spec.events
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        if sig.attrs.get("cmd") == "50":
+            return
+        tool = tool_of(sig)
+        state = m.tools.get(tool)
+        if state is None:
+            return
+        wanted = self.facts.pallets(m.id, tool, state)
+        if wanted <= 1:
+            return
+        pallet = sig.attrs.get("pallet", "")
+        shift = self.facts.shifts.start_of(sig.source_ts)
+        window = (state.window if state.window_shift == shift else []) + [pallet]
+        st = self.state(m)  # missing pallet -> tools showing it
+        flagged = [p for p, tools in st.items() if tool in tools]
+        if len(window) < self.events:
+            return
+        last = window[-self.events :]
+        distinct = set(last)
+        missing = ""
+        if len(distinct) != wanted:
+            absent = [p for p in state.pallets_seen if p not in distinct]
+            missing = absent[0] if absent else ""
+        for p in flagged:
+            if p != missing or len(distinct) == wanted:
+                st[p].remove(tool)
+                if not st[p]:
+                    del st[p]
+                    ctx.inactive(m, self.name, p)
+        if len(distinct) == wanted:
+            return
+        tools = st.setdefault(missing, [])
+        if tool in tools:
+            return
+        tools.append(tool)
+        machine = self.facts.machine_name(m.id)
+        headline = (
+            f"Pallet {missing} looped out on {machine}"
+            if missing
+            else f"Pallets out of sequence on {machine}"
+        )
+        ctx.active(
+            m,
+            self.name,
+            missing,
+            sig.source_ts,
+            headline=headline,
+            detail=f"the last {self.events} events of {self.facts.tool_name(m.id, tool)} since the "
+            f"shift started at {local_time(shift, self.facts.shifts.zone)} ran on pallets "
+            f"{', '.join(last)}; {wanted} pallets run this tool",
+            values={
+                "tool": tool,
+                "pallets": last,
+                "distinct": len(distinct),
+                "pallets_per_tool": wanted,
+                "shift_start_ts": shift,
+            },
+        )

@@ -1,0 +1,66 @@
+"""``scrap_rate``: the share of bad parts over a window above ``max_rate``.
+
+Counts come from the ``part_count_good`` and ``part_count_bad`` counters (their
+increases; a counter going down is a reset, not negative parts). Once at least
+``min_parts`` parts were made within ``window_s``, the rate ``bad / (good + bad)`` is
+judged on every count; the episode clears when the rate is back at or under the limit.
+"""
+
+from __future__ import annotations
+
+from core.config.rules import ScrapRateRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.types.base import BaseRule, fmt, num
+
+
+class ScrapRate(BaseRule):
+    """A condition per machine over a sliding window of count increases."""
+
+    inputs = frozenset({"part_count_good", "part_count_bad"})
+
+    def __init__(self, spec: ScrapRateRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        value = num(sig.value)
+        if value is None:
+            return
+        st = self.state(m)
+        bad = sig.name == "part_count_bad"
+        key = "b" if bad else "g"
+        last = st.get(key)
+        st[key] = value
+        if last is None or value <= last:
+            return
+        spec = self.spec
+        window = [w for w in st.get("w", []) if w[0] > sig.source_ts - spec.window_s]
+        delta = value - last
+        window.append([sig.source_ts, 0.0 if bad else delta, delta if bad else 0.0])
+        st["w"] = window
+        good_n = sum(w[1] for w in window)
+        bad_n = sum(w[2] for w in window)
+        total = good_n + bad_n
+        if total < spec.min_parts:
+            return
+        rate = bad_n / total
+        on = st.get("on", False)
+        if rate > spec.max_rate and not on:
+            st["on"] = True
+            ctx.active(
+                m,
+                self.name,
+                "",
+                sig.source_ts,
+                headline=f"Scrap rate on {self.facts.machine_name(m.id)} is {fmt(100 * rate)} %",
+                detail=f"{fmt(bad_n)} bad of {fmt(total)} parts within "
+                f"{fmt(spec.window_s / 60)} min, limit {fmt(100 * spec.max_rate)} %",
+                values={"bad": bad_n, "good": good_n, "rate": round(rate, 4)},
+            )
+        elif rate <= spec.max_rate and on:
+            st["on"] = False
+            ctx.inactive(m, self.name, "")

@@ -1,0 +1,82 @@
+"""``spindle_load_drift``: a tool's spindle load creeping up since its last change.
+
+A sharp tool cuts at some load; as it wears the load rises. For each tool the first
+``baseline_samples`` cutting samples (load at least ``min_load``) after its change set its
+level; the current load is an EWMA over ``smoothing_samples``; the tool drifts when the
+EWMA exceeds the level by ``threshold`` percent points for ``for_s``, and clears below
+80 % of that. A sample belongs to its signal's subject, else to the tool in the spindle
+(``tool_number`` without subject), else to ``spindle``. A tool change starts over.
+"""
+
+from __future__ import annotations
+
+from core.config.rules import SpindleLoadDriftRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.types.base import BaseRule, fmt, num
+
+#: The drift must fall below this share of the threshold to clear (hysteresis).
+CLEAR_SHARE = 0.8
+
+
+class SpindleLoadDrift(BaseRule):
+    """Per tool: [samples, baseline sum, ewma, on]."""
+
+    inputs = frozenset({"spindle_load", "tool_change"})
+
+    def __init__(self, spec: SpindleLoadDriftRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.spec = spec
+        self.alpha = 2.0 / (spec.smoothing_samples + 1)
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        st = m.rules.get(self.name)
+        if st is None:
+            st = m.rules[self.name] = {}
+        if sig.name == "tool_change":
+            if st.pop(sig.subject, None) is not None:
+                ctx.inactive(m, self.name, sig.subject)
+            return
+        load = num(sig.value)
+        spec = self.spec
+        if load is None or load < spec.min_load:
+            return
+        tool = sig.subject or m.active_tool or "spindle"
+        t = st.get(tool)
+        if t is None:
+            st[tool] = [1, load, load, False]
+            return
+        n = t[0]
+        if n < spec.baseline_samples:
+            t[0] = n + 1
+            t[1] += load
+            t[2] = t[1] / t[0]
+            return
+        base = t[1] / n
+        ewma = t[2] = t[2] + self.alpha * (load - t[2])
+        drift = ewma - base
+        if not t[3]:
+            if drift > spec.threshold:
+                t[3] = True
+                ctx.active(
+                    m,
+                    self.name,
+                    tool,
+                    sig.source_ts,
+                    headline=f"Spindle load of {self.facts.tool_name(m.id, tool)} on "
+                    f"{self.facts.machine_name(m.id)} drifted up",
+                    detail=f"{fmt(ewma)} % against {fmt(base)} % after its last change "
+                    f"(+{fmt(drift)} points, limit {fmt(spec.threshold)})",
+                    values={
+                        "tool": tool,
+                        "load_pct": round(ewma, 2),
+                        "baseline_pct": round(base, 2),
+                        "drift_points": round(drift, 2),
+                    },
+                )
+        elif drift < spec.threshold * CLEAR_SHARE:
+            t[3] = False
+            ctx.inactive(m, self.name, tool)

@@ -1,0 +1,66 @@
+"""``threshold``: a numeric signal above (or below) a limit, with hysteresis and ``for``.
+
+Fires when the value goes past ``above`` (or under ``below``) and has stayed there
+``for_s``; clears only once the value is back past ``clear_at`` (default: the limit), so
+a value hovering at the limit does not open and close episodes. The subject is the
+signal's subject (a tool, an axis), so each is its own episode.
+"""
+
+from __future__ import annotations
+
+from core.config.rules import ThresholdRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.types.base import BaseRule, fmt, num
+
+
+class Threshold(BaseRule):
+    """A condition per subject with two limits (fire, clear)."""
+
+    def __init__(self, spec: ThresholdRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.inputs = frozenset({spec.signal})
+        self.signal = spec.signal
+        self.subject = spec.subject
+        self.upward = spec.above is not None
+        limit = spec.above if spec.above is not None else spec.below
+        assert limit is not None
+        self.limit = limit
+        self.clear = spec.clear_at if spec.clear_at is not None else limit
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        if self.subject is not None and sig.subject != self.subject:
+            return
+        value = num(sig.value)
+        if value is None:
+            return
+        st = self.state(m)
+        on = st.get(sig.subject, False)
+        if self.upward:
+            fire, clear = value > self.limit, value < self.clear
+        else:
+            fire, clear = value < self.limit, value > self.clear
+        if not on and fire:
+            st[sig.subject] = True
+            what = f"{self.signal} {sig.subject}".strip()
+            side = "above" if self.upward else "below"
+            ctx.active(
+                m,
+                self.name,
+                sig.subject,
+                sig.source_ts,
+                headline=f"{what} on {self.facts.machine_name(m.id)} {side} {fmt(self.limit)}",
+                detail=f"{fmt(value)}; clears past {fmt(self.clear)}",
+                values={
+                    "signal": self.signal,
+                    "value": value,
+                    "limit": self.limit,
+                    "clear_at": self.clear,
+                },
+            )
+        elif on and clear:
+            st[sig.subject] = False
+            ctx.inactive(m, self.name, sig.subject)

@@ -1,0 +1,56 @@
+"""``tool_change_forecast``: the upcoming tool change list for the boards (no ticket).
+
+The plants' formula::
+
+    minutes_remaining = floor((tool_life - current) / increment x fastest_cycle_time / 60)
+
+Every tool due within ``horizon_min`` is kept in the sorted set
+``core.keys.UPCOMING_TOOL_CHANGES`` (member ``machine|tool``, score = minutes); a tool
+further out, or without a known life or cycle time, is removed from it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from core.config.rules import ToolChangeForecastRule
+from core.model import Signal
+from rules.alerts import Lifecycle
+from rules.derive import Facts
+from rules.state import MachineState
+from rules.types.base import BaseRule
+
+
+def minutes_remaining(life: float, current: float, increment: float, fastest_s: float) -> int:
+    """The plants' forecast, never below 0 (a tool past its life is due now)."""
+    return max(0, math.floor((life - current) / increment * fastest_s / 60))
+
+
+class ToolChangeForecast(BaseRule):
+    """Writes a forecast when a tool's minutes remaining change."""
+
+    inputs = frozenset({"tool_life", "machining_event", "tool_change"})
+
+    def __init__(self, spec: ToolChangeForecastRule, facts: Facts) -> None:
+        super().__init__(spec.name)
+        self.horizon = spec.horizon_min
+        self.facts = facts
+
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+        tool = sig.subject or sig.attrs.get("tool", "")
+        state = m.tools.get(tool)
+        if state is None or state.counter is None:
+            return
+        life = self.facts.life(m.id, tool, state)
+        fastest = self.facts.fastest(m)
+        minutes: int | None = None
+        if life is not None and fastest:
+            inc = self.facts.increment(m.id, tool, state)
+            minutes = minutes_remaining(life, state.counter, inc, fastest)
+            if minutes > self.horizon:
+                minutes = None
+        st = self.state(m)
+        if st.get(tool, -1) == minutes:
+            return
+        st[tool] = minutes
+        ctx.forecast(m, tool, minutes)

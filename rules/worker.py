@@ -1,0 +1,427 @@
+"""``repsys rules``: the loop that leases partitions, evaluates them and commits the results.
+
+One round every ``renew_interval_s``: heartbeat, renew leases, give up extras, take free
+partitions (restoring their checkpointed state and replaying their pending entries).
+Between rounds: read new entries of every partition held (fenced by the lease), decode
+(bad entries to the dead-letter stream), evaluate, write the resulting episodes and
+tickets to the database in one transaction (retried until it succeeds; nothing is
+acknowledged before), write forecasts, tick timers, and every ``checkpoint_interval_s``
+checkpoint each partition's state together with the acknowledgement of its entries.
+
+Order of effects per entry, and why it is safe to die anywhere: database commit, then
+state + XACK (one Lua step). Dying before the commit: the entries are pending, the state
+is older; the next holder replays them from the same state and writes what we would have.
+Dying between commit and checkpoint: the replay computes the same episode identities and
+finds them written (``rules/sink.py``). Nothing is lost, nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.orm import Session, sessionmaker
+
+from core import keys
+from core.config import RepsysConfig
+from core.lifecycle import Backoff, Stopper
+from core.logs import get_logger
+from core.model import DecodeError, Signal
+from rules.actions import Action, Forecast
+from rules.engine import Engine, Program
+from rules.errors import RulesTransientError
+from rules.lease import Leases
+from rules.metrics import RulesMetrics
+from rules.sink import EpisodeSink, load_silences
+from rules.stream import PartitionStream, pairs
+
+log = get_logger(__name__)
+
+#: Field of a partition's state hash holding its progress (not a machine id).
+PROGRESS_FIELD = "_progress"
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass
+class Held:
+    """A partition this worker holds: its engine, and what awaits the next checkpoint."""
+
+    p: int
+    engine: Engine
+    progress: tuple[int, int] = (0, 0)  # last entry reflected in the state
+    progress_id: str = ""
+    unacked: list[str] = field(default_factory=list)
+    last_seen: str = "0-0"  # last entry id known, to block on when idle
+
+
+@dataclass
+class RunStats:
+    """What a run (or ``--once``) did, for the CLI and tests."""
+
+    entries: int = 0
+    dead_letters: int = 0
+    episodes: int = 0
+    tickets: int = 0
+    replays: int = 0
+
+
+class RulesWorker:
+    """A rules worker on its Redis and database."""
+
+    def __init__(
+        self,
+        cfg: RepsysConfig,
+        redis: Any,
+        sessions: sessionmaker[Session],
+        metrics: RulesMetrics,
+        *,
+        worker_id: str | None = None,
+        clock: Callable[[], float] = time.time,
+        program: Program | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.wcfg = cfg.rules.worker
+        self.redis = redis
+        self.metrics = metrics
+        self.clock = clock
+        self.worker_id = worker_id or new_worker_id()
+        self.program = program or Program(cfg)
+        self.partitions = cfg.streams.partitions
+        self.leases = Leases(
+            redis,
+            self.worker_id,
+            self.partitions,
+            lease_ttl_s=self.wcfg.lease_ttl_s,
+            worker_ttl_s=self.wcfg.worker_ttl_s,
+        )
+        self.stream = PartitionStream(redis, self.worker_id)
+        self.sink = EpisodeSink(sessions, {m.id: m for m in cfg.machines})
+        self.sessions = sessions
+        self.held: dict[int, Held] = {}
+        self.silences: list[Any] = []
+        self.stats = RunStats()
+        self.stopper = Stopper()
+        self.ready = False
+        self._next_round = 0.0
+        self._next_tick = 0.0
+        self._next_checkpoint = 0.0
+        self._next_silences = 0.0
+        self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
+
+    # --- partitions ----------------------------------------------------------------------
+
+    def _take(self, p: int) -> None:
+        """Restore partition ``p`` from its checkpoint and replay its pending entries."""
+        self.stream.ensure_group(p)
+        blobs = self.stream.load_state(p)
+        progress = blobs.pop(PROGRESS_FIELD, None)
+        engine = Engine(self.program)
+        engine.load(blobs)
+        engine.set_silences(self.silences)
+        held = Held(p, engine)
+        if progress:
+            held.progress_id = json.loads(progress)["id"]
+            held.progress = _id_key(held.progress_id)
+        self.held[p] = held
+        self.metrics.lease_changes.labels("acquired").inc()
+        log.info("partition_acquired", partition=p, machines=len(engine.machines))
+        for page in self.stream.claim_pending(p):
+            self._evaluate(held, page)
+            if not self._commit():
+                return
+        self._checkpoint(held)
+
+    def _give_up(self, p: int) -> None:
+        """Checkpoint and release ``p`` (a rebalance or a stop)."""
+        held = self.held.get(p)
+        if held is not None and self._commit() and self._checkpoint(held):
+            self.leases.release(p)
+            self.metrics.lease_changes.labels("released").inc()
+            log.info("partition_released", partition=p)
+        self.held.pop(p, None)
+
+    def _lost(self, p: int) -> None:
+        if self.held.pop(p, None) is not None:
+            self.metrics.lease_changes.labels("lost").inc()
+            log.warning("partition_lease_lost", partition=p)
+
+    def round(self) -> None:
+        """Heartbeat, renew, rebalance (give up extras, take free partitions)."""
+        live = self.leases.heartbeat()
+        for p in self.leases.renew(sorted(self.held)):
+            self._lost(p)
+        target = self.leases.target(len(live))
+        for p in self.leases.extras(sorted(self.held), target):
+            self._give_up(p)
+        if len(self.held) < target:
+            for p in self.leases.free():
+                if len(self.held) >= target:
+                    break
+                if self.leases.acquire(p):
+                    self._take(p)
+        self._observe_backlog()
+        self.ready = True
+
+    def _observe_backlog(self) -> None:
+        self.metrics.partitions_owned.set(len(self.held))
+        for p in self.held:
+            lag, pending = self.stream.backlog(p)
+            self.metrics.lag.labels(str(p)).set(lag)
+            self.metrics.pending.labels(str(p)).set(pending)
+
+    # --- evaluation ----------------------------------------------------------------------
+
+    def _evaluate(self, held: Held, entries: list[Any]) -> None:
+        engine = held.engine
+        process = engine.process
+        progress = held.progress
+        replayed = 0
+        for entry_id, flat in entries:
+            held.unacked.append(entry_id)
+            if progress != (0, 0) and _id_key(entry_id) <= progress:
+                replayed += 1  # already reflected in the checkpointed state
+                continue
+            fields = pairs(flat)
+            try:
+                sig = Signal.from_fields(fields)
+            except DecodeError as err:
+                self.stream.dead_letter(held.p, entry_id, fields, err)
+                self.metrics.dead_letters.labels(err.reason).inc()
+                self.stats.dead_letters += 1
+                log.warning("entry_dead_lettered", partition=held.p, id=entry_id, reason=err.reason)
+                continue
+            process(sig)
+        if entries:
+            last = entries[-1][0]
+            held.last_seen = last
+            if _id_key(last) > held.progress:
+                held.progress, held.progress_id = _id_key(last), last
+        n = len(entries)
+        self.stats.entries += n
+        self.metrics.signals.inc(n - replayed)
+        if replayed:
+            self.metrics.ignored.labels("replayed").inc(replayed)
+
+    def read_once(self) -> int:
+        """Read and evaluate one batch from every partition held; entries read."""
+        if not self.held:
+            return 0
+        started = time.perf_counter()
+        replies = self.stream.read(sorted(self.held), self.wcfg.batch_size)
+        got = 0
+        for p, reply in replies.items():
+            if reply is None:
+                self._lost(p)
+                continue
+            entries, last_id = reply
+            held = self.held[p]
+            if entries:
+                got += len(entries)
+                self._evaluate(held, entries)
+            elif last_id:
+                held.last_seen = last_id
+        if got:
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return got
+
+    def tick(self, now: float | None = None) -> None:
+        at = self.clock() if now is None else now
+        for held in self.held.values():
+            held.engine.tick(at)
+
+    # --- effects -----------------------------------------------------------------------
+
+    def _collect(self) -> tuple[list[tuple[Held, list[Action]]], list[Forecast]]:
+        batches: list[tuple[Held, list[Action]]] = []
+        forecasts: list[Forecast] = []
+        for held in self.held.values():
+            engine = held.engine
+            actions, fc = engine.take()
+            if actions:
+                batches.append((held, actions))
+            forecasts += fc
+            for (rule, state), n in engine.stats().items():
+                self.metrics.anomalies.labels(rule, state).inc(n)
+            if engine.ctx.evaluations:
+                self.metrics.evaluations.inc(engine.ctx.evaluations)
+                engine.ctx.evaluations = 0
+            if engine.ignored:
+                self.metrics.ignored.labels("unknown_machine").inc(engine.ignored)
+                engine.ignored = 0
+        return batches, forecasts
+
+    def _commit(self) -> bool:
+        """Write pending actions and forecasts, retrying until done or stopped.
+
+        Returns False when stopped before the write succeeded: every partition is then
+        dropped without checkpoint, so its entries stay pending and replay later.
+        """
+        batches, forecasts = self._collect()
+        if batches:
+            actions = [a for _, batch in batches for a in batch]
+            while True:
+                try:
+                    result = self.sink.write(actions)
+                    break
+                except RulesTransientError as exc:
+                    self.metrics.db_writes.labels("retry").inc()
+                    delay = self._backoff.next()
+                    log.warning("episode_write_failed", error=str(exc), retry_in_s=round(delay, 2))
+                    if self.stopper.wait(delay):
+                        # Not committed: nothing is acknowledged; the entries replay later.
+                        self._drop_all()
+                        return False
+                    for p in self.leases.renew(sorted(self.held)):
+                        self._lost(p)
+            self._backoff.reset()
+            self.metrics.db_writes.labels("ok").inc()
+            self.metrics.replays.inc(result.replays)
+            self.stats.episodes += result.episodes
+            self.stats.tickets += result.tickets
+            self.stats.replays += result.replays
+            for remap in result.remaps:
+                for held, _ in batches:
+                    held.engine.remap(remap.machine, remap.fingerprint, remap.old, remap.new)
+        if forecasts:
+            self._write_forecasts(forecasts)
+        return True
+
+    def _write_forecasts(self, forecasts: list[Forecast]) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for f in forecasts:
+            member = f"{f.machine}|{f.tool}"
+            if f.minutes is None:
+                pipe.zrem(keys.UPCOMING_TOOL_CHANGES, member)
+            else:
+                pipe.zadd(keys.UPCOMING_TOOL_CHANGES, {member: f.minutes})
+        pipe.execute()
+
+    def _checkpoint(self, held: Held) -> bool:
+        state = held.engine.checkpoint()
+        if held.progress_id:
+            state[PROGRESS_FIELD] = json.dumps(
+                {"id": held.progress_id, "worker": self.worker_id, "at": self.clock()}
+            )
+        if not state and not held.unacked:
+            return True
+        ok = self.stream.checkpoint(held.p, state, held.unacked, int(self.wcfg.lease_ttl_s * 1000))
+        if not ok:
+            self._lost(held.p)
+            return False
+        held.unacked = []
+        self.metrics.checkpoints.inc()
+        return True
+
+    def checkpoint_all(self) -> None:
+        for held in list(self.held.values()):
+            self._checkpoint(held)
+        self.metrics.episodes_open.set(sum(h.engine.episodes_open() for h in self.held.values()))
+
+    def _drop_all(self) -> None:
+        """Forget every partition without checkpoint (their entries stay pending)."""
+        self.held.clear()
+
+    def refresh_silences(self) -> None:
+        try:
+            self.silences = load_silences(self.sessions, self.clock())
+        except RulesTransientError as exc:
+            log.warning("silences_unavailable", error=str(exc))
+            return
+        for held in self.held.values():
+            held.engine.set_silences(self.silences)
+
+    # --- loops -------------------------------------------------------------------------
+
+    def step(self) -> None:
+        """One iteration of the long-running loop."""
+        now = self.clock()
+        if now >= self._next_round:
+            self.round()
+            self._next_round = now + self.wcfg.renew_interval_s
+        if now >= self._next_silences:
+            self.refresh_silences()
+            self._next_silences = now + self.wcfg.silence_refresh_s
+        got = self.read_once()
+        if now >= self._next_tick:
+            self.tick(now)
+            self._next_tick = now + self.wcfg.tick_interval_s
+        if not self._commit():
+            return
+        pending = sum(len(h.unacked) for h in self.held.values())
+        if now >= self._next_checkpoint or pending >= self.wcfg.max_unacked:
+            self.checkpoint_all()
+            self._next_checkpoint = now + self.wcfg.checkpoint_interval_s
+        if got == 0:
+            wait_s = min(self._next_round, self._next_tick) - self.clock()
+            block = int(max(1.0, min(self.wcfg.block_ms, wait_s * 1000)))
+            if self.held:
+                self.stream.wait({p: h.last_seen for p, h in self.held.items()}, block)
+            else:
+                self.stopper.wait(block / 1000)
+
+    def run(self, stopper: Stopper) -> RunStats:
+        """Until stopped; then commit, checkpoint, release the leases and leave."""
+        log.info("rules_worker_started", worker=self.worker_id, partitions=self.partitions)
+        self.stopper = stopper
+        redis_backoff = Backoff(base_s=0.5, cap_s=10.0)
+        try:
+            while not stopper.stopped:
+                try:
+                    self.step()
+                    redis_backoff.reset()
+                except (RedisConnectionError, RedisTimeoutError) as exc:
+                    # Our leases may expire while Redis is away: start over from the
+                    # checkpoints (what was committed to the database replays idempotently).
+                    self.ready = False
+                    self._drop_all()
+                    delay = redis_backoff.next()
+                    log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
+                    stopper.wait(delay)
+                    self._next_round = 0.0
+        finally:
+            self.shutdown()
+        return self.stats
+
+    def shutdown(self) -> None:
+        try:
+            if self.held and self._commit():
+                for p in sorted(self.held):
+                    self._give_up(p)
+            self.leases.leave()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("rules_shutdown_without_redis", error=str(exc))
+        self.metrics.partitions_owned.set(0)
+        log.info("rules_worker_stopped", worker=self.worker_id, entries=self.stats.entries)
+
+    def once(self, now: float | None = None) -> RunStats:
+        """One-shot: take every free partition, drain it, tick, commit, release."""
+        self.refresh_silences()
+        for p in self.leases.free():
+            if self.leases.acquire(p):
+                self._take(p)
+        while self.read_once():
+            if not self._commit():
+                return self.stats
+        self.tick(now)
+        if not self._commit():
+            return self.stats
+        self.checkpoint_all()
+        for p in sorted(self.held):
+            self._give_up(p)
+        return self.stats
