@@ -162,7 +162,7 @@ def recurring(session: Session, cfg: EscalationConfig, now: datetime) -> list[Re
         .group_by(Episode.fingerprint, Episode.machine_id, Episode.rule, Episode.subject)
         .having(func.count() >= cfg.recurring_min)
         .order_by(func.count().desc(), Episode.machine_id)
-    ).tuples()
+    )
     return [Recurring(m, r, s, int(n), _aware(last)) for m, r, s, n, last in rows]
 
 

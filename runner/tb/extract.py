@@ -77,7 +77,7 @@ class YearCategoryTypes:
                                 TBAccountYearCategoryType.account_no,
                                 TBAccountYearCategoryType.year,
                             ).where(TBAccountYearCategoryType.pcn == pcn)
-                        ).tuples()
+                        )
                     )
                     written += bulk_insert(
                         session,
@@ -243,7 +243,7 @@ class StartPeriodUpdate:
                             TBAccountPeriodBalance.period < rng.start_period,
                         )
                         .group_by(TBAccountPeriodBalance.period)
-                    ).tuples()
+                    )
                 }
                 calc_start = cal.first
                 anchor = cal.previous(rng.start_period)

@@ -50,7 +50,7 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
                 select(TBAccount.account_no, TBAccount.revenue_or_expense).where(
                     TBAccount.pcn == pcn
                 )
-            ).tuples()
+            )
         )
     )
     years = sorted({p // 100 for p in periods})
@@ -61,7 +61,7 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
             TBAccountYearCategoryType.year,
             TBAccountYearCategoryType.revenue_or_expense,
         ).where(TBAccountYearCategoryType.pcn == pcn, TBAccountYearCategoryType.year.in_(years))
-    ).tuples():
+    ):
         by_year[year][account_no] = bool(flag)
     for j, period in enumerate(periods):
         flags = by_year[period // 100]
@@ -74,7 +74,7 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
                 TBAccountPeriodBalance.ytd_debit_cents,
                 TBAccountPeriodBalance.ytd_credit_cents,
             ).where(TBAccountPeriodBalance.pcn == pcn, TBAccountPeriodBalance.period == anchor)
-        ).tuples()
+        )
         found = 0
         for account_no, ytd_debit, ytd_credit in rows:
             i = index.get(account_no)
@@ -95,7 +95,7 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
                     TBBalance.debit_cents,
                     TBBalance.credit_cents,
                 ).where(TBBalance.pcn == pcn, TBBalance.period.in_(closed))
-            ).tuples()
+            )
         )
     if open_:
         window.fill(
@@ -106,7 +106,7 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
                     TBOpenActivity.debit_cents,
                     TBOpenActivity.credit_cents,
                 ).where(TBOpenActivity.pcn == pcn, TBOpenActivity.period.in_(open_))
-            ).tuples()
+            )
         )
     return window
 
@@ -222,7 +222,7 @@ class CheckBalanced:
                             TBAccountPeriodBalance.period.between(rng.start_period, rng.end_period),
                         )
                         .group_by(TBAccountPeriodBalance.period)
-                    ).tuples()
+                    )
                 }
                 for period in cal.between(rng.start_period, rng.end_period):
                     if period not in sums:

@@ -70,8 +70,8 @@ class TBLine:
             self.sub_category_name,
             self.account_no,
             self.account_name,
-            Decimal(self.current_cents) / 100,
-            Decimal(self.ytd_cents) / 100,
+            Decimal(self.current_cents).scaleb(-2),
+            Decimal(self.ytd_cents).scaleb(-2),
         )
 
 
@@ -97,7 +97,7 @@ def report_lines(session: Session, pcn: int, start: int, end: int) -> list[TBLin
             or_(a.start_period == 0, a.start_period <= b.period),
         )
         .order_by(b.period, b.account_no)
-    ).tuples()
+    )
     return [TBLine(*row) for row in rows]
 
 
