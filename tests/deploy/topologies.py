@@ -1,0 +1,250 @@
+"""Real Redis topologies on loopback: a Sentinel group and a three-master Cluster.
+
+Built from the same :class:`repsys.servers.RedisServer` the demo and the other tests use:
+a Sentinel is ``redis-server sentinel.conf --sentinel``; a Cluster node is a redis-server
+with ``--cluster-enabled yes``, joined by ``redis-cli --cluster create``. Every wait is a
+poll with a deadline; ``stop()`` ends every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+from pathlib import Path
+
+import redis
+
+from core.config.infra import RedisConfig, SentinelConfig
+from repsys.servers import RedisServer, ServerError, wait_until
+
+MASTER_NAME = "mymaster"
+#: A replica's full sync starts at once instead of after the default 5 s batching delay.
+FAST_SYNC = ("--repl-diskless-sync-delay", "0")
+
+
+class SentinelServer(RedisServer):
+    """One sentinel watching ``master_port``; fast timings so a test fails over in seconds."""
+
+    name = "sentinel"
+
+    def __init__(self, workdir: Path, master_port: int) -> None:
+        super().__init__(workdir)
+        self.master_port = master_port
+
+    def _argv(self) -> list[str]:
+        conf = self.workdir / "sentinel.conf"
+        if not conf.exists():  # a restarted sentinel keeps what it learnt (it rewrites it)
+            conf.write_text(
+                "\n".join(
+                    [
+                        f"port {self.port}",
+                        "bind 127.0.0.1",
+                        "protected-mode no",
+                        f"dir {self.workdir}",
+                        f"sentinel monitor {MASTER_NAME} 127.0.0.1 {self.master_port} 2",
+                        f"sentinel down-after-milliseconds {MASTER_NAME} 1000",
+                        f"sentinel failover-timeout {MASTER_NAME} 5000",
+                        f"sentinel parallel-syncs {MASTER_NAME} 1",
+                        "",
+                    ]
+                ),
+                encoding="utf-8",
+            )
+        server = shutil.which("redis-server")
+        if server is None:
+            raise ServerError("redis-server not found: install the Debian package redis-server")
+        return [server, str(conf), "--sentinel"]
+
+
+def cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free too, both below 65536.
+
+    Redis refuses cluster ports above 55535; the kernel's ephemeral range is above that.
+    """
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(20000, 45000)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise ServerError("no free port pair for a cluster node")
+
+
+def _client(port: int) -> redis.Redis:
+    return redis.Redis(port=port, decode_responses=True, socket_timeout=2)
+
+
+class SentinelGroup:
+    """A master, a replica and three sentinels, as the OT redis-operator runs them."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.master = RedisServer(workdir / "redis-a", extra_args=FAST_SYNC)
+        self.replica = RedisServer(
+            workdir / "redis-b",
+            extra_args=(*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.master.port)),
+        )
+        self.sentinels = [
+            SentinelServer(workdir / f"sentinel-{i}", self.master.port) for i in range(3)
+        ]
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, self.replica]
+
+    def start(self) -> None:
+        try:
+            self.master.start()
+            self.replica.start()
+            wait_until(self._replica_synced, timeout=20, what="replica in sync")
+            for sentinel in self.sentinels:
+                sentinel.start()
+            wait_until(self._sentinels_agree, timeout=30, what="sentinels discovering each other")
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for server in [*self.sentinels, *self.servers]:
+            server.stop()
+
+    def _replica_synced(self) -> bool:
+        with _client(self.replica.port) as c:
+            info = c.info("replication")
+        return info.get("master_link_status") == "up"
+
+    def _sentinels_agree(self) -> bool:
+        for sentinel in self.sentinels:
+            with _client(sentinel.port) as c:
+                state = c.sentinel_master(MASTER_NAME)
+            if int(state["num-other-sentinels"]) != 2 or int(state["num-slaves"]) != 1:
+                return False
+        return True
+
+    def master_port(self) -> int:
+        """The master as the sentinels see it now."""
+        with _client(self.sentinels[0].port) as c:
+            _host, port = c.sentinel_get_master_addr_by_name(MASTER_NAME)
+        return int(port)
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in self.servers if s.port == port)
+
+    def failover(self) -> int:
+        """Planned failover (SENTINEL FAILOVER); returns the new master's port."""
+        before = self.master_port()
+        with _client(self.sentinels[0].port) as c:
+            c.execute_command("SENTINEL", "FAILOVER", MASTER_NAME)
+        wait_until(lambda: self._promoted(before), timeout=30, what="failover")
+        return self.master_port()
+
+    def _promoted(self, before: int) -> bool:
+        port = self.master_port()
+        if port == before:
+            return False
+        with _client(port) as c:
+            return bool(c.info("replication")["role"] == "master")
+
+    def wait_replicated(self) -> None:
+        """Until the current master has a replica in sync again (after a failover)."""
+
+        def synced() -> bool:
+            with _client(self.master_port()) as c:
+                info = c.info("replication")
+            return int(info.get("connected_slaves", 0)) >= 1 and (
+                info.get("slave0", {}).get("state") == "online"
+            )
+
+        wait_until(synced, timeout=30, what="a replica of the new master")
+
+    def config(self) -> RedisConfig:
+        """RepSys's Redis section for this group (what the chart writes for the operator)."""
+        return RedisConfig(
+            mode="sentinel",
+            sentinel=SentinelConfig(
+                master_name=MASTER_NAME,
+                sentinels=[f"127.0.0.1:{s.port}" for s in self.sentinels],
+            ),
+            socket_timeout_s=1.0,
+        )
+
+
+class RedisCluster:
+    """Three masters sharing the 16384 slots, no replicas."""
+
+    def __init__(self, workdir: Path, masters: int = 3) -> None:
+        self.nodes = [
+            RedisServer(
+                workdir / f"node-{i}",
+                cluster_port(),
+                extra_args=(
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ),
+            )
+            for i in range(masters)
+        ]
+
+    def start(self) -> None:
+        try:
+            for node in self.nodes:
+                node.start()
+            cli = shutil.which("redis-cli")
+            if cli is None:
+                raise ServerError("redis-cli not found: install the Debian package redis-tools")
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *[f"127.0.0.1:{n.port}" for n in self.nodes],
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            wait_until(self._ok, timeout=30, what="cluster state ok")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ok(self) -> bool:
+        for node in self.nodes:
+            with _client(node.port) as c:
+                info = c.execute_command("CLUSTER", "INFO")
+            if "cluster_state:ok" not in str(info):
+                return False
+        return True
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            with contextlib.suppress(ServerError):
+                node.stop()
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def config(self) -> RedisConfig:
+        return RedisConfig(mode="cluster", url=self.url, socket_timeout_s=2.0)
+
+    def node_of_slot(self, slot: int) -> int:
+        """Port of the master serving ``slot``."""
+        with _client(self.nodes[0].port) as c:
+            for start, end, master, *_ in c.execute_command("CLUSTER", "SLOTS"):
+                if int(start) <= slot <= int(end):
+                    return int(master[1])
+        raise AssertionError(f"slot {slot} is not served")
