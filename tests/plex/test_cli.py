@@ -98,7 +98,7 @@ def test_outbox_list_show_replay_cancel(plex_config, sim, sessions, redis_client
     cancelled = run(config, "outbox", "cancel", "RS-CAN00000", "--who", "dana")
     assert cancelled.returncode == 0, cancelled.stderr
     with sessions() as s:
-        assert s.get(Ticket, d).state == "cancelled"  # type: ignore[union-attr]
+        assert s.get(Ticket, d).state == "cancelled"
     missing = run(config, "outbox", "show", "RS-NOPE")
     assert (missing.returncode, missing.stderr.strip()) == (1, "repsys outbox: no ticket 'RS-NOPE'")
     assert run(config, "outbox", "replay").returncode == 2
@@ -106,7 +106,7 @@ def test_outbox_list_show_replay_cancel(plex_config, sim, sessions, redis_client
     once = run(config, "plex-sender", "--once", password=None)
     assert once.returncode == 0, once.stderr
     with sessions() as s:
-        assert s.get(Ticket, a).state == "filed"  # type: ignore[union-attr]
+        assert s.get(Ticket, a).state == "filed"
     assert len(sim.tickets()) == 3
     del c
 

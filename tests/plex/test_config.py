@@ -95,7 +95,7 @@ def test_environment_guard(environment: str, url: str, problem: str | None) -> N
         ({"surprise": 1}, "plex.surprise: unknown key"),
     ],
 )
-def test_bad_plex_config_is_refused_at_load(plex: dict, message: str) -> None:
+def test_bad_plex_config_is_refused_at_load(plex: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config({"plex": plex}, file="repsys.yaml")
     assert str(caught.value) == f"repsys.yaml: {message}"
