@@ -37,7 +37,7 @@ from web.middleware import WebMiddleware
 from web.ratelimit import LoginLimiter
 from web.render import STATIC, build_templates, render, url
 from web.services import Services, services
-from web.views import api, boards, login, operator, silences
+from web.views import api, boards, login, operator, reports, silences
 
 log = get_logger(__name__)
 SESSION_COOKIE = "repsys_session"
@@ -149,7 +149,7 @@ def create_app(
     )
     app.state.services = svc
     app.state.templates = build_templates(cfg.plant.timezone)
-    for module in (login, operator, boards, silences):
+    for module in (login, operator, boards, silences, reports):
         app.include_router(module.router, include_in_schema=False)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

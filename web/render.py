@@ -64,6 +64,7 @@ def home_path(principal: Principal) -> str:
 
 
 def _age(value: datetime | None, now: datetime) -> str:
+    """``now - value`` in words a shift reads at a glance: 42 s, 12 min, 3 h 05 min, 4 d."""
     value = as_utc(value)
     if value is None:
         return ""
@@ -127,6 +128,7 @@ def render(
         "plant": svc.cfg.plant.name,
         "now": now,
         "age": lambda value: _age(value, now),
+        "took": lambda start, end: _age(start, as_utc(end) or now),
         "root": root,
         "path": path[len(root) :] if root and path.startswith(root) else path,
     }

@@ -13,12 +13,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.logs import get_logger
+from runner.errors import BadRequest, QueueUnavailable
+from runner.requests import cancel, get_request, list_queue, submit
 from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
+from web.errors import Forbidden, NotFound
 from web.forms import add_silence, file_ticket, parse_silence, parse_ticket
 from web.live import machine_statuses, upcoming_tool_changes
 from web.queries import (
@@ -32,6 +36,7 @@ from web.queries import (
     tickets,
 )
 from web.services import services
+from web.views.reports import REPORT_ROLES, kind_roles
 
 log = get_logger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf)])
@@ -288,3 +293,90 @@ def expire_one_silence(
         row = expire_silence(session, silence_id, by=principal.username, now=svc.clock())
         log.info("silence_expired", silence=silence_id, user=principal.username)
         return SilenceOut.model_validate(row)
+
+
+class ReportOut(_Out):
+    id: str
+    kind: str
+    name: str = Field(description="e.g. TB_202404_to_202404")
+    params: dict[str, Any]
+    requester: str
+    state: str = Field(description="pending, running, completed, failed or cancelled")
+    current_step: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    download: str | None = Field(default=None, description="Path of the finished file.")
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str = Field(description="A runner.pipelines kind: tb, escalation, ...")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description='tb: {"start": 202401, "end": 202406, "pcns": [...]}'
+    )
+
+
+def _report_out(row: Any) -> ReportOut:
+    out = ReportOut.model_validate(row)
+    if row.state == "completed" and row.result_path:
+        out.download = f"/reports/{row.id}/download"
+    return out
+
+
+@router.get("/reports", response_model=list[ReportOut])
+def list_reports(
+    request: Request,
+    principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[ReportOut]:
+    return [_report_out(r) for r in list_queue(services(request).sessions, limit=limit)]
+
+
+@router.get("/reports/{request_id}", response_model=ReportOut)
+def one_report(
+    request: Request,
+    request_id: str,
+    principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
+) -> ReportOut:
+    row = get_request(services(request).sessions, request_id)
+    if row is None:
+        raise NotFound(f"There is no report request {request_id}.")
+    return _report_out(row)
+
+
+@router.post("/reports", response_model=ReportOut, status_code=201)
+def create_report(
+    request: Request,
+    body: ReportIn,
+    principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
+) -> Any:
+    svc = services(request)
+    if not principal.has_any(kind_roles(body.kind)):
+        raise Forbidden(f"A {body.kind} report needs the {kind_roles(body.kind)[0]} role.")
+    try:
+        row = submit(
+            svc.sessions,
+            svc.redis,
+            svc.cfg,
+            kind=body.kind,
+            params=body.params,
+            requester=principal.username,
+        )
+    except BadRequest as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+    except QueueUnavailable as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=503)
+    return _report_out(row)
+
+
+@router.post("/reports/{request_id}/cancel")
+def cancel_report(
+    request: Request,
+    request_id: str,
+    principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
+) -> dict[str, bool]:
+    svc = services(request)
+    return {"cancelled": cancel(svc.sessions, svc.redis, request_id, by=principal.username)}
