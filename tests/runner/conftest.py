@@ -9,8 +9,8 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message as EmailMessage
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,9 @@ class _SmtpHandler:
         self.box = box
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.box.messages.append(message_from_bytes(envelope.content))
+        mail = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(mail, EmailMessage)
+        self.box.messages.append(mail)
         self.box.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         return "250 OK"
 
@@ -182,6 +184,9 @@ def runner_config(
             "tb": {"pcns": PCNS},
         }
         extra: dict[str, Any] = {}
+        if runner and "pipelines" in runner and "scheduler" not in runner:
+            # A test's own pipelines replace the default kinds the default schedules name.
+            base["scheduler"] = {"schedules": []}
         if accounting is not None:
             base["tb"]["odbc"] = {"connection_string": accounting.odbc}
             extra["plex"] = {
@@ -229,6 +234,7 @@ def make_runner(
         services: Services | None = None,
         db: sessionmaker[Session] | None = None,
         consumer: str = "test-runner",
+        pipelines: dict[str, list[Any]] | None = None,
         **service_overrides: Any,
     ) -> Harness:
         registry = new_registry()
@@ -244,6 +250,7 @@ def make_runner(
             metrics=RunnerMetrics(registry),
             stopper=Stopper(),
             consumer=consumer,
+            pipelines=pipelines,
         )
         return Harness(runner, cfg, db, redis_client, registry, svc)
 
