@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from core.config import parse_config
+from repsys.cli import build_parser
 from tests.deploy.chart import (
     BASE,
     CHART,
@@ -144,6 +145,25 @@ def test_every_component_gets_a_deployment_running_its_command() -> None:
         assert container["args"][2:] == [component]
         volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
         assert volumes["config"]["configMap"]["name"] == f"{RELEASE}-repsys-config"
+
+
+def test_every_container_runs_a_real_repsys_command() -> None:
+    """The args parse with the real ``repsys`` parser, as the long-running process."""
+    parser = build_parser()
+    docs = render_ci("full")
+    for dep in of_kind(docs, "Deployment"):
+        component = dep["metadata"]["labels"]["app.kubernetes.io/component"]
+        (container,) = dep["spec"]["template"]["spec"]["containers"]
+        args = parser.parse_args(container["args"])
+        assert args.config == "/etc/repsys/repsys.yaml"
+        assert args.command == component
+        # Not a one-shot mode: these run until SIGTERM.
+        for one_shot in ("once", "burst", "fire", "list"):
+            assert not getattr(args, one_shot, None), f"{component}: --{one_shot}"
+        assert getattr(args, "mode", "run") == "run"
+    job = named(docs, "Job", f"{RELEASE}-repsys-migrate")
+    args = parser.parse_args(job["spec"]["template"]["spec"]["containers"][0]["args"])
+    assert (args.command, args.db_command, args.revision) == ("db", "upgrade", "head")
 
 
 def test_disabled_components_render_nothing() -> None:
