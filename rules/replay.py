@@ -16,7 +16,9 @@ Input is JSON lines, one item per line:
 
 A golden case is a folder with ``config.yaml`` (the rules section, and machines when not
 the default four), ``input.jsonl`` and ``expected.jsonl`` (one episode per line; only the
-keys a line names are compared, ``evidence`` as a subset).
+keys a line names are compared, ``evidence`` as a subset; a line ``{"forecast": {"machine":
+..., "tool": ..., "minutes": ...}}`` expects that tool on the upcoming tool change list,
+and then the list must be exactly the forecast lines).
 """
 
 from __future__ import annotations
@@ -304,15 +306,29 @@ def run_case(case: Path) -> CaseResult:
         lines = expected_path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise CaseError(f"{expected_path}: cannot read: {exc.strerror}") from exc
-    expected = []
+    expected: list[dict[str, Any]] = []
+    forecasts: list[dict[str, Any]] = []
     for n, line in enumerate(lines, 1):
         if line.strip() and not line.lstrip().startswith("#"):
             try:
-                expected.append(json.loads(line))
+                row = json.loads(line)
             except ValueError as exc:
                 raise CaseError(f"{expected_path}:{n}: not JSON: {exc}") from None
+            (forecasts if "forecast" in row else expected).append(row)
     actual = result.ledger.rows()
-    return CaseResult(case.name, compare(expected, actual), actual)
+    problems = compare(expected, actual)
+    listed = sorted(
+        (machine, tool, minutes)
+        for (machine, tool), minutes in result.forecasts.items()
+        if minutes is not None
+    )
+    wanted = sorted(
+        (f["forecast"]["machine"], f["forecast"]["tool"], f["forecast"]["minutes"])
+        for f in forecasts
+    )
+    if forecasts and listed != wanted:
+        problems.append(f"forecasts: expected {wanted}, got {listed}")
+    return CaseResult(case.name, problems, actual)
 
 
 def case_dirs(root: Path) -> list[Path]:

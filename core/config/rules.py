@@ -98,6 +98,12 @@ class MachineRulesSpec(StrictModel):
     tools: dict[str, ToolRulesSpec] = Field(
         default_factory=dict, description="Tool list by tool id as signalled (e.g. T1)."
     )
+    load_by_tool: bool = Field(
+        default=True,
+        description="Spindle load without a subject belongs to the tool in the spindle "
+        "(tool_number); false: to the spindle as a whole, its level restarting at any tool "
+        "change (for controllers whose tool number does not mark the cutting tool).",
+    )
 
 
 # --- rule types -----------------------------------------------------------------------

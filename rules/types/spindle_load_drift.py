@@ -5,7 +5,9 @@ A sharp tool cuts at some load; as it wears the load rises. For each tool the fi
 level; the current load is an EWMA over ``smoothing_samples``; the tool drifts when the
 EWMA exceeds the level by ``threshold`` percent points for ``for_s``, and clears below
 80 % of that. A sample belongs to its signal's subject, else to the tool in the spindle
-(``tool_number`` without subject), else to ``spindle``. A tool change starts over.
+(``tool_number`` without subject), else to ``spindle``; with the machine's ``load_by_tool:
+false`` always to ``spindle``, whose level then restarts at any tool change. A tool change
+starts the tool over.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from rules.types.base import BaseRule, fmt, num
 
 #: The drift must fall below this share of the threshold to clear (hysteresis).
 CLEAR_SHARE = 0.8
+#: Subject of load that belongs to no known tool.
+SPINDLE = "spindle"
 
 
 class SpindleLoadDrift(BaseRule):
@@ -37,14 +41,16 @@ class SpindleLoadDrift(BaseRule):
         if st is None:
             st = m.rules[self.name] = {}
         if sig.name == "tool_change":
-            if st.pop(sig.subject, None) is not None:
-                ctx.inactive(m, self.name, sig.subject)
+            for subject in (sig.subject, SPINDLE):
+                if st.pop(subject, None) is not None:
+                    ctx.inactive(m, self.name, subject)
             return
         load = num(sig.value)
         spec = self.spec
         if load is None or load < spec.min_load:
             return
-        tool = sig.subject or m.active_tool or "spindle"
+        tool = sig.subject or (m.active_tool if self.facts.spec(m.id).load_by_tool else "")
+        tool = tool or SPINDLE
         t = st.get(tool)
         if t is None:
             st[tool] = [1, load, load, False]
@@ -61,14 +67,15 @@ class SpindleLoadDrift(BaseRule):
         if not t[3]:
             if drift > spec.threshold:
                 t[3] = True
+                whose = "" if tool == SPINDLE else f" of {self.facts.tool_name(m.id, tool)}"
+                since = "the last tool change" if tool == SPINDLE else "its last change"
                 ctx.active(
                     m,
                     self.name,
                     tool,
                     sig.source_ts,
-                    headline=f"Spindle load of {self.facts.tool_name(m.id, tool)} on "
-                    f"{self.facts.machine_name(m.id)} drifted up",
-                    detail=f"{fmt(ewma)} % against {fmt(base)} % after its last change "
+                    headline=f"Spindle load{whose} on {self.facts.machine_name(m.id)} drifted up",
+                    detail=f"{fmt(ewma)} % against {fmt(base)} % after {since} "
                     f"(+{fmt(drift)} points, limit {fmt(spec.threshold)})",
                     values={
                         "tool": tool,
