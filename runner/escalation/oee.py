@@ -66,7 +66,8 @@ class SignalHistory:
     """Per machine, the samples of the signals OEE needs that the streams hold."""
 
     machines: dict[str, MachineSignals] = field(default_factory=dict)
-    covered_from: datetime | None = None  # oldest entry read, when later than the start
+    #: partition -> its oldest entry, where that is later than the shift start
+    covered_from: dict[int, datetime] = field(default_factory=dict)
     truncated: bool = False
 
 
@@ -88,18 +89,17 @@ def _add(history: SignalHistory, fields: dict[str, str]) -> None:
 
 
 def _scan(
-    client: Any, stream: str, window: ShiftWindow, history: SignalHistory, budget: int
+    client: Any, partition: int, window: ShiftWindow, history: SignalHistory, budget: int
 ) -> int:
     """Read one partition's entries of the window; returns how many were read."""
+    stream = keys.signal_stream(partition)
     start_ms = int(window.start.timestamp() * 1000)
     end_ms = int(window.end.timestamp() * 1000)
     oldest = client.xrange(stream, count=1)
     if oldest:
         first_ms = int(oldest[0][0].split("-")[0])
         if first_ms > start_ms:
-            first = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
-            if history.covered_from is None or first > history.covered_from:
-                history.covered_from = first
+            history.covered_from[partition] = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
     read = 0
     cursor = f"{start_ms}-0"
     while read < budget:
@@ -120,7 +120,7 @@ def read_history(client: Any, partitions: int, window: ShiftWindow) -> SignalHis
     history = SignalHistory()
     budget = _MAX_ENTRIES
     for partition in range(partitions):
-        budget -= _scan(client, keys.signal_stream(partition), window, history, budget)
+        budget -= _scan(client, partition, window, history, budget)
         if budget <= 0:
             history.truncated = True
             break
@@ -141,6 +141,7 @@ def oee_rows(
     downtime_h: dict[str, float],
     history: SignalHistory,
     standard_cycle_s: dict[str, float],
+    partitions: int,
 ) -> list[OeeRow]:
     rows = []
     shift_s = window.hours * 3600
@@ -163,8 +164,9 @@ def oee_rows(
             notes.append("no cycle times in the signal streams")
         if quality is None:
             notes.append("no good/bad counts in the signal streams")
-        if history.covered_from is not None:
-            notes.append(f"signals only from {history.covered_from:%H:%M} UTC")
+        covered = history.covered_from.get(keys.partition_of(machine, partitions))
+        if covered is not None and (performance is not None or quality is not None):
+            notes.append(f"signals only from {covered:%H:%M} UTC")
         if history.truncated:
             notes.append("signal scan truncated")
         rows.append(OeeRow(machine, availability, performance, quality, "; ".join(notes)))

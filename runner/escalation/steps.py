@@ -64,7 +64,14 @@ class EscalationReport:
             if ctx.services.redis is not None
             else None
         )
-        oee = oee_rows(machines, window, downtime, history or SignalHistory(), cfg.standard_cycle_s)
+        oee = oee_rows(
+            machines,
+            window,
+            downtime,
+            history or SignalHistory(),
+            cfg.standard_cycle_s,
+            ctx.cfg.streams.partitions,
+        )
         report = EscalationData(ctx.cfg.plant.name, now, window, tickets, recurring, tools, oee)
         html = render_html(report)
         folder = ctx.output_dir()
