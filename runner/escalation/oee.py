@@ -138,6 +138,7 @@ def _increase(samples: list[float]) -> float:
 def oee_rows(
     machines: list[str],
     window: ShiftWindow,
+    *,
     downtime_h: dict[str, float],
     history: SignalHistory,
     standard_cycle_s: dict[str, float],

@@ -67,10 +67,10 @@ class EscalationReport:
         oee = oee_rows(
             machines,
             window,
-            downtime,
-            history or SignalHistory(),
-            cfg.standard_cycle_s,
-            ctx.cfg.streams.partitions,
+            downtime_h=downtime,
+            history=history or SignalHistory(),
+            standard_cycle_s=cfg.standard_cycle_s,
+            partitions=ctx.cfg.streams.partitions,
         )
         report = EscalationData(ctx.cfg.plant.name, now, window, tickets, recurring, tools, oee)
         html = render_html(report)

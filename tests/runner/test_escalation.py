@@ -136,7 +136,7 @@ def seed_plant(cfg: RepsysConfig, sessions: sessionmaker[Session], client: redis
     # cnc101's signals in its partition: 300 cycles of 60 s, 270 good and 30 bad parts.
     stream = keys.signal_stream(keys.partition_of("cnc101", cfg.streams.partitions))
     base_ms = int((SHIFT_START + timedelta(minutes=30)).timestamp() * 1000)
-    pipe = client.pipeline()
+    pipe: Any = client.pipeline()
     for i in range(300):
         sig = Signal("cnc101", "cycle_time", 60.0, source_ts=0.0, receive_ts=0.0)
         pipe.xadd(stream, sig.to_fields(), id=f"{base_ms + i * 60_000}-0")
