@@ -91,6 +91,7 @@ class MqttReader:
         client.reconnect_delay_set(1, max(1, int(self.reconnect_max_s)))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         return client
 
     def _connect(self, client: mqtt.Client, *, persistent: bool) -> None:
@@ -125,9 +126,19 @@ class MqttReader:
         # session that expired) would otherwise leave us connected and deaf.
         topics: list[tuple[str, int]] = [(f, self.source.qos) for f in self.decoder.filters]
         client.subscribe(topics)
+        log.info("mqtt_connected", source=self.name, filters=self.decoder.filters)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        failed = [str(r) for r in reasons if r.is_failure]
+        if failed:
+            log.error("mqtt_subscribe_refused", source=self.name, reasons=failed)
+            return
+        # Ready only once the broker confirmed the subscriptions: a message published
+        # before that would not be queued for this session.
         self.metrics.connected.labels(KIND, self.name).set(1)
         self.connected.set()
-        log.info("mqtt_connected", source=self.name, filters=self.decoder.filters)
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
