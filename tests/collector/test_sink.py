@@ -1,0 +1,201 @@
+"""The stream sink against a real redis-server: acks, order through outages, safe trimming."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from collector.metrics import CollectorMetrics
+from collector.sink import StreamSink
+from core import keys
+from core.config.collector import SinkConfig
+from core.metrics import new_registry, sample
+from core.model import Signal
+from repsys.servers import RedisServer, wait_until
+
+
+def _id(entry_id: str) -> tuple[int, int]:
+    ms, seq = entry_id.split("-")
+    return int(ms), int(seq)
+
+
+def sig(machine: str, value: int) -> Signal:
+    now = time.time()
+    return Signal(machine, "part_count", value, source_ts=now, receive_ts=now)
+
+
+def make_sink(url: str, **cfg: Any) -> tuple[StreamSink, Any, redis.Redis]:
+    registry = new_registry()
+    client = redis.Redis.from_url(
+        url, decode_responses=True, socket_timeout=1, socket_connect_timeout=1
+    )
+    sink = StreamSink(
+        client,
+        SinkConfig(**cfg),
+        CollectorMetrics(registry),
+        partitions=4,
+        max_len=1000,
+        heartbeat_s=0.5,
+    )
+    return sink, registry, client
+
+
+def values(client: redis.Redis, machine: str) -> list[Any]:
+    stream = keys.signal_stream(keys.partition_of(machine, 4))
+    entries: Any = client.xrange(stream)
+    return [Signal.from_fields(f).value for _, f in entries if f["m"] == machine]
+
+
+@pytest.fixture
+def sink(redis_url: str) -> Iterator[tuple[StreamSink, Any, redis.Redis]]:
+    made = make_sink(redis_url)
+    made[0].start()
+    yield made
+    made[0].stop(5)
+
+
+def test_acks_run_only_once_their_batch_is_in_redis_and_in_order(
+    sink: tuple[StreamSink, Any, redis.Redis], redis_client: redis.Redis
+) -> None:
+    s, registry, _ = sink
+    seen: list[tuple[int, int]] = []
+    stream = keys.signal_stream(keys.partition_of("cnc101", 4))
+    for n in range(50):
+        batch = [sig("cnc101", n * 10 + i) for i in range(10)]
+        s.submit("mqtt", batch, ack=lambda n=n: seen.append((n, redis_client.xlen(stream))))
+    assert s.flush(10)
+    assert [n for n, _ in seen] == list(range(50))
+    # When ack n ran, at least its own ten signals (and all before) were in the stream.
+    assert all(length >= (n + 1) * 10 for n, length in seen)
+    assert values(redis_client, "cnc101") == list(range(500))
+    assert (
+        sample(
+            registry,
+            "repsys_collector_signals_written_total",
+            {"reader": "mqtt", "machine": "cnc101"},
+        )
+        == 500
+    )
+    assert redis_client.hget(keys.machine_last_seen(), "cnc101") is not None
+    key = keys.collector_heartbeat("collector")
+    wait_until(lambda: redis_client.hget(key, "written") == "500", timeout=5, what="heartbeat")
+    assert 0 < redis_client.ttl(key) <= 2  # three heartbeat intervals
+
+
+def test_redis_away_for_30_s_buffers_in_order_and_counts_overflow(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis", persistent=True)
+    server.start()
+    s, registry, client = make_sink(server.url, buffer_max=1000, retry_max_s=1.0)
+    s.start()
+    try:
+        s.submit("opcua", [sig("cnc103", n) for n in range(10)])
+        assert s.flush(10)
+        server.stop()
+        # 30 s of a machine producing 50 signals a second while Redis is away: the
+        # buffer holds the newest 1000 and drops (and counts) the 500 oldest.
+        started = time.monotonic()
+        for n in range(10, 1510):
+            s.submit("opcua", [sig("cnc103", n)])
+            time.sleep(max(0.0, started + (n - 9) * 0.02 - time.monotonic()))  # pacing
+        assert time.monotonic() - started >= 30
+        assert not s.redis_ok
+        assert s.depth == 1000
+        assert (
+            sample(
+                registry,
+                "repsys_collector_signals_dropped_total",
+                {"reader": "opcua", "machine": "cnc103"},
+            )
+            == 500
+        )
+        assert sample(registry, "repsys_collector_redis_errors_total") >= 1
+        server.start()
+        assert s.flush(30)
+        got = values(client, "cnc103")
+        # In order, nothing duplicated: the ten written before, the batch the writer held
+        # when Redis went away (it starts with 10), then the newest signals up to 1509.
+        assert got == sorted(set(got))
+        assert len(got) == 10 + 1000 and got[:11] == list(range(11)) and got[-1] == 1509
+        held = next(i for i in range(10, len(got)) if got[i + 1] != got[i] + 1)
+        assert got[held + 1 :] == list(range(1510 - (len(got) - held - 1), 1510))
+        assert s.redis_ok
+    finally:
+        s.stop(5)
+        server.stop()
+
+
+def test_trim_never_removes_entries_pending_for_the_rules_group(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    s, registry, _ = make_sink(redis_url, retention_s=0)
+    stream = keys.signal_stream(keys.partition_of("cnc102", 4))
+    s.start()
+    try:
+        s.submit("mqtt", [sig("cnc102", n) for n in range(3000)])
+        assert s.flush(10)
+        redis_client.xgroup_create(stream, keys.RULES_GROUP, id="0")
+        read: Any = redis_client.xreadgroup(keys.RULES_GROUP, "w1", {stream: ">"}, count=1500)
+        ids = [entry_id for entry_id, _ in read[0][1]]
+        redis_client.xack(stream, keys.RULES_GROUP, *ids[:1200])  # 300 stay pending
+        oldest_pending = ids[1200]
+        s.submit("mqtt", [sig("cnc102", n) for n in range(3000, 6000)])
+        assert s.flush(10)
+        for _ in range(5):
+            s.trim()
+        remaining: Any = redis_client.xrange(stream)
+        remaining_ids = [entry_id for entry_id, _ in remaining]
+        # Everything from the oldest pending entry on is still there (pending and
+        # undelivered alike); acknowledged entries before it may be gone.
+        later = [i for i in remaining_ids if _id(i) > _id(ids[-1])]
+        assert remaining_ids[remaining_ids.index(oldest_pending) :] == [*ids[1200:], *later]
+        assert len(later) == 4500  # 1500 never delivered, 3000 new
+        assert redis_client.xlen(stream) < 6000  # acknowledged entries were trimmed
+        assert sample(registry, "repsys_collector_trimmed_entries_total") > 0
+        pending: Any = redis_client.xpending(stream, keys.RULES_GROUP)
+        assert pending["pending"] == 300
+    finally:
+        s.stop(5)
+
+
+def test_without_the_group_streams_are_capped_near_max_len(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    s, registry, _ = make_sink(redis_url)
+    s.start()
+    try:
+        s.submit("mqtt", [sig("cnc101", n) for n in range(5000)])
+        assert s.flush(10)
+        for _ in range(3):
+            s.trim()
+        stream = keys.signal_stream(keys.partition_of("cnc101", 4))
+        length = redis_client.xlen(stream)
+        assert 1000 <= length < 1300  # approximate trimming keeps whole nodes
+        assert values(redis_client, "cnc101")[-1] == 4999
+        assert (
+            sample(
+                registry,
+                "repsys_collector_stream_entries",
+                {"partition": str(keys.partition_of("cnc101", 4))},
+            )
+            == length
+        )
+    finally:
+        s.stop(5)
+
+
+def test_heartbeat_and_stop_flush(redis_url: str, redis_client: redis.Redis) -> None:
+    s, _, _ = make_sink(redis_url)
+    s.start()
+    s.submit("mqtt", [sig("cnc101", 1)])
+    s.stop(5)  # flushes what is queued before stopping
+    assert values(redis_client, "cnc101") == [1]
+    wait_until(
+        lambda: redis_client.exists(keys.collector_heartbeat("collector")) == 1,
+        timeout=5,
+        what="heartbeat",
+    )
