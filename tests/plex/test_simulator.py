@@ -217,3 +217,35 @@ def test_responses_of_every_fault_free_role_validate(sim: PlexSimServer) -> None
         payload = etree.fromstring(body).find(f".//{{{NS}}}ExecuteDataSourceResponse")
         assert payload is not None
         assert sim.schema.validate(etree.ElementTree(payload)), sim.schema.error_log
+
+
+def test_sim_plex_process_serves_and_stops_on_sigterm(tmp_path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    config = tmp_path / "sim.yaml"
+    config.write_text("sim:\n  plex:\n    port: 0\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repsys", "-c", str(config), "--http-port", "0", "sim", "plex"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # blocks until the server is up (or the process died)
+        assert line.startswith("simulated Plex at http://127.0.0.1:"), line
+        url = line.split()[3]
+        response = httpx.get(url + "?WSDL", timeout=5)
+        assert response.status_code == 200
+        assert b"ExecuteDataSourceRequest" in response.content
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
