@@ -46,13 +46,16 @@ def _number(raw: Any, vm: ValueMap) -> float | int:
         raise PayloadRejectedError(f"{type(raw).__name__} is not a number", reason="bad_value")
     if isinstance(raw, float) and not math.isfinite(raw):
         raise PayloadRejectedError("value is not finite", reason="not_finite")
-    value = raw if vm.scale == 1.0 and vm.offset == 0.0 else raw * vm.scale + vm.offset
-    if isinstance(value, float) and not math.isfinite(value):
-        raise PayloadRejectedError("scaled value is not finite", reason="not_finite")
-    if vm.type == "int":
-        return round(value)
-    if vm.type == "float":
-        return float(value)
+    try:
+        value = raw if vm.scale == 1.0 and vm.offset == 0.0 else raw * vm.scale + vm.offset
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PayloadRejectedError("scaled value is not finite", reason="not_finite")
+        if vm.type == "int":
+            return round(value)
+        if vm.type == "float":
+            return float(value)
+    except OverflowError:
+        raise PayloadRejectedError("value is out of range", reason="not_finite") from None
     return value
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +65,12 @@ def test_acks_run_only_once_their_batch_is_in_redis_and_in_order(
     s, registry, _ = sink
     seen: list[tuple[int, int]] = []
     stream = keys.signal_stream(keys.partition_of("cnc101", 4))
+
+    def ack_for(n: int) -> Callable[[], None]:
+        return lambda: seen.append((n, int(redis_client.xlen(stream))))
+
     for n in range(50):
-        batch = [sig("cnc101", n * 10 + i) for i in range(10)]
-        s.submit("mqtt", batch, ack=lambda n=n: seen.append((n, redis_client.xlen(stream))))
+        s.submit("mqtt", [sig("cnc101", n * 10 + i) for i in range(10)], ack=ack_for(n))
     assert s.flush(10)
     assert [n for n, _ in seen] == list(range(50))
     # When ack n ran, at least its own ten signals (and all before) were in the stream.
