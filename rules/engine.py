@@ -128,12 +128,16 @@ class Engine:
 
     # --- evaluation --------------------------------------------------------------------
 
+    def _failed(self, rule: Rule, m: MachineState, sig: Signal) -> None:
+        # A rule bug must not stop the partition: it is logged and counted, and we go on.
+        self.rule_errors += 1
+        log.exception("rule_failed", rule=rule.name, machine=m.id, signal=sig.name)
+
     def _call(self, rule: Rule, m: MachineState, sig: Signal) -> None:
         try:
             rule.on_signal(m, sig, self.ctx)
-        except Exception:  # a rule bug must not stop the partition; it is logged and counted
-            self.rule_errors += 1
-            log.exception("rule_failed", rule=rule.name, machine=m.id, signal=sig.name)
+        except Exception:  # see _failed
+            self._failed(rule, m, sig)
 
     def _dispatch_derived(self, m: MachineState, sig: Signal, derived: list[Signal]) -> None:
         table = m.dispatch
@@ -173,7 +177,10 @@ class Engine:
             if rules is not None:
                 ctx.evaluations += len(rules)
                 for rule in rules:
-                    self._call(rule, m, sig)
+                    try:
+                        rule.on_signal(m, sig, ctx)
+                    except Exception:  # see _failed
+                        self._failed(rule, m, sig)
         else:
             self._dispatch_derived(m, sig, derived)
         if m.alerts or m.group is not None:

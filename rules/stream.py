@@ -117,7 +117,13 @@ class PartitionStream:
         while True:
             reply = self.redis.xautoclaim(stream, self.group, self.worker_id, 0, start, count=page)
             start, entries = reply[0], reply[1]
-            live = [e for e in entries if e[1] is not None]
+            # redis-py parses XAUTOCLAIM entries into dicts; the read script's are flat
+            # lists: hand them on in the script's form.
+            live = [
+                [entry_id, [x for kv in fields.items() for x in kv]]
+                for entry_id, fields in entries
+                if fields is not None
+            ]
             if live:
                 yield live
             if start in ("0-0", b"0-0"):

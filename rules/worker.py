@@ -143,14 +143,14 @@ class RulesWorker:
         log.info("partition_acquired", partition=p, machines=len(engine.machines))
         for page in self.stream.claim_pending(p):
             self._evaluate(held, page)
-            if not self._commit():
+            if not self.commit():
                 return
         self._checkpoint(held)
 
     def _give_up(self, p: int) -> None:
         """Checkpoint and release ``p`` (a rebalance or a stop)."""
         held = self.held.get(p)
-        if held is not None and self._commit() and self._checkpoint(held):
+        if held is not None and self.commit() and self._checkpoint(held):
             self.leases.release(p)
             self.metrics.lease_changes.labels("released").inc()
             log.info("partition_released", partition=p)
@@ -266,7 +266,7 @@ class RulesWorker:
                 engine.ignored = 0
         return batches, forecasts
 
-    def _commit(self) -> bool:
+    def commit(self) -> bool:
         """Write pending actions and forecasts, retrying until done or stopped.
 
         Returns False when stopped before the write succeeded: every partition is then
@@ -361,7 +361,7 @@ class RulesWorker:
         if now >= self._next_tick:
             self.tick(now)
             self._next_tick = now + self.wcfg.tick_interval_s
-        if not self._commit():
+        if not self.commit():
             return
         pending = sum(len(h.unacked) for h in self.held.values())
         if now >= self._next_checkpoint or pending >= self.wcfg.max_unacked:
@@ -400,7 +400,7 @@ class RulesWorker:
 
     def shutdown(self) -> None:
         try:
-            if self.held and self._commit():
+            if self.held and self.commit():
                 for p in sorted(self.held):
                     self._give_up(p)
             self.leases.leave()
@@ -416,10 +416,10 @@ class RulesWorker:
             if self.leases.acquire(p):
                 self._take(p)
         while self.read_once():
-            if not self._commit():
+            if not self.commit():
                 return self.stats
         self.tick(now)
-        if not self._commit():
+        if not self.commit():
             return self.stats
         self.checkpoint_all()
         for p in sorted(self.held):

@@ -38,12 +38,23 @@ class ScrapRate(BaseRule):
         if last is None or value <= last:
             return
         spec = self.spec
-        window = [w for w in st.get("w", []) if w[0] > sig.source_ts - spec.window_s]
+        window = st.setdefault("w", [])
+        sums = st.setdefault("sums", [0.0, 0.0])
         delta = value - last
-        window.append([sig.source_ts, 0.0 if bad else delta, delta if bad else 0.0])
-        st["w"] = window
-        good_n = sum(w[1] for w in window)
-        bad_n = sum(w[2] for w in window)
+        entry = [sig.source_ts, 0.0 if bad else delta, delta if bad else 0.0]
+        window.append(entry)
+        sums[0] += entry[1]
+        sums[1] += entry[2]
+        # Oldest first: drop what left the window, keeping the running sums exact.
+        horizon = sig.source_ts - spec.window_s
+        drop = 0
+        while window[drop][0] <= horizon:
+            sums[0] -= window[drop][1]
+            sums[1] -= window[drop][2]
+            drop += 1
+        if drop:
+            del window[:drop]
+        good_n, bad_n = sums
         total = good_n + bad_n
         if total < spec.min_parts:
             return

@@ -41,6 +41,11 @@ class ToolChangeForecast(BaseRule):
         state = m.tools.get(tool)
         if state is None or state.counter is None:
             return
+        st = self.state(m)
+        seen = st.setdefault("_at", {})
+        if seen.get(tool) == state.counter and sig.name != "tool_change":
+            return  # the same count again (tool-life and machining event both carry it)
+        seen[tool] = state.counter
         life = self.facts.life(m.id, tool, state)
         fastest = self.facts.fastest(m)
         minutes: int | None = None
@@ -49,7 +54,6 @@ class ToolChangeForecast(BaseRule):
             minutes = minutes_remaining(life, state.counter, inc, fastest)
             if minutes > self.horizon:
                 minutes = None
-        st = self.state(m)
         if st.get(tool, -1) == minutes:
             return
         st[tool] = minutes
