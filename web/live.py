@@ -55,6 +55,15 @@ class MachineStatus:
     def css_state(self) -> str:
         return self.state if self.state in KNOWN_STATES else "other"
 
+    @property
+    def state_label(self) -> str:
+        return self.state.replace("_", " ")
+
+    @property
+    def labelled_signals(self) -> list[tuple[str, str]]:
+        """The signals with readable labels (``part count``), for the board's tiles."""
+        return [(name.replace("_", " "), value) for name, value in self.signals]
+
 
 @dataclass(frozen=True)
 class ToolChange:
@@ -73,6 +82,7 @@ def _ts(value: Any) -> datetime | None:
 
 
 def _signals(live: dict[str, str], limit: int = 6) -> list[tuple[str, str]]:
+    """(name, value) of the signals a tile shows, the preferred ones first."""
     names = [n for n in PREFERRED_SIGNALS if n in live]
     names += sorted(n for n in live if n not in META_FIELDS and n not in PREFERRED_SIGNALS)
     return [(n, live[n][:64]) for n in names[:limit]]

@@ -95,6 +95,8 @@ def build_templates(timezone: str) -> Jinja2Templates:
         return aware.astimezone(zone).strftime(fmt) if aware else ""
 
     env = templates.env
+    # Templates ship with the code: no need to stat every file on every render.
+    env.auto_reload = False
     env.filters["local"] = local
     env.filters["minutes"] = _minutes
     env.globals["evidence_series"] = evidence_series

@@ -11,22 +11,30 @@ import functools
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import uvicorn
 from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import RepsysConfig
+from core.config.sim_plex import SimPlexConfig
 from core.db import session_factory
 from core.db.schema import User
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from core.redis import connect_sync
+from plex.cli import build_sender
 from repsys.servers import wait_until
+from runner.cli import build_runner
+from sim.accounting.ledger import Ledger
+from sim.accounting.odbc import build_database, connection_string
+from sim.plex.server import PlexSimServer
 from tests.conftest import _merge
 from web import accounts
 from web.app import create_app
@@ -157,3 +165,68 @@ def start_web(
     yield factory
     for web in running:
         web.stop()
+
+
+# --- the simulated Plex, the sender and the runner, for end-to-end pages ----------------
+
+SIM_USER = "RepsysWs@plex.com"
+SIM_PASSWORD_ENV = "REPSYS_TEST_WEB_PLEX_PASSWORD"
+
+
+@dataclass
+class Accounting:
+    """Config sections for Plex and the runner, and the simulated Plex behind them."""
+
+    sections: dict[str, Any]
+    sim: PlexSimServer
+
+
+@pytest.fixture
+def plex_world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Accounting]:
+    """The seeded ledger behind ODBC and behind a real simulated Plex (4814 and tickets)."""
+    monkeypatch.setenv(SIM_PASSWORD_ENV, "web-test-secret")
+    ledger = Ledger.seeded()
+    db = build_database(ledger, tmp_path / "accounting.db")
+    sim_cfg = SimPlexConfig.model_validate({"username": SIM_USER}).model_copy(
+        update={"password": SecretStr("web-test-secret")}
+    )
+    sim = PlexSimServer(sim_cfg, ledger=ledger.account_activity_summary).start()
+    sections = {
+        "runner": {
+            "output_dir": str(tmp_path / "reports"),
+            "lease_ttl_s": 5.0,
+            "block_s": 0.2,
+            "tb": {"pcns": [123681, 300758], "odbc": {"connection_string": connection_string(db)}},
+        },
+        "plex": {
+            "endpoint": sim.url,
+            "environment": "simulator",
+            "username": SIM_USER,
+            "password": {"env": SIM_PASSWORD_ENV},
+            "operation_timeout_s": 10.0,
+            "connect_timeout_s": 2.0,
+            "sender": {"backoff_base_s": 0.01, "backoff_cap_s": 0.05, "ambiguous_delay_s": 0.0},
+        },
+    }
+    yield Accounting(sections, sim)
+    sim.stop()
+
+
+@pytest.fixture
+def accounting(plex_world: Accounting) -> dict[str, Any]:
+    """Just the config sections of :func:`plex_world`."""
+    return plex_world.sections
+
+
+def run_runner(web: RunningWeb) -> int:
+    """``repsys runner --burst`` in this process, on the web app's config."""
+    runner = build_runner(web.cfg, registry=new_registry(), stopper=Stopper(), consumer="t")
+    try:
+        return int(runner.work(burst=True))
+    finally:
+        runner.redis.close()
+
+
+def run_sender(web: RunningWeb) -> int:
+    """``repsys plex-sender --once`` in this process, on the web app's config and database."""
+    return int(build_sender(web.cfg, sessions=web.sessions).drain())

@@ -8,66 +8,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 
-from core.config.sim_plex import SimPlexConfig
 from core.db.schema import ReportRequestRow
-from core.lifecycle import Stopper
-from core.metrics import new_registry, sample
+from core.metrics import sample
 from repsys.servers import wait_until
-from runner.cli import build_runner
-from sim.accounting.ledger import Ledger
-from sim.accounting.odbc import build_database, connection_string
-from sim.plex.server import PlexSimServer
-from tests.web.conftest import RunningWeb, csrf_of
-
-SIM_USER = "RepsysWs@plex.com"
-SIM_PASSWORD_ENV = "REPSYS_TEST_WEB_PLEX_PASSWORD"
-
-
-@pytest.fixture
-def accounting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Config sections for a TB on the seeded ledger (ODBC file + simulated Plex)."""
-    monkeypatch.setenv(SIM_PASSWORD_ENV, "web-test-secret")
-    ledger = Ledger.seeded()
-    db = build_database(ledger, tmp_path / "accounting.db")
-    sim_cfg = SimPlexConfig.model_validate({"username": SIM_USER}).model_copy(
-        update={"password": SecretStr("web-test-secret")}
-    )
-    sim = PlexSimServer(sim_cfg, ledger=ledger.account_activity_summary).start()
-    yield {
-        "runner": {
-            "output_dir": str(tmp_path / "reports"),
-            "lease_ttl_s": 5.0,
-            "block_s": 0.2,
-            "tb": {"pcns": [123681, 300758], "odbc": {"connection_string": connection_string(db)}},
-        },
-        "plex": {
-            "endpoint": sim.url,
-            "environment": "simulator",
-            "username": SIM_USER,
-            "password": {"env": SIM_PASSWORD_ENV},
-            "operation_timeout_s": 10.0,
-            "connect_timeout_s": 2.0,
-        },
-    }
-    sim.stop()
-
-
-def run_runner(web: RunningWeb) -> int:
-    """``repsys runner --burst`` in this process, on the web app's config."""
-    runner = build_runner(web.cfg, registry=new_registry(), stopper=Stopper(), consumer="t")
-    try:
-        return runner.work(burst=True)
-    finally:
-        runner.redis.close()
+from tests.web.conftest import RunningWeb, csrf_of, run_runner
 
 
 def _request(c: httpx.Client, **fields: str) -> httpx.Response:
