@@ -160,6 +160,10 @@ class Ledger:
     periods: list[Period] = field(default_factory=list)
     #: (pcn, account_no, period) -> [debit cents, credit cents]
     postings: dict[tuple[int, str, int], list[int]] = field(default_factory=dict)
+    #: pcn -> account -> [(period, debit, credit)], built on demand for data source 4814
+    _index: dict[int, dict[str, list[tuple[int, int, int]]]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     # --- building ---------------------------------------------------------------------
 
@@ -167,6 +171,7 @@ class Ledger:
         """One balanced entry: ``cents`` debited to ``debit`` and credited to ``credit``."""
         if cents <= 0:
             raise LedgerError("an entry's amount must be positive")
+        self._index = None
         self.postings.setdefault((pcn, debit, period), [0, 0])[0] += cents
         self.postings.setdefault((pcn, credit, period), [0, 0])[1] += cents
 
@@ -189,7 +194,33 @@ class Ledger:
             elif net < 0:
                 self.post(pcn, last, account.account_no, retained_earnings, -net)
 
+    def close_years(self, pcn: int, years: Iterable[int], retained_earnings: str) -> None:
+        """:meth:`close_year` for several years in one pass over the postings."""
+        years = set(years)
+        rev_exp = {a.account_no for a in self.accounts_of(pcn) if a.revenue_or_expense}
+        nets: dict[tuple[str, int], int] = {}
+        for (p, account_no, period), (d, c) in self.postings.items():
+            if p == pcn and account_no in rev_exp and period // 100 in years:
+                key = (account_no, period // 100)
+                nets[key] = nets.get(key, 0) + d - c
+        last: dict[int, int] = {}
+        for p in self.periods_of(pcn):
+            last[p.fiscal_year] = p.period
+        for (account_no, year), net in sorted(nets.items()):
+            if net > 0:
+                self.post(pcn, last[year], retained_earnings, account_no, net)
+            elif net < 0:
+                self.post(pcn, last[year], account_no, retained_earnings, -net)
+
     # --- reading ----------------------------------------------------------------------
+
+    def _postings_by_account(self, pcn: int) -> dict[str, list[tuple[int, int, int]]]:
+        if self._index is None:
+            index: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+            for (p, account_no, period), (d, c) in self.postings.items():
+                index.setdefault(p, {}).setdefault(account_no, []).append((period, d, c))
+            self._index = index
+        return self._index.get(pcn, {})
 
     @property
     def pcns(self) -> list[int]:
@@ -227,16 +258,16 @@ class Ledger:
         rows: dict[str, dict[str, object]] = {}
         fiscal_start = period_start // 100 * 100 + 1
         for pcn in pcns:
+            by_account = self._postings_by_account(pcn)
             for account in self.accounts_of(pcn):
                 if account.start_period and account.start_period > period_end:
                     continue
                 begin = debit = credit = 0
-                for p in self.periods_of(pcn):
-                    d, c = self.balance(pcn, account.account_no, p.period)
-                    if p.period < period_start:
-                        if not account.revenue_or_expense or p.period >= fiscal_start:
+                for period, d, c in by_account.get(account.account_no, ()):
+                    if period < period_start:
+                        if not account.revenue_or_expense or period >= fiscal_start:
                             begin += d - c
-                    elif p.period <= period_end:
+                    elif period <= period_end:
                         debit += d
                         credit += c
                 row = rows.setdefault(
@@ -366,8 +397,7 @@ class Ledger:
                     ledger.post(
                         pcn, p.period, number, "20100-000-0000", rng.randint(1_00, 5_000_00)
                     )
-            for year in range(first_year, last_year):
-                ledger.close_year(pcn, year, RETAINED_EARNINGS)
+            ledger.close_years(pcn, range(first_year, last_year), RETAINED_EARNINGS)
         return ledger
 
 
