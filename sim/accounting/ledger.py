@@ -196,16 +196,16 @@ class Ledger:
 
     def close_years(self, pcn: int, years: Iterable[int], retained_earnings: str) -> None:
         """:meth:`close_year` for several years in one pass over the postings."""
-        years = set(years)
+        wanted = set(years)
         rev_exp = {a.account_no for a in self.accounts_of(pcn) if a.revenue_or_expense}
         nets: dict[tuple[str, int], int] = {}
         for (p, account_no, period), (d, c) in self.postings.items():
-            if p == pcn and account_no in rev_exp and period // 100 in years:
+            if p == pcn and account_no in rev_exp and period // 100 in wanted:
                 key = (account_no, period // 100)
                 nets[key] = nets.get(key, 0) + d - c
         last: dict[int, int] = {}
-        for p in self.periods_of(pcn):
-            last[p.fiscal_year] = p.period
+        for calendar_period in self.periods_of(pcn):
+            last[calendar_period.fiscal_year] = calendar_period.period
         for (account_no, year), net in sorted(nets.items()):
             if net > 0:
                 self.post(pcn, last[year], retained_earnings, account_no, net)
