@@ -1,0 +1,268 @@
+"""``repsys collector`` and ``repsys sim plant`` commands, samples and READMEs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import get_args
+
+import pytest
+import yaml
+
+import collector.cli
+import sim.plant.cli
+from core.config import ConfigError, RepsysConfig, load_config
+from core.config.sim_plant import FaultKindName
+from sim.plant.scenario import FaultKind
+from tests.collector.conftest import InThread, run_sim, sim_section
+from tests.conftest import REPO
+
+SAMPLES = sorted((REPO / "collector").glob("*/sample.yaml"))
+
+
+def repsys(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "repsys", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=lambda p: p.parent.name)
+def test_every_sample_loads_and_its_readme_shows_it(sample: Path) -> None:
+    cfg = load_config(sample)
+    assert cfg.collector.sources
+    readme = (sample.parent / "README.md").read_text()
+    assert sample.read_text() in readme
+
+
+def test_sample_names_are_the_reader_names() -> None:
+    assert [p.parent.name for p in SAMPLES] == ["mqtt", "opcua"]
+    for sample in SAMPLES:
+        types = {s.type for s in load_config(sample).collector.sources}
+        assert types == {sample.parent.name}
+
+
+def test_collector_once_reads_the_opcua_sample_from_the_sim_plant(
+    make_config: Callable[..., RepsysConfig],
+    opcua_port: int,
+    mqtt_port: int,
+    started: list[InThread],
+    tmp_path: Path,
+) -> None:
+    cfg = make_config(sim=sim_section(opcua_port, mqtt_port, mqtt={"enabled": False}))
+    started.append(run_sim(cfg)[1])
+    data = yaml.safe_load((REPO / "collector/opcua/sample.yaml").read_text())
+    for source in data["collector"]["sources"]:
+        source["endpoint"] = source["endpoint"].replace("48400", str(opcua_port))
+    data["machines"] = yaml.safe_load(yaml.safe_dump([m.model_dump() for m in cfg.machines]))
+    path = tmp_path / "once.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = repsys("-c", str(path), "collector", "once", "--seconds", "20")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    got = {(x["machine"], x["name"]) for x in lines}
+    assert {
+        ("cnc101", "part_count"),
+        ("cnc101", "run_state"),
+        ("cnc103", "run_state"),
+        ("cnc103", "tool_life"),
+        ("cnc103", "spindle_load"),
+    } <= got
+    life = next(x for x in lines if x["machine"] == "cnc103" and x["name"] == "tool_life")
+    assert life["subject"] == "T1" and life["attrs"]["limit"] == "798"
+    assert set(lines[0]) == {
+        "machine",
+        "name",
+        "value",
+        "quality",
+        "source_ts",
+        "receive_ts",
+        "subject",
+        "attrs",
+    }
+
+
+def test_collector_once_fails_with_1_naming_the_source_that_is_down(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "collector/opcua/sample.yaml").read_text())
+    data["collector"]["sources"] = data["collector"]["sources"][:1]
+    data["collector"]["sources"][0]["endpoint"] = "opc.tcp://127.0.0.1:1/nothing"
+    path = tmp_path / "down.yaml"
+    path.write_text(yaml.safe_dump(data))
+    result = repsys("-c", str(path), "collector", "once", "--seconds", "5")
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "repsys collector once: kepware: cannot connect to opc.tcp://127.0.0.1:1/nothing"
+    )
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("collector_section", "message"),
+    [
+        (
+            {
+                "sources": [
+                    {
+                        "type": "mqtt",
+                        "name": "b",
+                        "topics": [
+                            {"pattern": "x/{machine}"},
+                            {"pattern": "y", "machine": "cnc999"},
+                        ],
+                    }
+                ]
+            },
+            "collector.sources[0].topics[1].machine: unknown machine 'cnc999': not in machines",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "opcua",
+                        "name": "k",
+                        "endpoint": "opc.tcp://h:1",
+                        "nodes": [
+                            {
+                                "machine": "cnc103",
+                                "signal": "part_count",
+                                "browse_path": "mt:Machines/mt:cnc103",
+                            }
+                        ],
+                    }
+                ]
+            },
+            "collector.sources[0]: nodes[0]: namespace alias 'mt' is not in namespaces",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "opcua",
+                        "name": "k",
+                        "endpoint": "opc.tcp://h:1",
+                        "nodes": [
+                            {"machine": "cnc103", "signal": "Part Count", "node_id": "ns=2;s=x"}
+                        ],
+                    }
+                ]
+            },
+            "collector.sources[0].nodes[0].signal: String should match pattern"
+            " '^[a-z][a-z0-9_]{0,63}$'",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "opcua",
+                        "name": "k",
+                        "endpoint": "opc.tcp://h:1",
+                        "nodes": [{"machine": "cnc103", "signal": "x"}],
+                    }
+                ]
+            },
+            "collector.sources[0].nodes[0]: give exactly one of node_id and browse_path",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "opcua",
+                        "name": "k",
+                        "endpoint": "opc.tcp://h:1",
+                        "security": {"policy": "Basic256Sha256", "mode": "Sign"},
+                    }
+                ]
+            },
+            "collector.sources[0].security: Basic256Sha256 needs certificate and private_key",
+        ),
+        (
+            {"sources": [{"type": "udp", "name": "k"}]},
+            "collector.sources[0].type: must be one of opcua, mqtt",
+        ),
+        (
+            {"sources": [{"type": "mqtt", "name": "b", "topics": [{"pattern": "a/#/b"}]}]},
+            "collector.sources[0].topics[0].pattern: # may only be the last level",
+        ),
+        (
+            {
+                "sources": [
+                    {"type": "mqtt", "name": "b", "topics": [{"pattern": "a"}]},
+                    {"type": "mqtt", "name": "b", "topics": [{"pattern": "b"}]},
+                ]
+            },
+            "collector.sources: source name 'b' appears twice",
+        ),
+        (
+            {"sink": {"buffer_max": 10}},
+            "collector.sink.buffer_max: Input should be greater than or equal to 100",
+        ),
+    ],
+)
+def test_bad_collector_config_names_the_key_path(
+    tmp_path: Path, collector_section: dict[str, object], message: str
+) -> None:
+    path = _bad_config(tmp_path, collector_section)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_collector_with_bad_config_exits_2(tmp_path: Path) -> None:
+    path = _bad_config(tmp_path, {"sources": [{"type": "udp", "name": "k"}]})
+    result = repsys("-c", str(path), "collector", "once")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"repsys: {path}: collector.sources[0].type: must be one of opcua, mqtt"
+    )
+
+
+def _bad_config(tmp_path: Path, collector_section: dict[str, object]) -> Path:
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "machines": [
+                    {"id": "cnc103", "pcn": 1, "workcenter_key": 1, "workcenter_code": "c"}
+                ],
+                "collector": collector_section,
+            }
+        )
+    )
+    return path
+
+
+def test_sim_plant_print_is_deterministic_json_lines() -> None:
+    first = repsys("-c", "config/example.yaml", "sim", "plant", "--print", "120")
+    second = repsys("-c", "config/example.yaml", "sim", "plant", "--print", "120")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    assert {x["machine"] for x in lines} == {"cnc103", "cnc362", "cnc120"}
+    assert any(x["name"] == "machining_event" for x in lines)
+
+
+def test_sim_plant_bad_scenario_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("faults:\n  - {at: 1, kind: counter_jump, machine: cnc103}\n")
+    result = repsys(
+        "-c", "config/example.yaml", "sim", "plant", "--scenario", str(path), "--print", "1"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"repsys: {path}: faults[0].tool: required for counter_jump"
+
+
+def test_config_fault_kinds_are_the_model_fault_kinds() -> None:
+    assert set(get_args(FaultKindName)) == {k.value for k in FaultKind}
+
+
+def test_demo_runs_the_plant_before_the_collector() -> None:
+    [plant] = sim.plant.cli.demo_processes()
+    [coll] = collector.cli.demo_processes()
+    assert (plant.argv, coll.argv) == (["sim", "plant"], ["collector"])
+    assert plant.order < coll.order
