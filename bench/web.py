@@ -30,7 +30,7 @@ from core.redis import connect_sync
 from repsys.servers import RedisServer, wait_until
 from web import accounts
 from web.app import create_app
-from web.cli import uvicorn_config
+from web.commands import uvicorn_config
 
 MACHINES = 300
 CLIENTS = 8

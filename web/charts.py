@@ -12,9 +12,9 @@ writes it into ``Episode.evidence``)::
 ``series`` may also be a single object instead of a list. ``points`` are ``[time, value]``
 pairs, time in Unix seconds (or ISO 8601 text); ``baseline``, ``warning`` and ``limit``
 are optional reference lines (cycle time against its baseline, tool counter against tool
-life, spindle load against its limit). Other top-level keys with scalar values are shown
-beside the chart as facts. Anything unreadable is skipped, never an error: evidence is
-best effort.
+life, spindle load against its limit). Other keys are shown beside the chart as facts
+(scalars, and the scalars of one nested object such as ``values`` or ``machine_state``).
+Anything unreadable is skipped, never an error: evidence is best effort.
 """
 
 from __future__ import annotations
@@ -97,15 +97,26 @@ def evidence_series(evidence: Any) -> list[Series]:
     return found
 
 
-def evidence_facts(evidence: Any, limit: int = 8) -> list[tuple[str, str]]:
-    """Scalar facts of the evidence (everything but the series), as text pairs."""
+def evidence_facts(evidence: Any, limit: int = 16) -> list[tuple[str, str]]:
+    """Scalar facts of the evidence (everything but the series), as text pairs.
+
+    One level of nesting is flattened with a dot, so the rules engine's ``values``,
+    ``machine_state`` and ``parameters`` objects read ``values.current: 412``.
+    """
     if not isinstance(evidence, dict):
         return []
-    facts = []
+    facts: list[tuple[str, str]] = []
     for key, value in evidence.items():
-        if key == "series" or isinstance(value, dict | list):
+        if key == "series" or isinstance(value, list):
             continue
-        facts.append((str(key)[:64], str(value)[:128]))
+        if isinstance(value, dict):
+            facts += [
+                (f"{key}.{k}"[:64], str(v)[:128])
+                for k, v in value.items()
+                if v is not None and not isinstance(v, dict | list)
+            ]
+        elif value is not None:
+            facts.append((str(key)[:64], str(value)[:128]))
     return facts[:limit]
 
 

@@ -1,245 +1,41 @@
-"""``repsys web``: serve the web app; ``repsys web user|token ...``: manage who may use it.
+"""``repsys web``: serve the web app; ``repsys web user|token ...``: who may use it.
 
-``repsys web`` serves the app with uvicorn on ``web.host:web.port`` (``--host``/``--port``
-override) and /metrics /healthz /readyz on ``http.port`` too, like every process. SIGTERM
-or Ctrl-C stops it gracefully: open live streams end, requests in flight finish (up to
-5 s). ``repsys web check`` is the one-shot mode: build the app, check the database and
-Redis, apply the bootstrap users, exit 0 when ready.
+This module only registers the commands; they live in ``web/commands.py``, imported when
+one of them runs, so other processes' ``repsys`` start does not load FastAPI and uvicorn.
 
-Secrets are never command-line arguments (they would show in ``ps`` and shell history):
-``--password-env NAME`` / ``--pin-env NAME`` read an environment variable,
-``--password-stdin`` reads a line from standard input, otherwise a terminal prompts.
+* ``repsys web [--host H] [--port N]``: serve the app (``web.host:web.port``).
+* ``repsys web check``: the one-shot mode; database and Redis answer, bootstrap users
+  applied, exit 0 (1 when not ready).
+* ``repsys web user add|passwd|enable|disable|list``: local accounts (password, or badge
+  and PIN); secrets from ``--password-env``/``--pin-env``/``--password-stdin`` or a prompt.
+* ``repsys web token add|revoke|list``: API tokens; ``add`` prints the token once.
+
+Exit codes: 0 success, 1 not ready, 2 bad configuration, usage or input.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import os
 import secrets
-import signal
-import sys
+from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-import uvicorn
-from sqlalchemy import select
-
-from core.cli import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_OK,
-    DemoProcess,
-    config_from_args,
-    setup_process,
-    start_observability,
-)
-from core.config import RepsysConfig
-from core.db import make_engine, session_factory
-from core.db.schema import ApiToken, User
-from core.lifecycle import Stopper
-from core.logs import get_logger
-from core.redis import connect_sync
-from web import accounts
-from web.app import check_ready, create_app
-from web.errors import FormError
-
-log = get_logger(__name__)
+from core.cli import DemoProcess
 
 #: Environment variables the demo's bootstrap accounts read (see config/demo.yaml).
 DEMO_PASSWORD_ENV = "REPSYS_DEMO_PASSWORD"  # noqa: S105 - a variable name, not a secret
 DEMO_PIN_ENV = "REPSYS_DEMO_PIN"
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server that also sets our stopper, so live streams end on SIGTERM."""
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from web import commands  # noqa: PLC0415 - FastAPI and uvicorn only when used
 
-    def __init__(self, config: uvicorn.Config, stopper: Stopper) -> None:
-        super().__init__(config)
-        self.stopper = stopper
+        return int(getattr(commands, name)(args))
 
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        self.stopper.stop()
-        super().handle_exit(sig, frame)
-
-
-def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
-    """How the app is served, in production and in tests alike."""
-    return uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        # The app decides itself whom to believe (web.trusted_proxy): uvicorn must not
-        # rewrite the client address from X-Forwarded-For.
-        proxy_headers=False,
-        server_header=False,
-        access_log=False,
-        log_config=None,
-        lifespan="off",
-        timeout_graceful_shutdown=5,
-    )
-
-
-def _bootstrap(cfg: RepsysConfig, engine: Any) -> list[str]:
-    try:
-        with session_factory(engine).begin() as session:
-            return accounts.bootstrap(session, cfg.web.bootstrap_users)
-    except FormError as exc:
-        print(f"repsys: web.bootstrap_users: {exc}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG) from exc
-
-
-def _serve(args: argparse.Namespace) -> int:
-    cfg, registry = setup_process(args)
-    host = args.host or cfg.web.host
-    port = cfg.web.port if args.port is None else args.port
-    engine = make_engine(cfg.database)
-    redis = connect_sync(cfg.redis)
-    stopper = Stopper()
-    try:
-        names = _bootstrap(cfg, engine)
-        if names:
-            log.info("bootstrap_users_applied", users=names)
-        app = create_app(cfg, engine=engine, redis=redis, registry=registry, stopper=stopper)
-        obs = start_observability(cfg, registry, ready=lambda: check_ready(app.state.services))
-        log.info("web_starting", url=f"http://{host}:{port}{cfg.web.root_path}/")
-        # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown, see _Server) and then
-        # re-raises the signal to the handler it found: make that one a quiet stop, so a
-        # requested stop exits 0 instead of dying by the signal.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _signum, _frame: stopper.stop())
-        try:
-            _Server(uvicorn_config(app, host, port), stopper).run()
-        finally:
-            obs.stop()
-        log.info("web_stopped")
-    finally:
-        redis.close()
-        engine.dispose()
-    return EXIT_OK
-
-
-def _check(args: argparse.Namespace) -> int:
-    cfg, _ = setup_process(args)
-    engine = make_engine(cfg.database)
-    redis = connect_sync(cfg.redis)
-    try:
-        app = create_app(cfg, engine=engine, redis=redis)
-        ready, why = check_ready(app.state.services)
-        if not ready:
-            print(f"web: not ready: {why}", file=sys.stderr)
-            return EXIT_FAILURE
-        names = _bootstrap(cfg, engine)
-        print(
-            f"web: ready (database and redis answer; bootstrap users: {', '.join(names) or 'none'})"
-        )
-        return EXIT_OK
-    finally:
-        redis.close()
-        engine.dispose()
-
-
-def _secret(args: argparse.Namespace, kind: str, *, wanted: bool) -> str | None:
-    env_name = getattr(args, f"{kind}_env", None)
-    if env_name:
-        if env_name not in os.environ:
-            raise FormError({kind: f"environment variable {env_name} is not set"})
-        return os.environ[env_name]
-    if kind == "password" and getattr(args, "password_stdin", False):
-        return sys.stdin.readline().rstrip("\r\n")
-    if wanted and sys.stdin.isatty():
-        return getpass.getpass(f"{kind.upper() if kind == 'pin' else kind.capitalize()}: ")
-    return None
-
-
-def _with_session(args: argparse.Namespace, action: Any) -> int:
-    cfg = config_from_args(args)
-    engine = make_engine(cfg.database)
-    try:
-        with session_factory(engine).begin() as session:
-            action(session)
-    except FormError as exc:
-        for field, message in exc.errors.items():
-            print(f"repsys web: {field}: {message}", file=sys.stderr)
-        return EXIT_CONFIG
-    finally:
-        engine.dispose()
-    return EXIT_OK
-
-
-def _user_add(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        password = _secret(args, "password", wanted=args.badge is None)
-        pin = _secret(args, "pin", wanted=args.badge is not None)
-        accounts.add_user(
-            session,
-            username=args.username,
-            roles=args.roles.split(","),
-            password=password,
-            badge=args.badge,
-            pin=pin,
-            display_name=args.name,
-        )
-        print(f"user {args.username} added")
-
-    return _with_session(args, action)
-
-
-def _user_passwd(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        password = _secret(args, "password", wanted=True)
-        if password is None:
-            raise FormError({"password": "give it with --password-env or --password-stdin"})
-        accounts.set_password(session, args.username, password)
-        print(f"password of {args.username} changed")
-
-    return _with_session(args, action)
-
-
-def _user_active(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        accounts.set_active(session, args.username, args.active)
-        print(f"user {args.username} {'enabled' if args.active else 'disabled'}")
-
-    return _with_session(args, action)
-
-
-def _user_list(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        for user in session.scalars(select(User).order_by(User.username)):
-            state = "active" if user.active else "disabled"
-            print(f"{user.username}\t{user.roles}\t{user.badge or '-'}\t{state}")
-
-    return _with_session(args, action)
-
-
-def _token_add(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        _, token = accounts.add_token(
-            session, name=args.name, roles=args.roles.split(","), created_by=getpass.getuser()
-        )
-        # The only time the token is shown: it is stored as a digest.
-        print(token)
-
-    return _with_session(args, action)
-
-
-def _token_revoke(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        if not accounts.revoke_token(session, args.name):
-            raise FormError({"name": f"no live token {args.name}"})
-        print(f"token {args.name} revoked")
-
-    return _with_session(args, action)
-
-
-def _token_list(args: argparse.Namespace) -> int:
-    def action(session: Any) -> None:
-        for row in session.scalars(select(ApiToken).order_by(ApiToken.name)):
-            state = "revoked" if row.revoked_at else "live"
-            print(f"{row.name}\t{row.roles}\t{state}")
-
-    return _with_session(args, action)
+    return run
 
 
 def _secret_flags(p: argparse.ArgumentParser, *, pin: bool) -> None:
@@ -254,11 +50,11 @@ def add_commands(sub: Any) -> None:
     web = sub.add_parser("web", help="serve the web app (forms, boards, reports, JSON API)")
     web.add_argument("--host", default=None, help="listen address (overrides web.host)")
     web.add_argument("--port", type=int, default=None, help="listen port (overrides web.port)")
-    web.set_defaults(func=_serve)
+    web.set_defaults(func=_lazy("serve"))
     actions = web.add_subparsers(dest="web_command", metavar="ACTION")
 
     p = actions.add_parser("check", help="check database and Redis, apply bootstrap users, exit")
-    p.set_defaults(func=_check)
+    p.set_defaults(func=_lazy("check"))
 
     users = actions.add_parser("user", help="local accounts").add_subparsers(
         dest="user_command", metavar="ACTION", required=True
@@ -269,16 +65,16 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--name", default="", help="display name")
     p.add_argument("--badge", default=None, help="badge number (then a PIN is needed)")
     _secret_flags(p, pin=True)
-    p.set_defaults(func=_user_add)
+    p.set_defaults(func=_lazy("user_add"))
     p = users.add_parser("passwd", help="set a user's password")
     p.add_argument("username")
     _secret_flags(p, pin=False)
-    p.set_defaults(func=_user_passwd)
+    p.set_defaults(func=_lazy("user_passwd"))
     for name, active in (("enable", True), ("disable", False)):
         p = users.add_parser(name, help=f"{name} an account")
         p.add_argument("username")
-        p.set_defaults(func=_user_active, active=active)
-    users.add_parser("list", help="list accounts").set_defaults(func=_user_list)
+        p.set_defaults(func=_lazy("user_active"), active=active)
+    users.add_parser("list", help="list accounts").set_defaults(func=_lazy("user_list"))
 
     tokens = actions.add_parser("token", help="API tokens").add_subparsers(
         dest="token_command", metavar="ACTION", required=True
@@ -286,11 +82,11 @@ def add_commands(sub: Any) -> None:
     p = tokens.add_parser("add", help="create a token and print it (once)")
     p.add_argument("name")
     p.add_argument("--roles", required=True, help="comma-separated roles of the token")
-    p.set_defaults(func=_token_add)
+    p.set_defaults(func=_lazy("token_add"))
     p = tokens.add_parser("revoke", help="revoke a token")
     p.add_argument("name")
-    p.set_defaults(func=_token_revoke)
-    tokens.add_parser("list", help="list tokens").set_defaults(func=_token_list)
+    p.set_defaults(func=_lazy("token_revoke"))
+    tokens.add_parser("list", help="list tokens").set_defaults(func=_lazy("token_list"))
 
 
 @cache

@@ -31,14 +31,14 @@ from core.metrics import new_registry
 from core.redis import connect_sync
 from plex.cli import build_sender
 from repsys.servers import wait_until
-from runner.cli import build_runner
+from runner.commands import build_runner
 from sim.accounting.ledger import Ledger
 from sim.accounting.odbc import build_database, connection_string
 from sim.plex.server import PlexSimServer
 from tests.conftest import _merge
 from web import accounts
 from web.app import create_app
-from web.cli import uvicorn_config
+from web.commands import uvicorn_config
 
 PASSWORD = "correct horse battery"
 PIN = "4321"

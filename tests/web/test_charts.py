@@ -84,7 +84,28 @@ def test_unreadable_evidence_draws_nothing_and_raises_nothing() -> None:
         {"series": [{"name": "a"}, 5]},
     ):
         assert evidence_series(evidence) == []
-    assert evidence_facts({"series": [], "nested": {"a": 1}, "n": 3}) == [("n", "3")]
+    assert evidence_facts({"series": [], "deep": {"a": {"b": 1}}, "n": 3, "gone": None}) == [
+        ("n", "3")
+    ]
+
+
+def test_facts_flatten_the_rules_engines_evidence_one_level() -> None:
+    evidence = {
+        "rule": "tool_life_short",
+        "type": "tool_not_reaching_life",
+        "values": {"counter_before_change": 412, "standard_life": 798},
+        "machine_state": {"program": "O1234", "pallet": None, "last_alarm": {"code": 1}},
+        "window": {"first_ts": 1718000000.0},
+    }
+    assert evidence_facts(evidence) == [
+        ("rule", "tool_life_short"),
+        ("type", "tool_not_reaching_life"),
+        ("values.counter_before_change", "412"),
+        ("values.standard_life", "798"),
+        ("machine_state.program", "O1234"),
+        ("window.first_ts", "1718000000.0"),
+    ]
+    assert evidence_series(evidence) == []
 
 
 def test_a_flat_series_still_has_a_scale() -> None:
