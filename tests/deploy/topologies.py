@@ -151,6 +151,11 @@ class SentinelGroup:
         with _client(port) as c:
             return bool(c.info("replication")["role"] == "master")
 
+    def role(self, port: int) -> str:
+        """``master`` or ``slave``: what the server on ``port`` says it is now."""
+        with _client(port) as c:
+            return str(c.info("replication")["role"])
+
     def wait_replicated(self) -> None:
         """Until the current master has a replica in sync again (after a failover)."""
 
