@@ -8,7 +8,8 @@ from sqlalchemy import func, select
 
 from core.db.schema import Ticket, TicketEvent
 from core.metrics import sample
-from tests.web.conftest import csrf_of
+from tests.conftest import TEST_MACHINES, _merge
+from tests.web.conftest import csrf_of, run_sender
 
 
 def _form(c, **fields):
@@ -174,3 +175,31 @@ def test_unknown_ticket_is_404(start_web) -> None:
     resp = c.get("/tickets/4242")
     assert resp.status_code == 404 and "There is no ticket 4242." in resp.text
     assert c.get("/tickets/abc").status_code == 422
+
+
+def test_ticket_plex_refuses_shows_failed_with_why(start_web, plex_world) -> None:
+    # cnc777's workcenter is not one the simulated Plex knows: a business error, no retry.
+    machines = [
+        *TEST_MACHINES,
+        {
+            "id": "cnc777",
+            "pcn": 123681,
+            "workcenter_key": 61777,
+            "workcenter_code": "cnc777",
+            "cell": "Knuckles",
+        },
+    ]
+    web = start_web(_merge({"machines": machines}, plex_world.sections))
+    c = web.login("olga")
+    ok = _form(c, machine="cnc101").headers["location"]
+    bad = _form(c, machine="cnc777").headers["location"]
+    assert run_sender(web) == 2
+    filed = c.get(f"{ok}/status").text
+    [sim_ticket] = plex_world.sim.tickets()
+    assert f'<strong id="plex-number">{sim_ticket.number}</strong>' in filed
+    dead = c.get(f"{bad}/status").text
+    assert 'data-state="dead"' in dead and "Failed: Plex did not take it" in dead
+    assert (
+        '<p class="message error" id="ticket-error">Why: data source 910001 failed: ErrorNo '
+        "50003, StatusNo 1, &#39;Workcenter_Key 61777 does not exist&#39; (InstanceNo"
+    ) in dead
