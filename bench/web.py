@@ -6,12 +6,16 @@ page that must stay cheap; filing a ticket (an INSERT into the outbox) is the wr
 The baseline is /healthz on the same server in the same run: the cost of uvicorn, the
 middleware and the HTTP client with no work behind it. Figures are ratios to it.
 
-Everything runs on loopback: a private redis-server, a SQLite file, uvicorn in a thread,
-8 client threads for a fixed few seconds per figure.
+Everything runs on loopback: a private redis-server, a SQLite file, ``repsys web`` as its
+own process (so the clients here do not share its interpreter lock), 8 client threads
+for a fixed few seconds per figure.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -19,25 +23,22 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
+import yaml
 
 from core import keys
 from core.config import parse_config
 from core.config.infra import DatabaseConfig
 from core.db import make_engine, session_factory, upgrade
-from core.logs import configure_logging
 from core.redis import connect_sync
-from repsys.servers import RedisServer, wait_until
+from repsys.servers import RedisServer, free_port, port_open, wait_until
 from web import accounts
-from web.app import create_app
-from web.commands import uvicorn_config
 
 MACHINES = 300
 CLIENTS = 8
 SECONDS = 4.0
 
 
-def _config(redis_url: str, db_url: str) -> Any:
+def _config(redis_url: str, db_url: str) -> dict[str, Any]:
     machines = [
         {
             "id": f"cnc{i}",
@@ -48,15 +49,14 @@ def _config(redis_url: str, db_url: str) -> Any:
         }
         for i in range(MACHINES)
     ]
-    return parse_config(
-        {
-            "machines": machines,
-            "redis": {"url": redis_url},
-            "database": {"url": db_url},
-            "logging": {"format": "json", "level": "WARNING"},
-            "web": {"cookie_secure": False},
-        }
-    )
+    return {
+        "machines": machines,
+        "redis": {"url": redis_url},
+        "database": {"url": db_url},
+        "http": {"port": 0},
+        "logging": {"format": "json", "level": "WARNING"},
+        "web": {"cookie_secure": False},
+    }
 
 
 def _rate(base: str, token: str, method: str, path: str, body: Any = None) -> float:
@@ -86,14 +86,19 @@ def _rate(base: str, token: str, method: str, path: str, body: Any = None) -> fl
 
 
 def main() -> None:
-    configure_logging("json", "WARNING")  # one log line per filed ticket would drown it
     with tempfile.TemporaryDirectory(prefix="bench-web-") as tmp:
         redis_server = RedisServer(Path(tmp) / "redis")
         redis_server.start()
         db_url = f"sqlite:///{tmp}/repsys.db"
+        data = _config(redis_server.url, db_url)
+        cfg = parse_config(data)
+        cfg_path = Path(tmp) / "repsys.yaml"
+        cfg_path.write_text(yaml.safe_dump(data), encoding="utf-8")
         engine = make_engine(DatabaseConfig(url=db_url))
         upgrade(engine)
-        cfg = _config(redis_server.url, db_url)
+        with session_factory(engine).begin() as s:
+            _, token = accounts.add_token(s, name="bench", roles=["supervisor"])
+        engine.dispose()
         redis = connect_sync(cfg.redis)
         now = time.time()
         pipe = redis.pipeline(transaction=False)
@@ -110,15 +115,16 @@ def main() -> None:
                 },
             )
         pipe.execute()
-        with session_factory(engine).begin() as s:
-            _, token = accounts.add_token(s, name="bench", roles=["supervisor"])
-        app = create_app(cfg, engine=engine, redis=redis)
-        server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
+        redis.close()
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "repsys", "-c", str(cfg_path), "web", "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
-            wait_until(lambda: server.started, timeout=15, what="web app")
-            base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+            wait_until(lambda: port_open(port), timeout=60, what="repsys web")
+            base = f"http://127.0.0.1:{port}"
             ticket = {"machine": "cnc7", "category": "tool", "description": "bench", "badge": "1"}
             baseline = _rate(base, token, "GET", "/healthz")
             figures = [
@@ -139,8 +145,6 @@ def main() -> None:
             for name, rate in figures:
                 print(f"{name:<40} {rate:8.0f} req/s  = {rate / baseline:5.2f} x baseline")
         finally:
-            server.should_exit = True
-            thread.join(15)
-            redis.close()
-            engine.dispose()
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
             redis_server.stop()
