@@ -94,6 +94,7 @@ class RulesWorker:
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
         program: Program | None = None,
+        on_commit: Callable[[list[Action]], None] | None = None,
     ) -> None:
         self.cfg = cfg
         self.wcfg = cfg.rules.worker
@@ -102,6 +103,8 @@ class RulesWorker:
         self.clock = clock
         self.worker_id = worker_id or new_worker_id()
         self.program = program or Program(cfg)
+        #: Called with the actions of every committed transaction (observers, benchmarks).
+        self.on_commit = on_commit
         self.partitions = cfg.streams.partitions
         self.leases = Leases(
             redis,
@@ -142,7 +145,7 @@ class RulesWorker:
         self.metrics.lease_changes.labels("acquired").inc()
         log.info("partition_acquired", partition=p, machines=len(engine.machines))
         for page in self.stream.claim_pending(p):
-            self._evaluate(held, page)
+            self._evaluate(held, page, claimed=True)
             if not self.commit():
                 return
         self._checkpoint(held)
@@ -187,13 +190,17 @@ class RulesWorker:
 
     # --- evaluation ----------------------------------------------------------------------
 
-    def _evaluate(self, held: Held, entries: list[Any]) -> None:
+    def _evaluate(self, held: Held, entries: list[Any], *, claimed: bool = False) -> None:
         engine = held.engine
         process = engine.process
-        progress = held.progress
+        # Only entries claimed from the pending list can be older than the checkpoint
+        # (a checkpoint written just before its acknowledgement could not be); new ones
+        # never are, so they skip the comparison.
+        progress = held.progress if claimed else (0, 0)
         replayed = 0
+        unacked = held.unacked
         for entry_id, flat in entries:
-            held.unacked.append(entry_id)
+            unacked.append(entry_id)
             if progress != (0, 0) and _id_key(entry_id) <= progress:
                 replayed += 1  # already reflected in the checkpointed state
                 continue
@@ -290,6 +297,8 @@ class RulesWorker:
                     for p in self.leases.renew(sorted(self.held)):
                         self._lost(p)
             self._backoff.reset()
+            if self.on_commit is not None:
+                self.on_commit(actions)
             self.metrics.db_writes.labels("ok").inc()
             self.metrics.replays.inc(result.replays)
             self.stats.episodes += result.episodes

@@ -46,7 +46,7 @@ class RulesWorkerConfig(StrictModel):
         default=8.0, gt=0, description="A worker without heartbeat this long counts as dead."
     )
     checkpoint_interval_s: float = Field(
-        default=0.5, ge=0, description="Rule state is checkpointed (and entries acked) this often."
+        default=1.0, ge=0, description="Rule state is checkpointed (and entries acked) this often."
     )
     max_unacked: int = Field(
         default=50_000, ge=1, description="Checkpoint early when this many entries await it."
