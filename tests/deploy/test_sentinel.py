@@ -8,7 +8,8 @@ signals to the partition streams and a reader consumes them with the rules group
 * a crash (kill -9 of the master, restarted later as Kubernetes would), with the asyncio
   client writing and the blocking client reading.
 
-A write counts only once the replica has it (WAIT 1): after a promotion the old master
+A write counts only once every replica has it (WAIT 1: the group has one replica; with
+more, WAIT must name them all, see bench/sentinel.py): after a promotion the old master
 keeps accepting writes until a sentinel demotes it (up to its 10 s INFO period), and
 whatever it took then is discarded when it resyncs. Unconfirmed writes are sent again,
 so delivery is at least once and the reader sees every confirmed entry, maybe twice.

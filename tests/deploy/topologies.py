@@ -82,27 +82,30 @@ def _client(port: int) -> redis.Redis:
 
 
 class SentinelGroup:
-    """A master, a replica and three sentinels, as the OT redis-operator runs them."""
+    """A master, its replicas and three sentinels, as the OT redis-operator runs them."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, replicas: int = 1) -> None:
         self.master = RedisServer(workdir / "redis-a", extra_args=FAST_SYNC)
-        self.replica = RedisServer(
-            workdir / "redis-b",
-            extra_args=(*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.master.port)),
-        )
+        self.replicas = [
+            RedisServer(
+                workdir / f"redis-{chr(ord('b') + i)}",
+                extra_args=(*FAST_SYNC, "--replicaof", "127.0.0.1", str(self.master.port)),
+            )
+            for i in range(replicas)
+        ]
         self.sentinels = [
             SentinelServer(workdir / f"sentinel-{i}", self.master.port) for i in range(3)
         ]
 
     @property
     def servers(self) -> list[RedisServer]:
-        return [self.master, self.replica]
+        return [self.master, *self.replicas]
 
     def start(self) -> None:
         try:
-            self.master.start()
-            self.replica.start()
-            wait_until(self._replica_synced, timeout=20, what="replica in sync")
+            for server in self.servers:
+                server.start()
+            wait_until(self._replicas_synced, timeout=20, what="replicas in sync")
             for sentinel in self.sentinels:
                 sentinel.start()
             wait_until(self._sentinels_agree, timeout=30, what="sentinels discovering each other")
@@ -114,16 +117,20 @@ class SentinelGroup:
         for server in [*self.sentinels, *self.servers]:
             server.stop()
 
-    def _replica_synced(self) -> bool:
-        with _client(self.replica.port) as c:
-            info = c.info("replication")
-        return info.get("master_link_status") == "up"
+    def _replicas_synced(self) -> bool:
+        for replica in self.replicas:
+            with _client(replica.port) as c:
+                if c.info("replication").get("master_link_status") != "up":
+                    return False
+        return True
 
     def _sentinels_agree(self) -> bool:
         for sentinel in self.sentinels:
             with _client(sentinel.port) as c:
                 state = c.sentinel_master(MASTER_NAME)
-            if int(state["num-other-sentinels"]) != 2 or int(state["num-slaves"]) != 1:
+            if int(state["num-other-sentinels"]) != 2 or int(state["num-slaves"]) != len(
+                self.replicas
+            ):
                 return False
         return True
 
