@@ -36,6 +36,7 @@ from runner.tb.common import (
     accounting,
     bulk_insert,
     calendar,
+    fast_insert,
     period_range,
     request_pcns,
     split_windows,
@@ -79,18 +80,26 @@ class YearCategoryTypes:
                             ).where(TBAccountYearCategoryType.pcn == pcn)
                         )
                     )
-                    written += bulk_insert(
+                    written += fast_insert(
                         session,
                         TBAccountYearCategoryType,
                         (
-                            {
-                                "pcn": pcn,
-                                "account_no": a.account_no,
-                                "year": year,
-                                "category_type": a.category_type,
-                                "revenue_or_expense": a.revenue_or_expense,
-                                "fence": ctx.fence,
-                            }
+                            "pcn",
+                            "account_no",
+                            "year",
+                            "category_type",
+                            "revenue_or_expense",
+                            "fence",
+                        ),
+                        (
+                            (
+                                pcn,
+                                a.account_no,
+                                year,
+                                a.category_type,
+                                a.revenue_or_expense,
+                                ctx.fence,
+                            )
                             for year in years
                             for a in accounts
                             if (a.account_no, year) not in have
@@ -282,18 +291,12 @@ class ClosedBalances:
                             TBBalance.pcn == pcn, TBBalance.period.between(start, end)
                         )
                     )
-                    written += bulk_insert(
+                    written += fast_insert(
                         session,
                         TBBalance,
+                        ("pcn", "period", "account_no", "debit_cents", "credit_cents", "fence"),
                         (
-                            {
-                                "pcn": pcn,
-                                "period": period,
-                                "account_no": account_no,
-                                "debit_cents": debit,
-                                "credit_cents": credit,
-                                "fence": ctx.fence,
-                            }
+                            (pcn, period, account_no, debit, credit, ctx.fence)
                             for account_no, period, debit, credit in rows
                         ),
                     )

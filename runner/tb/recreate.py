@@ -26,7 +26,7 @@ from core.db.warehouse import (
 )
 from runner.errors import StepFailed, Unbalanced
 from runner.steps import StepContext, StepResult
-from runner.tb.common import bulk_insert, calendar, fmt_cents, period_range, request_pcns
+from runner.tb.common import calendar, fast_insert, fmt_cents, period_range, request_pcns
 from runner.tb.fiscal import FiscalCalendar
 from runner.tb.transform import Recreated, Window, recreate
 
@@ -111,9 +111,26 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
     return window
 
 
+_COLUMNS = (
+    "pcn",
+    "period",
+    "account_no",
+    "period_display",
+    "debit_cents",
+    "credit_cents",
+    "balance_cents",
+    "ytd_debit_cents",
+    "ytd_credit_cents",
+    "ytd_balance_cents",
+    "closed",
+    "source_update",
+    "fence",
+)
+
+
 def _rows(
     pcn: int, cal: FiscalCalendar, window: Window, out: Recreated, fence: int
-) -> Iterator[dict[str, Any]]:
+) -> Iterator[tuple[Any, ...]]:
     balance = out.debit - out.credit
     ytd_balance = out.ytd_debit - out.ytd_credit
     for j, period in enumerate(window.periods):
@@ -129,21 +146,21 @@ def _rows(
             strict=True,
         )
         for account_no, d, c, b, yd, yc, yb in columns:
-            yield {
-                "pcn": pcn,
-                "period": period,
-                "account_no": account_no,
-                "period_display": p.display,
-                "debit_cents": d,
-                "credit_cents": c,
-                "balance_cents": b,
-                "ytd_debit_cents": yd,
-                "ytd_credit_cents": yc,
-                "ytd_balance_cents": yb,
-                "closed": p.closed,
-                "source_update": p.update_date,
-                "fence": fence,
-            }
+            yield (
+                pcn,
+                period,
+                account_no,
+                p.display,
+                d,
+                c,
+                b,
+                yd,
+                yc,
+                yb,
+                p.closed,
+                p.update_date,
+                fence,
+            )
 
 
 def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
@@ -160,7 +177,9 @@ def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
                 TBAccountPeriodBalance.period.between(start, end),
             )
         )
-        return bulk_insert(session, TBAccountPeriodBalance, _rows(pcn, cal, window, out, ctx.fence))
+        return fast_insert(
+            session, TBAccountPeriodBalance, _COLUMNS, _rows(pcn, cal, window, out, ctx.fence)
+        )
 
 
 class RecreateClosed:

@@ -65,16 +65,24 @@ class Window:
         """
         acc = {a: i for i, a in enumerate(self.accounts)}
         per = {p: j for j, p in enumerate(self.periods)}
-        used = 0
+        rows_i: list[int] = []
+        rows_j: list[int] = []
+        debits: list[int] = []
+        credits: list[int] = []
         for account_no, period, debit, credit in rows:
             i = acc.get(account_no)
             j = per.get(period)
             if i is None or j is None:
                 continue
-            self.debit[i, j] += debit
-            self.credit[i, j] += credit
-            used += 1
-        return used
+            rows_i.append(i)
+            rows_j.append(j)
+            debits.append(debit)
+            credits.append(credit)
+        # One vectorized scatter-add instead of a numpy item assignment per row.
+        index = (np.array(rows_i, dtype=np.intp), np.array(rows_j, dtype=np.intp))
+        np.add.at(self.debit, index, np.array(debits, dtype=np.int64))
+        np.add.at(self.credit, index, np.array(credits, dtype=np.int64))
+        return len(rows_i)
 
 
 @dataclass
