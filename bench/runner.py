@@ -74,6 +74,11 @@ WINDOW w AS (
 """
 
 
+def _took(step: StepRun) -> float:
+    assert step.finished_at is not None
+    return (step.finished_at - step.started_at).total_seconds()
+
+
 def tb_benchmark(workdir: Path, redis_url: str) -> None:
     started = time.monotonic()
     ledger = Ledger.generate(
@@ -154,7 +159,7 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
             ).all()
         assert all(x.status == "completed" for x in steps), [(x.step, x.error) for x in steps]
         for step in steps:
-            took = (step.finished_at - step.started_at).total_seconds()  # type: ignore[operator]
+            took = _took(step)
             print(f"  {step.step:<20} {took:7.2f} s  {step.rows or 0:>9,} rows")
         with engine.connect() as conn:
             # The pipeline's writes are in the WAL; fold them into the database first so
@@ -168,11 +173,7 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
             counted = conn.execute(text("SELECT COUNT(*) FROM bench_ytd")).scalar_one()
         engine.dispose()
         client.close()
-    recreate_s = sum(
-        (x.finished_at - x.started_at).total_seconds()  # type: ignore[operator]
-        for x in steps
-        if x.step in ("recreate_closed", "recreate_open")
-    )
+    recreate_s = sum(_took(x) for x in steps if x.step in ("recreate_closed", "recreate_open"))
     print(
         f"TB pipeline, {closed_rows:,} balance rows: {pipeline_s:.2f} s "
         f"(rows/s {closed_rows / pipeline_s:,.0f})"
