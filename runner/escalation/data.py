@@ -2,7 +2,9 @@
 
 * open tickets (pending, sending, filed, or dead: not yet closed or withdrawn) by machine,
   with their age against the SLA of their severity and the escalation level reached
-  (``runner.escalation.levels``: after X hours the supervisor, after Y the manager);
+  (``runner.escalation.levels``: after X hours the supervisor, after Y the manager), which
+  decides who receives the report. The ticket rows are only read: their own
+  ``escalation_level`` belongs to the Plex status follow-up (``plex.status``);
 * recurring episodes: a fingerprint (machine, rule, subject) with ``recurring_min`` or
   more episodes in the last ``recurring_days`` days;
 * tools not reaching tool life: episodes of the tool-life rule types in the shift.
@@ -13,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.config.runner import EscalationConfig, ShiftConfig
@@ -132,20 +134,6 @@ def open_tickets(session: Session, cfg: EscalationConfig, now: datetime) -> list
             )
         )
     return out
-
-
-def record_levels(session: Session, tickets: list[OpenTicket]) -> int:
-    """Raise ``tickets.escalation_level`` to the level reached (never lowers it)."""
-    changed = 0
-    for t in tickets:
-        if t.level:
-            result = session.execute(
-                update(Ticket)
-                .where(Ticket.id == t.id, Ticket.escalation_level < t.level)
-                .values(escalation_level=t.level)
-            )
-            changed += int(getattr(result, "rowcount", 0) or 0)
-    return changed
 
 
 def recurring(session: Session, cfg: EscalationConfig, now: datetime) -> list[Recurring]:

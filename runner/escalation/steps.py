@@ -52,9 +52,8 @@ class EscalationReport:
             name=params.get("shift"),
             end=end,
         )
-        with ctx.sessions.begin() as session:
+        with ctx.sessions() as session:
             tickets = data.open_tickets(session, cfg, now)
-            data.record_levels(session, tickets)
             recurring = data.recurring(session, cfg, now)
             tools = data.tools_short(session, cfg, window)
             downtime = data.downtime_hours(session, cfg, window)
