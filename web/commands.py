@@ -58,6 +58,10 @@ class _Server(uvicorn.Server):
         self.stopper.stop()
         super().handle_exit(sig, frame)
 
+    async def on_tick(self, counter: int) -> bool:
+        # A stop asked for before uvicorn took the signals over still stops it.
+        return await super().on_tick(counter) or self.stopper.stopped
+
 
 def uvicorn_config(app: Any, host: str, port: int) -> uvicorn.Config:
     """How the app is served, in production and in tests alike."""
@@ -89,27 +93,33 @@ def serve(args: argparse.Namespace) -> int:
     cfg, registry = setup_process(args)
     host = args.host or cfg.web.host
     port = cfg.web.port if args.port is None else args.port
+    stopper = Stopper()
+    # uvicorn handles SIGTERM/SIGINT itself once it runs (graceful shutdown, see _Server)
+    # and then re-raises the signal to the handler it found: make that one a quiet stop,
+    # so a requested stop exits 0, also when it comes before uvicorn started.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: stopper.stop())
+    services: list[Any] = []
+
+    def ready() -> tuple[bool, str]:
+        return check_ready(services[0]) if services else (False, "starting")
+
+    # Liveness answers from the first second; readiness once the app is built.
+    obs = start_observability(cfg, registry, ready=ready)
     engine = make_engine(cfg.database)
     redis = connect_sync(cfg.redis)
-    stopper = Stopper()
     try:
         names = _bootstrap(cfg, engine)
         if names:
             log.info("bootstrap_users_applied", users=names)
         app = create_app(cfg, engine=engine, redis=redis, registry=registry, stopper=stopper)
-        obs = start_observability(cfg, registry, ready=lambda: check_ready(app.state.services))
+        services.append(app.state.services)
         log.info("web_starting", url=f"http://{host}:{port}{cfg.web.root_path}/")
-        # uvicorn handles SIGTERM/SIGINT itself (graceful shutdown, see _Server) and then
-        # re-raises the signal to the handler it found: make that one a quiet stop, so a
-        # requested stop exits 0 instead of dying by the signal.
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda _signum, _frame: stopper.stop())
-        try:
+        if not stopper.stopped:
             _Server(uvicorn_config(app, host, port), stopper).run()
-        finally:
-            obs.stop()
         log.info("web_stopped")
     finally:
+        obs.stop()
         redis.close()
         engine.dispose()
     return EXIT_OK
