@@ -68,6 +68,7 @@ class Held:
     progress_id: str = ""
     unacked: list[str] = field(default_factory=list)
     last_seen: str = "0-0"  # last entry id known, to block on when idle
+    oldest_rx: float = 0.0  # receive time of the oldest entry evaluated since the commit
 
 
 @dataclass
@@ -213,6 +214,8 @@ class RulesWorker:
                 self.stats.dead_letters += 1
                 log.warning("entry_dead_lettered", partition=held.p, id=entry_id, reason=err.reason)
                 continue
+            if not held.oldest_rx:
+                held.oldest_rx = sig.receive_ts
             process(sig)
         if entries:
             last = entries[-1][0]
@@ -309,6 +312,11 @@ class RulesWorker:
                     held.engine.remap(remap.machine, remap.fingerprint, remap.old, remap.new)
         if forecasts:
             self._write_forecasts(forecasts)
+        now = time.time()
+        for held in self.held.values():
+            if held.oldest_rx:
+                self.metrics.latency.observe(max(0.0, now - held.oldest_rx))
+                held.oldest_rx = 0.0
         return True
 
     def _write_forecasts(self, forecasts: list[Forecast]) -> None:

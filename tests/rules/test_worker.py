@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -44,7 +45,7 @@ def early_change(t: float, machine: str = "cnc103", reached: int = 100) -> list[
     ]
 
 
-def rules_cfg(make_config, *, short: dict | None = None, **over):
+def rules_cfg(make_config, *, short: dict[str, Any] | None = None, **over):
     tools = {"T1": {"life": 348}}
     section = {
         "group_wait_s": 0,
