@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from core import keys
 from core.db.schema import Ticket
 from core.metrics import sample
+from repsys.servers import free_port
 from tests.web.conftest import PASSWORD, PIN, csrf_of
 from web import accounts
 
@@ -260,3 +261,28 @@ def test_huge_body_is_refused_with_413_before_parsing(start_web) -> None:
     resp = c.post("/report", data={"description": "x" * 200_000, "csrf_token": token})
     assert resp.status_code == 413
     assert resp.text == "Request body larger than 65536 bytes.\n"
+
+
+def test_probes_and_metrics_with_bounded_route_labels(start_web) -> None:
+    web = start_web()
+    c = web.login("sam")
+    for ticket_id in (101, 102, 103):
+        assert c.get(f"/tickets/{ticket_id}").status_code == 404
+    assert c.get("/no/such/page").status_code == 404
+    assert c.get("/healthz").text == "ok\n"
+    assert c.get("/readyz").text == "ok\n"
+    metrics = c.get("/metrics").text
+    assert (
+        'repsys_web_requests_total{method="GET",route="/tickets/{ticket_id}",status="404"} 3.0'
+        in metrics
+    )
+    assert 'route="unmatched",status="404"} 1.0' in metrics
+    assert "/tickets/101" not in metrics
+
+
+def test_readiness_names_the_missing_dependency(start_web) -> None:
+    web = start_web({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}}, users=False)
+    c = web.client()
+    assert c.get("/healthz").text == "ok\n"  # alive: do not restart it ...
+    ready = c.get("/readyz")  # ... but send it no work
+    assert ready.status_code == 503 and ready.text == "redis: ConnectionError\n"
