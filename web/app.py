@@ -15,6 +15,7 @@ import secrets
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -77,7 +78,8 @@ async def _on_not_authenticated(request: Request, exc: Exception) -> Response:
     root = str(request.scope.get("root_path", ""))
     if root and target.startswith(root):
         target = target[len(root) :]
-    query = f"?next={target}" if request.method == "GET" and target not in ("/", "") else ""
+    wanted = request.method == "GET" and target not in ("/", "")
+    query = f"?next={quote(target, safe='/')}" if wanted else ""
     return RedirectResponse(url(request, f"/login{query}"), status_code=303)
 
 
