@@ -388,6 +388,14 @@ class Lifecycle:
             if alert.ticket_ref == old_ref:
                 alert.ticket_ref = new_ref
 
+    def forget(self, m: MachineState, fp: str, occurrence: int) -> None:
+        """End an episode whose ticket was closed outside (the database already says so)."""
+        for key, alert in list(m.alerts.items()):
+            if alert.fingerprint == fp and alert.occurrence == occurrence:
+                self.changed = True
+                self.stats[alert.rule, "closed"] += 1
+                del m.alerts[key]
+
     def take(self) -> tuple[list[Action], list[Forecast]]:
         actions, self.actions = self.actions, []
         forecasts = list(self.forecasts.values())

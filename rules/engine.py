@@ -216,6 +216,12 @@ class Engine:
             self.ctx.remap(m, fp, old, new)
             self.dirty.add(machine_id)
 
+    def forget(self, machine_id: str, fp: str, occurrence: int) -> None:
+        m = self.machines.get(machine_id)
+        if m is not None:
+            self.ctx.forget(m, fp, occurrence)
+            self.dirty.add(machine_id)
+
     def stats(self) -> dict[tuple[str, str], int]:
         """Anomaly transitions by (rule, state) since the last call."""
         out = dict(self.ctx.stats)

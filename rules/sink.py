@@ -20,7 +20,7 @@ same episode concurrently) rolls back and retries once; the retry sees the rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config.machines import Machine
 from core.db.schema import Episode, Silence, Ticket, TicketEvent
-from core.model import EpisodeState
+from core.model import EpisodeState, TicketState
 from core.outbox import add_ticket, episode_ref
 from rules.actions import Action, EpisodeDraft, Escalate, OpenEpisodes, Resolve
 from rules.alerts import ActiveSilence
@@ -51,6 +51,9 @@ class WriteResult:
     """What one transaction did."""
 
     remaps: list[Remap]
+    #: (machine, fingerprint, occurrence) of episodes whose ticket was closed in Plex (or
+    #: cancelled): the engine ends them, so a recurrence files a new ticket.
+    closed: list[tuple[str, str, int]] = field(default_factory=list)
     episodes: int = 0
     tickets: int = 0
     replays: int = 0
@@ -92,7 +95,7 @@ class EpisodeSink:
                 if isinstance(action, OpenEpisodes):
                     self._open(session, action, moved, result)
                 elif isinstance(action, Escalate):
-                    self._escalate(session, action, moved)
+                    self._escalate(session, action, moved, result)
                 else:
                     self._resolve(session, action, moved)
         return result
@@ -194,12 +197,22 @@ class EpisodeSink:
         return session.scalar(select(Ticket.id).where(Ticket.external_ref == ref))
 
     def _escalate(
-        self, session: Session, action: Escalate, moved: dict[tuple[str, int], int]
+        self,
+        session: Session,
+        action: Escalate,
+        moved: dict[tuple[str, int], int],
+        result: WriteResult,
     ) -> None:
         occurrence = moved.get((action.fingerprint, action.occurrence), action.occurrence)
         ref = action.ticket_ref
         if occurrence != action.occurrence:
             ref = episode_ref(action.fingerprint, occurrence)
+        state = session.scalar(select(Ticket.state).where(Ticket.external_ref == ref))
+        if state in (TicketState.CLOSED.value, TicketState.CANCELLED.value):
+            # Maintenance closed it (plex.status resolved the episode): a recurrence from
+            # now on is a new problem with a new ticket, not an escalation of a closed one.
+            result.closed.append((action.machine, action.fingerprint, occurrence))
+            return
         session.execute(
             update(Episode)
             .where(

@@ -40,7 +40,7 @@ from rules.engine import Engine, Program
 from rules.errors import RulesTransientError
 from rules.lease import Leases
 from rules.metrics import RulesMetrics
-from rules.sink import EpisodeSink, load_silences
+from rules.sink import EpisodeSink, WriteResult, load_silences
 from rules.stream import PartitionStream, pairs
 
 log = get_logger(__name__)
@@ -307,9 +307,7 @@ class RulesWorker:
             self.stats.episodes += result.episodes
             self.stats.tickets += result.tickets
             self.stats.replays += result.replays
-            for remap in result.remaps:
-                for held, _ in batches:
-                    held.engine.remap(remap.machine, remap.fingerprint, remap.old, remap.new)
+            self._feed_back(result, [held for held, _ in batches])
         if forecasts:
             self._write_forecasts(forecasts)
         now = time.time()
@@ -318,6 +316,14 @@ class RulesWorker:
                 self.metrics.latency.observe(max(0.0, now - held.oldest_rx))
                 held.oldest_rx = 0.0
         return True
+
+    def _feed_back(self, result: WriteResult, helds: list[Held]) -> None:
+        """What the database said back: moved occurrences, tickets closed in Plex."""
+        for held in helds:
+            for remap in result.remaps:
+                held.engine.remap(remap.machine, remap.fingerprint, remap.old, remap.new)
+            for machine, fp, occurrence in result.closed:
+                held.engine.forget(machine, fp, occurrence)
 
     def _write_forecasts(self, forecasts: list[Forecast]) -> None:
         pipe = self.redis.pipeline(transaction=False)

@@ -13,10 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core import keys
-from core.db.schema import Episode, Silence
+from core.db.schema import Episode, Silence, Ticket
 from core.metrics import new_registry, sample
 from core.model import Signal
 from core.outbox import episode_ref
@@ -298,3 +299,28 @@ def test_workers_split_the_partitions_and_a_third_one_rebalances(
 def test_a_checkpoint_of_an_unknown_version_is_refused(state_version: int) -> None:
     with pytest.raises(ValueError, match="rule state of cnc103 has unknown version 2"):
         MachineState.from_blob("cnc103", json.dumps({"v": state_version}))
+
+
+def test_after_its_ticket_is_closed_in_plex_a_recurrence_files_a_new_ticket(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    cfg = rules_cfg(make_config, short={"repeat_interval_s": 60})
+    push(redis_client, early_change(T0), P)
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 2)
+    # Maintenance closes the ticket in Plex; the status follow-up (plex.status) records it.
+    with Session(sqlite_engine) as s, s.begin():
+        s.execute(update(Ticket).values(state="closed"))
+        s.execute(update(Episode).values(state="resolved"))
+    # The problem comes back twice: the first time is when the engine learns (instead of
+    # escalating the closed ticket) that its episode is over; the second is a new one.
+    push(redis_client, early_change(T0 + 100), P)
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 102)
+    push(redis_client, early_change(T0 + 200), P)
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 202)
+    assert [(e.occurrence, e.state) for e in episodes(sqlite_engine)] == [
+        (1, "resolved"), (2, "firing"),
+    ]  # fmt: skip
+    first, second = tickets(sqlite_engine)
+    assert (first.state, first.escalation_level) == ("closed", 0)
+    assert (second.external_ref, second.state) == (episode_ref(FP, 2), "pending")
+    assert "escalated" not in [e for _, e in ticket_events(sqlite_engine)]
