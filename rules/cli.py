@@ -32,17 +32,11 @@ from core.errors import ConfigError
 from core.lifecycle import Stopper, install_signal_handlers, run_until_stopped
 from core.model import DecodeError
 from core.redis import connect_sync
+from rules.backtest import backtest_report, stream_items
 from rules.engine import Program
 from rules.errors import CaseError
 from rules.metrics import RulesMetrics
-from rules.replay import (
-    backtest_report,
-    case_dirs,
-    read_items,
-    replay,
-    run_case,
-    stream_items,
-)
+from rules.replay import case_dirs, read_items, replay, run_case
 from rules.worker import RulesWorker
 
 
