@@ -9,6 +9,7 @@ without paying the interpreter start-up each time.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -25,12 +26,21 @@ from tests.conftest import REPO, _merge
 from tests.runner.conftest import SIM_PASSWORD, SIM_PASSWORD_ENV, Accounting
 from tests.runner.procs import write_config
 
+#: A structlog console line; logs are not the command's output.
+LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \[")
+
 
 @dataclass
 class Result:
     returncode: int
-    stdout: str
+    raw_stdout: str
     stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return "".join(
+            line for line in self.raw_stdout.splitlines(keepends=True) if not LOG_LINE.match(line)
+        )
 
 
 @pytest.fixture
@@ -38,6 +48,12 @@ def repsys(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., Result]:
     monkeypatch.setenv(SIM_PASSWORD_ENV, SIM_PASSWORD)
+    # The commands configure logging for the whole process onto the captured stderr, and
+    # structlog caches its loggers: in this process, logging stays as the tests set it.
+    monkeypatch.setattr("core.cli.configure_logging", lambda *args: None)
+    monkeypatch.setattr("runner.commands.configure_logging", lambda *args: None)
+
+    import runner.commands  # noqa: F401 - loaded now so its configure_logging can be replaced
 
     def run(config: Path, *args: str) -> Result:
         capsys.readouterr()
