@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import hiredis
 import redis
 
 from collector.metrics import CollectorMetrics
@@ -77,6 +78,44 @@ if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[2]) then
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 """
+
+
+def encode_fields(signal: Signal) -> dict[str, str]:
+    """Exactly :meth:`core.model.Signal.to_fields`, faster for the common values.
+
+    ``json.dumps`` costs more than the rest of an entry for a plain number; for floats,
+    ints, booleans and None the JSON text is ``repr``/``true``/``false``/``null``, which
+    is what ``json.dumps`` itself writes. Anything else goes through ``to_fields``. A
+    property test holds the two equal.
+    """
+    v = signal.value
+    t = type(v)
+    if t is float:
+        if v - v != 0.0:  # type: ignore[operator]  # NaN and infinities: to_fields refuses
+            return signal.to_fields()
+        x = float.__repr__(v)
+    elif t is int:
+        x = int.__repr__(v)
+    elif t is bool:
+        x = "true" if v else "false"
+    elif v is None:
+        x = "null"
+    else:
+        return signal.to_fields()
+    fields = {
+        "v": "1",
+        "m": signal.machine,
+        "n": signal.name,
+        "x": x,
+        "q": signal.quality.value,
+        "ts": repr(signal.source_ts),
+        "rts": repr(signal.receive_ts),
+    }
+    if signal.subject:
+        fields["s"] = signal.subject
+    if signal.attrs:
+        return signal.to_fields()  # attributes are JSON: leave them to the codec
+    return fields
 
 
 @dataclass(slots=True)
@@ -135,7 +174,7 @@ class StreamSink:
     def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
         """Queue signals for writing; ``ack`` runs once they (and all before) are written."""
         entries = [
-            _Entry(self.stream_for(s.machine), s.to_fields(), reader, s.machine) for s in signals
+            _Entry(self.stream_for(s.machine), encode_fields(s), reader, s.machine) for s in signals
         ]
         for machine, n in Counter(s.machine for s in signals).items():
             self.metrics.received.labels(reader, machine).inc(n)
@@ -186,8 +225,9 @@ class StreamSink:
             over = len(self._buf) + len(self._inflight) - self.cfg.buffer_max
             for _ in range(max(0, min(over, len(self._buf)))):
                 dropped.append(self._buf.popleft())
-            if len(self._buf) == len(entries):
-                self._cond.notify()
+            depth = len(self._buf)
+            if depth == len(entries) or depth >= self.cfg.batch_size:
+                self._cond.notify()  # the writer waits for a first entry or a full batch
         if dropped:
             self.dropped_total += len(dropped)
             for (reader, machine), n in Counter((e.reader, e.machine) for e in dropped).items():
@@ -235,6 +275,10 @@ class StreamSink:
                 self._cond.notify_all()  # wake flush() waiters: the buffer is empty
                 due = min(self._next_trim, self._next_heartbeat) - time.monotonic()
                 self._cond.wait(min(0.5, max(0.0, due)))
+            if 0 < len(self._buf) < self.cfg.batch_size and self.cfg.linger_ms > 0:
+                # Let a trickle become a batch: one round trip per message would cost
+                # more than the few milliseconds a signal waits here.
+                self._cond.wait(self.cfg.linger_ms / 1000.0)
             n = min(self.cfg.batch_size, len(self._buf))
             self._inflight = [self._buf.popleft() for _ in range(n)]
 
@@ -250,10 +294,14 @@ class StreamSink:
                     self._write(self._inflight)
                     self._inflight = []
                 self._housekeeping()
-            except redis.RedisError as exc:
+            except Exception as exc:  # Redis errors above all; any other keeps the batch too
                 self.metrics.redis_errors.inc()
                 if self._redis_ok:
-                    log.warning("collector_redis_unavailable", error=str(exc), buffered=self.depth)
+                    log.warning(
+                        "collector_redis_unavailable",
+                        error=str(exc) or type(exc).__name__,
+                        buffered=self.depth,
+                    )
                 self._redis_ok = False
                 if self._stop.wait(backoff.next()):
                     return  # stopping while Redis is away: what is buffered is lost
@@ -264,21 +312,64 @@ class StreamSink:
             backoff.reset()
             self.metrics.buffer.set(self.depth)
 
-    def _write(self, batch: list[_Entry]) -> None:
-        started = time.perf_counter()
-        pipe = self._redis.pipeline(transaction=False)
+    def _commands(self, batch: list[_Entry]) -> list[tuple[str, ...]]:
+        out: list[tuple[str, ...]] = []
         last_seen: dict[str, str] = {}
         for e in batch:
             if not e.stream:
                 continue
+            flat = [x for kv in e.fields.items() for x in kv]
             if e.maxlen is None:
-                pipe.xadd(e.stream, e.fields)
+                out.append(("XADD", e.stream, "*", *flat))
                 last_seen[e.machine] = e.fields["rts"]
             else:
-                pipe.xadd(e.stream, e.fields, maxlen=e.maxlen, approximate=True)
+                out.append(("XADD", e.stream, "MAXLEN", "~", str(e.maxlen), "*", *flat))
         if last_seen:
-            pipe.hset(keys.machine_last_seen(), mapping=last_seen)
-        pipe.execute()
+            out.append(
+                ("HSET", keys.machine_last_seen(), *[x for kv in last_seen.items() for x in kv])
+            )
+        return out
+
+    def _send(self, commands: list[tuple[str, ...]]) -> None:
+        """One round trip for the batch.
+
+        With a plain or Sentinel client the commands are packed by hiredis and written on
+        one pooled connection, replies read back in order: redis-py's pipeline spends most
+        of its time re-checking and packing arguments that are already strings, and this
+        path is what lets one collector carry a plant. A Cluster client (no single
+        connection pool) uses its pipeline, which splits the batch by slot.
+        """
+        if not commands:
+            return
+        pool = getattr(self._redis, "connection_pool", None)
+        if pool is None:
+            pipe = self._redis.pipeline(transaction=False)
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+            pipe.execute()
+            return
+        conn = pool.get_connection()
+        try:
+            # hiredis's stub types the argument as a 1-tuple; it takes any tuple of args.
+            packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
+            conn.send_packed_command(packed)
+            errors = []
+            for _ in commands:
+                try:
+                    conn.read_response()
+                except redis.ResponseError as exc:  # read every reply, then fail the batch
+                    errors.append(exc)
+            if errors:
+                raise errors[0]
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never reuse the connection
+            raise
+        finally:
+            pool.release(conn)
+
+    def _write(self, batch: list[_Entry]) -> None:
+        started = time.perf_counter()
+        self._send(self._commands(batch))
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         written = Counter((e.reader, e.machine) for e in batch if e.machine)
         for (reader, machine), n in written.items():

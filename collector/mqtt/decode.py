@@ -220,11 +220,14 @@ class MessageDecoder:
         source_ts: float,
         receive_ts: float,
     ) -> Signal:
-        name = _render(f.signal, tvars, data)
-        if not _SIGNAL.match(name):
-            raise PayloadRejectedError(
-                f"signal name {name[:64]!r} is not valid", reason="bad_value"
-            )
+        if "{" in f.signal:
+            name = _render(f.signal, tvars, data)
+            if not _SIGNAL.match(name):
+                raise PayloadRejectedError(
+                    f"signal name {name[:64]!r} is not valid", reason="bad_value"
+                )
+        else:
+            name = f.signal  # a fixed name, checked by the config model
         return Signal(
             machine=machine,
             name=name,
@@ -233,7 +236,7 @@ class MessageDecoder:
             source_ts=source_ts,
             receive_ts=receive_ts,
             subject=_render(f.subject, tvars, data) if f.subject else "",
-            attrs={k: _render(v, tvars, data) for k, v in f.attrs.items()},
+            attrs={k: _render(v, tvars, data) for k, v in f.attrs.items()} if f.attrs else {},
         )
 
 

@@ -48,8 +48,10 @@ log = get_logger(__name__)
 
 KIND = "opcua"
 FLUSH_S = 0.05
-#: Keep-alive count requested: a publish response at least every 3 intervals.
-KEEPALIVE_COUNT = 3
+#: Keep-alive count requested: a publish response at least every 10 intervals when idle.
+#: asyncua recreates a subscription silent for 1.5 keep-alive periods on its own; ours
+#: (data, ``watchdog_factor``) is the one that counts, so asyncua's must be the later.
+KEEPALIVE_COUNT = 10
 
 _NO_DATA = {
     StatusCodes.BadNoData,

@@ -32,7 +32,9 @@ _BATCH = 500
 
 async def connect(source: OpcuaSource) -> Client:
     """A connected client (security and user as configured). Raises SourceUnavailableError."""
-    client = Client(source.endpoint, timeout=source.timeout_s)
+    # asyncua probes the server every watchdog interval and gives the probe as long to
+    # answer: at its 1 s default a busy server (thousands of items) looks dead.
+    client = Client(source.endpoint, timeout=source.timeout_s, watchdog_intervall=source.timeout_s)
     if source.username:
         client.set_user(source.username)
         if source.password is not None:

@@ -197,6 +197,13 @@ class MqttField(ValueMap):
     )
     optional: bool = Field(default=False, description="A missing path is skipped, not an error.")
 
+    @field_validator("signal")
+    @classmethod
+    def _fixed_name_valid(cls, value: str) -> str:
+        if "{" not in value and not re.match(SIGNAL_PATTERN, value):
+            raise ValueError(f"must match {SIGNAL_PATTERN!r} or be a template like {{signal}}")
+        return value
+
 
 class MqttTopic(StrictModel):
     """A topic pattern and how its messages become signals."""
@@ -298,6 +305,9 @@ class SinkConfig(StrictModel):
     """Writing signals into the partitioned streams."""
 
     batch_size: int = Field(default=1000, ge=1, description="Entries per pipelined XADD batch.")
+    linger_ms: float = Field(
+        default=5.0, ge=0, le=1000, description="Wait up to this long for a batch to fill."
+    )
     buffer_max: int = Field(
         default=200_000, ge=100, description="Signals held while Redis is away; then dropped."
     )

@@ -9,13 +9,15 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collector.metrics import CollectorMetrics
-from collector.sink import StreamSink
+from collector.sink import StreamSink, encode_fields
 from core import keys
 from core.config.collector import SinkConfig
 from core.metrics import new_registry, sample
-from core.model import Signal
+from core.model import Quality, Signal
 from repsys.servers import RedisServer, wait_until
 
 
@@ -202,3 +204,32 @@ def test_heartbeat_and_stop_flush(redis_url: str, redis_client: redis.Redis) -> 
         timeout=5,
         what="heartbeat",
     )
+
+
+scalars = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers()
+    | st.booleans()
+    | st.none()
+    | st.text(max_size=10)
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    value=scalars,
+    subject=st.text(max_size=4),
+    attrs=st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    ts=st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_fast_encoding_is_exactly_the_codec(
+    value: Any, subject: str, attrs: dict[str, str], ts: float
+) -> None:
+    signal = Signal("cnc101", "spindle_load", value, Quality.UNCERTAIN, ts, ts + 1, subject, attrs)
+    try:
+        expected = signal.to_fields()
+    except ValueError:
+        with pytest.raises(ValueError):
+            encode_fields(signal)
+        return
+    assert encode_fields(signal) == expected
