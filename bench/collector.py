@@ -250,7 +250,7 @@ async def _serve(port: int) -> None:
             dv = ua.DataValue(
                 ua.Variant(float(tick * 1000 + i), ua.VariantType.Double),
                 SourceTimestamp=now,  # type: ignore[arg-type]  # asyncua's DateTime is datetime
-                ServerTimestamp=now,  # type: ignore[arg-type]
+                ServerTimestamp=now,  # type: ignore[arg-type]  # as above
             )
             await server.write_attribute_value(node, dv)
         await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - started)))

@@ -97,6 +97,7 @@ class MqttReader:
     def _connect(self, client: mqtt.Client, *, persistent: bool) -> None:
         properties = None
         if self.source.protocol == "5":
+            # paho's Properties constructor is unannotated.
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.source.session_expiry_s if persistent else 0
             properties.ReceiveMaximum = min(65535, self.source.max_inflight)

@@ -100,7 +100,7 @@ class Resolver:
             el = ua.RelativePathElement()
             el.ReferenceTypeId = ua.NodeId(ua.Int32(ObjectIds.HierarchicalReferences))
             el.IsInverse = False  # type: ignore[assignment]  # asyncua types Boolean oddly
-            el.IncludeSubtypes = True  # type: ignore[assignment]
+            el.IncludeSubtypes = True  # type: ignore[assignment]  # as above
             el.TargetName = ua.QualifiedName(name, self.ns(alias))
             elements.append(el)
         rp = ua.RelativePath()

@@ -332,7 +332,7 @@ class PlantServer:
                 dv = ua.DataValue(
                     ua.Variant(value, t.vtype),
                     SourceTimestamp=ts,  # type: ignore[arg-type]  # asyncua's DateTime is a datetime
-                    ServerTimestamp=now,  # type: ignore[arg-type]
+                    ServerTimestamp=now,  # type: ignore[arg-type]  # as above
                 )
                 await server.write_attribute_value(t.node, dv)
 
@@ -340,6 +340,7 @@ class PlantServer:
         gen = self._events.get(sig.machine)
         if gen is None or sig.attrs.get("active") != "true":
             return
+        # Alarm values are codes (ints); Value also admits text, which never gets here.
         gen.event.AlarmCode = ua.Int32(int(sig.value))  # type: ignore[arg-type]
         gen.event.Message = ua.LocalizedText(sig.attrs.get("text", ""))
         gen.event.Severity = 900 if sig.attrs.get("severity") == "high" else 500

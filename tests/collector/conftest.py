@@ -60,6 +60,7 @@ class InThread:
     def call(self, coro: Awaitable[Any], timeout: float = 20.0) -> Any:
         """Run a coroutine on this thread's loop and wait for its result."""
         assert self.loop is not None
+        # run_coroutine_threadsafe wants a Coroutine; callers pass coroutines typed Awaitable.
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)  # type: ignore[arg-type]
 
     def stop(self, timeout: float = 20.0) -> None:

@@ -295,7 +295,7 @@ def test_collector_killed_before_writing_gets_the_messages_again(
             ],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "log", "ab"),  # noqa: SIM115
+            stderr=open(tmp_path / "log", "ab"),  # noqa: SIM115 - the child owns it
             start_new_session=True,
         )
         return proc, port

@@ -94,7 +94,7 @@ def test_counter_jump_and_rollback(kind: FaultKind, amount: int, delta: int) -> 
     spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=998),))
     fault = Fault(300, kind, machine="cnc103", tool="T1", amount=amount)
     values = [e.value for e in events(Plant([spec], Scenario(faults=(fault,))).advance(600), "T1")]
-    steps = [b - a for a, b in itertools.pairwise(values)]  # type: ignore[operator]
+    steps = [b - a for a, b in itertools.pairwise(values)]  # type: ignore[operator]  # ints here
     assert delta in steps
     assert [s for s in steps if s != 1] == [delta]
 
