@@ -50,6 +50,7 @@ class PlantPublisher:
         self.client.on_disconnect = lambda *_: self.connected.clear()
         self._running_total: dict[tuple[str, str], int] = defaultdict(int)
         self.published = 0
+        self.outages = 0
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, 30)
@@ -62,8 +63,15 @@ class PlantPublisher:
     def outage(self, seconds: float) -> None:
         """Cut the publisher off the broker for ``seconds`` (a fault)."""
         log.info("sim_mqtt_outage", seconds=seconds)
+        self.outages += 1
         self.client.disconnect()
-        timer = threading.Timer(seconds, self.client.reconnect)
+        self.client.loop_stop()  # a requested disconnect ends paho's network thread anyway
+
+        def back() -> None:
+            self.client.reconnect()
+            self.client.loop_start()
+
+        timer = threading.Timer(seconds, back)
         timer.daemon = True
         timer.start()
 
