@@ -28,12 +28,14 @@ from pydantic import SecretStr
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from core import keys
 from core.config import Machine
 from core.config.infra import RedisConfig
 from core.config.sim_plex import SimPlexConfig
 from core.db.schema import Episode, Ticket
 from core.outbox import add_ticket
-from repsys.servers import free_port, wait_until
+from core.redis import connect_sync
+from repsys.servers import ServerError, free_port, wait_until
 from sim.plex.server import PlexSimServer
 from tests.conftest import REPO, TEST_MACHINES
 
@@ -41,6 +43,7 @@ PLEX_USER = "RepsysWs@plex.com"
 PLEX_PASSWORD_ENV = "REPSYS_E2E_PLEX_PASSWORD"
 PLEX_PASSWORD = "e2e-only-secret"
 PROCESSES = ("collector", "rules", "plex-sender")
+PARTITIONS = 4
 MACHINES = [m["id"] for m in TEST_MACHINES]
 
 
@@ -89,7 +92,7 @@ class Pipeline:
             "database": {"url": self.db_url},
             "http": {"port": 0},
             "logging": {"format": "json", "level": "INFO"},
-            "streams": {"partitions": 4},
+            "streams": {"partitions": PARTITIONS},
             "collector": {
                 "name": "e2e",
                 "sources": [
@@ -262,9 +265,33 @@ class Pipeline:
         finally:
             engine.dispose()
 
+    def stream_subjects(self) -> set[str]:
+        """Subjects of the signals in the partition streams now (what Redis still has)."""
+        client = connect_sync(self.redis)
+        try:
+            return {
+                fields.get("s", "")
+                for p in range(PARTITIONS)
+                for _id, fields in client.xrange(keys.signal_stream(p))
+            }
+        finally:
+            client.close()
+
     def wait_for_tickets(self, n: int, timeout: float) -> None:
+        """Until ``n`` tickets are filed; otherwise fail saying where the others stopped."""
+
         def done() -> bool:
             self.alive()
             return self.tickets_by_state().get("filed", 0) >= n
 
-        wait_until(done, timeout=timeout, what=f"{n} tickets filed", interval=0.5)
+        try:
+            wait_until(done, timeout=timeout, what=f"{n} tickets filed", interval=0.5)
+        except ServerError:
+            wanted = {f"P{i:05d}" for i in range(n)}
+            no_episode = sorted(wanted - self.episode_subjects())
+            not_in_streams = sorted(set(no_episode) - self.stream_subjects())
+            raise AssertionError(
+                f"tickets by state {self.tickets_by_state()}; {len(no_episode)} signals "
+                f"without an episode ({no_episode[:10]}), of which {len(not_in_streams)} "
+                f"are not in the streams either ({not_in_streams[:10]})"
+            ) from None
