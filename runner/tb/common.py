@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Table, insert, select
@@ -97,7 +98,8 @@ def bulk_insert(session: Session, table: Table | Any, rows: Iterable[dict[str, A
     return total
 
 
-def _placeholders(session: Session, count: int) -> str:
+def placeholders(session: Session, count: int) -> str:
+    """``?, ?, ?`` or ``%s, %s, %s``: positional markers in the driver's paramstyle."""
     style = session.get_bind().dialect.paramstyle
     mark = {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(style)
     if mark is None:  # numeric / named drivers: none of the supported targets today
@@ -116,18 +118,12 @@ def fast_insert(
     name = table.__table__.name if hasattr(table, "__table__") else table.name
     sql = (
         f"INSERT INTO {name} ({', '.join(columns)}) "  # noqa: S608 - names from our own models
-        f"VALUES ({_placeholders(session, len(columns))})"
+        f"VALUES ({placeholders(session, len(columns))})"
     )
     connection = session.connection()
     total = 0
-    batch: list[Sequence[Any]] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= BATCH:
-            connection.exec_driver_sql(sql, batch)
-            total += len(batch)
-            batch = []
-    if batch:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, BATCH)):
         connection.exec_driver_sql(sql, batch)
         total += len(batch)
     return total

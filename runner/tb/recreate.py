@@ -12,6 +12,7 @@ equal credits (and, with ``check_ytd``, year-to-date debits equal year-to-date c
 from __future__ import annotations
 
 from collections.abc import Iterator
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -26,7 +27,14 @@ from core.db.warehouse import (
 )
 from runner.errors import StepFailed, Unbalanced
 from runner.steps import StepContext, StepResult
-from runner.tb.common import calendar, fast_insert, fmt_cents, period_range, request_pcns
+from runner.tb.common import (
+    calendar,
+    fast_insert,
+    fmt_cents,
+    period_range,
+    placeholders,
+    request_pcns,
+)
 from runner.tb.fiscal import FiscalCalendar
 from runner.tb.transform import Recreated, Window, recreate
 
@@ -87,28 +95,28 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
     closed = [p for p in periods if cal[p].closed]
     open_ = [p for p in periods if not cal[p].closed]
     if closed:
-        window.fill(
-            session.execute(
-                select(
-                    TBBalance.account_no,
-                    TBBalance.period,
-                    TBBalance.debit_cents,
-                    TBBalance.credit_cents,
-                ).where(TBBalance.pcn == pcn, TBBalance.period.in_(closed))
-            )
-        )
+        window.fill(_amounts(session, TBBalance, pcn, closed), only=set(closed))
     if open_:
-        window.fill(
-            session.execute(
-                select(
-                    TBOpenActivity.account_no,
-                    TBOpenActivity.period,
-                    TBOpenActivity.debit_cents,
-                    TBOpenActivity.credit_cents,
-                ).where(TBOpenActivity.pcn == pcn, TBOpenActivity.period.in_(open_))
-            )
-        )
+        window.fill(_amounts(session, TBOpenActivity, pcn, open_), only=set(open_))
     return window
+
+
+def _amounts(session: Session, table: Any, pcn: int, periods: list[int]) -> list[Any]:
+    """(account, period, debit, credit) rows of ``periods``, straight from the driver's
+    cursor: a recalculation reads up to a million of them, and plain tuples are several
+    times cheaper than result rows."""
+    name = table.__table__.name
+    marks = placeholders(session, 3).split(", ")
+    sql = (
+        f"SELECT account_no, period, debit_cents, credit_cents FROM {name} "  # noqa: S608 - our table names
+        f"WHERE pcn = {marks[0]} AND period BETWEEN {marks[1]} AND {marks[2]}"
+    )
+    cursor = session.connection().connection.cursor()
+    try:
+        cursor.execute(sql, (pcn, min(periods), max(periods)))
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
 
 
 _COLUMNS = (
@@ -131,36 +139,26 @@ _COLUMNS = (
 def _rows(
     pcn: int, cal: FiscalCalendar, window: Window, out: Recreated, fence: int
 ) -> Iterator[tuple[Any, ...]]:
+    """The rows to load, zipped a period at a time at C speed (no per-row Python code)."""
     balance = out.debit - out.credit
     ytd_balance = out.ytd_debit - out.ytd_credit
     for j, period in enumerate(window.periods):
         p = cal[period]
-        columns = zip(
+        yield from zip(
+            repeat(pcn),
+            repeat(period),
             window.accounts,
+            repeat(p.display),
             out.debit[:, j].tolist(),
             out.credit[:, j].tolist(),
             balance[:, j].tolist(),
             out.ytd_debit[:, j].tolist(),
             out.ytd_credit[:, j].tolist(),
             ytd_balance[:, j].tolist(),
-            strict=True,
+            repeat(p.closed),
+            repeat(p.update_date),
+            repeat(fence),
         )
-        for account_no, d, c, b, yd, yc, yb in columns:
-            yield (
-                pcn,
-                period,
-                account_no,
-                p.display,
-                d,
-                c,
-                b,
-                yd,
-                yc,
-                yb,
-                p.closed,
-                p.update_date,
-                fence,
-            )
 
 
 def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:

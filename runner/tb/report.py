@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Border, Font, PatternFill, Side
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
@@ -108,26 +109,27 @@ def file_stem(start: int, end: int, day: datetime, suffix: str) -> str:
 
 
 def write_xlsx(path: Path, sheets: dict[int, list[TBLine]]) -> None:
-    workbook = Workbook(write_only=False)
-    first = True
+    """The workbook in openpyxl's write-only mode: a TB can have tens of thousands of lines."""
+    workbook = Workbook(write_only=True)
     for pcn, lines in sheets.items():
-        sheet = workbook.active if first else workbook.create_sheet()
-        first = False
-        sheet.title = str(pcn)
-        sheet.append(list(COLUMNS))
-        for cell in sheet[1]:
-            cell.font = _HEADER_FONT
-            cell.fill = _HEADER_FILL
-            cell.border = _HEADER_BORDER
-        for line in lines:
-            values = line.values()
-            sheet.append([*values[:6], float(values[6]), float(values[7])])
+        sheet = workbook.create_sheet(title=str(pcn))
         for column, width in zip("ABCDEFGH", _WIDTHS, strict=True):
             sheet.column_dimensions[column].width = width
-        for row in sheet.iter_rows(min_row=2, min_col=7, max_col=8):
-            for cell in row:
-                cell.number_format = "#,##0.00;(#,##0.00)"
         sheet.freeze_panes = "A2"
+        header = []
+        for name in COLUMNS:
+            cell = WriteOnlyCell(sheet, value=name)
+            cell.font, cell.fill, cell.border = _HEADER_FONT, _HEADER_FILL, _HEADER_BORDER
+            header.append(cell)
+        sheet.append(header)
+        for line in lines:
+            values = line.values()
+            amounts = []
+            for amount in values[6:]:
+                cell = WriteOnlyCell(sheet, value=float(amount))
+                cell.number_format = "#,##0.00;(#,##0.00)"
+                amounts.append(cell)
+            sheet.append([*values[:6], *amounts])
     workbook.save(path)
 
 
