@@ -32,7 +32,8 @@ class DemoProcess:
     """A process ``repsys demo`` starts: ``repsys <argv...>`` with the demo's config.
 
     ``order`` sorts start-up (simulators first); ``http`` says whether it serves the
-    observability endpoint (the demo then hands it a port of its own).
+    observability endpoint (the demo then hands it a port of its own); ``banner`` lines
+    are printed by the demo once everything runs (where to log in, for example).
     """
 
     name: str
@@ -40,6 +41,7 @@ class DemoProcess:
     order: int = 50
     http: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    banner: tuple[str, ...] = ()
 
 
 class CommandModule(Protocol):

@@ -51,7 +51,12 @@ class Demo:
         self.mosquitto = MosquittoServer(self.workdir / "mosquitto")
         self.children: dict[str, subprocess.Popen[bytes]] = {}
         self.config_path = self.workdir / "repsys.yaml"
+        #: Every process the demo started, "name pid" a line: what must be gone after stop().
+        self.pidfile = self.workdir / "demo.pids"
         self.ports: dict[str, int] = {}
+        # Fixed ports would collide when two demos (or a demo and the tests) run at once.
+        self.opcua_port = free_port()
+        self.plex_port = free_port()
 
     def processes(self) -> list[DemoProcess]:
         procs = [p for m in self.modules for p in m.demo_processes()]
@@ -64,6 +69,8 @@ class Demo:
             .replace("@MQTT_PORT@", str(self.mosquitto.port))
             .replace("@WORKDIR@", str(self.workdir))
             .replace("@WEB_PORT@", str(self.web_port))
+            .replace("@OPCUA_PORT@", str(self.opcua_port))
+            .replace("@PLEX_PORT@", str(self.plex_port))
         )
         parse_config(yaml.safe_load(text), file=str(self.template))  # fail before starting
         self.config_path.write_text(text, encoding="utf-8")
@@ -75,10 +82,17 @@ class Demo:
             cmd += ["--http-port", str(http_port)]
         return [*cmd, *argv]
 
+    def _record_pid(self, name: str, pid: int) -> None:
+        with self.pidfile.open("a", encoding="utf-8") as f:
+            f.write(f"{name} {pid}\n")
+
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.redis.start()
-        self.mosquitto.start()
+        self.pidfile.write_text("", encoding="utf-8")
+        for server in (self.redis, self.mosquitto):
+            server.start()
+            assert server.proc is not None
+            self._record_pid(server.name, server.proc.pid)
         self.write_config()
         subprocess.run(self._repsys("db", "upgrade"), check=True, stdout=subprocess.DEVNULL)
         logs = self.workdir / "logs"
@@ -97,6 +111,7 @@ class Demo:
                 env={**os.environ, **proc.env},
             )
             log.close()
+            self._record_pid(proc.name, self.children[proc.name].pid)
 
     def failed(self) -> list[str]:
         """Names of children that have exited (the demo stops when one does)."""
@@ -128,6 +143,8 @@ class Demo:
             lines.append(f"  web app      http://127.0.0.1:{self.web_port}/")
         for name, port in self.ports.items():
             lines.append(f"  {name:<12} metrics http://127.0.0.1:{port}/metrics")
+        for proc in self.processes():
+            lines.extend(proc.banner)
         return "\n".join(lines)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import httpx
 import redis
 
-from repsys.servers import free_port, wait_until
+from repsys.servers import free_port, port_open, wait_until
 from tests.conftest import REPO
 
 
@@ -31,6 +32,29 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmd and state != "Z":
             found.append(f"{pid}: {cmd}")
     return found
+
+
+def read_pids(workdir: Path) -> list[tuple[str, int]]:
+    path = workdir / "demo.pids"
+    if not path.exists():
+        return []
+    return [(n, int(p)) for n, p in (line.split() for line in path.read_text().splitlines())]
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie waiting for its parent counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_demo_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
@@ -68,20 +92,29 @@ def test_demo_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
         assert redis.Redis.from_url(redis_url).ping()
         children = processes_mentioning(str(workdir))
         assert len(children) >= 2, children  # at least redis-server and mosquitto
+        # Each child binds its port a moment after the banner: poll with a deadline.
         for line in banner.splitlines():
             if "/metrics" in line:
-                url = line.split()[-1]
-                assert httpx.get(url.replace("/metrics", "/healthz"), timeout=10).status_code == 200
+                health = line.split()[-1].replace("/metrics", "/healthz")
+                wait_until(functools.partial(_healthy, health), timeout=60, what=health)
         assert demo.poll() is None, out.read_text()
 
+        started_pids = read_pids(workdir)
+        assert all(alive(pid) for _, pid in started_pids), started_pids
         started = time.monotonic()
         demo.send_signal(signal.SIGINT)
         assert demo.wait(60) == 0, out.read_text()
         assert time.monotonic() - started < 30
         assert "stopped." in out.read_text()
+        # Every process the demo started (servers rename their process title, so the
+        # pidfile, not the command line, is the record) is gone, and so are their ports.
+        assert {name for name, _ in started_pids} >= {"redis", "mosquitto"}
+        assert [(n, p) for n, p in started_pids if alive(p)] == []
         assert processes_mentioning(str(workdir)) == []
+        assert not port_open(int(redis_url.rsplit(":", 1)[1].split("/")[0]))
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
-        for line in processes_mentioning(str(workdir)):
-            os.kill(int(line.split(":")[0]), signal.SIGKILL)
+        for _, pid in read_pids(workdir):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -115,5 +115,6 @@ def demo_processes() -> list[DemoProcess]:
             argv=["web"],
             order=80,
             env={DEMO_PASSWORD_ENV: password, DEMO_PIN_ENV: pin},
+            banner=tuple(demo_banner_lines()),
         )
     ]
