@@ -13,12 +13,8 @@ and logged (their acks are never called, so a QoS 1 message comes back from the 
 Delivery is at least once: a batch that failed half-way is written again in full, and
 the rules engine's fingerprints make replays harmless.
 
-Trimming (:data:`TRIM_SCRIPT`) never removes an entry that the ``rules`` consumer group
-has not acknowledged: with the group present it trims below the oldest pending entry (or
-the first undelivered one) and, within that bound, keeps ``retention_s`` of history
-unless the stream is over ``streams.max_len``; without the group it caps the stream at
-``max_len``. A stalled rules engine therefore makes the streams grow: the
-``repsys_collector_stream_entries`` gauge is what the lag alert watches.
+Between batches the writer also beats the heartbeat and trims the partition streams
+(:mod:`collector.trim`: never an entry the ``rules`` group still needs).
 """
 
 from __future__ import annotations
@@ -34,6 +30,7 @@ import hiredis
 import redis
 
 from collector.metrics import CollectorMetrics
+from collector.trim import Trimmer
 from core import keys
 from core.config.collector import SinkConfig
 from core.lifecycle import Backoff
@@ -43,41 +40,6 @@ from core.model import Signal
 log = get_logger(__name__)
 
 Ack = Callable[[], None]
-
-#: Trim one partition stream without ever removing entries the group still needs.
-#: KEYS[1] = the partition stream. ARGV[1] = consumer group (rules), ARGV[2] = max_len,
-#: ARGV[3] = retention bound as a stream id ("<ms>-0"). Returns entries removed.
-TRIM_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local group = nil
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local info = {}
-  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-  if info['name'] == ARGV[1] then group = info end
-end
-if not group then
-  return redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
-end
-local function split(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local safe
-if tonumber(group['pending']) > 0 then
-  safe = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
-else
-  -- Everything up to last-delivered-id is acknowledged: the next id is the bound.
-  local ms, seq = string.match(group['last-delivered-id'], '^(%d+)-(%d+)$')
-  safe = ms .. '-' .. tostring(tonumber(seq) + 1)
-end
-local bound = safe
-if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[2]) then
-  local sm, ss = split(safe)
-  local rm, rs = split(ARGV[3])
-  if rm < sm or (rm == sm and rs < ss) then bound = ARGV[3] end
-end
-return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
-"""
 
 
 def encode_fields(signal: Signal) -> dict[str, str]:
@@ -155,7 +117,7 @@ class StreamSink:
         self._stream_of: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._trim = client.register_script(TRIM_SCRIPT)
+        self._trimmer = Trimmer(client, metrics, partitions=partitions, max_len=max_len)
         self._next_trim = 0.0
         self._next_heartbeat = 0.0
         self._redis_ok = True
@@ -404,13 +366,5 @@ class StreamSink:
             self.trim()
 
     def trim(self) -> int:
-        """Trim every partition stream once (see :data:`TRIM_SCRIPT`); entries removed."""
-        bound = f"{int((time.time() - self.cfg.retention_s) * 1000)}-0"
-        removed = 0
-        for p in range(self.partitions):
-            stream = keys.signal_stream(p)
-            removed += int(self._trim(keys=[stream], args=[keys.RULES_GROUP, self.max_len, bound]))
-            self.metrics.stream_length.labels(str(p)).set(self._redis.xlen(stream))
-        if removed:
-            self.metrics.trimmed.inc(removed)
-        return removed
+        """Trim every partition stream once; entries removed."""
+        return self._trimmer.trim(self.cfg.retention_s)
