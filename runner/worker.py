@@ -89,6 +89,8 @@ class Runner:
             for kind, p in rc.pipelines.items()
         }
         self.ready = False
+        # A blocking read must return before the client's socket timeout fires.
+        self.block_s = min(rc.block_s, cfg.redis.socket_timeout_s * 0.8)
 
     # --- the loop ---------------------------------------------------------------------
 
@@ -105,7 +107,7 @@ class Runner:
                     self.queue.ensure_group()
                     self.ready = True
                 self._refresh_depth()
-                entry = self.queue.next(0 if burst else self.cfg.runner.block_s)
+                entry = self.queue.next(0 if burst else self.block_s)
             except redis.RedisError as exc:
                 self.ready = False
                 if burst:
