@@ -33,7 +33,10 @@ class DemoProcess:
 
     ``order`` sorts start-up (simulators first); ``http`` says whether it serves the
     observability endpoint (the demo then hands it a port of its own); ``banner`` lines
-    are printed by the demo once everything runs (where to log in, for example).
+    are printed by the demo once everything runs (where to log in, for example). A
+    ``oneshot`` entry is a set-up command the demo runs to completion before it starts the
+    long-running processes (building a simulated database, for example). ``@WORKDIR@`` in
+    ``argv`` becomes the demo's folder.
     """
 
     name: str
@@ -42,6 +45,7 @@ class DemoProcess:
     http: bool = True
     env: dict[str, str] = field(default_factory=dict)
     banner: tuple[str, ...] = ()
+    oneshot: bool = False
 
 
 class CommandModule(Protocol):

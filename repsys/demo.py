@@ -98,6 +98,20 @@ class Demo:
         logs = self.workdir / "logs"
         logs.mkdir(exist_ok=True)
         for proc in self.processes():
+            if not proc.oneshot:
+                continue
+            argv = [a.replace("@WORKDIR@", str(self.workdir)) for a in proc.argv]
+            with open(logs / f"{proc.name}.log", "ab") as log:
+                subprocess.run(
+                    self._repsys(*argv),
+                    check=True,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env={**os.environ, **proc.env},
+                )
+        for proc in self.processes():
+            if proc.oneshot:
+                continue
             port = free_port() if proc.http else None
             if port is not None:
                 self.ports[proc.name] = port

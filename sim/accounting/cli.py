@@ -45,5 +45,13 @@ def add_commands(sim_sub: Any) -> None:
 
 
 def demo_processes() -> list[DemoProcess]:
-    # The database is built once, before the processes start (a one-shot command).
-    return []
+    """The seeded ledger the demo's runner reads over ODBC (config/demo.yaml points here)."""
+    return [
+        DemoProcess(
+            name="accounting-db",
+            argv=["sim", "accounting", "build", "@WORKDIR@/accounting.db"],
+            order=5,
+            http=False,
+            oneshot=True,
+        )
+    ]

@@ -29,7 +29,9 @@ from pathlib import Path
 from sim.accounting.ledger import CATEGORY_TYPES, Ledger
 
 #: Debian's SQLite 3 ODBC driver (package libsqliteodbc).
-SQLITE_ODBC_DRIVER = "/usr/lib/x86_64-linux-gnu/odbc/libsqlite3odbc.so"
+#: The driver by the name Debian's libsqliteodbc registers in /etc/odbcinst.ini, so the
+#: same string works on every architecture (the library path differs by multiarch triplet).
+SQLITE_ODBC_DRIVER = "{SQLite3}"
 
 _SCHEMA = """
 CREATE TABLE account (
