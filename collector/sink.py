@@ -115,6 +115,7 @@ class StreamSink:
         self._inflight: list[_Entry] = []
         self._cond = threading.Condition()
         self._stream_of: dict[str, str] = {}
+        self._children: dict[tuple[int, str, str], Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._trimmer = Trimmer(client, metrics, partitions=partitions, max_len=max_len)
@@ -133,13 +134,28 @@ class StreamSink:
             self._stream_of[machine] = stream
         return stream
 
+    def _counter(self, metric: Any, reader: str, machine: str) -> Any:
+        # labels() takes a lock and builds a key on every call; at tens of thousands of
+        # signals a second the children are worth keeping (machines are a bounded set).
+        key = (id(metric), reader, machine)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(reader, machine)
+        return child
+
     def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
         """Queue signals for writing; ``ack`` runs once they (and all before) are written."""
+        stream_for = self.stream_for
         entries = [
-            _Entry(self.stream_for(s.machine), encode_fields(s), reader, s.machine) for s in signals
+            _Entry(stream_for(s.machine), encode_fields(s), reader, s.machine) for s in signals
         ]
-        for machine, n in Counter(s.machine for s in signals).items():
-            self.metrics.received.labels(reader, machine).inc(n)
+        if signals:
+            machine = signals[0].machine
+            if all(s.machine == machine for s in signals):  # one machine per message, usually
+                self._counter(self.metrics.received, reader, machine).inc(len(signals))
+            else:
+                for machine, n in Counter(s.machine for s in signals).items():
+                    self._counter(self.metrics.received, reader, machine).inc(n)
         if not entries:
             if ack is not None:
                 # Nothing to write (a message without signals): acknowledge behind the
@@ -314,7 +330,7 @@ class StreamSink:
         try:
             # hiredis's stub types the argument as a 1-tuple; it takes any tuple of args.
             packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
-            conn.send_packed_command(packed)
+            conn.send_packed_command([b"".join(packed)])  # one write, not one per command
             errors = []
             for _ in commands:
                 try:
@@ -335,7 +351,7 @@ class StreamSink:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         written = Counter((e.reader, e.machine) for e in batch if e.machine)
         for (reader, machine), n in written.items():
-            self.metrics.written.labels(reader, machine).inc(n)
+            self._counter(self.metrics.written, reader, machine).inc(n)
         self.written_total += sum(written.values())
         for e in batch:
             if e.ack is not None:
