@@ -154,18 +154,30 @@ def _produce(redis_url: str, seconds: float, out: Any) -> None:
     # 500 machines make fewer than RATE signals a second of plant time). Probes are
     # stamped with the wall clock: their episode's start is their XADD time.
     plant = _signals(RATE * seconds / 700.0, seed=2)
-    offset = time.time() - plant[0].source_ts
-    mix = [_shifted(s, offset) for s in plant]
-    probe_n = 0
+    offset = time.time() + 2.0 - plant[0].source_ts
     batch = RATE // 100  # every 10 ms
+    # Packed once, up front: the producer must not compete with the worker for the CPU.
+    conn = redis.connection_pool.get_connection("XADD")
+    chunks = []
+    for i in range(0, len(plant) - batch + 1, batch):
+        args = []
+        for sig in plant[i : i + batch]:
+            stream = keys.signal_stream(keys.partition_of(sig.machine, PARTITIONS))
+            flat = [x for kv in _shifted(sig, offset).items() for x in kv]
+            args.append(("XADD", stream, "*", *flat))
+        chunks.append(b"".join(conn.pack_commands(args)))
+    redis.connection_pool.release(conn)
+    probe_n = 0
     started = time.time()
     tick = 0
-    while time.time() - started < seconds and (tick + 1) * batch <= len(mix):
+    while time.time() - started < seconds and tick < len(chunks):
         now = time.time()
+        conn = redis.connection_pool.get_connection("XADD")
+        conn.send_packed_command([chunks[tick]])
+        for _ in range(batch):
+            conn.read_response()
+        redis.connection_pool.release(conn)
         pipe = redis.pipeline(transaction=False)
-        for fields in mix[tick * batch : (tick + 1) * batch]:
-            machine = fields["m"]
-            pipe.xadd(keys.signal_stream(keys.partition_of(machine, PARTITIONS)), fields)
         if tick % (100 // PROBES_PER_S) == 0:
             # An early change of a tool no machine has used yet: one new episode each.
             machine = IDS[probe_n % MACHINES]
@@ -228,8 +240,14 @@ def _run(redis_url: str, tmp: Path) -> None:
         flush=True,
     )
 
-    # Latency at RATE signals/s: the worker runs its loop in a thread of this process, the
-    # producer in a process of its own.
+    # Latency at RATE signals/s: a fresh keyspace, database and worker (the first phase's
+    # machines live in the simulator's past: their silence would read as no data), the
+    # worker's loop in a thread of this process, the producer in a process of its own.
+    redis.flushall()
+    cfg = _config(redis_url, f"sqlite:///{tmp / 'latency.db'}")
+    engine = make_engine(cfg.database)
+    upgrade(engine)
+    worker = RulesWorker(cfg, redis, session_factory(engine), RulesMetrics(new_registry()))
     latencies: list[float] = []
 
     def on_commit(actions: list[Action]) -> None:

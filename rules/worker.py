@@ -69,6 +69,7 @@ class Held:
     unacked: list[str] = field(default_factory=list)
     last_seen: str = "0-0"  # last entry id known, to block on when idle
     oldest_rx: float = 0.0  # receive time of the oldest entry evaluated since the commit
+    checkpoint_due: float = 0.0  # clock time of its next regular checkpoint
 
 
 @dataclass
@@ -244,6 +245,9 @@ class RulesWorker:
             if entries:
                 got += len(entries)
                 self._evaluate(held, entries)
+                if held.engine.ctx.actions:
+                    # An episode waits for no other partition's evaluation.
+                    self.commit()
             elif last_id:
                 held.last_seen = last_id
         if got:
@@ -351,6 +355,28 @@ class RulesWorker:
         self.metrics.checkpoints.inc()
         return True
 
+    def _checkpoint_due(self, now: float) -> None:
+        """Checkpoint one partition whose turn it is (all of them past ``max_unacked``).
+
+        One per loop iteration spreads the cost over the interval: checkpointing every
+        partition at the same moment would stall evaluation (and delay episodes) for as
+        long as it takes to serialize and write them all.
+        """
+        pending = sum(len(h.unacked) for h in self.held.values())
+        if pending >= self.wcfg.max_unacked:
+            self.checkpoint_all()
+            return
+        due = [h for h in self.held.values() if h.checkpoint_due <= now]
+        if due:
+            held = min(due, key=lambda h: h.checkpoint_due)
+            held.checkpoint_due = now + self.wcfg.checkpoint_interval_s
+            self._checkpoint(held)
+        if now >= self._next_checkpoint:
+            self._next_checkpoint = now + self.wcfg.checkpoint_interval_s
+            self.metrics.episodes_open.set(
+                sum(h.engine.episodes_open() for h in self.held.values())
+            )
+
     def checkpoint_all(self) -> None:
         for held in list(self.held.values()):
             self._checkpoint(held)
@@ -386,10 +412,7 @@ class RulesWorker:
             self._next_tick = now + self.wcfg.tick_interval_s
         if not self.commit():
             return
-        pending = sum(len(h.unacked) for h in self.held.values())
-        if now >= self._next_checkpoint or pending >= self.wcfg.max_unacked:
-            self.checkpoint_all()
-            self._next_checkpoint = now + self.wcfg.checkpoint_interval_s
+        self._checkpoint_due(now)
         if got == 0:
             wait_s = min(self._next_round, self._next_tick) - self.clock()
             block = int(max(1.0, min(self.wcfg.block_ms, wait_s * 1000)))

@@ -31,7 +31,7 @@ class RulesWorkerConfig(StrictModel):
     """How a rules worker reads its partitions, leases them and checkpoints its state."""
 
     batch_size: int = Field(
-        default=2000, ge=1, le=100_000, description="Entries read per partition per read."
+        default=1000, ge=1, le=100_000, description="Entries read per partition per read."
     )
     block_ms: int = Field(
         default=500, ge=1, le=10_000, description="How long an idle worker waits for entries."
