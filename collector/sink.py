@@ -80,6 +80,23 @@ def encode_fields(signal: Signal) -> dict[str, str]:
     return fields
 
 
+#: Append a run of entries to one partition stream, in order, with one reply.
+#: KEYS[1] = the stream. ARGV = for each entry: the number of field/value items (2n),
+#: then its n fields and values. Returns the number of entries added. EVAL rather than
+#: EVALSHA: Redis caches the compiled script by its digest, and a restarted Redis (with
+#: an empty script cache) never sees a NOSCRIPT in the middle of a batch.
+XADD_SCRIPT = """
+local i, n = 1, 0
+while i <= #ARGV do
+  local c = tonumber(ARGV[i])
+  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + c))
+  i = i + c + 1
+  n = n + 1
+end
+return n
+"""
+
+
 @dataclass(slots=True)
 class _Entry:
     stream: str
@@ -291,17 +308,28 @@ class StreamSink:
             self.metrics.buffer.set(self.depth)
 
     def _commands(self, batch: list[_Entry]) -> list[tuple[str, ...]]:
+        # One XADD_SCRIPT call per partition stream: its entries in their order (so each
+        # machine's order holds), one reply instead of one per entry. Dead letters keep
+        # plain XADDs (with MAXLEN), the last-seen times one HSET.
         out: list[tuple[str, ...]] = []
+        by_stream: dict[str, list[str]] = {}
         last_seen: dict[str, str] = {}
         for e in batch:
             if not e.stream:
                 continue
-            flat = [x for kv in e.fields.items() for x in kv]
             if e.maxlen is None:
-                out.append(("XADD", e.stream, "*", *flat))
+                args = by_stream.get(e.stream)
+                if args is None:
+                    args = by_stream[e.stream] = []
+                args.append(str(2 * len(e.fields)))
+                for kv in e.fields.items():
+                    args.extend(kv)
                 last_seen[e.machine] = e.fields["rts"]
             else:
+                flat = [x for kv in e.fields.items() for x in kv]
                 out.append(("XADD", e.stream, "MAXLEN", "~", str(e.maxlen), "*", *flat))
+        for stream, args in by_stream.items():
+            out.append(("EVAL", XADD_SCRIPT, "1", stream, *args))
         if last_seen:
             out.append(
                 ("HSET", keys.machine_last_seen(), *[x for kv in last_seen.items() for x in kv])
