@@ -3,11 +3,11 @@
 Readers call :meth:`StreamSink.submit` from any thread (paho's network thread, the
 asyncio loop) with a list of signals and an optional ``ack``. A writer thread takes
 batches off a bounded buffer and writes each in one round trip (one XADD script call per
-partition stream, plus the machines' last-seen times); only after the batch is in Redis are the acks of
-its entries called, so an MQTT message is acknowledged to the broker only once its
-signals are durable. While Redis is unreachable the batch stays at the head of the
-buffer and is retried with backoff; new entries queue behind it, so the order per
-machine holds. When the buffer is full the oldest waiting entries are dropped, counted
+partition stream, plus the machines' last-seen times); only after the batch is in
+Redis are the acks of its entries called, so an MQTT message is acknowledged to the
+broker only once its signals are durable. While Redis is unreachable the batch stays at
+the head of the buffer and is retried with backoff; new entries queue behind it, so the
+order per machine holds. When the buffer is full the oldest waiting entries are dropped, counted
 and logged (their acks are never called, so a QoS 1 message comes back from the broker).
 
 Delivery is at least once: a batch that failed half-way is written again in full, and
