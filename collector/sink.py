@@ -8,7 +8,8 @@ Redis are the acks of its entries called, so an MQTT message is acknowledged to 
 broker only once its signals are durable. While Redis is unreachable the batch stays at
 the head of the buffer and is retried with backoff; new entries queue behind it, so the
 order per machine holds. When the buffer is full the oldest waiting entries are dropped, counted
-and logged (their acks are never called, so a QoS 1 message comes back from the broker).
+and logged, except those of acknowledged messages (MQTT QoS 1), which the broker already
+bounds by its in-flight window.
 
 Delivery is at least once: a batch that failed half-way is written again in full, and
 the rules engine's fingerprints make replays harmless.
@@ -105,6 +106,7 @@ class _Entry:
     machine: str  # "" for dead letters
     ack: Ack | None = None
     maxlen: int | None = None
+    keep: bool = False  # part of an acknowledged message: never dropped (see _put)
 
 
 class StreamSink:
@@ -182,6 +184,9 @@ class StreamSink:
                 return
         else:
             entries[-1].ack = ack
+            if ack is not None:
+                for e in entries:
+                    e.keep = True
         self._put(entries)
 
     def dead_letter(
@@ -218,8 +223,8 @@ class StreamSink:
         with self._cond:
             self._buf.extend(entries)
             over = len(self._buf) + len(self._inflight) - self.cfg.buffer_max
-            for _ in range(max(0, min(over, len(self._buf)))):
-                dropped.append(self._buf.popleft())
+            if over > 0:
+                dropped = self._drop_oldest(over)
             depth = len(self._buf)
             if depth == len(entries) or depth >= self.cfg.batch_size:
                 self._cond.notify()  # the writer waits for a first entry or a full batch
@@ -228,6 +233,22 @@ class StreamSink:
             for (reader, machine), n in Counter((e.reader, e.machine) for e in dropped).items():
                 self.metrics.dropped.labels(reader, machine or "-").inc(n)
             log.warning("collector_buffer_overflow", dropped=len(dropped))
+
+    def _drop_oldest(self, n: int) -> list[_Entry]:
+        """Drop up to ``n`` of the oldest entries that nobody waits an ack for.
+
+        Entries of an acknowledged message (MQTT QoS 1) are kept: an unacknowledged
+        message would hold one of the broker's in-flight slots until the next reconnect,
+        and the broker bounds them anyway (``max_inflight`` per source), so the buffer can
+        only exceed ``buffer_max`` by that much. Called with the condition held.
+        """
+        dropped: list[_Entry] = []
+        kept: list[_Entry] = []
+        while len(dropped) < n and self._buf:
+            e = self._buf.popleft()
+            (kept if e.keep else dropped).append(e)
+        self._buf.extendleft(reversed(kept))
+        return dropped
 
     @property
     def redis_ok(self) -> bool:

@@ -134,6 +134,39 @@ def test_redis_away_for_30_s_buffers_in_order_and_counts_overflow(tmp_path: Path
         server.stop()
 
 
+def test_overflow_drops_unacknowledged_signals_but_keeps_acknowledged_messages(
+    tmp_path: Path,
+) -> None:
+    server = RedisServer(tmp_path / "redis")
+    s, registry, client = make_sink(server.url, buffer_max=100, retry_max_s=0.5)
+    try:  # the writer is not running yet: nothing leaves the buffer
+        acked: list[int] = []
+
+        def ack_for(m: int) -> Callable[[], None]:
+            return lambda: acked.append(m)
+
+        for n in range(150):
+            s.submit("opcua", [sig("cnc101", n)])
+            if n % 15 == 0:  # ten MQTT messages of ten signals, interleaved
+                m = n // 15
+                s.submit("mqtt", [sig("cnc102", m * 10 + i) for i in range(10)], ack=ack_for(m))
+        opcua = {"reader": "opcua", "machine": "cnc101"}
+        # The hundred MQTT signals fill the buffer: every OPC UA signal had to go.
+        assert sample(registry, "repsys_collector_signals_dropped_total", opcua) == 150
+        mqtt_labels = {"reader": "mqtt", "machine": "cnc102"}
+        assert sample(registry, "repsys_collector_signals_dropped_total", mqtt_labels) == 0
+        assert acked == []
+        server.start()
+        s.start()
+        assert s.flush(30)
+        assert values(client, "cnc102") == list(range(100))
+        assert acked == list(range(10))
+        assert values(client, "cnc101") == []
+    finally:
+        s.stop(5)
+        server.stop()
+
+
 def test_trim_never_removes_entries_pending_for_the_rules_group(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
