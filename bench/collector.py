@@ -1,11 +1,13 @@
 """Collector throughput: MQTT -> streams, and OPC UA at 5,000 monitored items.
 
-1. **MQTT -> streams, QoS 0.** A publisher process floods a private mosquitto with JSON
-   messages of ten values each (a machine's snapshot). Baseline: a bare paho client that
-   receives and decodes them (``json.loads`` and the ten fields). Ours: the collector
-   (decoder, sink, pipelined XADD into a private redis-server) until every signal is in
-   the streams. Both are timed from the publisher's start; the figure is signals/s and
-   the ratio ours / baseline.
+1. **MQTT -> streams, QoS 0.** A publisher process queues a backlog of JSON messages of
+   ten values each (a machine's snapshot) at a private mosquitto for the consumer's
+   offline session (``queue_qos0_messages``); the consumer then connects and drains it,
+   so the publisher does not compete for the cores with what is measured. Baseline: a
+   bare paho client that receives and decodes them (``json.loads`` and the ten fields).
+   Ours: the collector (decoder, sink, XADD into a private redis-server) until every
+   signal is in the streams. Both are timed from the first message received; the figure
+   is signals/s and the ratio ours / baseline.
 2. **OPC UA, 100 machines x 50 items at 1 Hz.** A server process (asyncua) updates 5,000
    variables every second with the source time. Baseline: a bare asyncua subscription
    whose handler counts notifications and measures lag (receive time - source time).
@@ -63,27 +65,48 @@ def _machines() -> list[dict[str, Any]]:
 # --- MQTT -------------------------------------------------------------------------------
 
 
+class _Broker(MosquittoServer):
+    """The project's mosquitto, also queueing QoS 0 messages for offline sessions.
+
+    The benchmark preloads a backlog while the consumer is away, then times the consumer
+    draining it: the publisher then does not compete for the two cores with what is
+    measured.
+    """
+
+    def _argv(self) -> list[str]:
+        argv = super()._argv()
+        conf = self.workdir / "mosquitto.conf"
+        conf.write_text(conf.read_text() + "queue_qos0_messages true\n")
+        return argv
+
+
 def _publish(port: int, n: int) -> None:
-    """Child process: publish ``n`` QoS 0 messages as fast as paho can."""
+    """Child process: publish ``n`` QoS 0 messages, then wait until they left."""
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-pub")
     client.connect("127.0.0.1", port)
     client.loop_start()
+    info = None
     for i in range(n):
         body = {f"f{k}": i + k * 0.5 for k in range(FIELDS)}
         body["ts"] = time.time()
-        client.publish(f"bench/{MACHINES[i % len(MACHINES)]}", json.dumps(body), qos=0)
+        info = client.publish(f"bench/{MACHINES[i % len(MACHINES)]}", json.dumps(body), qos=0)
+    if info is not None:
+        info.wait_for_publish(60)
     client.disconnect()
     client.loop_stop()
 
 
-def _start_publisher(port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.collector", "--publish", str(port), str(MESSAGES)]
+def _preload(port: int) -> None:
+    """Queue MESSAGES messages at the broker for the (offline) consumer's session."""
+    subprocess.run(
+        [sys.executable, "-m", "bench.collector", "--publish", str(port), str(MESSAGES)],
+        check=True,
+        timeout=120,
     )
 
 
 def _raw_paho(port: int) -> float:
-    """Signals/s of a bare paho client that receives and decodes, first to last message."""
+    """Signals/s of a bare paho client receiving and decoding the backlog, first to last."""
     got = 0
     first = last = 0.0
     done = threading.Event()
@@ -100,19 +123,26 @@ def _raw_paho(port: int) -> float:
             last = time.perf_counter()
             done.set()
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw")
-    client.on_message = on_message
-    client.on_subscribe = lambda *_: subscribed.set()
-    client.connect("127.0.0.1", port)
-    client.subscribe("bench/+", qos=0)
-    client.loop_start()
+    def client() -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", clean_session=False)
+        c.on_message = on_message
+        c.on_subscribe = lambda *_: subscribed.set()
+        c.connect("127.0.0.1", port)
+        return c
+
+    c = client()  # create the persistent session and its subscription, then go away
+    c.loop_start()
+    c.subscribe("bench/+", qos=0)
     subscribed.wait(10)
-    pub = _start_publisher(port)
+    c.disconnect()
+    c.loop_stop()
+    _preload(port)
+    c = client()
+    c.loop_start()
     if not done.wait(120):
         raise RuntimeError(f"raw paho received {got} of {MESSAGES * FIELDS} signals")
-    pub.wait(30)
-    client.disconnect()
-    client.loop_stop()
+    c.disconnect()
+    c.loop_stop()
     return (got - FIELDS) / (last - first)
 
 
@@ -130,6 +160,8 @@ def _mqtt_config(redis_url: str, port: int) -> RepsysConfig:
                         "name": "bench",
                         "port": port,
                         "qos": 0,
+                        "protocol": "3.1.1",
+                        "client_id": "bench-collector",
                         "topics": [
                             {
                                 "pattern": "bench/{machine}",
@@ -164,12 +196,18 @@ def _stream_total(client: redis.Redis, partitions: int) -> int:
 
 
 def _ours_mqtt(redis_url: str, port: int) -> float:
-    """Signals/s of the collector: first message received to every signal in the streams."""
+    """Signals/s of the collector: first message of the backlog to every signal in Redis."""
     cfg = _mqtt_config(redis_url, port)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
+    collector, stopper, thread = _run_collector(cfg)  # creates the session, subscribes
+    reader: Any = collector.readers[0]
+    reader.connected.wait(10)
+    stopper.stop()
+    thread.join(20)
+    _preload(port)
     client.flushall()
     collector, stopper, thread = _run_collector(cfg)
-    reader: Any = collector.readers[0]
+    reader = collector.readers[0]
     first: list[float] = []
     decode = reader.decoder.decode
 
@@ -180,9 +218,7 @@ def _ours_mqtt(redis_url: str, port: int) -> float:
         return decode(topic, payload, receive_ts)
 
     reader.decoder.decode = timed
-    reader.connected.wait(10)
     expected = MESSAGES * FIELDS
-    pub = _start_publisher(port)
     wait_until(
         lambda: _stream_total(client, 8) >= expected,
         timeout=120,
@@ -190,7 +226,6 @@ def _ours_mqtt(redis_url: str, port: int) -> float:
         interval=0.005,
     )
     elapsed = time.perf_counter() - first[0]
-    pub.wait(30)
     stopper.stop()
     thread.join(20)
     return (_stream_total(client, 8) - FIELDS) / elapsed
@@ -198,7 +233,7 @@ def _ours_mqtt(redis_url: str, port: int) -> float:
 
 def bench_mqtt(workdir: Path) -> None:
     redis_srv = RedisServer(workdir / "redis")
-    broker = MosquittoServer(workdir / "mosquitto")
+    broker = _Broker(workdir / "mosquitto")
     redis_srv.start()
     broker.start()
     try:
@@ -206,7 +241,7 @@ def bench_mqtt(workdir: Path) -> None:
         base = _raw_paho(broker.port)
         ours = _ours_mqtt(redis_srv.url, broker.port)
         print(
-            f"MQTT -> streams, QoS 0, {MESSAGES} messages x {FIELDS} values: "
+            f"MQTT -> streams, QoS 0, a backlog of {MESSAGES} messages x {FIELDS} values: "
             f"collector {ours:,.0f} signals/s; raw paho receive+decode {base:,.0f} signals/s;"
             f" ratio {ours / base:.2f} (target >= 0.70, >= 30,000 signals/s)",
             flush=True,
