@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +39,8 @@ def test_demo_template_is_valid_once_filled() -> None:
     text = (REPO / "config" / "demo.yaml").read_text()
     text = text.replace("@REDIS_URL@", "redis://127.0.0.1:1/0").replace("@WORKDIR@", "/tmp/x")
     text = text.replace("@MQTT_PORT@", "1883").replace("@WEB_PORT@", "8080")
+    text = text.replace("@OPCUA_PORT@", "48400").replace("@PLEX_PORT@", "8731")
+    assert re.findall(r"@[A-Z_]+@", text) == []  # every placeholder is one the demo fills
     cfg = parse_config(yaml.safe_load(text), file="demo.yaml")
     assert len(cfg.machines) >= 3
 
