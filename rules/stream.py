@@ -66,12 +66,6 @@ return 1
 DEAD_LETTER_MAXLEN = 100_000
 
 
-def pairs(flat: list[Any]) -> dict[str, str]:
-    """``[f1, v1, f2, v2]`` → ``{f1: v1, f2: v2}``."""
-    it = iter(flat)
-    return dict(zip(it, it, strict=True))
-
-
 class PartitionStream:
     """The Redis operations of one worker on the partitions it holds."""
 

@@ -41,7 +41,7 @@ from rules.errors import RulesTransientError
 from rules.lease import Leases
 from rules.metrics import RulesMetrics
 from rules.sink import EpisodeSink, WriteResult, load_silences
-from rules.stream import PartitionStream, pairs
+from rules.stream import PartitionStream
 
 log = get_logger(__name__)
 
@@ -200,23 +200,30 @@ class RulesWorker:
         # never are, so they skip the comparison.
         progress = held.progress if claimed else (0, 0)
         replayed = 0
-        unacked = held.unacked
+        held.unacked.extend(e[0] for e in entries)
+        decode = Signal.from_fields
+        if entries and not held.oldest_rx:
+            held.oldest_rx = time.time()  # refined below from the first entry's receive time
+            first_rx = True
+        else:
+            first_rx = False
         for entry_id, flat in entries:
-            unacked.append(entry_id)
             if progress != (0, 0) and _id_key(entry_id) <= progress:
                 replayed += 1  # already reflected in the checkpointed state
                 continue
-            fields = pairs(flat)
+            it = iter(flat)
+            fields = dict(zip(it, it, strict=True))
             try:
-                sig = Signal.from_fields(fields)
+                sig = decode(fields)
             except DecodeError as err:
                 self.stream.dead_letter(held.p, entry_id, fields, err)
                 self.metrics.dead_letters.labels(err.reason).inc()
                 self.stats.dead_letters += 1
                 log.warning("entry_dead_lettered", partition=held.p, id=entry_id, reason=err.reason)
                 continue
-            if not held.oldest_rx:
-                held.oldest_rx = sig.receive_ts
+            if first_rx:
+                held.oldest_rx = sig.receive_ts or held.oldest_rx
+                first_rx = False
             process(sig)
         if entries:
             last = entries[-1][0]
