@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest bench migration lock clean
+.PHONY: setup system-packages run test lint typecheck pytest bench migration lock screenshots clean
 
 setup: system-packages $(STAMP)
 
@@ -40,6 +40,10 @@ test: lint typecheck pytest
 
 bench: setup
 	$(BIN)/python -m bench
+
+# Refresh the screenshots web/README.md shows (the browser tests take them).
+screenshots: setup
+	REPSYS_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q tests/web/test_browser.py
 
 # Regenerate core/db/migrations from the models (see tools/make_migration.py).
 migration: setup

@@ -1,13 +1,17 @@
 """The three stories of the issue in a real browser (Debian's Chromium, headless).
 
 Each test drives the served app the way a person does (clicks, typing, waiting for the
-page to change by itself) and saves a screenshot of every page it sees into
-``docs/screenshots/`` for web/README.md. The browser reports any script error or
+page to change by itself) and saves a screenshot of every page it sees: into the test
+run's temporary folder, or, with ``REPSYS_SCREENSHOTS=docs/screenshots`` (``make
+screenshots``), into the folder web/README.md shows, so an ordinary test run leaves the
+work tree clean. The browser reports any script error or
 Content-Security-Policy violation on the console; every test fails on one.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +33,11 @@ from core.outbox import add_ticket
 from tests.conftest import REPO, TEST_MACHINES, _merge
 from tests.web.conftest import PASSWORD, PIN, RunningWeb, run_runner, run_sender
 
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = (
+    REPO / os.environ["REPSYS_SCREENSHOTS"]
+    if os.environ.get("REPSYS_SCREENSHOTS")
+    else Path(tempfile.gettempdir()) / "repsys-screenshots"
+)
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
