@@ -48,6 +48,7 @@ screenshots: setup
 # Regenerate core/db/migrations from the models (see tools/make_migration.py).
 migration: setup
 	$(BIN)/python tools/make_migration.py
+	$(BIN)/ruff check --fix -q core/db/migrations/versions
 	$(BIN)/ruff format -q core/db/migrations/versions
 
 # Re-pin every dependency to what is installed now (after changing pyproject.toml).
