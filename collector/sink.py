@@ -11,8 +11,15 @@ order per machine holds. When the buffer is full the oldest waiting entries are 
 and logged, except those of acknowledged messages (MQTT QoS 1), which the broker already
 bounds by its in-flight window.
 
-Delivery is at least once: a batch that failed half-way is written again in full, and
-the rules engine's fingerprints make replays harmless.
+With ``sink.wait_replicas`` set (Sentinel mode: the number of replicas), each batch ends
+with ``WAIT <replicas> <timeout>`` on the connection that wrote it, and counts as written
+only when that many replicas confirm it. Without it, a Sentinel failover loses what the
+old master took after the promotion (thousands of acknowledged entries in
+tests/deploy/test_sentinel.py); with it, an unconfirmed batch stays at the head of the
+buffer and is written again, like a batch Redis refused.
+
+Delivery is at least once: a batch that failed half-way (or was not confirmed) is written
+again in full, and the rules engine's fingerprints make replays harmless.
 
 Between batches the writer also beats the heartbeat and trims the partition streams
 (:mod:`collector.trim`: never an entry the ``rules`` group still needs).
@@ -30,6 +37,7 @@ from typing import Any
 import hiredis
 import redis
 
+from collector.errors import SinkUnavailableError
 from collector.metrics import CollectorMetrics
 from collector.trim import Trimmer
 from core import keys
@@ -123,6 +131,12 @@ class StreamSink:
         name: str = "collector",
         heartbeat_s: float = 5.0,
     ) -> None:
+        if cfg.wait_replicas and getattr(client, "connection_pool", None) is None:
+            # WAIT counts the writes of one connection; a Cluster pipeline spreads a batch
+            # over one connection per master, so one WAIT cannot confirm it.
+            raise ValueError(
+                "collector.sink.wait_replicas needs a standalone or Sentinel Redis, not a Cluster"
+            )
         self._redis = client
         self.cfg = cfg
         self.metrics = metrics
@@ -357,7 +371,7 @@ class StreamSink:
             )
         return out
 
-    def _send(self, commands: list[tuple[str, ...]]) -> None:
+    def _send(self, commands: list[tuple[str, ...]]) -> list[Any]:
         """One round trip for the batch.
 
         With a plain or Sentinel client the commands are packed by hiredis and written on
@@ -367,27 +381,28 @@ class StreamSink:
         connection pool) uses its pipeline, which splits the batch by slot.
         """
         if not commands:
-            return
+            return []
         pool = getattr(self._redis, "connection_pool", None)
         if pool is None:
             pipe = self._redis.pipeline(transaction=False)
             for cmd in commands:
                 pipe.execute_command(*cmd)
-            pipe.execute()
-            return
+            return list(pipe.execute())
         conn = pool.get_connection()
         try:
             # hiredis's stub types the argument as a 1-tuple; it takes any tuple of args.
             packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
             conn.send_packed_command([b"".join(packed)])  # one write, not one per command
             errors = []
+            replies: list[Any] = []
             for _ in commands:
                 try:
-                    conn.read_response()
+                    replies.append(conn.read_response())
                 except redis.ResponseError as exc:  # read every reply, then fail the batch
                     errors.append(exc)
             if errors:
                 raise errors[0]
+            return replies
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse the connection
             raise
@@ -396,7 +411,18 @@ class StreamSink:
 
     def _write(self, batch: list[_Entry]) -> None:
         started = time.perf_counter()
-        self._send(self._commands(batch))
+        commands = self._commands(batch)
+        need = self.cfg.wait_replicas
+        if need and commands:
+            # Last on the same connection: WAIT covers every write of the batch before it.
+            commands.append(("WAIT", str(need), str(self.cfg.wait_timeout_ms)))
+        replies = self._send(commands)
+        if need and commands and int(replies[-1]) < need:
+            raise SinkUnavailableError(
+                f"WAIT: {replies[-1]} of {need} replicas confirmed the batch within "
+                f"{self.cfg.wait_timeout_ms} ms",
+                reason="replicas",
+            )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         written = Counter((e.reader, e.machine) for e in batch if e.machine)
         for (reader, machine), n in written.items():

@@ -319,6 +319,20 @@ class SinkConfig(StrictModel):
         description="Entries the rules group acknowledged are kept this long (unless the "
         "stream is over streams.max_len).",
     )
+    wait_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description="Replicas that must confirm each batch (Redis WAIT) before the broker "
+        "is acked; set to the number of replicas in Sentinel mode. 0: no WAIT.",
+    )
+    wait_timeout_ms: int = Field(
+        default=1000,
+        ge=1,
+        le=60_000,
+        description="How long WAIT waits for the replicas; a batch not confirmed in time "
+        "stays buffered and is written again (in order) after the retry backoff.",
+    )
     dead_letter_max_len: int = Field(default=10_000, ge=100)
     dead_letter_payload_bytes: int = Field(
         default=4096, ge=64, description="Raw payload kept in a dead letter, truncated."

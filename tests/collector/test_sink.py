@@ -226,6 +226,97 @@ def test_without_the_group_streams_are_capped_near_max_len(
         s.stop(5)
 
 
+def test_wait_replicas_without_replicas_keeps_the_batch_buffered_and_unacked(
+    redis_url: str,
+) -> None:
+    """The session redis-server has no replicas: WAIT 1 answers 0, so the batch is not
+    written as far as the sink is concerned. It is written again (at least once) on every
+    retry, never acknowledged, and counted as a Redis error; with wait_replicas 0 the
+    same message is acknowledged at once."""
+    s, registry, client = make_sink(
+        redis_url, wait_replicas=1, wait_timeout_ms=20, retry_max_s=0.1, linger_ms=0
+    )
+    acked: list[str] = []
+    s.start()
+    try:
+        s.submit("mqtt", [sig("cnc-wait-1", n) for n in range(5)], ack=lambda: acked.append("1"))
+        wait_until(
+            lambda: sample(registry, "repsys_collector_redis_errors_total") >= 3,
+            timeout=10,
+            what="three unconfirmed attempts",
+        )
+        assert acked == []
+        assert s.depth == 5
+        assert not s.redis_ok
+        assert s.written_total == 0
+        written = {"reader": "mqtt", "machine": "cnc-wait-1"}
+        assert sample(registry, "repsys_collector_signals_written_total", written) == 0
+        # Each attempt reached the master in full, in order (the replays are harmless).
+        got = values(client, "cnc-wait-1")
+        assert len(got) >= 15 and got[:10] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
+        assert not s.flush(0.2)
+    finally:
+        s.stop(0.1)
+        client.close()
+
+    s, registry, client = make_sink(redis_url, wait_replicas=0, linger_ms=0)
+    s.start()
+    try:
+        s.submit("mqtt", [sig("cnc-wait-0", n) for n in range(5)], ack=lambda: acked.append("0"))
+        assert s.flush(10)
+        assert acked == ["0"]
+        assert s.written_total == 5
+        assert sample(registry, "repsys_collector_redis_errors_total") == 0
+        assert values(client, "cnc-wait-0") == [0, 1, 2, 3, 4]
+    finally:
+        s.stop(5)
+        client.close()
+
+
+def test_wait_replicas_confirmed_by_a_real_replica_acks_the_batch(tmp_path: Path) -> None:
+    master = RedisServer(tmp_path / "master")
+    master.start()
+    replica = RedisServer(
+        tmp_path / "replica", extra_args=("--replicaof", "127.0.0.1", str(master.port))
+    )
+    replica.start()
+    s, registry, client = make_sink(master.url, wait_replicas=1, wait_timeout_ms=2000)
+    try:
+        with redis.Redis(port=replica.port, decode_responses=True) as r:
+            wait_until(
+                lambda: r.info("replication").get("master_link_status") == "up",
+                timeout=20,
+                what="replica in sync",
+            )
+        acked: list[int] = []
+        s.start()
+        s.submit("mqtt", [sig("cnc101", n) for n in range(5)], ack=lambda: acked.append(1))
+        assert s.flush(10)
+        assert acked == [1]
+        assert sample(registry, "repsys_collector_redis_errors_total") == 0
+        with redis.Redis(port=replica.port, decode_responses=True) as r:
+            assert values(r, "cnc101") == [0, 1, 2, 3, 4]  # on the replica when acked
+    finally:
+        s.stop(5)
+        client.close()
+        replica.stop()
+        master.stop()
+
+
+def test_wait_replicas_refuses_a_cluster_client(redis_url: str) -> None:
+    class ClusterLike:  # what StreamSink looks at: a client without one connection pool
+        pass
+
+    with pytest.raises(ValueError, match="wait_replicas needs a standalone or Sentinel"):
+        StreamSink(
+            ClusterLike(),
+            SinkConfig(wait_replicas=1),
+            CollectorMetrics(new_registry()),
+            partitions=4,
+            max_len=1000,
+        )
+
+
 def test_heartbeat_and_stop_flush(redis_url: str, redis_client: redis.Redis) -> None:
     s, _, _ = make_sink(redis_url)
     s.start()
