@@ -17,6 +17,8 @@ import hashlib
 import math
 from typing import Any
 
+from redis.cluster import RedisCluster
+
 from core import keys
 
 #: KEYS[1] = lease key. ARGV[1] = worker id, ARGV[2] = TTL in ms.
@@ -92,12 +94,16 @@ class Leases:
         """Renew every lease held; the partitions whose lease is no longer ours."""
         if not owned:
             return []
-        pipe = self.redis.pipeline(transaction=False)
-        for p in owned:
-            self._renew(
-                keys=[keys.rules_lease(p)], args=[self.worker_id, self.lease_ms], client=pipe
-            )
-        results = pipe.execute()
+        args = [self.worker_id, self.lease_ms]
+        results: list[Any]
+        if isinstance(self.redis, RedisCluster):
+            # redis-py's cluster client refuses scripts in a pipeline: one call each.
+            results = [self._renew(keys=[keys.rules_lease(p)], args=args) for p in owned]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for p in owned:
+                self._renew(keys=[keys.rules_lease(p)], args=args, client=pipe)
+            results = pipe.execute()
         return [p for p, ok in zip(owned, results, strict=True) if not ok]
 
     def free(self) -> list[int]:

@@ -8,6 +8,12 @@ the acknowledgement are one step: after a crash every entry is either reflected 
 checkpointed state and acknowledged, or pending and replayed. All three keys of a
 partition share the hash tag ``{p}``, so the scripts run on one Redis Cluster node.
 
+On a Cluster each partition is its own slot, and redis-py's cluster client refuses
+scripts in a pipeline and Redis refuses a multi-key XREAD across slots: there the scripts
+run one call per partition and the idle wait blocks on one partition at a time (a share
+of the wait each, in turn), so an entry is seen at most one wait (``block_ms``) late. A
+plain server or a Sentinel master keeps the single pipeline and the single XREAD.
+
 Entries that do not decode go to ``core.keys.RULES_DEAD_LETTERS`` with their reason and
 are acknowledged with the next checkpoint (that stream has no hash tag, so a crash
 between the two may dead-letter an entry twice; never lose it).
@@ -19,6 +25,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError
 
 from core import keys
@@ -75,6 +82,9 @@ class PartitionStream:
         self.group = group
         self._read = redis.register_script(READ_LUA)
         self._checkpoint = redis.register_script(CHECKPOINT_LUA)
+        self.cluster = isinstance(redis, RedisCluster)
+        #: Where the next idle wait on a Cluster starts, so no partition is always last.
+        self._turn = 0
 
     def ensure_group(self, p: int) -> None:
         """Create the consumer group (from the start of the stream) if it is missing."""
@@ -86,23 +96,41 @@ class PartitionStream:
 
     def read(self, partitions: list[int], count: int) -> dict[int, tuple[list[Any], str] | None]:
         """New entries of each partition (None: lease lost), and the last id when none."""
-        pipe = self.redis.pipeline(transaction=False)
-        for p in partitions:
-            self._read(
-                keys=[keys.rules_lease(p), keys.signal_stream(p)],
-                args=[self.worker_id, self.group, count],
-                client=pipe,
-            )
+        args = [self.worker_id, self.group, count]
+        replies: list[Any]
+        if self.cluster:
+            replies = [
+                self._read(keys=[keys.rules_lease(p), keys.signal_stream(p)], args=args)
+                for p in partitions
+            ]
+        else:
+            pipe = self.redis.pipeline(transaction=False)
+            for p in partitions:
+                self._read(
+                    keys=[keys.rules_lease(p), keys.signal_stream(p)], args=args, client=pipe
+                )
+            replies = pipe.execute()
         out: dict[int, tuple[list[Any], str] | None] = {}
-        for p, reply in zip(partitions, pipe.execute(), strict=True):
+        for p, reply in zip(partitions, replies, strict=True):
             out[p] = None if reply is None else (reply[0], str(reply[1]))
         return out
 
     def wait(self, last_ids: dict[int, str], block_ms: int) -> None:
         """Block until any of the streams gets an entry after ``last_ids`` (or timeout)."""
-        if last_ids:
-            streams = {keys.signal_stream(p): i or "0-0" for p, i in last_ids.items()}
-            self.redis.xread(streams, count=1, block=block_ms)
+        streams = [(keys.signal_stream(p), i or "0-0") for p, i in last_ids.items()]
+        if not streams:
+            return
+        if not self.cluster:
+            self.redis.xread(dict(streams), count=1, block=block_ms)
+            return
+        # One slot per XREAD on a Cluster: each partition in turn for its share of the
+        # wait, stopping at the first with news (XREAD answers at once when it has some).
+        share = max(1, block_ms // len(streams))
+        start = self._turn % len(streams)
+        self._turn += 1
+        for stream, last in streams[start:] + streams[:start]:
+            if self.redis.xread({stream: last}, count=1, block=share):
+                return
 
     def claim_pending(self, p: int, page: int = 1000) -> Iterator[list[Any]]:
         """Take over every pending entry of the partition (a dead holder's), in id order."""
