@@ -51,11 +51,34 @@ def format_loc(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
+def _operator_path(data: Any, loc: Sequence[int | str]) -> list[int | str]:
+    """The key path as the operator wrote it.
+
+    Pydantic puts a discriminated union's tag in the location (``rules[0].counter_jump.
+    factr`` for ``{type: counter_jump, factr: 1}``): the tag is a *value* the operator
+    wrote, not a key, so walking the input, a location part that is not a key of the
+    mapping but one of its values is dropped; so are validator wrappers (``function-…``).
+    """
+    path: list[int | str] = []
+    current = data
+    for part in loc:
+        if isinstance(part, str) and part.startswith("function-"):
+            continue
+        if isinstance(current, Mapping) and part not in current and part in current.values():
+            continue
+        path.append(part)
+        if isinstance(current, Mapping):
+            current = current.get(part)
+        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+            current = current[part]
+        else:
+            current = None
+    return path
+
+
+def _first_error(exc: ValidationError, data: Any) -> tuple[str, str]:
     err = exc.errors(include_url=False)[0]
-    # Discriminated unions add the tag to the location (``sources[0].mqtt.topic``); the
-    # tag is a value, not a key the operator wrote, so it is dropped from the path.
-    loc = [p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+    loc = _operator_path(data, err["loc"])
     msg = _MESSAGES.get(err["type"], err["msg"])
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
@@ -71,7 +94,7 @@ def parse_config(data: Any, *, file: str = "<config>") -> RepsysConfig:
     try:
         return RepsysConfig.model_validate(data)
     except ValidationError as exc:
-        path, msg = _first_error(exc)
+        path, msg = _first_error(exc, data)
         raise ConfigError(msg, file=file, path=path) from exc
 
 
