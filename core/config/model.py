@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config.base import StrictModel
 from core.config.collector import CollectorConfig, unknown_machine_error
@@ -20,6 +21,14 @@ from core.config.rules import RulesConfig
 from core.config.runner import RunnerConfig
 from core.config.sim import SimConfig
 from core.config.web import WebConfig
+
+
+def _at(loc: tuple[str, ...], message: str) -> ValidationError:
+    """A validation error reported at ``loc`` (a cross-section check of the root model)."""
+    err = PydanticCustomError("cross_section", message)
+    return ValidationError.from_exception_data(
+        "RepsysConfig", [InitErrorDetails(type=err, loc=loc, input=None)]
+    )
 
 
 class RepsysConfig(StrictModel):
@@ -57,6 +66,23 @@ class RepsysConfig(StrictModel):
         for loc, machine_id in [*self.collector.machine_refs(), *self.sim.plant.machine_refs()]:
             if machine_id not in known:
                 raise unknown_machine_error(loc, machine_id)
+        return self
+
+    @model_validator(mode="after")
+    def _wait_fits_redis(self) -> RepsysConfig:
+        # WAIT confirms replication of one connection's writes: a Cluster writes a batch
+        # over one connection per master, so it cannot confirm a batch; and a WAIT longer
+        # than the socket timeout would be cut off as a Redis outage.
+        sink = self.collector.sink
+        if sink.wait_replicas and self.redis.mode == "cluster":
+            raise _at(
+                ("collector", "sink", "wait_replicas"),
+                "WAIT cannot confirm a batch with redis.mode cluster: set 0",
+            )
+        if sink.wait_replicas and sink.wait_timeout_ms >= self.redis.socket_timeout_s * 1000:
+            raise _at(
+                ("collector", "sink", "wait_timeout_ms"), "must be below redis.socket_timeout_s"
+            )
         return self
 
     def machine(self, machine_id: str) -> Machine | None:

@@ -89,6 +89,15 @@ def test_check_config_prints_normalized_config_and_exits_0() -> None:
             "database.password: environment variable REPSYS_TEST_UNSET_VAR is not set",
         ),
         ("- just\n- a list\n", "the top level must be a mapping of sections"),
+        (
+            "redis: {mode: cluster}\ncollector: {sink: {wait_replicas: 1}}\n",
+            "collector.sink.wait_replicas: WAIT cannot confirm a batch with redis.mode cluster:"
+            " set 0",
+        ),
+        (
+            "redis: {socket_timeout_s: 1}\ncollector: {sink: {wait_replicas: 2}}\n",
+            "collector.sink.wait_timeout_ms: must be below redis.socket_timeout_s",
+        ),
         ("redis: [unclosed\n", "line 2: invalid YAML: expected ',' or ']', but got '<stream end>'"),
     ],
 )
