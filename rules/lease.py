@@ -20,24 +20,7 @@ from typing import Any
 from redis.cluster import RedisCluster
 
 from core import keys
-
-#: KEYS[1] = lease key. ARGV[1] = worker id, ARGV[2] = TTL in ms.
-#: Extends the lease when ARGV[1] holds it. Returns 1 when renewed, 0 when not the holder.
-RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-#: KEYS[1] = lease key. ARGV[1] = worker id.
-#: Deletes the lease when ARGV[1] holds it. Returns 1 when released, 0 when not the holder.
-RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
+from core.lease import RELEASE_LUA, RENEW_LUA
 
 #: KEYS[1] = worker registry (sorted set). ARGV[1] = worker id, ARGV[2] = worker TTL in ms.
 #: Records the heartbeat at the server's time, forgets workers silent for longer than the

@@ -31,6 +31,7 @@ from core import keys
 from core.config import RepsysConfig
 from core.config.runner import ScheduleConfig
 from core.db.schema import ReportRequestRow, utcnow
+from core.lease import RELEASE_LUA, RENEW_LUA
 from core.lifecycle import Stopper
 from core.logs import get_logger
 from runner.errors import RunnerError
@@ -38,21 +39,6 @@ from runner.metrics import SchedulerMetrics
 from runner.requests import submit
 
 log = get_logger(__name__)
-
-#: KEYS[1] lease. ARGV[1] token, ARGV[2] TTL ms. 1 when renewed, 0 when not ours.
-_RENEW = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
-end
-return 0
-"""
-#: KEYS[1] lease. ARGV[1] token. 1 when released, 0 when not ours.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-"""
 
 
 def request_id(schedule: ScheduleConfig, fire_time: datetime) -> str:
@@ -90,8 +76,8 @@ class Scheduler:
         self.tz = ZoneInfo(cfg.plant.timezone)
         self.token = secrets.token_hex(16)
         self.ttl_ms = round(cfg.runner.scheduler.lease_ttl_s * 1000)
-        self._renew = redis_client.register_script(_RENEW)
-        self._release = redis_client.register_script(_RELEASE)
+        self._renew = redis_client.register_script(RENEW_LUA)
+        self._release = redis_client.register_script(RELEASE_LUA)
         self._aps: BackgroundScheduler | None = None
         self._lock = threading.Lock()
         self.schedules = {s.name: s for s in cfg.runner.scheduler.schedules}
