@@ -39,6 +39,7 @@ from rules.actions import Action, Forecast
 from rules.engine import Engine, Program
 from rules.errors import RulesTransientError
 from rules.lease import Leases
+from rules.live import LiveBoard
 from rules.metrics import RulesMetrics
 from rules.sink import EpisodeSink, WriteResult, load_silences
 from rules.stream import PartitionStream
@@ -116,6 +117,7 @@ class RulesWorker:
             worker_ttl_s=self.wcfg.worker_ttl_s,
         )
         self.stream = PartitionStream(redis, self.worker_id)
+        self.live = LiveBoard.for_program(self.program)
         self.sink = EpisodeSink(sessions, {m.id: m for m in cfg.machines})
         self.sessions = sessions
         self.held: dict[int, Held] = {}
@@ -202,6 +204,7 @@ class RulesWorker:
         replayed = 0
         held.unacked.extend(e[0] for e in entries)
         decode = Signal.from_fields
+        note = self.live.note
         if entries and not held.oldest_rx:
             held.oldest_rx = time.time()  # refined below from the first entry's receive time
             first_rx = True
@@ -225,6 +228,7 @@ class RulesWorker:
                 held.oldest_rx = sig.receive_ts or held.oldest_rx
                 first_rx = False
             process(sig)
+            note(sig)
         if entries:
             last = entries[-1][0]
             held.last_seen = last
@@ -258,6 +262,10 @@ class RulesWorker:
             elif last_id:
                 held.last_seen = last_id
         if got:
+            # Once per batch, not per signal: the boards' live hashes (rules/live.py).
+            self.live.flush(
+                self.redis, [h.engine.machines for h in self.held.values()], self.clock()
+            )
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return got
 

@@ -91,13 +91,15 @@ def test_signals_become_one_episode_and_one_ticket_and_are_acknowledged(
 
     # Everything acknowledged. The keyspace: every partition's stream (with the rules
     # group, created when the partition is taken), the state of the one partition that
-    # has a machine, the forecast; no lease or registry entry is left behind.
+    # has a machine, the forecast, the machine's live hash for the boards; no lease or
+    # registry entry is left behind.
     p = keys.partition_of("cnc103", P)
     assert pending(redis_client, P) == 0
     assert set(redis_client.keys("*")) == {
         *(keys.signal_stream(q) for q in range(P)),
         keys.rules_state(p),
         keys.UPCOMING_TOOL_CHANGES,
+        keys.machine_live("cnc103"),
     }
     assert {g["name"] for g in redis_client.xinfo_groups(keys.signal_stream(0))} == {"rules"}
     # floor((348 - 0) / 1 x 30 / 60) = 174 minutes to the next change of the new tool.

@@ -1,0 +1,124 @@
+"""Each machine's live state for the web boards (``keys.machine_live``), kept by the rules worker.
+
+The rules worker is the one process that sees every signal of a machine in order and
+already knows its run state and whether its data stopped, so it publishes what the
+machines board shows: a hash per machine with ``state`` (running / idle / down / no_data,
+or the controller's own word when it is none of those), ``state_since`` (source time the
+state began), ``updated_at`` (worker clock) and the latest value of every subject-less
+signal by its canonical name (``program``, ``part_count``, ``spindle_load``...).
+
+Cost: the worker notes each good signal's value in a dict (one assignment) and writes
+once per batch per machine touched, one pipelined ``HSET`` + ``EXPIRE`` each. The hash
+expires after :data:`LIVE_TTL_S` so a dead worker's machines do not keep showing their
+last state forever. The hash is advisory: losing a write loses nothing but a refresh.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core import keys
+from core.model import Quality, Signal
+from rules.engine import Program
+from rules.state import MachineState
+from rules.types.no_data import NoData
+
+#: Seconds a machine's live hash outlives its last write (a few board refreshes).
+LIVE_TTL_S = 300
+#: Controller run states (lower case) → the board's state; other words are shown as is.
+BOARD_STATES = {
+    "executing": "running",
+    "active": "running",
+    "idle": "idle",
+    "stopped": "idle",
+    "ready": "idle",
+    "not_executing": "idle",
+    "notexecuting": "idle",
+    "program_stopped": "idle",
+    "program_completed": "idle",
+    "interrupted": "down",
+    "alarm": "down",
+    "fault": "down",
+    "out_of_service": "down",
+    "outofservice": "down",
+}
+_GOOD = (Quality.GOOD, Quality.UNCERTAIN)
+
+
+def board_state(run_state: str) -> str:
+    """The board's word for a controller run state (``""`` when none was reported)."""
+    if not run_state:
+        return "unknown"
+    word = run_state.strip().lower()
+    return BOARD_STATES.get(word, word)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class LiveBoard:
+    """The latest values seen since the last flush, and each machine's board state."""
+
+    def __init__(self, no_data_rules: frozenset[str], *, ttl_s: int = LIVE_TTL_S) -> None:
+        #: Alert keys (``rule\\x1f``) of the no_data rules: while one is active, no data.
+        self._no_data_keys = tuple(f"{name}\x1f" for name in sorted(no_data_rules))
+        self.ttl_s = ttl_s
+        self.values: dict[str, dict[str, str]] = {}
+        #: machine → (state, since) last published, so a state keeps its start time.
+        self.published: dict[str, tuple[str, float]] = {}
+
+    @classmethod
+    def for_program(cls, program: Program) -> LiveBoard:
+        return cls(frozenset(r.name for r in program.rules if isinstance(r, NoData)))
+
+    def note(self, sig: Signal) -> None:
+        """Remember a signal's value (after the engine processed it)."""
+        values = self.values.get(sig.machine)
+        if values is None:
+            values = self.values[sig.machine] = {}
+        # A bad sample or a subject's value (one tool of forty) is not a tile's value,
+        # but the machine was touched: its state is still refreshed.
+        if not sig.subject and sig.value is not None and sig.quality in _GOOD:
+            values[sig.name] = _text(sig.value)
+
+    def _state(self, m: MachineState) -> tuple[str, float]:
+        for key in self._no_data_keys:
+            alert = m.alerts.get(key)
+            if alert is not None and alert.active:
+                return "no_data", alert.started
+        return board_state(m.run_state), m.run_since
+
+    def flush(self, redis: Any, engines: list[dict[str, MachineState]], now: float) -> int:
+        """Write the hash of every machine noted since the last flush; machines written.
+
+        ``engines`` are the machine states of the partitions held: a machine in none of
+        them (unknown, or its partition just lost) is not written.
+        """
+        if not self.values:
+            return 0
+        pipe = redis.pipeline(transaction=False)
+        written = 0
+        for machine, values in self.values.items():
+            m = next((ms[machine] for ms in engines if machine in ms), None)
+            if m is None:
+                continue
+            state, since = self._state(m)
+            prev = self.published.get(machine)
+            if prev is not None and prev[0] == state and state != "no_data":
+                since = prev[1]  # e.g. stopped → ready: still idle since the same moment
+            self.published[machine] = (state, since)
+            fields = dict(values)
+            fields["state"] = state
+            fields["state_since"] = repr(float(since or now))
+            fields["updated_at"] = repr(float(now))
+            key = keys.machine_live(machine)
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.ttl_s)
+            written += 1
+        self.values = {}
+        if written:
+            pipe.execute()
+        return written

@@ -1,0 +1,129 @@
+"""The worker publishes each machine's live state for the boards, on a real redis-server.
+
+After a batch, ``keys.machine_live(machine)`` holds the board state mapped from the run
+state, when it began, when it was written and the latest subject-less signal values, with
+a TTL; the machines board (``web.live``) reads it back as the state it shows.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from core import keys
+from core.model import Quality, Signal
+from rules.live import LIVE_TTL_S, board_state
+from tests.rules.helpers import make_worker, push
+from web.live import machine_statuses
+
+P = 4
+T0 = float(int(time.time()) - 60)
+
+
+def sig(name: str, value: Any, t: float, machine: str = "cnc103", **kw: Any) -> Signal:
+    return Signal(machine, name, value, source_ts=t, receive_ts=t, **kw)
+
+
+def live_cfg(make_config: Any) -> Any:
+    section = {
+        "machines": {"cnc103": {"tools": {"T1": {"life": 348}}}},
+        "rules": [
+            {"name": "no_data", "type": "no_data", "timeout_s": 300},
+            {"name": "tool_life_short", "type": "tool_life_short"},
+        ],
+    }
+    return make_config({"streams": {"partitions": P}, "rules": section})
+
+
+def test_board_state_maps_run_states() -> None:
+    assert [board_state(s) for s in ("executing", "idle", "stopped", "ready")] == [
+        "running", "idle", "idle", "idle",
+    ]  # fmt: skip
+    assert [board_state(s) for s in ("interrupted", "alarm", "FAULT")] == ["down"] * 3
+    assert (board_state(""), board_state("setup_wait")) == ("unknown", "setup_wait")
+
+
+def test_batch_writes_state_and_latest_values_then_down_with_new_since(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    cfg = live_cfg(make_config)
+    clock = [T0 + 10]
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: clock[0])
+    push(
+        redis_client,
+        [
+            sig("run_state", "executing", T0),
+            sig("program", "O1001", T0 + 1),
+            sig("part_count", 5, T0 + 2),
+            sig("spindle_load", 40.0, T0 + 3),
+            sig("spindle_load", 42.5, T0 + 4),
+            sig("tool_life", 100, T0 + 5, subject="T1"),
+            sig("run_state", "stopped", T0 + 2, machine="cnc101"),
+        ],
+        P,
+    )
+    worker.once(now=T0 + 10)
+
+    live = redis_client.hgetall(keys.machine_live("cnc103"))
+    assert live == {
+        "state": "running",
+        "state_since": repr(T0),
+        "updated_at": repr(T0 + 10),
+        "run_state": "executing",
+        "program": "O1001",
+        "part_count": "5",
+        "spindle_load": "42.5",  # the latest of the batch; tool_life:T1 is not a tile value
+    }
+    assert 0 < redis_client.ttl(keys.machine_live("cnc103")) <= LIVE_TTL_S
+    other = redis_client.hgetall(keys.machine_live("cnc101"))
+    assert (other["state"], other["state_since"]) == ("idle", repr(T0 + 2))
+
+    clock[0] = T0 + 30
+    push(redis_client, [sig("run_state", "interrupted", T0 + 20), sig("part_count", 6, T0 + 21)], P)
+    worker.once(now=T0 + 30)
+    live = redis_client.hgetall(keys.machine_live("cnc103"))
+    assert (live["state"], live["state_since"], live["updated_at"]) == (
+        "down", repr(T0 + 20), repr(T0 + 30),
+    )  # fmt: skip
+    assert (live["run_state"], live["part_count"], live["program"]) == ("interrupted", "6", "O1001")
+
+    # What the machines board shows from it.
+    statuses = machine_statuses(
+        redis_client,
+        [m for m in cfg.machines if m.id == "cnc103"],
+        now=datetime.fromtimestamp(T0 + 40, UTC),
+        no_data_after_s=120,
+    )
+    assert [(s.state, s.since) for s in statuses] == [
+        ("down", datetime.fromtimestamp(T0 + 20, UTC))
+    ]
+
+
+def test_a_source_reporting_no_data_shows_no_data(make_config, redis_client, sqlite_engine) -> None:
+    cfg = live_cfg(make_config)
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: T0 + 10)
+    push(
+        redis_client,
+        [
+            sig("run_state", "executing", T0),
+            sig("spindle_load", None, T0 + 5, quality=Quality.NO_DATA),
+        ],
+        P,
+    )
+    worker.once(now=T0 + 10)
+    live = redis_client.hgetall(keys.machine_live("cnc103"))
+    # The last good run state stays a value, but the board state is no_data from the
+    # bad sample's source time; a bad sample's missing value overwrites nothing.
+    assert (live["state"], live["state_since"]) == ("no_data", repr(T0 + 5))
+    assert (live["run_state"], "spindle_load" in live) == ("executing", False)
+
+
+def test_nothing_is_written_for_an_unconfigured_machine(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    cfg = live_cfg(make_config)
+    worker = make_worker(cfg, redis_client, sqlite_engine)
+    push(redis_client, [sig("run_state", "executing", T0, machine="nobody")], P)
+    assert worker.once(now=T0 + 10).entries == 1
+    assert redis_client.exists(keys.machine_live("nobody")) == 0
