@@ -7,8 +7,12 @@ or the controller's own word when it is none of those), ``state_since`` (source 
 state began), ``updated_at`` (worker clock) and the latest value of every subject-less
 signal by its canonical name (``program``, ``part_count``, ``spindle_load``...).
 
-Cost: the worker notes each good signal's value in a dict (one assignment) and writes
-once per batch per machine touched, one pipelined ``HSET`` + ``EXPIRE`` each. The hash
+Cost: the worker notes each good signal's value in a dict (one assignment) and, once per
+batch, writes each machine touched whose board state changed or whose hash is older than
+:data:`REFRESH_S` (one pipelined ``HSET`` + ``EXPIRE`` each). Writing every machine on
+every batch made 500 machines at 10,000 signals/s cost a thousand commands per batch and
+multiplied the XADD → episode p99 (``bench/rules.py``); the boards reload every 15 s, so
+values a few seconds old lose nothing, while a state change is shown at once. The hash
 expires after :data:`LIVE_TTL_S` so a dead worker's machines do not keep showing their
 last state forever. The hash is advisory: losing a write loses nothing but a refresh.
 """
@@ -25,6 +29,8 @@ from rules.types.no_data import NoData
 
 #: Seconds a machine's live hash outlives its last write (a few board refreshes).
 LIVE_TTL_S = 300
+#: Seconds between two writes of a machine whose board state did not change.
+REFRESH_S = 5.0
 #: Controller run states (lower case) → the board's state; other words are shown as is.
 BOARD_STATES = {
     "executing": "running",
@@ -62,13 +68,21 @@ def _text(value: Any) -> str:
 class LiveBoard:
     """The latest values seen since the last flush, and each machine's board state."""
 
-    def __init__(self, no_data_rules: frozenset[str], *, ttl_s: int = LIVE_TTL_S) -> None:
+    def __init__(
+        self,
+        no_data_rules: frozenset[str],
+        *,
+        ttl_s: int = LIVE_TTL_S,
+        refresh_s: float = REFRESH_S,
+    ) -> None:
         #: Alert keys (``rule\\x1f``) of the no_data rules: while one is active, no data.
         self._no_data_keys = tuple(f"{name}\x1f" for name in sorted(no_data_rules))
         self.ttl_s = ttl_s
+        self.refresh_s = refresh_s
+        #: Values noted since each machine's last write (kept until it is written).
         self.values: dict[str, dict[str, str]] = {}
-        #: machine → (state, since) last published, so a state keeps its start time.
-        self.published: dict[str, tuple[str, float]] = {}
+        #: machine → (state, since, written at) last published: a state keeps its start.
+        self.published: dict[str, tuple[str, float, float]] = {}
 
     @classmethod
     def for_program(cls, program: Program) -> LiveBoard:
@@ -101,15 +115,20 @@ class LiveBoard:
             return 0
         pipe = redis.pipeline(transaction=False)
         written = 0
+        waiting: dict[str, dict[str, str]] = {}
         for machine, values in self.values.items():
             m = next((ms[machine] for ms in engines if machine in ms), None)
             if m is None:
                 continue
             state, since = self._state(m)
             prev = self.published.get(machine)
-            if prev is not None and prev[0] == state and state != "no_data":
-                since = prev[1]  # e.g. stopped → ready: still idle since the same moment
-            self.published[machine] = (state, since)
+            if prev is not None and prev[0] == state:
+                if now - prev[2] < self.refresh_s:
+                    waiting[machine] = values  # unchanged and fresh: written a bit later
+                    continue
+                if state != "no_data":
+                    since = prev[1]  # e.g. stopped → ready: still idle since the same moment
+            self.published[machine] = (state, since, now)
             fields = dict(values)
             fields["state"] = state
             fields["state_since"] = repr(float(since or now))
@@ -118,7 +137,7 @@ class LiveBoard:
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self.ttl_s)
             written += 1
-        self.values = {}
+        self.values = waiting
         if written:
             pipe.execute()
         return written

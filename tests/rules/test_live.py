@@ -13,7 +13,7 @@ from typing import Any
 
 from core import keys
 from core.model import Quality, Signal
-from rules.live import LIVE_TTL_S, board_state
+from rules.live import LIVE_TTL_S, REFRESH_S, board_state
 from tests.rules.helpers import make_worker, push
 from web.live import machine_statuses
 
@@ -127,3 +127,27 @@ def test_nothing_is_written_for_an_unconfigured_machine(
     push(redis_client, [sig("run_state", "executing", T0, machine="nobody")], P)
     assert worker.once(now=T0 + 10).entries == 1
     assert redis_client.exists(keys.machine_live("nobody")) == 0
+
+
+def test_an_unchanged_state_is_rewritten_at_most_every_refresh_s(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    cfg = live_cfg(make_config)
+    clock = [T0 + 10]
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: clock[0])
+    key = keys.machine_live("cnc103")
+    push(redis_client, [sig("run_state", "executing", T0), sig("part_count", 5, T0 + 1)], P)
+    worker.once(now=T0 + 10)
+
+    clock[0] = T0 + 10 + REFRESH_S / 2  # still running, written moments ago: not yet
+    push(redis_client, [sig("part_count", 6, T0 + 11)], P)
+    worker.once(now=clock[0])
+    assert redis_client.hmget(key, "part_count", "updated_at") == ["5", repr(T0 + 10)]
+
+    clock[0] = T0 + 10 + REFRESH_S  # due: the value kept from the batch before comes too
+    push(redis_client, [sig("spindle_load", 30, T0 + 12)], P)
+    worker.once(now=clock[0])
+    assert redis_client.hmget(key, "part_count", "spindle_load", "state_since") == [
+        "6", "30", repr(T0),
+    ]  # fmt: skip
+    assert redis_client.hget(key, "updated_at") == repr(clock[0])
