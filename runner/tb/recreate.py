@@ -180,38 +180,36 @@ def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
         )
 
 
-class RecreateClosed:
+class _RecreateWindow:
+    """Recreate the period balances of one window (closed or open) for every PCN."""
+
+    name: str
+    window: str  # "closed" or "open": which bounds of the period range to use
+
+    def run(self, ctx: StepContext) -> StepResult:
+        written = 0
+        notes = []
+        for pcn in request_pcns(ctx):
+            with ctx.sessions() as session:
+                rng = period_range(session, ctx, pcn)
+            start = getattr(rng, f"start_{self.window}")
+            end = getattr(rng, f"end_{self.window}")
+            if start is None or end is None:
+                notes.append(f"PCN {pcn}: no {self.window} period")
+                continue
+            written += recreate_range(ctx, pcn, start, end)
+            notes.append(f"PCN {pcn}: {start}..{end}")
+        return StepResult(written, "; ".join(notes))
+
+
+class RecreateClosed(_RecreateWindow):
     name = "recreate_closed"
-
-    def run(self, ctx: StepContext) -> StepResult:
-        written = 0
-        notes = []
-        for pcn in request_pcns(ctx):
-            with ctx.sessions() as session:
-                rng = period_range(session, ctx, pcn)
-            if rng.start_closed is None or rng.end_closed is None:
-                notes.append(f"PCN {pcn}: no closed period")
-                continue
-            written += recreate_range(ctx, pcn, rng.start_closed, rng.end_closed)
-            notes.append(f"PCN {pcn}: {rng.start_closed}..{rng.end_closed}")
-        return StepResult(written, "; ".join(notes))
+    window = "closed"
 
 
-class RecreateOpen:
+class RecreateOpen(_RecreateWindow):
     name = "recreate_open"
-
-    def run(self, ctx: StepContext) -> StepResult:
-        written = 0
-        notes = []
-        for pcn in request_pcns(ctx):
-            with ctx.sessions() as session:
-                rng = period_range(session, ctx, pcn)
-            if rng.start_open is None or rng.end_open is None:
-                notes.append(f"PCN {pcn}: no open period")
-                continue
-            written += recreate_range(ctx, pcn, rng.start_open, rng.end_open)
-            notes.append(f"PCN {pcn}: {rng.start_open}..{rng.end_open}")
-        return StepResult(written, "; ".join(notes))
+    window = "open"
 
 
 class CheckBalanced:
