@@ -293,12 +293,16 @@ class Lifecycle:
 
     def _evidence(self, m: MachineState, alert: Alert) -> dict[str, Any]:
         spec = self.specs[alert.rule]
+        # A rule's chart series goes top-level, where web/charts.py draws it.
+        values = {k: v for k, v in alert.evidence.items() if k != "series"}
+        series = {"series": alert.evidence["series"]} if "series" in alert.evidence else {}
         return {
+            **series,
             "rule": alert.rule,
             "type": spec.type,
             "subject": alert.subject,
             "parameters": self.params[alert.rule],
-            "values": alert.evidence,
+            "values": values,
             "window": {
                 "first_ts": alert.started,
                 "last_ts": alert.last_src,
