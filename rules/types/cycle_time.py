@@ -19,6 +19,10 @@ restarted while out. The defaults (100 warm-up cycles, lambda 0.1, L 4.5, k 1.5,
 cycles, no run rules) were chosen by simulation to stay quiet over hundreds of
 machine-shifts of Gaussian noise while catching a drift of 2 sigma over 30 cycles within
 about 30 cycles; the run rules are sensitive and off unless listed.
+
+The episode's evidence carries the last ``SERIES_POINTS`` normalized cycles of the program
+as a chart series against the learned mean (``baseline``) and ``standard x max_ratio``
+(``limit``); only that many are kept per program, as the state is checkpointed.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from rules.types.base import BaseRule, fmt, num
 
 #: How many standardized cycles the run rules look back on.
 HISTORY = 8
+#: How many recent cycles per program the evidence chart shows (kept in the rule state).
+SERIES_POINTS = 30
 
 
 def run_rules(z: list[float], rules: frozenset[int]) -> list[str]:
@@ -111,6 +117,17 @@ class CycleTime(BaseRule):
         }
         return out, values
 
+    def _series(
+        self, recent: list[list[float]], baseline: float | None, standard: float | None
+    ) -> dict[str, Any]:
+        """The program's recent cycles as a chart series against baseline and limit."""
+        series: dict[str, Any] = {"name": "cycle_time", "unit": "s", "points": list(recent)}
+        if baseline is not None:
+            series["baseline"] = baseline
+        if standard is not None:
+            series["limit"] = round(standard * self.spec.max_ratio, 3)
+        return series
+
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         raw = num(sig.value)
         if raw is None or raw <= 0:
@@ -128,6 +145,10 @@ class CycleTime(BaseRule):
             if x > standard * spec.max_ratio:
                 tests.append("standard")
         st = self.state(m)
+        recent = st.setdefault("pts", {}).setdefault(program, [])
+        recent.append([round(sig.source_ts, 3), round(x, 3)])
+        if len(recent) > SERIES_POINTS:
+            del recent[0]
         if spec.learned:
             found, learned = self._learned(st.setdefault("base", {}).setdefault(program, {}), x)
             tests += found
@@ -146,6 +167,8 @@ class CycleTime(BaseRule):
         if program in flagged or run < spec.min_cycles:
             return
         flagged.append(program)
+        # Lifted to the evidence's top-level ``series`` by the lifecycle (web/charts.py).
+        values["series"] = self._series(recent, values.get("baseline_mean_s"), standard)
         if "standard" in tests and standard is not None:
             compare = f"{fmt(x)} s against a standard of {fmt(standard)} s"
         else:

@@ -51,3 +51,16 @@ def test_the_series_stays_bounded_over_a_long_life(tmp_path: Path) -> None:
     assert points[0] == [float(t0 + 60), 1.0]  # still spans the whole life
     assert points[-1] == [float(t0 + 60 * 300), 300.0]
     assert [p[0] for p in points] == sorted(p[0] for p in points)
+
+
+def test_cycle_time_evidence_is_drawn_against_baseline_and_limit() -> None:
+    result = run_case(REPO / "tests" / "rules" / "cases" / "cycle_time")
+    (episode,) = result.actual
+    evidence = episode["evidence"]
+    assert evidence["series"]["points"][-2:] == [[1699964040.0, 75.0], [1699964100.0, 75.0]]
+    (series,) = evidence_series(evidence)
+    assert series.references == {"baseline": 60.0, "limit": 72.0}  # standard 60 x 1.2
+    svg = str(render_svg(series))
+    assert "<polyline" in svg
+    assert "baseline 60" in svg
+    assert "limit 72" in svg
