@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -183,7 +183,7 @@ def test_wrong_password_is_refused_and_reported(
         _, registry, coll = run_collector(cfg)
         started.append(coll)
 
-        def refused() -> list[dict[str, Any]]:
+        def refused() -> list[MutableMapping[str, Any]]:
             return [e for e in list(logs) if e["event"] == "mqtt_connect_refused"]
 
         wait_until(lambda: len(refused()) >= 2, timeout=20, what="two refused connects")
