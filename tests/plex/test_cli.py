@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import core.cli
-import plex.cli
+import plex.commands
 from core.db.schema import Ticket
 from repsys.cli import main
 from tests.plex.conftest import SIM_PASSWORD_ENV, add_tickets, build_actions
@@ -33,7 +33,7 @@ def run(capsys, monkeypatch, sim_password):
     # configure_logging caches loggers bound to this test's captured stderr; later tests
     # would write to a closed file. In-process runs keep structlog's uncached defaults.
     monkeypatch.setattr(core.cli, "configure_logging", lambda *a, **k: None)
-    monkeypatch.setattr(plex.cli, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(plex.commands, "configure_logging", lambda *a, **k: None)
 
     def runner(config: str, *args: str, password: str | None = None) -> Result:
         monkeypatch.setenv(SIM_PASSWORD_ENV, sim_password if password is None else password)

@@ -29,7 +29,7 @@ from core.db.schema import User
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from core.redis import connect_sync
-from plex.cli import build_sender
+from plex.commands import build_sender
 from repsys.servers import wait_until
 from runner.commands import build_runner
 from sim.accounting.ledger import Ledger
