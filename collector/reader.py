@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Protocol, TextIO
 
+from collector.rows import Row, rows_fields
 from core.lifecycle import Stopper
 from core.model import Signal
 
@@ -29,6 +30,11 @@ class Sink(Protocol):
 
     def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
         """Queue signals; ``ack`` runs once they are durable."""
+
+    def submit_rows(
+        self, reader: str, machine: str, rows: list[Row], ack: Ack | None = None
+    ) -> None:
+        """Queue one machine's signals as rows (:mod:`collector.rows`); as ``submit``."""
 
     def dead_letter(
         self,
@@ -86,6 +92,11 @@ class PrintSink:
             print(signal_json(signal), file=self.out)
         if ack is not None:
             ack()
+
+    def submit_rows(
+        self, reader: str, machine: str, rows: list[Row], ack: Ack | None = None
+    ) -> None:
+        self.submit(reader, [Signal.from_fields(f) for f in rows_fields(rows)], ack)
 
     def dead_letter(
         self,

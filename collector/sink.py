@@ -27,6 +27,7 @@ Between batches the writer also beats the heartbeat and trims the partition stre
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import Counter, deque
@@ -39,6 +40,7 @@ import redis
 
 from collector.errors import SinkUnavailableError
 from collector.metrics import CollectorMetrics
+from collector.rows import XADD_SCRIPT, Row, encode_fields, row_rts, rows_size, signal_row
 from collector.trim import Trimmer
 from core import keys
 from core.config.collector import SinkConfig
@@ -50,71 +52,26 @@ log = get_logger(__name__)
 
 Ack = Callable[[], None]
 
-
-def encode_fields(signal: Signal) -> dict[str, str]:
-    """Exactly :meth:`core.model.Signal.to_fields`, faster for the common values.
-
-    ``json.dumps`` costs more than the rest of an entry for a plain number; for floats,
-    ints, booleans and None the JSON text is ``repr``/``true``/``false``/``null``, which
-    is what ``json.dumps`` itself writes. Anything else goes through ``to_fields``. A
-    property test holds the two equal.
-    """
-    v = signal.value
-    t = type(v)
-    if t is float:
-        if v - v != 0.0:  # type: ignore[operator]  # NaN and infinities: to_fields refuses
-            return signal.to_fields()
-        x = float.__repr__(v)
-    elif t is int:
-        x = int.__repr__(v)
-    elif t is bool:
-        x = "true" if v else "false"
-    elif v is None:
-        x = "null"
-    else:
-        return signal.to_fields()
-    fields = {
-        "v": "1",
-        "m": signal.machine,
-        "n": signal.name,
-        "x": x,
-        "q": signal.quality.value,
-        "ts": repr(signal.source_ts),
-        "rts": repr(signal.receive_ts),
-    }
-    if signal.subject:
-        fields["s"] = signal.subject
-    if signal.attrs:
-        return signal.to_fields()  # attributes are JSON: leave them to the codec
-    return fields
+#: The rows of a partition as XADD_SCRIPT's one argument: compact, UTF-8 as it is.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-#: Append a run of entries to one partition stream, in order, with one reply.
-#: KEYS[1] = the stream. ARGV = for each entry: the number of field/value items (2n),
-#: then its n fields and values. Returns the number of entries added. EVAL rather than
-#: EVALSHA: Redis caches the compiled script by its digest, and a restarted Redis (with
-#: an empty script cache) never sees a NOSCRIPT in the middle of a batch.
-XADD_SCRIPT = """
-local i, n = 1, 0
-while i <= #ARGV do
-  local c = tonumber(ARGV[i])
-  redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + c))
-  i = i + c + 1
-  n = n + 1
-end
-return n
-"""
+__all__ = ["XADD_SCRIPT", "StreamSink", "encode_fields"]
 
 
 @dataclass(slots=True)
 class _Entry:
+    """A run of one machine's signals (one message, usually), or one dead letter."""
+
     stream: str
-    fields: dict[str, str]
+    rows: list[Row]  # the signals (collector.rows); empty for dead letters and bare acks
     reader: str
     machine: str  # "" for dead letters
-    ack: Ack | None = None
-    maxlen: int | None = None
-    keep: bool = False  # part of an acknowledged message: never dropped (see _put)
+    ack: Ack | None = None  # runs once the whole run is written
+    keep: bool = False  # an acknowledged message: never dropped (see _drop_oldest)
+    fields: dict[str, str] | None = None  # a dead letter's fields
+    maxlen: int = 0  # a dead letter's stream cap
+    size: int = 1  # signals, as counted against buffer_max and batch_size
 
 
 class StreamSink:
@@ -145,7 +102,9 @@ class StreamSink:
         self.name = name
         self.heartbeat_s = heartbeat_s
         self._buf: deque[_Entry] = deque()
+        self._buffered = 0  # signals in _buf (runs hold several)
         self._inflight: list[_Entry] = []
+        self._inflight_size = 0
         self._cond = threading.Condition()
         self._stream_of: dict[str, str] = {}
         self._children: dict[tuple[int, str, str], Any] = {}
@@ -178,30 +137,45 @@ class StreamSink:
 
     def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
         """Queue signals for writing; ``ack`` runs once they (and all before) are written."""
-        stream_for = self.stream_for
-        entries = [
-            _Entry(stream_for(s.machine), encode_fields(s), reader, s.machine) for s in signals
-        ]
-        if signals:
-            machine = signals[0].machine
-            if all(s.machine == machine for s in signals):  # one machine per message, usually
-                self._counter(self.metrics.received, reader, machine).inc(len(signals))
-            else:
-                for machine, n in Counter(s.machine for s in signals).items():
-                    self._counter(self.metrics.received, reader, machine).inc(n)
-        if not entries:
+        if not signals:
             if ack is not None:
                 # Nothing to write (a message without signals): acknowledge behind the
                 # entries already queued so the broker's order of acks is kept.
-                entries = [_Entry("", {}, reader, "", ack)]
-            else:
-                return
+                self._put([_Entry("", [], reader, "", ack, size=0)], 0)
+            return
+        # One run per machine in a row (a message is one machine, usually).
+        runs: list[_Entry] = []
+        machine = ""
+        rows: list[Row] = []
+        for s in signals:
+            if s.machine != machine or not runs:
+                machine = s.machine
+                rows = []
+                runs.append(_Entry(self.stream_for(machine), rows, reader, machine))
+            rows.append(signal_row(s))
+        for run in runs:
+            run.size = len(run.rows)
+            self._counter(self.metrics.received, reader, run.machine).inc(run.size)
+        runs[-1].ack = ack
+        if ack is not None:
+            for run in runs:
+                run.keep = True
+        self._put(runs, len(signals))
+
+    def submit_rows(
+        self, reader: str, machine: str, rows: list[Row], ack: Ack | None = None
+    ) -> None:
+        """Queue one machine's signals as rows (:mod:`collector.rows`); as :meth:`submit`."""
+        n = rows_size(rows)
+        if n:
+            self._counter(self.metrics.received, reader, machine).inc(n)
+            entry = _Entry(self.stream_for(machine), rows, reader, machine, ack, ack is not None)
+        elif ack is not None:
+            entry = _Entry("", [], reader, "", ack, size=0)
         else:
-            entries[-1].ack = ack
-            if ack is not None:
-                for e in entries:
-                    e.keep = True
-        self._put(entries)
+            return
+        entry.size = n
+        self._put([entry], n)
 
     def dead_letter(
         self,
@@ -228,28 +202,32 @@ class StreamSink:
         }
         self.metrics.dead_letters.labels(reader, reason).inc()
         log.warning("collector_dead_letter", reader=reader, source=source, reason=reason)
-        entry = _Entry(keys.COLLECTOR_DEAD_LETTERS, fields, reader, "", ack)
+        entry = _Entry(keys.COLLECTOR_DEAD_LETTERS, [], reader, "", ack, fields=fields)
         entry.maxlen = self.cfg.dead_letter_max_len
-        self._put([entry])
+        self._put([entry], 1)
 
-    def _put(self, entries: list[_Entry]) -> None:
+    def _put(self, entries: list[_Entry], size: int) -> None:
         dropped: list[_Entry] = []
         with self._cond:
             self._buf.extend(entries)
-            over = len(self._buf) + len(self._inflight) - self.cfg.buffer_max
+            self._buffered += size
+            over = self._buffered + self._inflight_size - self.cfg.buffer_max
             if over > 0:
                 dropped = self._drop_oldest(over)
-            depth = len(self._buf)
-            if depth == len(entries) or depth >= self.cfg.batch_size:
+            if self._buffered == size or self._buffered >= self.cfg.batch_size:
                 self._cond.notify()  # the writer waits for a first entry or a full batch
         if dropped:
-            self.dropped_total += len(dropped)
-            for (reader, machine), n in Counter((e.reader, e.machine) for e in dropped).items():
-                self.metrics.dropped.labels(reader, machine or "-").inc(n)
-            log.warning("collector_buffer_overflow", dropped=len(dropped))
+            n = sum(e.size for e in dropped)
+            self.dropped_total += n
+            counts: Counter[tuple[str, str]] = Counter()
+            for e in dropped:
+                counts[e.reader, e.machine or "-"] += e.size
+            for (reader, machine), c in counts.items():
+                self.metrics.dropped.labels(reader, machine).inc(c)
+            log.warning("collector_buffer_overflow", dropped=n)
 
     def _drop_oldest(self, n: int) -> list[_Entry]:
-        """Drop up to ``n`` of the oldest entries that nobody waits an ack for.
+        """Drop the oldest entries (whole runs) holding at least ``n`` signals, if any.
 
         Entries of an acknowledged message (MQTT QoS 1) are kept: an unacknowledged
         message would hold one of the broker's in-flight slots until the next reconnect,
@@ -258,10 +236,16 @@ class StreamSink:
         """
         dropped: list[_Entry] = []
         kept: list[_Entry] = []
-        while len(dropped) < n and self._buf:
+        gone = 0
+        while gone < n and self._buf:
             e = self._buf.popleft()
-            (kept if e.keep else dropped).append(e)
+            if e.keep:
+                kept.append(e)
+            else:
+                dropped.append(e)
+                gone += e.size
         self._buf.extendleft(reversed(kept))
+        self._buffered -= gone
         return dropped
 
     @property
@@ -271,7 +255,8 @@ class StreamSink:
 
     @property
     def depth(self) -> int:
-        return len(self._buf) + len(self._inflight)
+        """Signals (and dead letters) buffered or being written."""
+        return self._buffered + self._inflight_size
 
     # --- the writer thread ------------------------------------------------------------
 
@@ -305,12 +290,21 @@ class StreamSink:
                 self._cond.notify_all()  # wake flush() waiters: the buffer is empty
                 due = min(self._next_trim, self._next_heartbeat) - time.monotonic()
                 self._cond.wait(min(0.5, max(0.0, due)))
-            if 0 < len(self._buf) < self.cfg.batch_size and self.cfg.linger_ms > 0:
+            if self._buf and self._buffered < self.cfg.batch_size and self.cfg.linger_ms > 0:
                 # Let a trickle become a batch: one round trip per message would cost
                 # more than the few milliseconds a signal waits here.
                 self._cond.wait(self.cfg.linger_ms / 1000.0)
-            n = min(self.cfg.batch_size, len(self._buf))
-            self._inflight = [self._buf.popleft() for _ in range(n)]
+            # Whole runs up to batch_size signals (at least one run).
+            taken: list[_Entry] = []
+            size = 0
+            buf = self._buf
+            while buf and (not taken or size + buf[0].size <= self.cfg.batch_size):
+                e = buf.popleft()
+                taken.append(e)
+                size += e.size
+            self._buffered -= size
+            self._inflight = taken
+            self._inflight_size = size
 
     def _run(self) -> None:
         backoff = Backoff(base_s=0.1, cap_s=self.cfg.retry_max_s)
@@ -323,6 +317,7 @@ class StreamSink:
                 if self._inflight:
                     self._write(self._inflight)
                     self._inflight = []
+                    self._inflight_size = 0
                 self._housekeeping()
             except Exception as exc:  # Redis errors above all; any other keeps the batch too
                 self.metrics.redis_errors.inc()
@@ -343,28 +338,25 @@ class StreamSink:
             self.metrics.buffer.set(self.depth)
 
     def _commands(self, batch: list[_Entry]) -> list[tuple[str, ...]]:
-        # One XADD_SCRIPT call per partition stream: its entries in their order (so each
-        # machine's order holds), one reply instead of one per entry. Dead letters keep
-        # plain XADDs (with MAXLEN), the last-seen times one HSET.
+        # One XADD_SCRIPT call per partition stream: its rows in their order (so each
+        # machine's order holds) as one JSON argument, one reply instead of one per
+        # entry. Dead letters keep plain XADDs (with MAXLEN), the last-seen times one HSET.
         out: list[tuple[str, ...]] = []
-        by_stream: dict[str, list[str]] = {}
+        by_stream: dict[str, list[Row]] = {}
         last_seen: dict[str, str] = {}
         for e in batch:
-            if not e.stream:
-                continue
-            if e.maxlen is None:
-                args = by_stream.get(e.stream)
-                if args is None:
-                    args = by_stream[e.stream] = []
-                args.append(str(2 * len(e.fields)))
-                for kv in e.fields.items():
-                    args.extend(kv)
-                last_seen[e.machine] = e.fields["rts"]
-            else:
+            if e.rows:
+                rows = by_stream.get(e.stream)
+                if rows is None:
+                    by_stream[e.stream] = list(e.rows)
+                else:
+                    rows.extend(e.rows)
+                last_seen[e.machine] = row_rts(e.rows[-1])
+            elif e.fields is not None:
                 flat = [x for kv in e.fields.items() for x in kv]
                 out.append(("XADD", e.stream, "MAXLEN", "~", str(e.maxlen), "*", *flat))
-        for stream, args in by_stream.items():
-            out.append(("EVAL", XADD_SCRIPT, "1", stream, *args))
+        for stream, rows in by_stream.items():
+            out.append(("EVAL", XADD_SCRIPT, "1", stream, _dumps(rows)))
         if last_seen:
             out.append(
                 ("HSET", keys.machine_last_seen(), *[x for kv in last_seen.items() for x in kv])
@@ -424,7 +416,10 @@ class StreamSink:
                 reason="replicas",
             )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        written = Counter((e.reader, e.machine) for e in batch if e.machine)
+        written: Counter[tuple[str, str]] = Counter()
+        for e in batch:
+            if e.rows:
+                written[e.reader, e.machine] += e.size
         for (reader, machine), n in written.items():
             self._counter(self.metrics.written, reader, machine).inc(n)
         self.written_total += sum(written.values())

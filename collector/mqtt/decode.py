@@ -14,20 +14,24 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from collector.convert import convert
 from collector.errors import PayloadRejectedError
+from collector.rows import Row, signal_row
 from core.config.collector import SIGNAL_PATTERN, MqttField, MqttSource, MqttTopic
 from core.config.machines import Machine
 from core.model import Quality, Signal
 
 _VAR = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 _SIGNAL = re.compile(SIGNAL_PATTERN)
+#: Topics whose pattern match is remembered (a plant has hundreds, not millions).
+ROUTE_CACHE_MAX = 100_000
 
 
 class TopicPattern:
@@ -60,6 +64,12 @@ class TopicPattern:
 
 def _reject_constant(name: str) -> Any:
     raise PayloadRejectedError(f"{name} is not a finite number", reason="not_finite")
+
+
+#: A finite float's JSON text (what ``json.dumps`` writes for it).
+_REPR = float.__repr__
+#: One decoder for every message (``json.loads`` with an argument builds one per call).
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _lookup(data: Any, path: str) -> Any:
@@ -95,6 +105,13 @@ class MessageDecoder:
             self._machine.setdefault(m.workcenter_code, m.id)
         for m in machines:
             self._machine[m.id] = m.id
+        # Topic → (spec, topic variables): a plant has a bounded set of topics, and the
+        # regular expressions were a good part of a message's cost. Bounded anyway.
+        self._routes: dict[str, tuple[MqttTopic, dict[str, str]]] = {}
+        # Per topic spec and field: the dict key when the path is one level, whether the
+        # value can be taken as it is (see decode_rows).
+        self._plans = {id(t): _Plan(t.fields) for _, t in self.topics}
+        self._has_paths = {id(t): any(f.path for f in t.fields) for _, t in self.topics}
 
     @property
     def filters(self) -> list[str]:
@@ -103,20 +120,7 @@ class MessageDecoder:
 
     def decode(self, topic: str, payload: bytes, receive_ts: float) -> list[Signal]:
         """One message → its signals. Raises :class:`PayloadRejectedError`."""
-        if len(payload) > self.source.max_payload_bytes:
-            raise PayloadRejectedError(
-                f"payload of {len(payload)} bytes is over {self.source.max_payload_bytes}",
-                reason="too_large",
-            )
-        for pattern, spec in self.topics:
-            tvars = pattern.match(topic)
-            if tvars is not None:
-                return self._decode(spec, tvars, payload, receive_ts)
-        raise PayloadRejectedError("no topic pattern matches", reason="unknown_topic")
-
-    def _decode(
-        self, spec: MqttTopic, tvars: dict[str, str], payload: bytes, receive_ts: float
-    ) -> list[Signal]:
+        spec, tvars = self._route(topic, payload)
         data = self._parse(spec, payload)
         machine = self._machine_of(spec, tvars, data)
         source_ts = self._timestamp(spec, data) if spec.timestamp_field else receive_ts
@@ -132,6 +136,78 @@ class MessageDecoder:
                 ) from None
             out.append(self._signal(f, machine, raw, tvars, data, source_ts, receive_ts))
         return out
+
+    def decode_rows(self, topic: str, payload: bytes, receive_ts: float) -> tuple[str, list[Row]]:
+        """One message → its machine and its signals as rows (:mod:`collector.rows`).
+
+        The same entries as ``[s.to_fields() for s in decode(...)]`` (a property test
+        holds them equal), without a :class:`Signal` per value: the MQTT reader's hot
+        path. Plain fields (a fixed name; no subject, attributes, map or scaling) holding
+        finite floats, or ints read as they are, go into groups; any other field goes
+        through :meth:`_signal` into a full row. Raises :class:`PayloadRejectedError`.
+        """
+        spec, tvars = self._route(topic, payload)
+        data = self._parse(spec, payload)
+        machine = self._machine_of(spec, tvars, data)
+        source_ts = self._timestamp(spec, data) if spec.timestamp_field else receive_ts
+        ts, rts = repr(source_ts), repr(receive_ts)
+        plan = self._plans[id(spec)]
+        if plan.getter is not None and type(data) is dict:
+            # A snapshot of plain float fields, all present and finite (their sum is):
+            # one group, its values read in C. Anything else takes the loop below.
+            try:
+                values = plan.getter(data)
+                total = sum(values)
+                if total - total == 0.0:
+                    return machine, [[machine, ts, rts, plan.names, list(map(_REPR, values))]]
+            except (KeyError, TypeError):
+                pass
+        rows: list[Row] = []
+        names: list[str] = []
+        xs: list[str] = []
+        by_key = type(data) is dict
+        for f, key, plain, as_is in plan.fields:
+            try:
+                raw = data[key] if by_key and key else _lookup(data, f.path)
+            except KeyError:
+                if f.optional:
+                    continue
+                raise PayloadRejectedError(
+                    f"field {f.path!r} is missing", reason="missing_field"
+                ) from None
+            t = type(raw)
+            if plain and t is float and raw - raw == 0.0:
+                names.append(f.signal)
+                xs.append(_REPR(raw))
+            elif as_is and t is int:
+                names.append(f.signal)
+                xs.append(int.__repr__(raw))
+            else:
+                if names:  # keep the order: the group so far, then this signal
+                    rows.append([machine, ts, rts, names, xs])
+                    names, xs = [], []
+                s = self._signal(f, machine, raw, tvars, data, source_ts, receive_ts)
+                rows.append(signal_row(s))
+        if names:
+            rows.append([machine, ts, rts, names, xs])
+        return machine, rows
+
+    def _route(self, topic: str, payload: bytes) -> tuple[MqttTopic, dict[str, str]]:
+        if len(payload) > self.source.max_payload_bytes:
+            raise PayloadRejectedError(
+                f"payload of {len(payload)} bytes is over {self.source.max_payload_bytes}",
+                reason="too_large",
+            )
+        route = self._routes.get(topic)
+        if route is not None:
+            return route
+        for pattern, spec in self.topics:
+            tvars = pattern.match(topic)
+            if tvars is not None:
+                if len(self._routes) < ROUTE_CACHE_MAX:
+                    self._routes[topic] = (spec, tvars)
+                return spec, tvars
+        raise PayloadRejectedError("no topic pattern matches", reason="unknown_topic")
 
     def _parse(self, spec: MqttTopic, payload: bytes) -> Any:
         try:
@@ -152,12 +228,12 @@ class MessageDecoder:
                     pass
             return {"true": True, "false": False}.get(lowered, text)
         try:
-            data = json.loads(text, parse_constant=_reject_constant)
+            data = _JSON.decode(text)
         except ValueError as exc:
             raise PayloadRejectedError(f"payload is not JSON: {exc}", reason="not_json") from None
         except RecursionError:
             raise PayloadRejectedError("payload nests too deep", reason="not_json") from None
-        if any(f.path for f in spec.fields) and not isinstance(data, dict | list):
+        if self._has_paths[id(spec)] and not isinstance(data, dict | list):
             raise PayloadRejectedError("payload is not a JSON object", reason="not_object")
         return data
 
@@ -238,6 +314,33 @@ class MessageDecoder:
             subject=_render(f.subject, tvars, data) if f.subject else "",
             attrs={k: _render(v, tvars, data) for k, v in f.attrs.items()} if f.attrs else {},
         )
+
+
+class _Plan:
+    """How :meth:`MessageDecoder.decode_rows` reads one topic spec's fields."""
+
+    def __init__(self, fields: list[MqttField]) -> None:
+        #: (field, dict key or "", plain, ints as they are) per field.
+        self.fields: list[tuple[MqttField, str, bool, bool]] = []
+        for f in fields:
+            plain = (
+                "{" not in f.signal
+                and not f.subject
+                and not f.attrs
+                and not f.map
+                and f.type in ("auto", "float")
+                and f.scale == 1.0
+                and f.offset == 0.0
+            )
+            key = f.path if f.path and "." not in f.path else ""
+            self.fields.append((f, key, plain, plain and f.type == "auto"))
+        #: Every field plain, required, one level deep: the values in one call.
+        self.getter: Callable[[Any], tuple[Any, ...]] | None = None
+        self.names = [f.signal for f in fields]
+        if len(fields) > 1 and all(
+            plain and key and not f.optional for f, key, plain, _ in self.fields
+        ):
+            self.getter = operator.itemgetter(*(key for _, key, _, _ in self.fields))
 
 
 def _render(template: str, tvars: dict[str, str], data: Any) -> str:

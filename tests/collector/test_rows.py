@@ -1,0 +1,169 @@
+"""Rows (collector.rows): the hot path writes exactly the entries of Signal.to_fields.
+
+Three links of one chain, each property-tested: the MQTT decoder's rows stand for the
+same entries as its signals; a signal's row stands for its ``to_fields``; and what
+``XADD_SCRIPT`` stores in a real Redis is what :func:`rows_fields` says.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from collector.errors import PayloadRejectedError
+from collector.mqtt.decode import MessageDecoder
+from collector.rows import XADD_SCRIPT, Row, rows_fields, rows_size, signal_row
+from core import keys
+from core.config.collector import MqttSource
+from core.config.machines import Machine
+from core.model import Quality, Signal
+
+MACHINES = [Machine(id="cnc103", pcn=1, workcenter_key=61324, workcenter_code="cnc103")]
+KEYS = ["a", "b", "c", "d", "e", "ts"]
+
+
+def decoder(fields: list[dict[str, Any]]) -> MessageDecoder:
+    topics = [
+        {
+            "pattern": "p/{machine}",
+            "timestamp_field": "ts",
+            "timestamp_format": "epoch_s",
+            "fields": fields,
+        }
+    ]
+    source = MqttSource.model_validate({"type": "mqtt", "name": "b", "topics": topics})
+    return MessageDecoder(source, MACHINES)
+
+
+#: A snapshot of plain float fields: the one-call path of decode_rows.
+SNAPSHOT = decoder([{"path": k, "signal": f"s_{k}", "type": "float"} for k in KEYS[:5]])
+#: Plain and other fields mixed: the loop path, groups broken by full rows.
+MIXED = decoder(
+    [
+        {"path": "a", "signal": "s_a"},
+        {"path": "b", "signal": "s_b", "type": "float"},
+        {"path": "c", "signal": "s_c", "type": "int", "scale": 2},
+        {"path": "d", "signal": "s_d", "optional": True, "subject": "T{a}"},
+        {"path": "e.0", "signal": "s_e", "optional": True},
+        {"path": "a", "signal": "s_{c}", "attrs": {"x": "{b}"}, "optional": True},
+    ]
+)
+
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**20), max_value=10**20)
+    | st.floats()
+    | st.text(max_size=6)
+)
+payloads = st.dictionaries(
+    st.sampled_from(KEYS),
+    scalars | st.lists(scalars, max_size=2),
+    max_size=6,
+) | st.fixed_dictionaries({k: st.floats(allow_nan=False) for k in KEYS})
+
+
+def _same(d: MessageDecoder, body: Any) -> None:
+    payload = json.dumps(body, allow_nan=True).encode()
+    try:
+        signals = d.decode("p/cnc103", payload, 7.25)
+    except PayloadRejectedError as exc:
+        with pytest.raises(PayloadRejectedError) as got:
+            d.decode_rows("p/cnc103", payload, 7.25)
+        assert (got.value.reason, str(got.value)) == (exc.reason, str(exc))
+        return
+    machine, rows = d.decode_rows("p/cnc103", payload, 7.25)
+    assert machine == "cnc103"
+    assert [list(f.items()) for f in rows_fields(rows)] == [
+        list(s.to_fields().items()) for s in signals
+    ]
+    assert rows_size(rows) == len(signals)
+
+
+@settings(max_examples=400, deadline=None)
+@given(payloads)
+def test_decoded_rows_are_the_decoded_signals_entries(body: Any) -> None:
+    _same(SNAPSHOT, body)
+    _same(MIXED, body)
+
+
+def test_a_snapshot_is_one_group_and_a_mixed_message_keeps_its_order() -> None:
+    body = {"a": 1.5, "b": 2.0, "c": 3.25, "d": -4.0, "e": 5e-324, "ts": 100.5}
+    _, rows = SNAPSHOT.decode_rows("p/cnc103", json.dumps(body).encode(), 7.25)
+    names = ["s_a", "s_b", "s_c", "s_d", "s_e"]
+    xs = ["1.5", "2.0", "3.25", "-4.0", "5e-324"]
+    assert rows == [["cnc103", "100.5", "7.25", names, xs]]
+    body = {"a": 1, "b": 2.5, "c": 3, "d": 4.0, "ts": 100.5}
+    _, rows = MIXED.decode_rows("p/cnc103", json.dumps(body).encode(), 7.25)
+    assert rows == [
+        ["cnc103", "100.5", "7.25", ["s_a", "s_b"], ["1", "2.5"]],
+        ["cnc103", "s_c", "6", "good", "100.5", "7.25", "", ""],
+        ["cnc103", "s_d", "4.0", "good", "100.5", "7.25", "T1", ""],
+        ["cnc103", "s_3", "1", "good", "100.5", "7.25", "", '{"x":"2.5"}'],
+    ]
+
+
+signals = st.builds(
+    Signal,
+    machine=st.text(min_size=1, max_size=5),
+    name=st.text(min_size=1, max_size=5),
+    value=scalars,
+    quality=st.sampled_from(list(Quality)),
+    source_ts=st.floats(allow_nan=False, allow_infinity=False),
+    receive_ts=st.floats(allow_nan=False, allow_infinity=False),
+    subject=st.text(max_size=3),
+    attrs=st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+)
+texts = st.text(max_size=8)
+groups = st.integers(min_value=1, max_value=4).flatmap(
+    lambda n: st.tuples(
+        texts,
+        texts,
+        texts,
+        st.lists(texts, min_size=n, max_size=n),
+        st.lists(texts, min_size=n, max_size=n),
+    ).map(list)
+)
+
+
+def _row(signal: Signal) -> Row | None:
+    try:
+        return signal_row(signal)
+    except ValueError:  # NaN and infinities: the codec refuses them too
+        with pytest.raises(ValueError):
+            signal.to_fields()
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(signals)
+def test_a_signals_row_stands_for_its_to_fields(signal: Signal) -> None:
+    row = _row(signal)
+    if row is not None:
+        assert [list(f.items()) for f in rows_fields([row])] == [list(signal.to_fields().items())]
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        signals.map(_row).filter(lambda r: r is not None) | groups, min_size=1, max_size=6
+    )
+)
+def test_the_script_stores_what_rows_fields_says(
+    rows: list[Row], redis_client: redis.Redis
+) -> None:
+    stream = keys.signal_stream(0)
+    redis_client.delete(stream)
+    payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    n = redis_client.eval(XADD_SCRIPT, 1, stream, payload)
+    entries: Any = redis_client.xrange(stream)
+    assert n == rows_size(rows) == len(entries)
+    # Field order too: the entries' fields as Redis returns them, pair by pair.
+    assert [list(f.items()) for _, f in entries] == [list(f.items()) for f in rows_fields(rows)]
