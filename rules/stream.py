@@ -1,22 +1,31 @@
 """A partition's stream, read and acknowledged only by its lease holder.
 
-Reading (``XREADGROUP``) and checkpointing (state ``HSET`` + ``XACK``) are Lua scripts
-that first check the partition's lease: a worker that lost its lease while paused cannot
-take new entries (they would sit in its pending list, invisible to the new holder) nor
-acknowledge entries whose effects the new holder's state does not contain. The state and
-the acknowledgement are one step: after a crash every entry is either reflected in the
+Reading (``XREADGROUP``) and checkpointing (state ``HSET`` + ``XACK``) first check the
+partition's lease: a worker that lost its lease while paused cannot take new entries
+(they would sit in its pending list, invisible to the new holder) nor acknowledge entries
+whose effects the new holder's state does not contain. The state and the acknowledgement
+are one step (a Lua script): after a crash every entry is either reflected in the
 checkpointed state and acknowledged, or pending and replayed. All three keys of a
 partition share the hash tag ``{p}``, so the scripts run on one Redis Cluster node.
 
-On a Cluster each partition is its own slot, and redis-py's cluster client refuses
-scripts in a pipeline and Redis refuses a multi-key XREAD across slots: there the scripts
-run one call per partition and the idle wait blocks on one partition at a time (a share
-of the wait each, in turn), so an entry is seen at most one wait (``block_ms``) late. A
-plain server or a Sentinel master keeps the single pipeline and the single XREAD.
+The read's fence on a plain server or a Sentinel master is optimistic: ``WATCH`` the
+leases, ``MGET`` them, then one ``MULTI`` with an ``XREADGROUP`` (and an ``XREVRANGE`` for
+the last id, to block on when idle) per partition still ours. Redis aborts the ``EXEC``
+if any watched lease was written or expired meanwhile, and the check is simply made
+again. It replaced a Lua script that checked the lease and called ``XREADGROUP``: inside
+Lua every entry is converted to a Lua table and back, which cost the server about twice
+the ``XREADGROUP`` itself, on the cores the worker shares with it (``bench/rules.py``).
 
-Entries that do not decode go to ``core.keys.RULES_DEAD_LETTERS`` with their reason and
-are acknowledged with the next checkpoint (that stream has no hash tag, so a crash
-between the two may dead-letter an entry twice; never lose it).
+On a Cluster each partition is its own slot, and redis-py's cluster client refuses
+transactions and scripts in a pipeline and Redis refuses a multi-key command across
+slots: there the read is the Lua script, one call per partition, and the idle wait
+blocks on one partition at a time (a share of the wait each, in turn), so an entry is
+seen at most one wait (``block_ms``) late.
+
+Entries reach the worker as ``(id, fields)`` with the fields a dict, whichever way they
+were read. Entries that do not decode go to ``core.keys.RULES_DEAD_LETTERS`` with their
+reason and are acknowledged with the next checkpoint (that stream has no hash tag, so a
+crash between the two may dead-letter an entry twice; never lose it).
 """
 
 from __future__ import annotations
@@ -26,12 +35,12 @@ from collections.abc import Iterator
 from typing import Any
 
 from redis.cluster import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import ResponseError, WatchError
 
 from core import keys
 from core.model import DecodeError
 
-#: KEYS[1] = partition lease, KEYS[2] = partition stream.
+#: The Cluster read. KEYS[1] = partition lease, KEYS[2] = partition stream.
 #: ARGV[1] = worker id (also its consumer name), ARGV[2] = group, ARGV[3] = count.
 #: Returns false when the lease is not ours; else {entries, last_id}: the new entries as
 #: XREADGROUP gives them, and when there are none the stream's last id (to block on).
@@ -69,6 +78,11 @@ end
 return 1
 """
 
+#: A stream entry: its id and its fields.
+Entry = tuple[str, dict[str, str]]
+#: A partition's read: its new entries, and when there are none the stream's last id.
+Batch = tuple[list[Entry], str]
+
 #: Cap of the dead-letter stream (approximate): enough to investigate, bounded.
 DEAD_LETTER_MAXLEN = 100_000
 
@@ -94,25 +108,57 @@ class PartitionStream:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, partitions: list[int], count: int) -> dict[int, tuple[list[Any], str] | None]:
+    def read(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
         """New entries of each partition (None: lease lost), and the last id when none."""
-        args = [self.worker_id, self.group, count]
-        replies: list[Any]
         if self.cluster:
-            replies = [
-                self._read(keys=[keys.rules_lease(p), keys.signal_stream(p)], args=args)
-                for p in partitions
-            ]
-        else:
-            pipe = self.redis.pipeline(transaction=False)
-            for p in partitions:
-                self._read(
-                    keys=[keys.rules_lease(p), keys.signal_stream(p)], args=args, client=pipe
-                )
-            replies = pipe.execute()
-        out: dict[int, tuple[list[Any], str] | None] = {}
-        for p, reply in zip(partitions, replies, strict=True):
-            out[p] = None if reply is None else (reply[0], str(reply[1]))
+            return self._read_scripted(partitions, count)
+        return self._read_watched(partitions, count)
+
+    def _holders(self, pipe: Any, leases: list[str]) -> list[str | None]:
+        """Who holds each lease, read on the watching connection."""
+        return list(pipe.mget(leases))
+
+    def _read_watched(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
+        leases = [keys.rules_lease(p) for p in partitions]
+        with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                pipe.watch(*leases)
+                holders = self._holders(pipe, leases)
+                ours = [p for p, h in zip(partitions, holders, strict=True) if h == self.worker_id]
+                pipe.multi()
+                for p in ours:
+                    stream = keys.signal_stream(p)
+                    pipe.xreadgroup(self.group, self.worker_id, {stream: ">"}, count=count)
+                    pipe.xrevrange(stream, count=1)
+                try:
+                    replies = pipe.execute()
+                    break
+                except WatchError:
+                    # A lease was renewed, taken or expired between the check and the read:
+                    # nothing was read; check again.
+                    continue
+        out: dict[int, Batch | None] = dict.fromkeys(partitions)
+        for i, p in enumerate(ours):
+            got, last = replies[2 * i], replies[2 * i + 1]
+            if got:
+                out[p] = (got[0][1], "")
+            else:
+                out[p] = ([], last[0][0] if last else "0-0")
+        return out
+
+    def _read_scripted(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
+        args = [self.worker_id, self.group, count]
+        out: dict[int, Batch | None] = {}
+        for p in partitions:
+            reply = self._read(keys=[keys.rules_lease(p), keys.signal_stream(p)], args=args)
+            if reply is None:
+                out[p] = None
+                continue
+            entries = []
+            for entry_id, flat in reply[0]:
+                it = iter(flat)
+                entries.append((entry_id, dict(zip(it, it, strict=True))))
+            out[p] = (entries, str(reply[1]))
         return out
 
     def wait(self, last_ids: dict[int, str], block_ms: int) -> None:
@@ -132,20 +178,15 @@ class PartitionStream:
             if self.redis.xread({stream: last}, count=1, block=share):
                 return
 
-    def claim_pending(self, p: int, page: int = 1000) -> Iterator[list[Any]]:
+    def claim_pending(self, p: int, page: int = 1000) -> Iterator[list[Entry]]:
         """Take over every pending entry of the partition (a dead holder's), in id order."""
         start = "0-0"
         stream = keys.signal_stream(p)
         while True:
             reply = self.redis.xautoclaim(stream, self.group, self.worker_id, 0, start, count=page)
             start, entries = reply[0], reply[1]
-            # redis-py parses XAUTOCLAIM entries into dicts; the read script's are flat
-            # lists: hand them on in the script's form.
-            live = [
-                [entry_id, [x for kv in fields.items() for x in kv]]
-                for entry_id, fields in entries
-                if fields is not None
-            ]
+            # A deleted entry is claimed with no fields: nothing to evaluate.
+            live = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
             if live:
                 yield live
             if start in ("0-0", b"0-0"):

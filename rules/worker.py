@@ -42,7 +42,7 @@ from rules.lease import Leases
 from rules.live import LiveBoard
 from rules.metrics import RulesMetrics
 from rules.sink import EpisodeSink, WriteResult, load_silences
-from rules.stream import PartitionStream
+from rules.stream import Entry, PartitionStream
 
 log = get_logger(__name__)
 
@@ -194,7 +194,7 @@ class RulesWorker:
 
     # --- evaluation ----------------------------------------------------------------------
 
-    def _evaluate(self, held: Held, entries: list[Any], *, claimed: bool = False) -> None:
+    def _evaluate(self, held: Held, entries: list[Entry], *, claimed: bool = False) -> None:
         engine = held.engine
         process = engine.process
         # Only entries claimed from the pending list can be older than the checkpoint
@@ -210,12 +210,10 @@ class RulesWorker:
             first_rx = True
         else:
             first_rx = False
-        for entry_id, flat in entries:
+        for entry_id, fields in entries:
             if progress != (0, 0) and _id_key(entry_id) <= progress:
                 replayed += 1  # already reflected in the checkpointed state
                 continue
-            it = iter(flat)
-            fields = dict(zip(it, it, strict=True))
             try:
                 sig = decode(fields)
             except DecodeError as err:
