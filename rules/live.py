@@ -7,7 +7,8 @@ or the controller's own word when it is none of those), ``state_since`` (source 
 state began), ``updated_at`` (worker clock) and the latest value of every subject-less
 signal by its canonical name (``program``, ``part_count``, ``spindle_load``...).
 
-Cost: the worker notes each good signal's value in a dict (one assignment) and, once per
+Cost: the worker notes each good signal's value in a dict (one assignment; the value is
+turned into text only when written, since most are overwritten before) and, once per
 batch, writes each machine touched whose board state changed or whose hash is older than
 :data:`REFRESH_S` (one pipelined ``HSET`` + ``EXPIRE`` each). Writing every machine on
 every batch made 500 machines at 10,000 signals/s cost a thousand commands per batch and
@@ -22,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import keys
-from core.model import Quality, Signal
+from core.model import Quality, Signal, Value
 from rules.engine import Program
 from rules.state import MachineState
 from rules.types.no_data import NoData
@@ -80,7 +81,7 @@ class LiveBoard:
         self.ttl_s = ttl_s
         self.refresh_s = refresh_s
         #: Values noted since each machine's last write (kept until it is written).
-        self.values: dict[str, dict[str, str]] = {}
+        self.values: dict[str, dict[str, Value]] = {}
         #: machine → (state, since, written at) last published: a state keeps its start.
         self.published: dict[str, tuple[str, float, float]] = {}
 
@@ -96,7 +97,7 @@ class LiveBoard:
         # A bad sample or a subject's value (one tool of forty) is not a tile's value,
         # but the machine was touched: its state is still refreshed.
         if not sig.subject and sig.value is not None and sig.quality in _GOOD:
-            values[sig.name] = _text(sig.value)
+            values[sig.name] = sig.value
 
     def _state(self, m: MachineState) -> tuple[str, float]:
         for key in self._no_data_keys:
@@ -115,7 +116,7 @@ class LiveBoard:
             return 0
         pipe = redis.pipeline(transaction=False)
         written = 0
-        waiting: dict[str, dict[str, str]] = {}
+        waiting: dict[str, dict[str, Value]] = {}
         for machine, values in self.values.items():
             m = next((ms[machine] for ms in engines if machine in ms), None)
             if m is None:
@@ -129,7 +130,7 @@ class LiveBoard:
                 if state != "no_data":
                     since = prev[1]  # e.g. stopped → ready: still idle since the same moment
             self.published[machine] = (state, since, now)
-            fields = dict(values)
+            fields = {name: _text(value) for name, value in values.items()}
             fields["state"] = state
             fields["state_since"] = repr(float(since or now))
             fields["updated_at"] = repr(float(now))
