@@ -70,6 +70,8 @@ def _reject_constant(name: str) -> Any:
 _REPR = float.__repr__
 #: One decoder for every message (``json.loads`` with an argument builds one per call).
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
+#: Its C scanner: (value, end) from a position, StopIteration when nothing parses there.
+_SCAN: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, absent from typeshed
 
 
 def _lookup(data: Any, path: str) -> Any:
@@ -107,10 +109,10 @@ class MessageDecoder:
             self._machine[m.id] = m.id
         # Topic → (spec, topic variables): a plant has a bounded set of topics, and the
         # regular expressions were a good part of a message's cost. Bounded anyway.
-        self._routes: dict[str, tuple[MqttTopic, dict[str, str]]] = {}
+        self._routes: dict[str, tuple[MqttTopic, dict[str, str], str]] = {}
         # Per topic spec and field: the dict key when the path is one level, whether the
         # value can be taken as it is (see decode_rows).
-        self._plans = {id(t): _Plan(t.fields) for _, t in self.topics}
+        self._plans = {id(t): _Plan(t) for _, t in self.topics}
         self._has_paths = {id(t): any(f.path for f in t.fields) for _, t in self.topics}
 
     @property
@@ -120,7 +122,7 @@ class MessageDecoder:
 
     def decode(self, topic: str, payload: bytes, receive_ts: float) -> list[Signal]:
         """One message → its signals. Raises :class:`PayloadRejectedError`."""
-        spec, tvars = self._route(topic, payload)
+        spec, tvars, _ = self._route(topic, payload)
         data = self._parse(spec, payload)
         machine = self._machine_of(spec, tvars, data)
         source_ts = self._timestamp(spec, data) if spec.timestamp_field else receive_ts
@@ -146,13 +148,19 @@ class MessageDecoder:
         finite floats, or ints read as they are, go into groups; any other field goes
         through :meth:`_signal` into a full row. Raises :class:`PayloadRejectedError`.
         """
-        spec, tvars = self._route(topic, payload)
-        data = self._parse(spec, payload)
-        machine = self._machine_of(spec, tvars, data)
-        source_ts = self._timestamp(spec, data) if spec.timestamp_field else receive_ts
-        ts, rts = repr(source_ts), repr(receive_ts)
+        spec, tvars, topic_machine = self._route(topic, payload)
         plan = self._plans[id(spec)]
-        if plan.getter is not None and type(data) is dict:
+        data = self._parse(spec, payload)
+        by_key = type(data) is dict
+        machine = topic_machine or self._machine_of(spec, tvars, data)
+        source_ts = receive_ts
+        if spec.timestamp_field:
+            # Epoch seconds as a finite float, the common case, read directly.
+            raw_ts: Any = data.get(plan.ts_key) if by_key and plan.ts_key else None
+            is_float = type(raw_ts) is float and raw_ts - raw_ts == 0.0
+            source_ts = raw_ts if is_float else self._timestamp(spec, data)
+        ts, rts = repr(source_ts), repr(receive_ts)
+        if plan.getter is not None and by_key:
             # A snapshot of plain float fields, all present and finite (their sum is):
             # one group, its values read in C. Anything else takes the loop below.
             try:
@@ -165,7 +173,6 @@ class MessageDecoder:
         rows: list[Row] = []
         names: list[str] = []
         xs: list[str] = []
-        by_key = type(data) is dict
         for f, key, plain, as_is in plan.fields:
             try:
                 raw = data[key] if by_key and key else _lookup(data, f.path)
@@ -192,7 +199,10 @@ class MessageDecoder:
             rows.append([machine, ts, rts, names, xs])
         return machine, rows
 
-    def _route(self, topic: str, payload: bytes) -> tuple[MqttTopic, dict[str, str]]:
+    def _route(self, topic: str, payload: bytes) -> tuple[MqttTopic, dict[str, str], str]:
+        """The topic's spec, its variables, and its machine when the topic alone names a
+        known one (else "": :meth:`_machine_of` decides after parsing, with its errors).
+        """
         if len(payload) > self.source.max_payload_bytes:
             raise PayloadRejectedError(
                 f"payload of {len(payload)} bytes is over {self.source.max_payload_bytes}",
@@ -204,9 +214,13 @@ class MessageDecoder:
         for pattern, spec in self.topics:
             tvars = pattern.match(topic)
             if tvars is not None:
+                machine = spec.machine
+                if not machine and not spec.machine_field:
+                    name = tvars.get("machine") or tvars.get("workcenter") or ""
+                    machine = self._machine.get(name, "")
                 if len(self._routes) < ROUTE_CACHE_MAX:
-                    self._routes[topic] = (spec, tvars)
-                return spec, tvars
+                    self._routes[topic] = (spec, tvars, machine)
+                return spec, tvars, machine
         raise PayloadRejectedError("no topic pattern matches", reason="unknown_topic")
 
     def _parse(self, spec: MqttTopic, payload: bytes) -> Any:
@@ -228,14 +242,26 @@ class MessageDecoder:
                     pass
             return {"true": True, "false": False}.get(lowered, text)
         try:
-            data = _JSON.decode(text)
+            # The C scanner alone when the text is one JSON value without surrounding
+            # space (JSONDecoder.decode adds two regular expressions around it); any
+            # other text goes the whole way, which gives the exact error.
+            data, end = _SCAN(text, 0)
+            if end != len(text):
+                data = _JSON.decode(text)
+        except (StopIteration, ValueError, RecursionError):
+            data = self._parse_slowly(text)
+        if self._has_paths[id(spec)] and not isinstance(data, dict | list):
+            raise PayloadRejectedError("payload is not a JSON object", reason="not_object")
+        return data
+
+    @staticmethod
+    def _parse_slowly(text: str) -> Any:
+        try:
+            return _JSON.decode(text)
         except ValueError as exc:
             raise PayloadRejectedError(f"payload is not JSON: {exc}", reason="not_json") from None
         except RecursionError:
             raise PayloadRejectedError("payload nests too deep", reason="not_json") from None
-        if self._has_paths[id(spec)] and not isinstance(data, dict | list):
-            raise PayloadRejectedError("payload is not a JSON object", reason="not_object")
-        return data
 
     def _machine_of(self, spec: MqttTopic, tvars: dict[str, str], data: Any) -> str:
         if spec.machine:
@@ -319,7 +345,12 @@ class MessageDecoder:
 class _Plan:
     """How :meth:`MessageDecoder.decode_rows` reads one topic spec's fields."""
 
-    def __init__(self, fields: list[MqttField]) -> None:
+    def __init__(self, spec: MqttTopic) -> None:
+        fields = spec.fields
+        #: The timestamp's dict key when it is one level deep in epoch seconds.
+        self.ts_key = ""
+        if spec.timestamp_format == "epoch_s" and "." not in spec.timestamp_field:
+            self.ts_key = spec.timestamp_field
         #: (field, dict key or "", plain, ints as they are) per field.
         self.fields: list[tuple[MqttField, str, bool, bool]] = []
         for f in fields:
