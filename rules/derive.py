@@ -388,3 +388,6 @@ _HANDLERS: dict[str, _Handler] = {
     "machining_event": Deriver._machining,
     "tool_change": Deriver._tool_change,
 }
+#: Signals the deriver reads: the engine calls :meth:`Deriver.before` only for these (most
+#: signals, spindle load first, are not; the call alone was a measurable share).
+DERIVES = frozenset(_HANDLERS)

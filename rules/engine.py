@@ -21,7 +21,7 @@ from core.logs import get_logger
 from core.model import Quality, Signal
 from rules.actions import Action, Forecast
 from rules.alerts import ActiveSilence, Lifecycle
-from rules.derive import Deriver, Facts
+from rules.derive import DERIVES, Deriver, Facts
 from rules.state import MachineState
 from rules.types import REGISTRY, Rule
 
@@ -171,9 +171,10 @@ class Engine:
             return
         m.last_rx = t
         m.last_src = sig.source_ts
-        derived = self.deriver.before(m, sig)
+        name = sig.name
+        derived = self.deriver.before(m, sig) if name in DERIVES else None
         if derived is None:
-            rules = table.get(sig.name)
+            rules = table.get(name)
             if rules is not None:
                 ctx.evaluations += len(rules)
                 for rule in rules:

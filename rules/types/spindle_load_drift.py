@@ -45,9 +45,13 @@ class SpindleLoadDrift(BaseRule):
                 if st.pop(subject, None) is not None:
                     ctx.inactive(m, self.name, subject)
             return
-        load = num(sig.value)
+        load = sig.value
+        if type(load) is not float:  # the common case skips the call (every sample)
+            load = num(load)
+            if load is None:
+                return
         spec = self.spec
-        if load is None or load < spec.min_load:
+        if load < spec.min_load:
             return
         tool = sig.subject or (m.active_tool if self.facts.spec(m.id).load_by_tool else "")
         tool = tool or SPINDLE

@@ -34,10 +34,14 @@ class Threshold(BaseRule):
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         if self.subject is not None and sig.subject != self.subject:
             return
-        value = num(sig.value)
-        if value is None:
-            return
-        st = self.state(m)
+        value = sig.value
+        if type(value) is not float:  # the common case skips the call (every sample)
+            value = num(value)
+            if value is None:
+                return
+        st = m.rules.get(self.name)
+        if st is None:
+            st = m.rules[self.name] = {}
         on = st.get(sig.subject, False)
         if self.upward:
             fire, clear = value > self.limit, value < self.clear
