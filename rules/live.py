@@ -8,12 +8,13 @@ state began), ``updated_at`` (worker clock) and the latest value of every subjec
 signal by its canonical name (``program``, ``part_count``, ``spindle_load``...).
 
 Cost: the worker notes each good signal's value in a dict (one assignment; the value is
-turned into text only when written, since most are overwritten before) and, once per
-batch, writes each machine touched whose board state changed or whose hash is older than
-:data:`REFRESH_S` (one pipelined ``HSET`` + ``EXPIRE`` each). Writing every machine on
-every batch made 500 machines at 10,000 signals/s cost a thousand commands per batch and
-multiplied the XADD → episode p99 (``bench/rules.py``); the boards reload every 15 s, so
-values a few seconds old lose nothing, while a state change is shown at once. The hash
+turned into text only when written, since most are overwritten before) and, after a
+batch but at most every :data:`FLUSH_INTERVAL_S`, writes each machine touched whose board
+state changed or whose hash is older than :data:`REFRESH_S` (one pipelined ``HSET`` +
+``EXPIRE`` each). Writing every machine on every batch made 500 machines at 10,000
+signals/s cost a thousand commands per batch and multiplied the XADD → episode p99
+(``bench/rules.py``); the boards reload every 15 s, so values a few seconds old lose
+nothing, while a state change is shown within a quarter of a second. The hash
 expires after :data:`LIVE_TTL_S` so a dead worker's machines do not keep showing their
 last state forever. The hash is advisory: losing a write loses nothing but a refresh.
 """
@@ -32,6 +33,10 @@ from rules.types.no_data import NoData
 LIVE_TTL_S = 300
 #: Seconds between two writes of a machine whose board state did not change.
 REFRESH_S = 5.0
+#: Seconds between two flushes: a flush looks at every machine noted (up to all of them),
+#: so once per batch cost the most when batches are small and frequent (a worker keeping
+#: up at 10,000 signals/s read every few milliseconds, and spent most of its time here).
+FLUSH_INTERVAL_S = 0.25
 #: Controller run states (lower case) → the board's state; other words are shown as is.
 BOARD_STATES = {
     "executing": "running",
@@ -75,11 +80,15 @@ class LiveBoard:
         *,
         ttl_s: int = LIVE_TTL_S,
         refresh_s: float = REFRESH_S,
+        interval_s: float = FLUSH_INTERVAL_S,
     ) -> None:
         #: Alert keys (``rule\\x1f``) of the no_data rules: while one is active, no data.
         self._no_data_keys = tuple(f"{name}\x1f" for name in sorted(no_data_rules))
         self.ttl_s = ttl_s
         self.refresh_s = refresh_s
+        self.interval_s = interval_s
+        #: Clock time of the last flush that looked at the machines.
+        self.flushed_at: float | None = None
         #: Values noted since each machine's last write (kept until it is written).
         self.values: dict[str, dict[str, Value]] = {}
         #: machine → (state, since, written at) last published: a state keeps its start.
@@ -106,14 +115,21 @@ class LiveBoard:
                 return "no_data", alert.started
         return board_state(m.run_state), m.run_since
 
-    def flush(self, redis: Any, engines: list[dict[str, MachineState]], now: float) -> int:
+    def flush(
+        self, redis: Any, engines: list[dict[str, MachineState]], now: float, *, force: bool = False
+    ) -> int:
         """Write the hash of every machine noted since the last flush; machines written.
 
         ``engines`` are the machine states of the partitions held: a machine in none of
-        them (unknown, or its partition just lost) is not written.
+        them (unknown, or its partition just lost) is not written. Within
+        ``interval_s`` of the last flush nothing is done unless ``force`` (the end of a
+        one-shot run): the values wait for the next.
         """
         if not self.values:
             return 0
+        if not force and self.flushed_at is not None and now - self.flushed_at < self.interval_s:
+            return 0
+        self.flushed_at = now
         pipe = redis.pipeline(transaction=False)
         written = 0
         waiting: dict[str, dict[str, Value]] = {}

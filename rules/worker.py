@@ -260,12 +260,14 @@ class RulesWorker:
             elif last_id:
                 held.last_seen = last_id
         if got:
-            # Once per batch, not per signal: the boards' live hashes (rules/live.py).
-            self.live.flush(
-                self.redis, [h.engine.machines for h in self.held.values()], self.clock()
-            )
+            # Not per signal: the boards' live hashes, at most every interval (rules/live.py).
+            self._flush_live()
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return got
+
+    def _flush_live(self, *, force: bool = False) -> None:
+        engines = [h.engine.machines for h in self.held.values()]
+        self.live.flush(self.redis, engines, self.clock(), force=force)
 
     def tick(self, now: float | None = None) -> None:
         at = self.clock() if now is None else now
@@ -460,6 +462,7 @@ class RulesWorker:
     def shutdown(self) -> None:
         try:
             if self.held and self.commit():
+                self._flush_live(force=True)
                 for p in sorted(self.held):
                     self._give_up(p)
             self.leases.leave()
@@ -477,6 +480,7 @@ class RulesWorker:
         while self.read_once():
             if not self.commit():
                 return self.stats
+        self._flush_live(force=True)
         self.tick(now)
         if not self.commit():
             return self.stats

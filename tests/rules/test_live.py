@@ -13,7 +13,8 @@ from typing import Any
 
 from core import keys
 from core.model import Quality, Signal
-from rules.live import LIVE_TTL_S, REFRESH_S, board_state
+from rules.live import FLUSH_INTERVAL_S, LIVE_TTL_S, REFRESH_S, LiveBoard, board_state
+from rules.state import MachineState
 from tests.rules.helpers import make_worker, push
 from web.live import machine_statuses
 
@@ -151,3 +152,26 @@ def test_an_unchanged_state_is_rewritten_at_most_every_refresh_s(
         "6", "30", repr(T0),
     ]  # fmt: skip
     assert redis_client.hget(key, "updated_at") == repr(clock[0])
+
+
+def test_flushes_come_at_most_every_interval_and_a_forced_one_at_once(redis_client) -> None:
+    board = LiveBoard(frozenset(), interval_s=FLUSH_INTERVAL_S)
+    m = MachineState("cnc103")
+    m.run_state = "executing"
+    machines = {"cnc103": m}
+    key = keys.machine_live("cnc103")
+
+    board.note(sig("part_count", 5, T0))
+    assert board.flush(redis_client, [machines], T0 + 10) == 1
+    m.run_state = "interrupted"  # a change of state, written at the next flush
+    board.note(sig("part_count", 6, T0 + 1))
+    assert board.flush(redis_client, [machines], T0 + 10 + FLUSH_INTERVAL_S / 2) == 0
+    assert redis_client.hmget(key, "state", "part_count") == ["running", "5"]
+    assert board.flush(redis_client, [machines], T0 + 10 + FLUSH_INTERVAL_S) == 1
+    assert redis_client.hmget(key, "state", "part_count") == ["down", "6"]
+
+    m.run_state = "executing"
+    board.note(sig("part_count", 7, T0 + 2))
+    at = T0 + 10 + FLUSH_INTERVAL_S * 1.5  # within the interval, but forced
+    assert board.flush(redis_client, [machines], at, force=True) == 1
+    assert redis_client.hmget(key, "state", "part_count") == ["running", "7"]
