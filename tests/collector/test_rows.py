@@ -8,19 +8,26 @@ same entries as its signals; a signal's row stands for its ``to_fields``; and wh
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import redis
+from asyncua import ua
+from asyncua.ua.status_codes import StatusCodes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from collector.errors import PayloadRejectedError
+from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder
+from collector.opcua.reader import OpcuaReader, _known
+from collector.opcua.resolve import Resolved
 from collector.rows import XADD_SCRIPT, Row, rows_fields, rows_size, signal_row
 from core import keys
-from core.config.collector import MqttSource
+from core.config.collector import MqttSource, OpcuaNode, OpcuaSource
 from core.config.machines import Machine
+from core.metrics import new_registry
 from core.model import Quality, Signal
 
 MACHINES = [Machine(id="cnc103", pcn=1, workcenter_key=61324, workcenter_code="cnc103")]
@@ -167,3 +174,71 @@ def test_the_script_stores_what_rows_fields_says(
     assert n == rows_size(rows) == len(entries)
     # Field order too: the entries' fields as Redis returns them, pair by pair.
     assert [list(f.items()) for _, f in entries] == [list(f.items()) for f in rows_fields(rows)]
+
+
+class _Letters:
+    """A sink seam that only records dead letters (the reader's only call here)."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+
+    def submit(self, reader: str, signals: Any, ack: Any = None) -> None:
+        raise AssertionError("not called by _row")
+
+    def submit_rows(self, reader: str, machine: str, rows: Any, ack: Any = None) -> None:
+        raise AssertionError("not called by _row")
+
+    def dead_letter(self, reader: str, **kw: Any) -> None:
+        self.reasons.append(kw["reason"])
+
+
+OPCUA_SOURCE = OpcuaSource.model_validate(
+    {"type": "opcua", "name": "s", "endpoint": "opc.tcp://127.0.0.1:4840/x"}
+)
+node_specs = st.fixed_dictionaries(
+    {
+        "machine": st.just("cnc103"),
+        "signal": st.just("spindle_load"),
+        "node_id": st.just("ns=2;s=x"),
+    },
+    optional={
+        "type": st.sampled_from(["auto", "float", "int", "str", "bool"]),
+        "scale": st.sampled_from([1.0, 2.5]),
+        "map": st.just({"1": "on"}),
+        "subject": st.text(max_size=3),
+        "attrs": st.dictionaries(st.text(max_size=3), st.text(max_size=3), max_size=2),
+    },
+)
+times = st.none() | st.datetimes(
+    min_value=datetime(1970, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+)
+statuses = st.sampled_from(
+    [0, StatusCodes.GoodClamped, StatusCodes.UncertainLastUsableValue, StatusCodes.BadNoData]
+) | st.integers(min_value=0, max_value=2**32 - 1)
+
+
+@settings(max_examples=400, deadline=None)
+@given(spec=node_specs, raw=scalars, status=statuses, source=times, server=times)
+def test_an_opcua_value_becomes_the_row_of_its_signal(
+    spec: dict[str, Any], raw: Any, status: int, source: Any, server: Any
+) -> None:
+    resolved = Resolved(OpcuaNode.model_validate(spec), ua.NodeId("x", 2), spec.get("attrs", {}))
+    dv = ua.DataValue(
+        ua.Variant(raw),
+        ua.StatusCode(status),
+        SourceTimestamp=source,
+        ServerTimestamp=server,
+    )
+    letters = _Letters()
+    reader = OpcuaReader(OPCUA_SOURCE, letters, CollectorMetrics(new_registry()))
+    try:
+        expected = reader._signal(resolved, dv, 7.25)
+    except ValueError:  # the Variant of this value cannot exist; not a case
+        return
+    got = reader._row(_known(resolved), dv, 7.25)
+    if expected is None:
+        assert got is None
+        assert len(letters.reasons) == 2  # both rejected it, with a reason
+        return
+    assert got is not None
+    assert [list(f.items()) for f in rows_fields([got])] == [list(expected.to_fields().items())]
