@@ -222,10 +222,14 @@ statuses = st.sampled_from(
 def test_an_opcua_value_becomes_the_row_of_its_signal(
     spec: dict[str, Any], raw: Any, status: int, source: Any, server: Any
 ) -> None:
-    resolved = Resolved(OpcuaNode.model_validate(spec), ua.NodeId("x", 2), spec.get("attrs", {}))
+    resolved = Resolved(
+        OpcuaNode.model_validate(spec),
+        ua.NodeId(ua.String("x"), ua.Int16(2)),
+        spec.get("attrs", {}),
+    )
     dv = ua.DataValue(
         ua.Variant(raw),
-        ua.StatusCode(status),
+        ua.StatusCode(ua.UInt32(status)),
         SourceTimestamp=source,
         ServerTimestamp=server,
     )
