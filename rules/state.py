@@ -7,6 +7,13 @@ lifecycles (:class:`Alert`) and the occurrence numbers of every fingerprint. It 
 checkpointed as one JSON blob per machine in the partition's state hash, atomically with
 the acknowledgement of the entries it reflects (see ``rules/stream.py``).
 
+The blob is written with orjson: every machine touched is serialized every checkpoint
+interval, a state holds hundreds of floats (cycle times, counters, windows), and the
+standard encoder's float formatting made checkpoints a fifth of a worker's time at
+10,000 signals/s (``bench/rules.py``); orjson writes the same JSON about fifteen times
+faster. One difference: a non-finite float (which no collector writes: the entry encoder
+refuses them) is checkpointed as ``null`` instead of the non-standard ``NaN``.
+
 Occurrence numbers come from this state, never from the database: a worker replaying
 entries after a crash computes the same ``(fingerprint, occurrence)`` and meets the
 episode it already wrote (see ``rules/sink.py``).
@@ -19,8 +26,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 #: Version of the checkpoint blob; a worker refuses blobs of a version it does not know.
 STATE_VERSION = 1
+
+
+def _plain(value: Any) -> Any:
+    """orjson's fallback: a float subclass (numpy's ``float64``) as a float, as ``json`` does."""
+    if isinstance(value, float):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def fingerprint(machine: str, rule: str, subject: str) -> str:
@@ -203,7 +219,7 @@ class MachineState:
         return out
 
     def to_blob(self) -> str:
-        return json.dumps(
+        return orjson.dumps(
             {
                 "v": STATE_VERSION,
                 "rx": self.last_rx,
@@ -224,8 +240,10 @@ class MachineState:
                 "occ": self.occ,
                 "group": self.group,
             },
-            separators=(",", ":"),
-        )
+            default=_plain,
+            # Keys as ``json`` writes them: a number or a boolean key becomes its text.
+            option=orjson.OPT_NON_STR_KEYS,
+        ).decode()
 
     @classmethod
     def from_blob(cls, machine_id: str, blob: str) -> MachineState:
