@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
@@ -71,9 +72,13 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
         ).where(TBAccountYearCategoryType.pcn == pcn, TBAccountYearCategoryType.year.in_(years))
     ):
         by_year[year][account_no] = bool(flag)
+    # One flag vector per year, shared by the year's periods (not one per period).
+    vectors = {
+        year: np.array([flags.get(a, current.get(a, False)) for a in accounts], dtype=bool)
+        for year, flags in by_year.items()
+    }
     for j, period in enumerate(periods):
-        flags = by_year[period // 100]
-        window.revenue_or_expense[:, j] = [flags.get(a, current.get(a, False)) for a in accounts]
+        window.revenue_or_expense[:, j] = vectors[period // 100]
     anchor = cal.previous(start)
     if anchor:
         rows = session.execute(

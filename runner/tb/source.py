@@ -15,11 +15,11 @@ The ODBC queries read the views production reads (``accounting_v_Account_e``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -44,9 +44,11 @@ def to_cents(value: Any) -> int:
         raise SourceError(f"amount {value!r} is not a number", reason="bad_amount") from exc
 
 
-def cents_column(values: list[Any]) -> list[int]:
+def cents_column(values: Sequence[Any]) -> list[int]:
     """:func:`to_cents` of a whole column; vectorized when the driver gave floats."""
-    if values and all(type(v) is float for v in values):
+    # set(map(type, ...)) checks the column's types at C speed (a generator per value
+    # cost as much as the conversion).
+    if values and set(map(type, values)) == {float}:
         return list(np.rint(np.array(values, dtype=np.float64) * 100).astype(np.int64).tolist())
     return [to_cents(v) for v in values]
 
@@ -74,6 +76,17 @@ class SourceAccount:
     sub_category_no: int
     sub_category_name: str
     revenue_or_expense: bool
+
+
+class BalanceBatch(NamedTuple):
+    """Closed-period balances of one fetch, by column: the rows' account numbers,
+    periods, debit cents and credit cents (a million rows travel as a few hundred of
+    these, never as a Python object per row)."""
+
+    accounts: list[str]
+    periods: list[int]
+    debits: list[int]
+    credits: list[int]
 
 
 @dataclass(frozen=True)
@@ -104,8 +117,8 @@ class AccountingSource(Protocol):
     def periods(self, pcn: int) -> list[SourcePeriod]:
         """The PCN's fiscal calendar, ordered by period."""
 
-    def balances(self, pcn: int, start: int, end: int) -> Iterator[tuple[str, int, int, int]]:
-        """(account_no, period, debit cents, credit cents) of closed periods in the range."""
+    def balances(self, pcn: int, start: int, end: int) -> Iterator[BalanceBatch]:
+        """The closed-period balances of ``start..end`` in batches, by column."""
 
     def close(self) -> None:
         """Release the connection."""
@@ -220,19 +233,17 @@ class OdbcAccountingSource:
             for row in self._query(_PERIODS, pcn).fetchall()
         ]
 
-    def balances(self, pcn: int, start: int, end: int) -> Iterator[tuple[str, int, int, int]]:
+    def balances(self, pcn: int, start: int, end: int) -> Iterator[BalanceBatch]:
         cursor = self._query(_BALANCES, pcn, start, end)
         try:
-            while True:
-                rows = cursor.fetchmany(self.fetch_size)
-                if not rows:
-                    return
-                yield from zip(
-                    [str(r[0]) for r in rows],
-                    [int(r[1]) for r in rows],
+            while rows := cursor.fetchmany(self.fetch_size):
+                # A column at a time: a list comprehension per column reads pyodbc rows
+                # about fifteen times faster than transposing them with zip(*rows).
+                yield BalanceBatch(
+                    list(map(str, [r[0] for r in rows])),
+                    list(map(int, [r[1] for r in rows])),
                     cents_column([r[2] for r in rows]),
                     cents_column([r[3] for r in rows]),
-                    strict=True,
                 )
         except self._pyodbc.Error as exc:
             raise SourceError(f"ODBC read failed: {exc}", reason="odbc") from exc

@@ -15,7 +15,7 @@ exact, and fast enough for a million balance rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
 
@@ -59,7 +59,7 @@ class Window:
         )
 
     def fill(
-        self, rows: Iterable[tuple[str, int, int, int]], *, only: set[int] | None = None
+        self, rows: Sequence[tuple[str, int, int, int]], *, only: set[int] | None = None
     ) -> int:
         """Add (account, period, debit, credit) rows; rows outside the window (or outside
         ``only``) are skipped.
@@ -67,12 +67,16 @@ class Window:
         Returns the number of rows used. An account missing from the chart of accounts
         is skipped too: the report could not name it.
         """
+        if not rows:
+            return 0
         acc = {a: i for i, a in enumerate(self.accounts)}
         per = {p: j for j, p in enumerate(self.periods) if only is None or p in only}
-        columns = list(zip(*rows, strict=True))  # four columns, transposed at C speed
-        if not columns:
-            return 0
-        accounts, periods, debits, credits = columns
+        # A list comprehension per column: several times faster than zip(*rows), which
+        # builds an iterator per row to transpose a million of them.
+        accounts = [r[0] for r in rows]
+        periods = [r[1] for r in rows]
+        debits = [r[2] for r in rows]
+        credits = [r[3] for r in rows]
         n = len(accounts)
         # map(dict.get, keys, repeat(-1)) looks every key up without a Python-level loop.
         i = np.fromiter(map(acc.get, accounts, repeat(-1)), dtype=np.intp, count=n)
