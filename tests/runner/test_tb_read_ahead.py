@@ -1,10 +1,11 @@
-"""Step 6's read: a year of periods a query, read ahead of the load on a helper thread.
+"""Steps 6 and 8 read a year of periods at a time, ahead of the load on a helper thread.
 
 The helper (:func:`runner.tb.prefetch.prefetched`) must hand over every batch in order,
 raise the source's error where the load is, and stop and join its thread when the load
 gives up, closing the source's cursor on the thread that used it. The year slices must
 cover exactly the requested periods, and the batches read through the real SQLite ODBC
-driver must hold exactly the ledger's closed-period amounts.
+driver must hold exactly the ledger's closed-period amounts; and step 8's walk a year at a
+time must give exactly the numbers of one walk over the whole window.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from runner.errors import SourceError
 from runner.tb.extract import year_slices
 from runner.tb.prefetch import prefetched
 from runner.tb.source import OdbcAccountingSource
+from runner.tb.transform import Window, recreate
 from sim.accounting.ledger import Ledger
 from tests.runner.conftest import Accounting
 
@@ -110,3 +113,37 @@ def test_balances_read_in_batches_through_odbc_are_the_ledgers_to_the_cent(
     }
     assert got == expected
     assert all(type(v) is int for b in batches for v in (*b.periods, *b.debits, *b.credits))
+
+
+def test_recreating_a_year_at_a_time_equals_the_whole_window() -> None:
+    """Step 8 walks a year of periods at a time, each from the previous year's last YTD:
+    the same numbers as one walk over the whole window (period 13, resets, anchor)."""
+    periods = [202211, 202212, *range(202301, 202314), 202401, 202402, 202403]
+    accounts = ["a", "b", "c", "d"]
+    whole = Window.empty(accounts, periods, [p % 100 == 1 for p in periods])
+    rng = np.random.default_rng(7)
+    whole.debit[:] = rng.integers(0, 10**9, size=whole.debit.shape)
+    whole.credit[:] = rng.integers(0, 10**9, size=whole.credit.shape)
+    # b is revenue/expense throughout, c only from 2024 (its category changed), d never.
+    whole.revenue_or_expense[1, :] = True
+    whole.revenue_or_expense[2, [j for j, p in enumerate(periods) if p >= 202401]] = True
+    whole.anchor_ytd_debit[:] = [5, 6, 7, 8]
+    whole.anchor_ytd_credit[:] = [1, 2, 3, 4]
+    expected = recreate(whole)
+
+    assert whole.year_parts() == [(0, 2), (2, 15), (15, 18)]
+    ytd_debit, ytd_credit = whole.anchor_ytd_debit, whole.anchor_ytd_credit
+    got_debit, got_credit = [], []
+    for lo, hi in whole.year_parts():
+        part = whole.part(lo, hi)
+        assert not part.debit.any()  # a part comes without amounts: fill adds them
+        part.debit[:], part.credit[:] = whole.debit[:, lo:hi], whole.credit[:, lo:hi]
+        part.anchor_ytd_debit, part.anchor_ytd_credit = ytd_debit, ytd_credit
+        out = recreate(part)
+        ytd_debit, ytd_credit = out.ytd_debit[:, -1], out.ytd_credit[:, -1]
+        got_debit.append(out.ytd_debit)
+        got_credit.append(out.ytd_credit)
+    assert np.array_equal(np.hstack(got_debit), expected.ytd_debit)
+    assert np.array_equal(np.hstack(got_credit), expected.ytd_credit)
+    # The reset happened where it should: b's 2023 YTD starts again at 202301.
+    assert expected.ytd_debit[1, 2] == whole.debit[1, 2]
