@@ -21,6 +21,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+
 from collector.convert import convert
 from collector.errors import PayloadRejectedError
 from collector.rows import Row, signal_row
@@ -68,10 +70,62 @@ def _reject_constant(name: str) -> Any:
 
 #: A finite float's JSON text (what ``json.dumps`` writes for it).
 _REPR = float.__repr__
+#: orjson turns integers beyond 64 bits into floats at least this large.
+_HUGE = 2.0**63
 #: One decoder for every message (``json.loads`` with an argument builds one per call).
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
-#: Its C scanner: (value, end) from a position, StopIteration when nothing parses there.
-_SCAN: Callable[[str, int], tuple[Any, int]] = _JSON.scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, absent from typeshed
+
+
+def _utf8(payload: bytes) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PayloadRejectedError("payload is not UTF-8 text", reason="not_json") from None
+
+
+def _plain_value(text: str) -> Any:
+    """A plain payload (``format: value``): a number, true/false, or the text."""
+    text = text.strip()
+    if not text:
+        raise PayloadRejectedError("payload is empty", reason="bad_value")
+    lowered = text.lower()
+    if lowered in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
+        raise PayloadRejectedError("value is not finite", reason="not_finite")
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(lowered, text)
+
+
+def _huge(data: Any) -> bool:
+    """Whether parsed JSON holds a float of magnitude 2**63 or more (see _parse)."""
+    t = type(data)
+    if t is dict:
+        items = data.values()
+    elif t is list:
+        items = data
+    else:
+        return t is float and not -_HUGE < data < _HUGE
+    for v in items:
+        t = type(v)
+        if t is float:
+            if not -_HUGE < v < _HUGE:
+                return True
+        elif (t is dict or t is list) and _huge(v):
+            return True
+    return False
+
+
+def _json(text: str) -> Any:
+    """Python's json, with the reasons the dead letters carry."""
+    try:
+        return _JSON.decode(text)
+    except ValueError as exc:
+        raise PayloadRejectedError(f"payload is not JSON: {exc}", reason="not_json") from None
+    except RecursionError:
+        raise PayloadRejectedError("payload nests too deep", reason="not_json") from None
 
 
 def _lookup(data: Any, path: str) -> Any:
@@ -224,44 +278,22 @@ class MessageDecoder:
         raise PayloadRejectedError("no topic pattern matches", reason="unknown_topic")
 
     def _parse(self, spec: MqttTopic, payload: bytes) -> Any:
-        try:
-            text = payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise PayloadRejectedError("payload is not UTF-8 text", reason="not_json") from None
         if spec.format == "value":
-            text = text.strip()
-            if not text:
-                raise PayloadRejectedError("payload is empty", reason="bad_value")
-            lowered = text.lower()
-            if lowered in ("nan", "inf", "+inf", "-inf", "infinity", "-infinity"):
-                raise PayloadRejectedError("value is not finite", reason="not_finite")
-            for parse in (int, float):
-                try:
-                    return parse(text)
-                except ValueError:
-                    pass
-            return {"true": True, "false": False}.get(lowered, text)
+            return _plain_value(_utf8(payload))
+        # orjson takes a fifth of json's time, and parses what json parses the same way,
+        # except integers beyond 64 bits (it makes them floats of 2**63 or more: those
+        # payloads go to json) and what it refuses (NaN, infinities, lone surrogates, a
+        # BOM, deep nesting), which json then parses or rejects exactly as before.
         try:
-            # The C scanner alone when the text is one JSON value without surrounding
-            # space (JSONDecoder.decode adds two regular expressions around it); any
-            # other text goes the whole way, which gives the exact error.
-            data, end = _SCAN(text, 0)
-            if end != len(text):
-                data = _JSON.decode(text)
-        except (StopIteration, ValueError, RecursionError):
-            data = self._parse_slowly(text)
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            data = _json(_utf8(payload))
+        else:
+            if _huge(data):
+                data = _json(_utf8(payload))
         if self._has_paths[id(spec)] and not isinstance(data, dict | list):
             raise PayloadRejectedError("payload is not a JSON object", reason="not_object")
         return data
-
-    @staticmethod
-    def _parse_slowly(text: str) -> Any:
-        try:
-            return _JSON.decode(text)
-        except ValueError as exc:
-            raise PayloadRejectedError(f"payload is not JSON: {exc}", reason="not_json") from None
-        except RecursionError:
-            raise PayloadRejectedError("payload nests too deep", reason="not_json") from None
 
     def _machine_of(self, spec: MqttTopic, tvars: dict[str, str], data: Any) -> str:
         if spec.machine:

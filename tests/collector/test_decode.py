@@ -218,3 +218,62 @@ def test_random_bytes_decode_or_are_rejected_with_a_reason(topic: str, payload: 
 @given(json_values)
 def test_random_json_decodes_or_is_rejected_with_a_reason(value: Any) -> None:
     _check("json/cnc103", json.dumps(value, allow_nan=True).encode())
+
+
+STDLIB = json.JSONDecoder()
+wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=2**62, max_value=2**70).map(lambda n: n * (-1) ** n)
+    | st.floats()
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=3), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def _reference(payload: bytes) -> tuple[str, str]:
+    """What Python's json makes of the payload: ("ok", canonical JSON) or ("no", "")."""
+    try:
+        value = STDLIB.decode(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        return "no", ""
+    return "ok", json.dumps(value, allow_nan=True)
+
+
+def _parsed(payload: bytes) -> tuple[str, str]:
+    try:
+        value = PARSER._parse(PARSER.topics[0][1], payload)
+    except PayloadRejectedError as exc:
+        if exc.reason == "not_finite":  # json parses NaN; the decoder refuses it
+            return "ok", "NaN-refused"
+        return "no", ""
+    return "ok", json.dumps(value, allow_nan=True)
+
+
+PARSER = decoder([{"pattern": "p/{machine}", "fields": [{"path": "", "signal": "x"}]}])
+
+
+@settings(max_examples=500, deadline=None)
+@given(wide_json, st.booleans())
+def test_the_fast_json_parse_is_pythons_json(value: Any, spaced: bool) -> None:
+    """orjson where it agrees with json, json elsewhere: the same values, types and order."""
+    sep = (", ", ": ") if spaced else (",", ":")
+    payload = json.dumps(value, allow_nan=True, separators=sep).encode()
+    got = _parsed(payload)
+    expected = _reference(payload)
+    if got[1] == "NaN-refused":
+        assert "NaN" in expected[1] or "Infinity" in expected[1]
+    else:
+        assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=60))
+def test_random_bytes_parse_as_pythons_json_or_are_refused_alike(payload: bytes) -> None:
+    got = _parsed(payload)
+    if got[1] != "NaN-refused":
+        assert got == _reference(payload)
