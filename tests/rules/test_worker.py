@@ -7,7 +7,9 @@ examines: after the database commit and before the checkpoint, with a lease take
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -326,3 +328,23 @@ def test_after_its_ticket_is_closed_in_plex_a_recurrence_files_a_new_ticket(
     assert (first.state, first.escalation_level) == ("closed", 0)
     assert (second.external_ref, second.state) == (episode_ref(FP, 2), "pending")
     assert "escalated" not in [e for _, e in ticket_events(sqlite_engine)]
+
+
+def test_the_running_loop_freezes_what_lives_as_long_as_the_process(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    # The loop's start moves every object alive (modules, configuration, program) out
+    # of the cycle collector's full passes (rules/worker.py: they stalled the loop).
+    gc.unfreeze()
+    worker = make_worker(rules_cfg(make_config), redis_client, sqlite_engine)
+    push(redis_client, early_change(T0), P)
+    thread = threading.Thread(target=worker.run, args=(worker.stopper,), daemon=True)
+    try:
+        thread.start()
+        wait_until(lambda: worker.stats.episodes == 1, timeout=20, what="the episode")
+        assert gc.get_freeze_count() > 1000
+    finally:
+        worker.stopper.stop()
+        thread.join(20)
+        gc.unfreeze()  # the rest of the test session as it was
+    assert not thread.is_alive()
