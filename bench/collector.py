@@ -7,7 +7,10 @@
    bare paho client that receives and decodes them (``json.loads`` and the ten fields).
    Ours: the collector (decoder, sink, XADD into a private redis-server) until every
    signal is in the streams. Both are timed from the first message received; the figure
-   is signals/s and the ratio ours / baseline.
+   is signals/s and the ratio ours / baseline. The end is read from the sink's written
+   count (it rises only after the XADD replies) and the streams' lengths are checked
+   afterwards: polling XLEN of every stream from inside the measured process every 5 ms
+   (as before) cost it a fifth of its time.
 2. **OPC UA, 100 machines x 50 items at 1 Hz.** A server process (asyncua) updates 5,000
    variables every second with the source time. Baseline: a bare asyncua subscription
    whose handler counts notifications and measures lag (receive time - source time).
