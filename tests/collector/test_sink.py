@@ -167,6 +167,40 @@ def test_overflow_drops_unacknowledged_signals_but_keeps_acknowledged_messages(
         server.stop()
 
 
+def test_rows_of_a_message_are_kept_written_and_dropped_together(
+    redis_url: str, redis_client: redis.Redis
+) -> None:
+    s, registry, _ = make_sink(redis_url, buffer_max=100)
+    labels = {"reader": "mqtt", "machine": "cnc104"}
+    # Not started: fifteen snapshot messages of ten values each wait in the buffer.
+    for m in range(15):
+        xs = [str(m * 10 + i) for i in range(10)]
+        group = ["cnc104", "1.5", "2.5", [f"v{i}" for i in range(10)], xs]
+        s.submit_rows("mqtt", "cnc104", [group])
+    # The buffer counts signals: the five oldest messages went, whole, 50 signals.
+    assert s.depth == 100
+    assert sample(registry, "repsys_collector_signals_received_total", labels) == 150
+    assert sample(registry, "repsys_collector_signals_dropped_total", labels) == 50
+    s.start()
+    try:
+        assert s.flush(10)
+        assert values(redis_client, "cnc104") == list(range(50, 150))
+        assert sample(registry, "repsys_collector_signals_written_total", labels) == 100
+        entries: Any = redis_client.xrange(keys.signal_stream(keys.partition_of("cnc104", 4)))
+        assert list(entries[0][1].items()) == [
+            ("v", "1"),
+            ("m", "cnc104"),
+            ("n", "v0"),
+            ("x", "50"),
+            ("q", "good"),
+            ("ts", "1.5"),
+            ("rts", "2.5"),
+        ]
+        assert redis_client.hget(keys.machine_last_seen(), "cnc104") == "2.5"
+    finally:
+        s.stop(5)
+
+
 def test_trim_never_removes_entries_pending_for_the_rules_group(
     redis_url: str, redis_client: redis.Redis
 ) -> None:
