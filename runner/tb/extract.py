@@ -18,7 +18,6 @@ Every load is delete-then-insert scoped by PCN (and period), so each step may ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import repeat
 
 from sqlalchemy import Integer, cast, delete, func, select, update
@@ -45,14 +44,7 @@ from runner.tb.common import (
     split_windows,
 )
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
-from runner.tb.prefetch import prefetched
-from runner.tb.source import (
-    AccountingSource,
-    BalanceBatch,
-    DataSourceClient,
-    SourcePeriod,
-    to_cents,
-)
+from runner.tb.source import DataSourceClient, SourcePeriod, to_cents
 
 
 def _source_calendar(pcn: int, periods: list[SourcePeriod]) -> FiscalCalendar:
@@ -283,29 +275,7 @@ class StartPeriodUpdate:
         return StepResult(len(notes), "; ".join(notes))
 
 
-def year_slices(start: int, end: int) -> list[tuple[int, int]]:
-    """``start..end`` cut at each year of periods (``YYYY00..YYYY99``, so period 13 and
-    any adjustment period stay in their year): together exactly the same periods."""
-    return [
-        (max(start, year * 100), min(end, year * 100 + 99))
-        for year in range(start // 100, end // 100 + 1)
-    ]
-
-
-def _read_balances(
-    source: AccountingSource, pcn: int, start: int, end: int
-) -> Iterator[BalanceBatch]:
-    for low, high in year_slices(start, end):
-        yield from source.balances(pcn, low, high)
-
-
 class ClosedBalances:
-    """Step 6. The read runs a year of periods a query, on a helper thread a few batches
-    ahead of the load (:mod:`runner.tb.prefetch`): the first rows arrive after one year's
-    query instead of the whole window's, and the read overlaps the insert. The load's
-    transaction claims the fence first, as every load; the lease is checked again before
-    it commits, since the read inside it can be long."""
-
     name = "closed_balances"
 
     def run(self, ctx: StepContext) -> StepResult:
@@ -315,18 +285,17 @@ class ClosedBalances:
                 with ctx.sessions() as session:
                     rng = period_range(session, ctx, pcn)
                     start, end = rng.calc_start, rng.end_period
+                batches = list(source.balances(pcn, start, end))
                 ctx.lease.check()
                 fence = ctx.fence
-                with (
-                    prefetched(_read_balances(source, pcn, start, end)) as batches,
-                    ctx.fenced() as session,
-                ):
+                with ctx.fenced() as session:
                     session.execute(
                         delete(TBBalance).where(
                             TBBalance.pcn == pcn, TBBalance.period.between(start, end)
                         )
                     )
                     for batch in batches:
+                        # Rows zipped from the batch's columns at C speed.
                         written += fast_insert(
                             session,
                             TBBalance,
@@ -340,7 +309,6 @@ class ClosedBalances:
                                 repeat(fence),
                             ),
                         )
-                        ctx.lease.check()
         return StepResult(written, f"{written} closed-period balances")
 
 

@@ -11,7 +11,6 @@ equal credits (and, with ``check_ytd``, year-to-date debits equal year-to-date c
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
@@ -38,15 +37,11 @@ from runner.tb.common import (
     request_pcns,
 )
 from runner.tb.fiscal import FiscalCalendar
-from runner.tb.prefetch import prefetched
 from runner.tb.transform import Recreated, Window, recreate
 
 
-def load_window(
-    session: Session, pcn: int, cal: FiscalCalendar, start: int, end: int, *, amounts: bool = True
-) -> Window:
-    """Everything :func:`recreate` needs for ``start..end`` of one PCN, from the warehouse;
-    without ``amounts``, all but the period amounts (:func:`fill_amounts` adds them)."""
+def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end: int) -> Window:
+    """Everything :func:`recreate` needs for ``start..end`` of one PCN, from the warehouse."""
     accounts = list(
         session.scalars(
             select(TBAccount.account_no).where(TBAccount.pcn == pcn).order_by(TBAccount.account_no)
@@ -102,20 +97,13 @@ def load_window(
                 found += 1
         if not found:
             raise StepFailed(f"PCN {pcn}: the anchor period {anchor} has no stored balances")
-    if amounts:
-        fill_amounts(session, pcn, cal, window)
-    return window
-
-
-def fill_amounts(session: Session, pcn: int, cal: FiscalCalendar, window: Window) -> None:
-    """Add the window's period amounts: closed-period balances (step 6) for closed
-    periods, data source 4814's activity (step 7) for open ones."""
-    closed = [p for p in window.periods if cal[p].closed]
-    open_ = [p for p in window.periods if not cal[p].closed]
+    closed = [p for p in periods if cal[p].closed]
+    open_ = [p for p in periods if not cal[p].closed]
     if closed:
         window.fill(_amounts(session, TBBalance, pcn, closed), only=set(closed))
     if open_:
         window.fill(_amounts(session, TBOpenActivity, pcn, open_), only=set(open_))
+    return window
 
 
 def _amounts(session: Session, table: Any, pcn: int, periods: list[int]) -> list[Any]:
@@ -178,55 +166,23 @@ def _rows(
         )
 
 
-def _in_memory(session: Session) -> bool:
-    """An in-memory SQLite database exists once per connection: a helper thread's own
-    connection would read an empty one."""
-    url = session.get_bind().engine.url
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
 def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
-    """Recreate ``start..end`` of one PCN; returns the rows written.
-
-    A year of periods at a time: a helper thread reads the next year's amounts from the
-    warehouse (:mod:`runner.tb.prefetch`) while this one inserts the current year's
-    results; each year continues from the previous year's last YTD, exactly the walk
-    :func:`recreate` does over the whole window.
-    """
+    """Recreate ``start..end`` of one PCN; returns the rows written."""
     with ctx.sessions() as session:
         cal = calendar(session, pcn)
-        frame = load_window(session, pcn, cal, start, end, amounts=False)
-        inline = _in_memory(session)
-
-    def read() -> Iterator[Window]:
-        for lo, hi in frame.year_parts():
-            part = frame.part(lo, hi)
-            with ctx.sessions() as session:
-                fill_amounts(session, pcn, cal, part)
-            yield part
-
+        window = load_window(session, pcn, cal, start, end)
+    out = recreate(window)
     ctx.lease.check()
-    fence = ctx.fence
-    written = 0
-    with contextlib.ExitStack() as stack:
-        parts = read() if inline else stack.enter_context(prefetched(read(), depth=2))
-        session = stack.enter_context(ctx.fenced())
+    with ctx.fenced() as session:
         session.execute(
             delete(TBAccountPeriodBalance).where(
                 TBAccountPeriodBalance.pcn == pcn,
                 TBAccountPeriodBalance.period.between(start, end),
             )
         )
-        ytd_debit, ytd_credit = frame.anchor_ytd_debit, frame.anchor_ytd_credit
-        for part in parts:
-            part.anchor_ytd_debit, part.anchor_ytd_credit = ytd_debit, ytd_credit
-            out = recreate(part)
-            ytd_debit, ytd_credit = out.ytd_debit[:, -1], out.ytd_credit[:, -1]
-            written += fast_insert(
-                session, TBAccountPeriodBalance, _COLUMNS, _rows(pcn, cal, part, out, fence)
-            )
-            ctx.lease.check()
-    return written
+        return fast_insert(
+            session, TBAccountPeriodBalance, _COLUMNS, _rows(pcn, cal, window, out, ctx.fence)
+        )
 
 
 class _RecreateWindow:
@@ -309,4 +265,4 @@ def _unbalanced(pcn: int, period: int, what: str, debit: int, credit: int) -> st
     )
 
 
-__all__ = ["CheckBalanced", "RecreateClosed", "RecreateOpen", "fill_amounts", "load_window"]
+__all__ = ["CheckBalanced", "RecreateClosed", "RecreateOpen", "load_window"]

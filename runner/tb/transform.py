@@ -15,7 +15,6 @@ exact, and fast enough for a million balance rows.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import repeat
@@ -57,27 +56,6 @@ class Window:
             credit=np.zeros((n, m), dtype=np.int64),
             anchor_ytd_debit=np.zeros(n, dtype=np.int64),
             anchor_ytd_credit=np.zeros(n, dtype=np.int64),
-        )
-
-    def year_parts(self) -> list[tuple[int, int]]:
-        """Column ranges ``[lo, hi)`` of the window, one per year of periods."""
-        periods = self.periods
-        starts = [j for j in range(1, len(periods)) if periods[j] // 100 != periods[j - 1] // 100]
-        return list(itertools.pairwise([0, *starts, len(periods)])) if periods else []
-
-    def part(self, lo: int, hi: int) -> Window:
-        """Periods ``lo..hi-1`` (column indices) as a window of their own, without
-        amounts; the caller sets its anchor (the previous part's last YTD)."""
-        n = len(self.accounts)
-        return Window(
-            accounts=self.accounts,
-            periods=self.periods[lo:hi],
-            first_of_year=self.first_of_year[lo:hi],
-            revenue_or_expense=self.revenue_or_expense[:, lo:hi],
-            debit=np.zeros((n, hi - lo), dtype=np.int64),
-            credit=np.zeros((n, hi - lo), dtype=np.int64),
-            anchor_ytd_debit=self.anchor_ytd_debit,
-            anchor_ytd_credit=self.anchor_ytd_credit,
         )
 
     def fill(

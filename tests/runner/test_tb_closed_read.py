@@ -1,0 +1,38 @@
+"""Step 6's read: closed-period balances through the real SQLite ODBC driver, in batches
+by column, hold exactly the ledger's closed-period amounts as integer cents.
+"""
+
+from __future__ import annotations
+
+from runner.tb.source import OdbcAccountingSource
+from sim.accounting.ledger import Ledger
+from tests.runner.conftest import Accounting
+
+PCN = 123681
+
+
+def test_balances_read_in_batches_through_odbc_are_the_ledgers_to_the_cent(
+    seeded: Accounting,
+) -> None:
+    ledger: Ledger = seeded.ledger
+    closed = {p.period for p in ledger.periods_of(PCN) if p.closed}
+    expected = {
+        (account_no, period): (d, c)
+        for (pcn, account_no, period), (d, c) in ledger.postings.items()
+        if pcn == PCN and period in closed
+    }
+    source = OdbcAccountingSource(seeded.odbc)
+    source.fetch_size = 7  # many batches, the last one short
+    try:
+        batches = list(source.balances(PCN, min(closed), max(closed)))
+    finally:
+        source.close()
+    assert len(batches) > 3
+    assert all(len(b.accounts) <= 7 for b in batches)
+    got = {
+        (a, p): (d, c)
+        for b in batches
+        for a, p, d, c in zip(b.accounts, b.periods, b.debits, b.credits, strict=True)
+    }
+    assert got == expected
+    assert all(type(v) is int for b in batches for v in (*b.periods, *b.debits, *b.credits))
