@@ -14,9 +14,6 @@ import asyncio
 import sys
 from typing import Any
 
-from collector.metrics import CollectorMetrics
-from collector.reader import PrintSink
-from collector.service import Collector, build_readers
 from core.cli import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -31,6 +28,10 @@ from core.metrics import new_registry
 
 
 def _run(args: argparse.Namespace) -> int:
+    # asyncua and paho load only when a collector runs, not for every ``repsys`` command.
+    from collector.metrics import CollectorMetrics  # noqa: PLC0415 - see above
+    from collector.service import Collector  # noqa: PLC0415 - see above
+
     cfg, registry = setup_process(args)
     collector = Collector(cfg, CollectorMetrics(registry))
     server = start_observability(cfg, registry, ready=collector.ready)
@@ -48,6 +49,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _once(args: argparse.Namespace) -> int:
+    from collector.metrics import CollectorMetrics  # noqa: PLC0415 - see _run
+    from collector.reader import PrintSink  # noqa: PLC0415 - see _run
+    from collector.service import build_readers  # noqa: PLC0415 - see _run
+
     cfg = config_from_args(args)
     configure_logging(cfg.logging.format, "WARNING")
     sink = PrintSink()

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-from sqlalchemy import select
+from typing import TYPE_CHECKING, Any
 
 from core.cli import EXIT_OK, config_from_args
-from core.config import RepsysConfig
-from core.db import current_revision, make_engine, session_factory, upgrade
-from core.db.schema import MachineRow
+
+if TYPE_CHECKING:
+    from core.config import RepsysConfig
 
 
 def sync_machines(cfg: RepsysConfig) -> int:
     """Upsert configured machines into ``machines``; mark the others inactive."""
+    # SQLAlchemy loads only for ``repsys db``, not for every ``repsys`` command.
+    from sqlalchemy import select  # noqa: PLC0415 - loaded only when the command runs
+
+    from core.db import make_engine, session_factory  # noqa: PLC0415 - loaded only when the command runs
+    from core.db.schema import MachineRow  # noqa: PLC0415 - loaded only when the command runs
+
     engine = make_engine(cfg.database)
     try:
         with session_factory(engine).begin() as session:
@@ -37,6 +41,8 @@ def sync_machines(cfg: RepsysConfig) -> int:
 
 
 def _upgrade(args: argparse.Namespace) -> int:
+    from core.db import current_revision, make_engine, upgrade  # noqa: PLC0415 - loaded only when the command runs
+
     cfg = config_from_args(args)
     engine = make_engine(cfg.database)
     try:
@@ -50,6 +56,8 @@ def _upgrade(args: argparse.Namespace) -> int:
 
 
 def _current(args: argparse.Namespace) -> int:
+    from core.db import current_revision, make_engine  # noqa: PLC0415 - loaded only when the command runs
+
     cfg = config_from_args(args)
     engine = make_engine(cfg.database)
     try:

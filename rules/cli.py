@@ -6,139 +6,27 @@
   and exits 1 when one differs.
 - ``repsys rules backtest`` replays recorded signals (a JSON-lines file, or the partition
   streams in Redis) through the configured rules and prints what would have fired.
+
+The commands live in ``rules/commands.py`` (numpy, SQLAlchemy), imported only when one
+of them runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import sys
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-from core.cli import (
-    EXIT_CONFIG,
-    EXIT_FAILURE,
-    EXIT_OK,
-    DemoProcess,
-    config_from_args,
-    die_config,
-    setup_process,
-    start_observability,
-)
-from core.db import make_engine, session_factory
-from core.errors import ConfigError
-from core.lifecycle import Stopper, install_signal_handlers, run_until_stopped
-from core.model import DecodeError
-from core.redis import connect_sync
-from rules.backtest import backtest_report, stream_items
-from rules.engine import Program
-from rules.errors import CaseError
-from rules.metrics import RulesMetrics
-from rules.replay import case_dirs, read_items, replay, run_case
-from rules.worker import RulesWorker
+from core.cli import DemoProcess
 
 
-def _program(args: argparse.Namespace) -> Program:
-    cfg = config_from_args(args)
-    try:
-        return Program(cfg, file=args.config)
-    except ConfigError as err:
-        die_config(err)
+def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        from rules import commands  # noqa: PLC0415 - heavy imports only when used
 
+        return int(getattr(commands, name)(args))
 
-def _run(args: argparse.Namespace) -> int:
-    cfg, registry = setup_process(args)
-    try:
-        program = Program(cfg, file=args.config)
-    except ConfigError as err:
-        die_config(err)
-    metrics = RulesMetrics(registry)
-    redis = connect_sync(cfg.redis)
-    sessions = session_factory(make_engine(cfg.database))
-    worker = RulesWorker(
-        cfg, redis, sessions, metrics, program=program, worker_id=args.worker_id or None
-    )
-    if args.once:
-        stats = worker.once()
-        print(
-            f"rules: {stats.entries} entries, {stats.dead_letters} dead-lettered, "
-            f"{stats.episodes} episodes, {stats.tickets} tickets, {stats.replays} replays"
-        )
-        return EXIT_OK
-
-    def ready() -> tuple[bool, str]:
-        return worker.ready, "" if worker.ready else "no lease round completed yet"
-
-    server = start_observability(cfg, registry, ready)
-    stopper = Stopper()
-
-    async def main() -> None:
-        install_signal_handlers(stopper, asyncio.get_running_loop())
-        await run_until_stopped(stopper, [asyncio.to_thread(worker.run, stopper)])
-
-    try:
-        asyncio.run(main())
-    finally:
-        server.stop()
-    return EXIT_OK
-
-
-def _test(args: argparse.Namespace) -> int:
-    root = Path(args.cases)
-    cases = case_dirs(root)
-    if not cases:
-        print(f"repsys: {root}: no case folders (with input.jsonl) found", file=sys.stderr)
-        return EXIT_CONFIG
-    failed = 0
-    for case in cases:
-        try:
-            result = run_case(case)
-        except (ConfigError, CaseError) as err:
-            print(f"repsys: {err}", file=sys.stderr)
-            return EXIT_CONFIG
-        if result.ok:
-            print(f"PASS {result.name} ({len(result.actual)} episodes)")
-            continue
-        failed += 1
-        print(f"FAIL {result.name}")
-        for problem in result.problems:
-            print(f"  {problem}")
-        if args.verbose:
-            for row in result.actual:
-                print("  actual: " + json.dumps({k: v for k, v in row.items() if k != "evidence"}))
-    print(f"{len(cases) - failed} passed, {failed} failed")
-    return EXIT_FAILURE if failed else EXIT_OK
-
-
-def _backtest(args: argparse.Namespace) -> int:
-    program = _program(args)
-    bad = 0
-
-    def from_stream() -> Any:
-        nonlocal bad
-        redis = connect_sync(program.cfg.redis)
-        parts = args.partition or list(range(program.cfg.streams.partitions))
-        for item in stream_items(redis, parts, args.start, args.end):
-            if isinstance(item, DecodeError):
-                bad += 1
-                continue
-            yield item
-
-    items: Any = read_items(Path(args.file)) if args.file else from_stream()
-    try:
-        result = replay(program, items)
-    except CaseError as err:
-        print(f"repsys: {err}", file=sys.stderr)
-        return EXIT_CONFIG
-    if args.json:
-        for row in result.ledger.rows():
-            print(json.dumps(row, default=str))
-    else:
-        print(backtest_report(result, limit=args.limit))
-        print(f"\n{result.engine.signals} signals replayed, {bad} entries did not decode")
-    return EXIT_OK
+    return run
 
 
 def add_commands(sub: Any) -> None:
@@ -146,13 +34,13 @@ def add_commands(sub: Any) -> None:
     p = sub.add_parser("rules", help="rules engine: signal streams -> episodes and tickets")
     p.add_argument("--once", action="store_true", help="drain free partitions, commit, exit")
     p.add_argument("--worker-id", default="", help="worker id (default: host-pid-random)")
-    p.set_defaults(func=_run)
+    p.set_defaults(func=_lazy("_run"))
     rsub = p.add_subparsers(dest="rules_command", metavar="TOOL")
 
     t = rsub.add_parser("test", help="run golden cases (input.jsonl -> expected.jsonl)")
     t.add_argument("cases", metavar="CASES_DIR", help="a case folder or a folder of them")
     t.add_argument("-v", "--verbose", action="store_true", help="print actual episodes on failure")
-    t.set_defaults(func=_test)
+    t.set_defaults(func=_lazy("_test"))
 
     b = rsub.add_parser("backtest", help="replay recorded signals through the configured rules")
     src = b.add_mutually_exclusive_group()
@@ -164,7 +52,7 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--end", default="+", help="last stream entry id (default: newest)")
     b.add_argument("--json", action="store_true", help="episodes as JSON lines")
     b.add_argument("--limit", type=int, default=50, help="episodes listed in the report")
-    b.set_defaults(func=_backtest)
+    b.set_defaults(func=_lazy("_backtest"))
 
 
 def demo_processes() -> list[DemoProcess]:

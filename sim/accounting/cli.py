@@ -10,11 +10,12 @@ import argparse
 from typing import Any
 
 from core.cli import EXIT_OK, DemoProcess
-from sim.accounting.ledger import Ledger
-from sim.accounting.odbc import build_database, connection_string
 
 
 def _build(args: argparse.Namespace) -> int:
+    from sim.accounting.ledger import Ledger  # noqa: PLC0415 - loaded only when the command runs
+    from sim.accounting.odbc import build_database, connection_string  # noqa: PLC0415 - loaded only when the command runs
+
     ledger = Ledger.seeded(args.seed, fiscal_start_month=args.fiscal_start_month)
     path = build_database(ledger, args.path)
     print(connection_string(path))

@@ -17,12 +17,14 @@ from typing import Any
 
 from core.cli import EXIT_CONFIG, EXIT_OK, DemoProcess, setup_process, start_observability
 from core.lifecycle import Stopper, install_signal_handlers
-from sim.plant.model import Plant
-from sim.plant.scenario import ScenarioError, load_scenario
-from sim.plant.service import SimPlant, machine_specs, scenario_of
 
 
 def _run(args: argparse.Namespace) -> int:
+    # asyncua and paho load only when the simulated plant runs.
+    from sim.plant.model import Plant  # noqa: PLC0415 - loaded only when the command runs
+    from sim.plant.scenario import ScenarioError, load_scenario  # noqa: PLC0415 - loaded only when the command runs
+    from sim.plant.service import SimPlant, machine_specs, scenario_of  # noqa: PLC0415 - loaded only when the command runs
+
     cfg, registry = setup_process(args)
     try:
         scenario = load_scenario(args.scenario) if args.scenario else scenario_of(cfg)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.cli import (
     EXIT_OK,
@@ -23,7 +23,9 @@ from core.cli import (
 from core.config.sim_plex import SimWorkcenter
 from core.lifecycle import Stopper, install_signal_handlers
 from core.logs import get_logger
-from sim.plex.server import PlexSimServer
+
+if TYPE_CHECKING:
+    from sim.plex.server import PlexSimServer
 
 log = get_logger(__name__)
 
@@ -37,6 +39,9 @@ def demo_password() -> str:
 
 
 def build_server(args: argparse.Namespace) -> PlexSimServer:
+    # The simulator's HTTP and SOAP stack loads only when it runs.
+    from sim.plex.server import PlexSimServer  # noqa: PLC0415 - loaded only when the command runs
+
     cfg = config_from_args(args)
     sim_cfg = cfg.sim.plex
     workcenters = sim_cfg.workcenters or [
