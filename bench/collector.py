@@ -18,7 +18,10 @@
    figures are notifications/s and lag per window of the run (it must not grow), and
    how many of the server's updates each client saw: the server shares the cores, and
    when it gets less CPU it updates less often than 1 Hz, which lowers a rate without
-   any fault of the client (the ratio is still the two rates as measured).
+   any fault of the client. So two ratios are printed: the two rates as measured, and
+   the two clients' notifications per server update seen (of 5,000 offered), which is
+   what a client controls (on a plant the server is another machine: Kepware's box or
+   the CNC). The second is the figure held against the target; both are shown.
 
 Everything runs on loopback; each part takes well under a minute.
 Run: ``python -m bench.collector`` (or ``python -m bench`` for every benchmark).
@@ -418,6 +421,9 @@ def bench_opcua(workdir: Path) -> None:
         base_rate, base_windows, base_ticks = asyncio.run(_bare_asyncua(port))
         ours_rate, ours_windows, ours_ticks = _ours_opcua(redis_srv.url, port)
         expected = OPC_MACHINES * OPC_ITEMS
+        # Notifications per server update seen: what each client made of what it was offered.
+        ours_per = ours_rate * OPC_SECONDS / max(1, ours_ticks)
+        base_per = base_rate * OPC_SECONDS / max(1, base_ticks)
         print(
             f"OPC UA, {OPC_MACHINES} machines x {OPC_ITEMS} items at 1 Hz "
             f"({expected:,} notifications/s offered), {OPC_SECONDS} s:\n"
@@ -425,7 +431,9 @@ def bench_opcua(workdir: Path) -> None:
             f"{_fmt(ours_windows)}; server updates seen {ours_ticks} of {OPC_SECONDS}\n"
             f"  bare asyncua handler {base_rate:,.0f} notifications/s, lag per 5 s window: "
             f"{_fmt(base_windows)}; server updates seen {base_ticks} of {OPC_SECONDS}\n"
-            f"  ratio {ours_rate / base_rate:.2f} (target >= 0.70, lag not growing)",
+            f"  rates as measured: ratio {ours_rate / base_rate:.2f}\n"
+            f"  per server update seen: collector {ours_per:,.0f}, bare {base_per:,.0f} of "
+            f"{expected:,}; ratio {ours_per / base_per:.2f} (target >= 0.70, lag not growing)",
             flush=True,
         )
     finally:
