@@ -13,7 +13,8 @@ that means for tickets:
 - episodes of one machine firing within ``group_wait_s`` share one ticket;
 - an episode does not open while its machine is in an inhibiting operation mode (setup,
   maintenance), while an inhibiting rule (no data) fires on the machine, or while a
-  silence matches; it opens when that ends if its condition still holds.
+  silence matches; it opens when that ends if its condition still holds. A silence also
+  holds back the escalations of an episode already open when it began.
 
 Episode identity is ``(fingerprint, occurrence)``, the occurrence counted in the machine's
 checkpointed state, so a replay recomputes the same identity (see ``rules/sink.py``).
@@ -51,7 +52,7 @@ _COMMON = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class ActiveSilence:
-    """A maintenance window: no episode of a matching machine and rule opens during it."""
+    """A maintenance window: matching episodes neither open nor escalate during it."""
 
     machine: str | None
     rule: str | None
@@ -202,6 +203,16 @@ class Lifecycle:
                 and now - alert.last_notified >= interval
                 and (alert.active or alert.repeats > alert.notified_repeats)
             ):
+                # A silence also mutes an episode that was already open (Alertmanager
+                # mutes firing alerts): no escalation during the window; a due one follows
+                # at its end if the anomaly still recurs.
+                if self._silenced(m, alert.rule):
+                    if alert.held != "silenced":
+                        alert.held = "silenced"
+                        self.changed = True
+                        self.stats[alert.rule, "silenced"] += 1
+                    continue
+                alert.held = ""
                 self._escalate(m, alert)
         if m.group is not None and now >= m.group[0]:
             self._flush(m)
@@ -218,10 +229,10 @@ class Lifecycle:
             targets = self.inhibits[other.rule]
             if targets is None or rule in targets:
                 return "inhibited"
-        for silence in self.silences:
-            if silence.matches(m.id, rule, self.now):
-                return "silenced"
-        return ""
+        return "silenced" if self._silenced(m, rule) else ""
+
+    def _silenced(self, m: MachineState, rule: str) -> bool:
+        return any(s.matches(m.id, rule, self.now) for s in self.silences)
 
     def _try_fire(self, m: MachineState, alert: Alert) -> None:
         spec = self.specs[alert.rule]
