@@ -123,6 +123,19 @@ class Engine:
             1 for m in self.machines.values() for a in m.alerts.values() if a.state == "firing"
         )
 
+    def expect(self, machine_ids: Iterable[str]) -> None:
+        """Machines this engine answers for before their first signal.
+
+        A configured machine that never sends anything is a fault too (a wrong node id or
+        topic, a collector that never reached it): once expected, it is ticked like any
+        other, so ``no_data`` reports it. Replays and backtests do not call this: a
+        recording that lacks a machine says nothing about the machine.
+        """
+        for machine_id in machine_ids:
+            if machine_id not in self.machines and machine_id in self.program.known:
+                m = self.machines[machine_id] = MachineState(machine_id)
+                m.dispatch = self.program.dispatch(machine_id)
+
     def set_silences(self, silences: Iterable[ActiveSilence]) -> None:
         self.ctx.silences = list(silences)
 

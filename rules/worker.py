@@ -141,6 +141,9 @@ class RulesWorker:
         progress = blobs.pop(PROGRESS_FIELD, None)
         engine = Engine(self.program)
         engine.load(blobs)
+        engine.expect(
+            m.id for m in self.cfg.machines if keys.partition_of(m.id, self.partitions) == p
+        )
         engine.set_silences(self.silences)
         held = Held(p, engine)
         if progress:

@@ -1,13 +1,17 @@
 """``no_data``: a machine's data stopped, which is not the machine stopping.
 
 Fires when nothing (or none of ``signals``) arrived for ``timeout_s``, or when the
-collector marks samples ``no_data`` / ``bad`` (a disconnected source). While it fires it
-inhibits the rules named in ``inhibits`` (default: every other rule) on that machine, so
-a dead link does not read as downtime, counter jumps or a missing tool change. It clears
-at the first good sample (within one tick).
+collector marks samples ``no_data`` / ``bad`` (a disconnected source). A configured
+machine never heard from fires ``timeout_s`` after the worker began watching it (the
+engine expects the machines of its partition, see :meth:`rules.engine.Engine.expect`).
+While it fires it inhibits the rules named in ``inhibits`` (default: every other rule) on
+that machine, so a dead link does not read as downtime, counter jumps or a missing tool
+change. It clears at the first good sample (within one tick).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from core.config.rules import NoDataRule
 from core.model import Quality, Signal
@@ -61,6 +65,7 @@ class NoData(BaseRule):
         else:
             last, last_src = m.last_rx, m.last_src
         if not last:
+            self._never_heard(m, st, ctx)
             return
         bad = st.get("bad", 0.0)
         silent = ctx.now - last >= self.timeout
@@ -86,3 +91,25 @@ class NoData(BaseRule):
         elif st.get("on"):
             st["on"] = False
             ctx.inactive(m, self.name, "")
+
+    def _never_heard(self, m: MachineState, st: dict[str, Any], ctx: Lifecycle) -> None:
+        """A machine (or its watched signals) never heard from since it was first ticked."""
+        since = st.get("since")
+        if since is None:
+            st["since"] = ctx.now
+            ctx.changed = True  # checkpointed: a worker taking over keeps the same start
+            return
+        if st.get("on") or ctx.now - since < self.timeout:
+            return
+        st["on"] = True
+        what = ", ".join(sorted(self.watched)) if self.watched else "anything"
+        ctx.active(
+            m,
+            self.name,
+            "",
+            since + self.timeout,
+            headline=f"No data from {self.facts.machine_name(m.id)}",
+            detail=f"never received {what} since watching began at "
+            f"{local_time(since, self.facts.shifts.zone)}",
+            values={"never_received": True, "watching_since_ts": since, "timeout_s": self.timeout},
+        )

@@ -348,3 +348,30 @@ def test_the_running_loop_freezes_what_lives_as_long_as_the_process(
         thread.join(20)
         gc.unfreeze()  # the rest of the test session as it was
     assert not thread.is_alive()
+
+
+def test_a_machine_never_heard_from_is_reported_by_no_data(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    # cnc101 sends, cnc103 never does (a wrong node id, a collector that never reached it).
+    section = {
+        "group_wait_s": 0,
+        "rules": [
+            {"name": "no_data", "type": "no_data", "timeout_s": 120,
+             "machines": ["cnc101", "cnc103"]},
+        ],
+    }  # fmt: skip
+    cfg = make_config({"streams": {"partitions": P}, "rules": section})
+    # The first pass starts watching both; the watch start survives the checkpoint, so the
+    # second pass (a new worker, as after a takeover) measures from it.
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0)
+    sent = Signal("cnc101", "part_count", 5, source_ts=T0 + 100, receive_ts=T0 + 100)
+    push(redis_client, [sent], P)
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 119)
+    assert episodes(sqlite_engine) == []
+    make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 150)
+    [ep] = episodes(sqlite_engine)
+    assert (ep.machine_id, ep.rule) == ("cnc103", "no_data")
+    assert ep.started_at.replace(tzinfo=UTC) == datetime.fromtimestamp(T0 + 120, UTC)
+    assert ep.evidence["values"]["never_received"] is True
+    assert ep.summary.startswith("No data from cnc103: never received anything since watching")
