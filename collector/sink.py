@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import hiredis
+import orjson
 import redis
 
 from collector.errors import SinkUnavailableError
@@ -52,8 +53,21 @@ log = get_logger(__name__)
 
 Ack = Callable[[], None]
 
-#: The rows of a partition as XADD_SCRIPT's one argument: compact, UTF-8 as it is.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def _dumps(rows: list[Row]) -> bytes | str:
+    """The rows of a partition as XADD_SCRIPT's one argument: compact, UTF-8 as it is.
+
+    Rows hold strings only, for which orjson writes the very text of ``json`` with
+    ``ensure_ascii=False`` at about a fifth of its time (the batch's largest Python cost
+    after the reader). A string orjson refuses (a lone surrogate from a server's text)
+    goes through ``json``, as before.
+    """
+    try:
+        return orjson.dumps(rows)
+    except orjson.JSONEncodeError:
+        return _json_dumps(rows)
 
 
 __all__ = ["XADD_SCRIPT", "StreamSink", "encode_fields"]
@@ -338,11 +352,11 @@ class StreamSink:
             backoff.reset()
             self.metrics.buffer.set(self.depth)
 
-    def _commands(self, batch: list[_Entry]) -> list[tuple[str, ...]]:
+    def _commands(self, batch: list[_Entry]) -> list[tuple[str | bytes, ...]]:
         # One XADD_SCRIPT call per partition stream: its rows in their order (so each
         # machine's order holds) as one JSON argument, one reply instead of one per
         # entry. Dead letters keep plain XADDs (with MAXLEN), the last-seen times one HSET.
-        out: list[tuple[str, ...]] = []
+        out: list[tuple[str | bytes, ...]] = []
         by_stream: dict[str, list[Row]] = {}
         last_seen: dict[str, str] = {}
         for e in batch:
@@ -364,7 +378,7 @@ class StreamSink:
             )
         return out
 
-    def _send(self, commands: list[tuple[str, ...]]) -> list[Any]:
+    def _send(self, commands: list[tuple[str | bytes, ...]]) -> list[Any]:
         """One round trip for the batch.
 
         With a plain or Sentinel client the commands are packed by hiredis and written on

@@ -24,6 +24,7 @@ from collector.mqtt.decode import MessageDecoder
 from collector.opcua.reader import OpcuaReader, _known
 from collector.opcua.resolve import Resolved
 from collector.rows import XADD_SCRIPT, Row, rows_fields, rows_size, signal_row
+from collector.sink import _dumps
 from core import keys
 from core.config.collector import MqttSource, OpcuaNode, OpcuaSource
 from core.config.machines import Machine
@@ -168,12 +169,24 @@ def test_the_script_stores_what_rows_fields_says(
 ) -> None:
     stream = keys.signal_stream(0)
     redis_client.delete(stream)
-    payload = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
-    n = redis_client.eval(XADD_SCRIPT, 1, stream, payload)
+    n = redis_client.eval(XADD_SCRIPT, 1, stream, _dumps(rows))  # the sink's own encoder
     entries: Any = redis_client.xrange(stream)
     assert n == rows_size(rows) == len(entries)
     # Field order too: the entries' fields as Redis returns them, pair by pair.
     assert [list(f.items()) for _, f in entries] == [list(f.items()) for f in rows_fields(rows)]
+
+
+@given(rows=st.lists(st.lists(st.text(), max_size=8), max_size=4))
+def test_the_batch_argument_is_the_compact_json_text(rows: list[Row]) -> None:
+    out = _dumps(rows)
+    assert isinstance(out, bytes)  # orjson's path
+    assert out.decode() == json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+
+
+def test_a_string_orjson_refuses_goes_through_json() -> None:
+    lone_surrogate = chr(0xD800)  # possible in a server's text; not valid UTF-8
+    rows: list[Row] = [["cnc103", "program", f"O{lone_surrogate}"]]
+    assert _dumps(rows) == json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Letters:
