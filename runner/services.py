@@ -10,6 +10,7 @@ from typing import Any
 
 from core.config import RepsysConfig
 from plex.client import PlexClient
+from plex.ratelimit import RedisRateLimiter
 from runner.notify import Mailer, TeamsWebhook
 from runner.steps import Services
 from runner.tb.source import AccountingSource, DataSourceClient, OdbcAccountingSource
@@ -18,9 +19,9 @@ from runner.tb.source import AccountingSource, DataSourceClient, OdbcAccountingS
 def build_services(cfg: RepsysConfig, redis_client: Any) -> Services:
     """ODBC, Plex, SMTP and Teams as configured; what is not configured stays ``None``.
 
-    Data source 4814 goes through the Plex client of the ``plex`` section. The shared
-    Plex rate limit lives in ``plex.ratelimit``, which the runner may not import; a
-    trial balance makes one call per open period, far below Plex's 200 a minute.
+    Data source 4814 goes through the Plex client of the ``plex`` section, metered by
+    the same Redis rate limit as the ticket sender (``plex.rate_limit``): Plex counts
+    every call of the plant's account, whichever process makes it.
     """
     odbc = cfg.runner.tb.odbc
     accounting = None
@@ -33,7 +34,7 @@ def build_services(cfg: RepsysConfig, redis_client: Any) -> Services:
             )
 
     def data_source() -> DataSourceClient:
-        return PlexClient(cfg.plex)
+        return PlexClient(cfg.plex, limiter=RedisRateLimiter(redis_client, cfg.plex.rate_limit))
 
     smtp, teams = cfg.runner.smtp, cfg.runner.teams
     return Services(

@@ -19,7 +19,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "collector": ("core",),
     "rules": ("core",),
     "plex": ("core",),
-    "runner": ("core", "plex.client", "plex.errors"),
+    "runner": ("core", "plex.client", "plex.errors", "plex.ratelimit"),
     "web": ("core", "runner.requests", "runner.errors"),
     "sim": ("core",),
     "repsys": PACKAGES,
