@@ -85,7 +85,9 @@ PLEX_BACKOFF_UNTIL: Final = f"{PREFIX}{{plex}}:backoff_until"
 # --- reports (runner, scheduler, requesters) ------------------------------------------
 
 #: The durable report queue (the design's ``TB_Queue``): a stream with a consumer group.
-REPORT_QUEUE: Final = f"{PREFIX}reports:queue"
+#: Hash tag ``{reports}``, shared with :data:`REPORT_DEAD_LETTERS`: the queue's MULTI
+#: blocks (ack + delete, requeue, dead-letter) then stay in one Cluster slot.
+REPORT_QUEUE: Final = f"{PREFIX}{{reports}}:queue"
 #: Consumer group of the runners on the report queue.
 RUNNERS_GROUP: Final = "runners"
 #: Pub/Sub channel of live progress; carries no state that is not also in the database.
@@ -108,7 +110,7 @@ def report_mutex_wake(kind: str) -> str:
 
 
 #: Queue entries that do not decode or name no known request (fields + reason).
-REPORT_DEAD_LETTERS: Final = f"{PREFIX}deadletter:reports"
+REPORT_DEAD_LETTERS: Final = f"{PREFIX}deadletter:{{reports}}"
 
 
 #: Lease of the one active scheduler.

@@ -27,6 +27,7 @@ from redis.crc import key_slot
 from core import keys
 from core.redis import connect_sync
 from repsys.servers import wait_until
+from runner.queue import ReportQueue
 from tests.deploy.pipeline import Pipeline
 from tests.deploy.topologies import RedisCluster, SentinelGroup
 
@@ -176,3 +177,30 @@ def test_pipeline_on_a_redis_cluster(
         pipeline.alive()
     finally:
         pipeline.stop()
+
+
+def test_report_queue_transactions_on_a_redis_cluster(redis_cluster: RedisCluster) -> None:
+    """The queue's MULTI blocks (XACK + XDEL; requeue; dead letter) keep to one slot: the
+    queue and its dead letters share a hash tag, so a Cluster runs them as transactions."""
+    client = connect_sync(redis_cluster.config())
+    queue = ReportQueue(client, "runner-1", claim_idle_s=30)
+    try:
+        client.delete(keys.REPORT_QUEUE, keys.REPORT_DEAD_LETTERS)
+        assert key_slot(keys.REPORT_QUEUE.encode()) == key_slot(keys.REPORT_DEAD_LETTERS.encode())
+        queue.ensure_group()
+        client.xadd(keys.REPORT_QUEUE, {"id": "bad", "v": "99"})
+        client.xadd(keys.REPORT_QUEUE, {"id": "good", "v": "1"})
+        bad = queue.next(block_s=1)
+        assert bad is not None and bad.fields["id"] == "bad"
+        queue.dead_letter(bad, "unknown_version")
+        good = queue.next(block_s=1)
+        assert good is not None and good.fields["id"] == "good"
+        queue.requeue(good)  # a runner stopping mid-run puts it back at the end
+        again = queue.next(block_s=1)
+        assert again is not None and again.fields["id"] == "good"
+        queue.ack(again.id)
+        assert client.xlen(keys.REPORT_QUEUE) == 0
+        dead: Any = client.xrange(keys.REPORT_DEAD_LETTERS)
+        assert [(f["id"], f["reason"]) for _, f in dead] == [("bad", "unknown_version")]
+    finally:
+        client.close()
