@@ -1,11 +1,6 @@
-"""The ``rules`` commands, imported only when one runs (the wiring is ``rules/cli.py``).
+"""The ``rules`` commands (worker, golden cases, backtest), imported only when one runs.
 
-- ``repsys rules`` runs a worker until SIGTERM/SIGINT; ``--once`` takes every free
-  partition, drains it, commits and exits (tests, operators).
-- ``repsys rules test CASES_DIR`` runs golden cases (``input.jsonl`` → ``expected.jsonl``)
-  and exits 1 when one differs.
-- ``repsys rules backtest`` replays recorded signals (a JSON-lines file, or the partition
-  streams in Redis) through the configured rules and prints what would have fired.
+What each command does and its exit codes: ``rules/cli.py``, which registers them.
 """
 
 from __future__ import annotations

@@ -71,22 +71,14 @@ class NoData(BaseRule):
         silent = ctx.now - last >= self.timeout
         reported = bad >= last
         if silent or reported:
-            if st.get("on"):
-                return
-            st["on"] = True
-            ctx.active(
+            self._fire(
                 m,
-                self.name,
-                "",
+                st,
+                ctx,
                 last_src + self.timeout,
-                headline=f"No data from {self.facts.machine_name(m.id)}",
-                detail=f"nothing received for more than {fmt(self.timeout)} s since "
+                f"nothing received for more than {fmt(self.timeout)} s since "
                 f"{local_time(last_src, self.facts.shifts.zone)}",
-                values={
-                    "last_received_ts": last,
-                    "last_source_ts": last_src,
-                    "timeout_s": self.timeout,
-                },
+                {"last_received_ts": last, "last_source_ts": last_src},
             )
         elif st.get("on"):
             st["on"] = False
@@ -99,17 +91,37 @@ class NoData(BaseRule):
             st["since"] = ctx.now
             ctx.changed = True  # checkpointed: a worker taking over keeps the same start
             return
-        if st.get("on") or ctx.now - since < self.timeout:
+        if ctx.now - since < self.timeout:
+            return
+        what = ", ".join(sorted(self.watched)) if self.watched else "anything"
+        self._fire(
+            m,
+            st,
+            ctx,
+            since + self.timeout,
+            f"never received {what} since watching began at "
+            f"{local_time(since, self.facts.shifts.zone)}",
+            {"never_received": True, "watching_since_ts": since},
+        )
+
+    def _fire(  # noqa: PLR0917 - two private call sites, in the order they have them
+        self,
+        m: MachineState,
+        st: dict[str, Any],
+        ctx: Lifecycle,
+        started: float,
+        detail: str,
+        values: dict[str, Any],
+    ) -> None:
+        if st.get("on"):
             return
         st["on"] = True
-        what = ", ".join(sorted(self.watched)) if self.watched else "anything"
         ctx.active(
             m,
             self.name,
             "",
-            since + self.timeout,
+            started,
             headline=f"No data from {self.facts.machine_name(m.id)}",
-            detail=f"never received {what} since watching began at "
-            f"{local_time(since, self.facts.shifts.zone)}",
-            values={"never_received": True, "watching_since_ts": since, "timeout_s": self.timeout},
+            detail=detail,
+            values={**values, "timeout_s": self.timeout},
         )
