@@ -62,6 +62,13 @@ class RunnerMetrics:
             buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
             registry=registry,
         )
+        self.mutex_held_since = Gauge(
+            "repsys_runner_mutex_held_since_seconds",
+            "Unix time this runner took the kind's mutex; 0 while it holds none (alerts "
+            "on a mutex held too long).",
+            ["kind"],
+            registry=registry,
+        )
         self.lease_lost = Counter(
             "repsys_runner_lease_lost_total",
             "Mutex leases lost while a pipeline ran.",

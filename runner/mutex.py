@@ -147,6 +147,8 @@ class Mutex:
         )
         if fence == 0:
             return None
+        if self.metrics is not None:
+            self.metrics.mutex_held_since.labels(kind=self.kind).set(time.time())
         return Lease(self, token, fence)
 
     def acquire(
@@ -184,7 +186,12 @@ class Mutex:
         return bool(self._renew(keys=[self._lease_key], args=[token, self.ttl_ms]))
 
     def release(self, token: str) -> bool:
-        released = bool(self._release(keys=[self._lease_key, self._wake_key], args=[token]))
+        try:
+            released = bool(self._release(keys=[self._lease_key, self._wake_key], args=[token]))
+        finally:
+            # Held or lost, this runner no longer counts on it.
+            if self.metrics is not None:
+                self.metrics.mutex_held_since.labels(kind=self.kind).set(0)
         log.info("mutex_released", kind=self.kind, held=released)
         return released
 

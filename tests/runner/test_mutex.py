@@ -34,6 +34,20 @@ def test_one_permit_one_holder_and_fences_increase(redis_client: redis.Redis) ->
     assert int(redis_client.get(keys.report_fence("tb")) or 0) == 2
 
 
+def test_the_holder_exports_since_when_it_holds_the_mutex(redis_client: redis.Redis) -> None:
+    registry = new_registry()
+    mutex = Mutex(redis_client, "tb", permits=1, ttl_s=30, metrics=RunnerMetrics(registry))
+    before = time.time()
+    lease = mutex.try_acquire()
+    assert lease is not None
+    held_since = sample(registry, "repsys_runner_mutex_held_since_seconds", {"kind": "tb"})
+    assert held_since is not None and before <= held_since <= time.time()
+    assert mutex.try_acquire() is None  # a refused attempt leaves the holder's time alone
+    assert sample(registry, "repsys_runner_mutex_held_since_seconds", {"kind": "tb"}) == held_since
+    lease.release()
+    assert sample(registry, "repsys_runner_mutex_held_since_seconds", {"kind": "tb"}) == 0
+
+
 def test_n_permits(redis_client: redis.Redis) -> None:
     mutex = Mutex(redis_client, "escalation", permits=3, ttl_s=30)
     leases = [mutex.try_acquire() for _ in range(3)]
