@@ -44,7 +44,9 @@ from runner.tb.common import (
     split_windows,
 )
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
-from runner.tb.source import DataSourceClient, SourcePeriod, to_cents
+from runner.tb.loaded import remember_loaded
+from runner.tb.reader import balances_in_child
+from runner.tb.source import BalanceBatch, DataSourceClient, SourcePeriod, to_cents
 
 
 def _source_calendar(pcn: int, periods: list[SourcePeriod]) -> FiscalCalendar:
@@ -279,36 +281,45 @@ class ClosedBalances:
     name = "closed_balances"
 
     def run(self, ctx: StepContext) -> StepResult:
+        if ctx.services.accounting is None:
+            raise StepFailed("no ODBC source is configured (runner.tb.odbc.connection_string)")
         written = 0
-        with accounting(ctx) as source:
-            for pcn in request_pcns(ctx):
-                with ctx.sessions() as session:
-                    rng = period_range(session, ctx, pcn)
-                    start, end = rng.calc_start, rng.end_period
-                batches = list(source.balances(pcn, start, end))
-                ctx.lease.check()
-                fence = ctx.fence
-                with ctx.fenced() as session:
-                    session.execute(
-                        delete(TBBalance).where(
-                            TBBalance.pcn == pcn, TBBalance.period.between(start, end)
-                        )
+        for pcn in request_pcns(ctx):
+            with ctx.sessions() as session:
+                rng = period_range(session, ctx, pcn)
+                start, end = rng.calc_start, rng.end_period
+            ctx.lease.check()
+            fence = ctx.fence
+            loaded: list[BalanceBatch] = []
+            # The ODBC read runs in a child process while this one loads what it has read
+            # (runner/tb/reader.py says why not a thread).
+            with (
+                balances_in_child(ctx.services.accounting, pcn, start, end) as batches,
+                ctx.fenced() as session,
+            ):
+                session.execute(
+                    delete(TBBalance).where(
+                        TBBalance.pcn == pcn, TBBalance.period.between(start, end)
                     )
-                    for batch in batches:
-                        # Rows zipped from the batch's columns at C speed.
-                        written += fast_insert(
-                            session,
-                            TBBalance,
-                            ("pcn", "period", "account_no", "debit_cents", "credit_cents", "fence"),
-                            zip(
-                                repeat(pcn),
-                                batch.periods,
-                                batch.accounts,
-                                batch.debits,
-                                batch.credits,
-                                repeat(fence),
-                            ),
-                        )
+                )
+                for batch in batches:
+                    # Rows zipped from the batch's columns at C speed.
+                    written += fast_insert(
+                        session,
+                        TBBalance,
+                        ("pcn", "period", "account_no", "debit_cents", "credit_cents", "fence"),
+                        zip(
+                            repeat(pcn),
+                            batch.periods,
+                            batch.accounts,
+                            batch.debits,
+                            batch.credits,
+                            repeat(fence),
+                        ),
+                    )
+                    loaded.append(batch)
+            # Committed: step 8 of this run may take the rows from here, not read them back.
+            remember_loaded(ctx, pcn, start, end, loaded)
         return StepResult(written, f"{written} closed-period balances")
 
 

@@ -37,11 +37,21 @@ from runner.tb.common import (
     request_pcns,
 )
 from runner.tb.fiscal import FiscalCalendar
+from runner.tb.loaded import Loaded, take_loaded
 from runner.tb.transform import Recreated, Window, recreate
 
 
-def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end: int) -> Window:
-    """Everything :func:`recreate` needs for ``start..end`` of one PCN, from the warehouse."""
+def load_window(
+    session: Session,
+    pcn: int,
+    cal: FiscalCalendar,
+    start: int,
+    end: int,
+    *,
+    loaded: Loaded | None = None,
+) -> Window:
+    """Everything :func:`recreate` needs for ``start..end`` of one PCN, from the warehouse;
+    the closed periods' amounts from ``loaded`` (step 6's batches) when it covers them."""
     accounts = list(
         session.scalars(
             select(TBAccount.account_no).where(TBAccount.pcn == pcn).order_by(TBAccount.account_no)
@@ -99,7 +109,12 @@ def load_window(session: Session, pcn: int, cal: FiscalCalendar, start: int, end
             raise StepFailed(f"PCN {pcn}: the anchor period {anchor} has no stored balances")
     closed = [p for p in periods if cal[p].closed]
     open_ = [p for p in periods if not cal[p].closed]
-    if closed:
+    if closed and loaded is not None and loaded.start <= closed[0] and closed[-1] <= loaded.end:
+        for batch in loaded.batches:
+            window.fill_columns(
+                batch.accounts, batch.periods, batch.debits, batch.credits, only=set(closed)
+            )
+    elif closed:
         window.fill(_amounts(session, TBBalance, pcn, closed), only=set(closed))
     if open_:
         window.fill(_amounts(session, TBOpenActivity, pcn, open_), only=set(open_))
@@ -170,7 +185,9 @@ def recreate_range(ctx: StepContext, pcn: int, start: int, end: int) -> int:
     """Recreate ``start..end`` of one PCN; returns the rows written."""
     with ctx.sessions() as session:
         cal = calendar(session, pcn)
-        window = load_window(session, pcn, cal, start, end)
+        window = load_window(
+            session, pcn, cal, start, end, loaded=take_loaded(ctx, pcn, start, end)
+        )
     out = recreate(window)
     ctx.lease.check()
     with ctx.fenced() as session:
