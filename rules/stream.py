@@ -22,10 +22,14 @@ slots: there the read is the Lua script, one call per partition, and the idle wa
 blocks on one partition at a time (a share of the wait each, in turn), so an entry is
 seen at most one wait (``block_ms``) late.
 
-Entries reach the worker as ``(id, fields)`` with the fields a dict, whichever way they
-were read. Entries that do not decode go to ``core.keys.RULES_DEAD_LETTERS`` with their
-reason and are acknowledged with the next checkpoint (that stream has no hash tag, so a
-crash between the two may dead-letter an entry twice; never lose it).
+Entries reach the worker as ``(id, fields)`` with the fields as Redis sends them, a flat
+``[k1, v1, k2, v2, ...]`` list, whichever way they were read: the plain read takes
+``XREADGROUP``'s reply without redis-py's dict per entry (building and hashing those
+was about a fifth of a worker's time), and ``core.model.Signal.from_flat`` reads the
+collector's layout by position. Entries that do not decode go to
+``core.keys.RULES_DEAD_LETTERS`` with their reason and are acknowledged with the next
+checkpoint (that stream has no hash tag, so a crash between the two may dead-letter an
+entry twice; never lose it).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from redis import Redis
 from redis.cluster import RedisCluster
 from redis.exceptions import ResponseError, WatchError
 
@@ -79,7 +84,7 @@ return 1
 """
 
 #: A stream entry: its id and its fields.
-Entry = tuple[str, dict[str, str]]
+Entry = tuple[str, list[str]]
 #: A partition's read: its new entries, and when there are none the stream's last id.
 Batch = tuple[list[Entry], str]
 
@@ -97,6 +102,12 @@ class PartitionStream:
         self._read = redis.register_script(READ_LUA)
         self._checkpoint = redis.register_script(CHECKPOINT_LUA)
         self.cluster = isinstance(redis, RedisCluster)
+        # The plain read's own client on the same connection pool, whose XREADGROUP
+        # replies stay as Redis sent them (see the module docstring).
+        self._raw: Any = None
+        if not self.cluster:
+            self._raw = Redis(connection_pool=redis.connection_pool)
+            self._raw.set_response_callback("XREADGROUP", _entries_of_reply)
         #: Where the next idle wait on a Cluster starts, so no partition is always last.
         self._turn = 0
 
@@ -120,7 +131,7 @@ class PartitionStream:
 
     def _read_watched(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
         leases = [keys.rules_lease(p) for p in partitions]
-        with self.redis.pipeline(transaction=True) as pipe:
+        with self._raw.pipeline(transaction=True) as pipe:
             while True:
                 pipe.watch(*leases)
                 holders = self._holders(pipe, leases)
@@ -141,7 +152,7 @@ class PartitionStream:
         for i, p in enumerate(ours):
             got, last = replies[2 * i], replies[2 * i + 1]
             if got:
-                out[p] = (got[0][1], "")
+                out[p] = (got, "")
             else:
                 out[p] = ([], last[0][0] if last else "0-0")
         return out
@@ -154,11 +165,7 @@ class PartitionStream:
             if reply is None:
                 out[p] = None
                 continue
-            entries = []
-            for entry_id, flat in reply[0]:
-                it = iter(flat)
-                entries.append((entry_id, dict(zip(it, it, strict=True))))
-            out[p] = (entries, str(reply[1]))
+            out[p] = ([(entry_id, flat) for entry_id, flat in reply[0]], str(reply[1]))
         return out
 
     def wait(self, last_ids: dict[int, str], block_ms: int) -> None:
@@ -186,7 +193,11 @@ class PartitionStream:
             reply = self.redis.xautoclaim(stream, self.group, self.worker_id, 0, start, count=page)
             start, entries = reply[0], reply[1]
             # A deleted entry is claimed with no fields: nothing to evaluate.
-            live = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+            live = [
+                (entry_id, [x for kv in fields.items() for x in kv])
+                for entry_id, fields in entries
+                if fields is not None
+            ]
             if live:
                 yield live
             if start in ("0-0", b"0-0"):
@@ -206,7 +217,7 @@ class PartitionStream:
     def load_state(self, p: int) -> dict[str, str]:
         return dict(self.redis.hgetall(keys.rules_state(p)))
 
-    def dead_letter(self, p: int, entry_id: str, fields: dict[str, str], err: DecodeError) -> None:
+    def dead_letter(self, p: int, entry_id: str, fields: list[str], err: DecodeError) -> None:
         self.redis.xadd(
             keys.RULES_DEAD_LETTERS,
             {
@@ -214,7 +225,7 @@ class PartitionStream:
                 "id": entry_id,
                 "reason": err.reason,
                 "error": str(err),
-                "fields": json.dumps(fields, separators=(",", ":")),
+                "fields": json.dumps(_as_dict(fields), separators=(",", ":")),
             },
             maxlen=DEAD_LETTER_MAXLEN,
             approximate=True,
@@ -226,3 +237,20 @@ class PartitionStream:
             if group.get("name") == self.group:
                 return int(group.get("lag") or 0), int(group.get("pending") or 0)
         return 0, 0
+
+
+def _entries_of_reply(response: Any, **_options: Any) -> list[Entry]:
+    """One partition's ``XREADGROUP`` reply as ``[(id, flat fields), ...]``.
+
+    RESP2 sends ``[[stream, entries]]``, RESP3 ``{stream: entries}``; nothing (no new
+    entry) is ``None`` or empty in both.
+    """
+    if not response:
+        return []
+    streams = response.values() if isinstance(response, dict) else (s[1] for s in response)
+    return [(entry[0], entry[1]) for entries in streams for entry in entries]
+
+
+def _as_dict(flat: list[str]) -> dict[str, str]:
+    it = iter(flat)
+    return dict(zip(it, it, strict=False))

@@ -207,7 +207,7 @@ class RulesWorker:
         progress = held.progress if claimed else (0, 0)
         replayed = 0
         held.unacked.extend(e[0] for e in entries)
-        decode = Signal.from_fields
+        decode = Signal.from_flat
         note = self.live.note
         if entries and not held.oldest_rx:
             held.oldest_rx = time.time()  # refined below from the first entry's receive time

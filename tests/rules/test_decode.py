@@ -147,6 +147,43 @@ def test_complete_entries_agree(fields: dict[str, str]) -> None:
     assert _outcome(fields) == _plain_outcome(fields)
 
 
+def _flat_outcome(flat: list[str]) -> tuple[str, str, str]:
+    try:
+        sig = Signal.from_flat(flat)
+    except DecodeError as err:
+        return ("error", str(err), err.reason)
+    return ("signal", repr(sig), type(sig.value).__name__)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_FIELDS, st.booleans())
+def test_fields_as_redis_sends_them_decode_as_the_plain_path(
+    fields: dict[str, str], reverse: bool
+) -> None:
+    # In drawing order the complete entries have the collector's layout (the positional
+    # path); reversed they take the dict path. Either way: the plain path's outcome.
+    items = list(fields.items())
+    if reverse:
+        items.reverse()
+    flat = [x for kv in items for x in kv]
+    expected = _plain_outcome(fields)
+    assert _flat_outcome(flat) == expected
+    assert _flat_outcome(flat) == expected  # again, from the caches
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {"v": st.just("1"), "m": _TEXT, "n": _TEXT, "x": _X, "q": _Q, "ts": _TS, "rts": _TS},
+        optional={"s": _TEXT},
+    )
+)
+def test_the_collectors_layout_decodes_as_the_plain_path(fields: dict[str, str]) -> None:
+    flat = [x for kv in fields.items() for x in kv]
+    assert _flat_outcome(flat) == _plain_outcome(fields)
+    assert _flat_outcome(flat) == _plain_outcome(fields)
+
+
 def test_a_decoded_signal_owns_its_attrs() -> None:
     fields = Signal("m1", "tool_life", 3, subject="T1", attrs={"limit": "9"}).to_fields()
     for _ in range(3):  # the first decode fills the cache, the next ones read it

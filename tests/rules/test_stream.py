@@ -57,7 +57,7 @@ def test_a_lease_taken_between_the_check_and_the_read_delivers_nothing(redis_cli
     assert got[1] is None  # lost: not read
     batch = got[0]
     assert batch is not None
-    assert [fields["m"] for _, fields in batch[0]] == ["m0"]
+    assert [Signal.from_flat(fields).machine for _, fields in batch[0]] == ["m0"]
     assert pending(redis_client, 1) == 1  # partition 0's entry, delivered once
     assert pending(redis_client, P) == 1  # nothing of partition 1 went to the stale worker
 
