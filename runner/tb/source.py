@@ -53,6 +53,18 @@ def cents_column(values: Sequence[Any]) -> list[int]:
     return [to_cents(v) for v in values]
 
 
+#: The longest account number the bulk read makes room for (the warehouse keeps 32).
+_MAX_ACCOUNT_TEXT = 256
+
+
+def _arrow_cents(column: Any) -> list[int]:
+    """:func:`cents_column` of an Arrow column: floats vectorized, anything else
+    (decimals from drivers that report DECIMAL) value by value as :func:`to_cents`."""
+    if str(column.type) == "double" and column.null_count == 0:
+        return list(np.rint(column.to_numpy() * 100).astype(np.int64).tolist())
+    return cents_column(column.to_pylist())
+
+
 def _date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()
@@ -170,7 +182,8 @@ WHERE plexus_customer_no = ? AND period BETWEEN ? AND ?
 
 
 class OdbcAccountingSource:
-    """:class:`AccountingSource` over pyodbc (DataDirect in production, SQLite in tests)."""
+    """:class:`AccountingSource` over pyodbc, the balances over arrow-odbc's bulk fetch
+    (DataDirect in production, SQLite in tests)."""
 
     fetch_size = 20_000
 
@@ -183,6 +196,8 @@ class OdbcAccountingSource:
         conn_str = connection_string
         if password:
             conn_str = f"{conn_str.rstrip(';')};PWD={{{password}}}"
+        self._conn_str = conn_str
+        self._timeout_s = timeout_s
         try:
             self.conn = pyodbc.connect(conn_str, autocommit=True)
         except pyodbc.Error as exc:
@@ -234,18 +249,33 @@ class OdbcAccountingSource:
         ]
 
     def balances(self, pcn: int, start: int, end: int) -> Iterator[BalanceBatch]:
-        cursor = self._query(_BALANCES, pcn, start, end)
+        # arrow-odbc fetches whole blocks of rows per driver call into columns (pyodbc
+        # asks the driver for one cell at a time: 4.0-4.7 s a million rows against
+        # 2.6-2.9 s measured, the same values). Its own connection, on the same string.
+        # arrow_odbc ships no type information; loaded only by the process that reads Plex.
+        from arrow_odbc import (  # type: ignore[import-untyped]  # noqa: PLC0415
+            Error,
+            read_arrow_batches_from_odbc,
+        )
+
         try:
-            while rows := cursor.fetchmany(self.fetch_size):
-                # A column at a time: a list comprehension per column reads pyodbc rows
-                # about fifteen times faster than transposing them with zip(*rows).
+            reader = read_arrow_batches_from_odbc(
+                query=_BALANCES,
+                connection_string=self._conn_str,
+                parameters=[str(pcn), str(start), str(end)],
+                batch_size=self.fetch_size,
+                max_text_size=_MAX_ACCOUNT_TEXT,
+                query_timeout_sec=self._timeout_s,
+            )
+            for batch in reader:
+                accounts, periods, debits, credits = batch.columns
                 yield BalanceBatch(
-                    list(map(str, [r[0] for r in rows])),
-                    list(map(int, [r[1] for r in rows])),
-                    cents_column([r[2] for r in rows]),
-                    cents_column([r[3] for r in rows]),
+                    list(map(str, accounts.to_pylist())),
+                    list(map(int, periods.to_pylist())),
+                    _arrow_cents(debits),
+                    _arrow_cents(credits),
                 )
-        except self._pyodbc.Error as exc:
+        except Error as exc:
             raise SourceError(f"ODBC read failed: {exc}", reason="odbc") from exc
 
     def close(self) -> None:

@@ -4,7 +4,8 @@ The child's batches are the direct read's; a failure in the child fails the read
 child's message; a child that dies silently fails it with its exit status; no child
 outlives the read (the reader stopped early, or the parent process killed). A run that
 goes straight on (step 8 takes step 6's batches) and a resumed one (step 8 reads the
-warehouse back) write identical period balances.
+warehouse back) write identical period balances. The bulk (arrow-odbc) read turns amounts
+into cents exactly as :func:`to_cents` does, decimals half up.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range
 from runner.tb.loaded import remember_loaded, take_loaded
 from runner.tb.reader import balances_in_child
-from runner.tb.source import AccountingSource, BalanceBatch, OdbcAccountingSource
+from runner.tb.source import AccountingSource, BalanceBatch, OdbcAccountingSource, _arrow_cents
 from tests.runner.conftest import Accounting, Harness
 
 PCN = 123681
@@ -266,3 +268,14 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
     assert resumed.had == [True]  # and this run dropped them: step 8 read the warehouse
     assert len(in_memory) > 500
     assert in_memory == read_back
+
+
+def test_bulk_read_amounts_become_cents_as_to_cents_makes_them() -> None:
+    import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
+
+    floats = pa.array([12.34, -0.01, 1e9 + 0.07], type=pa.float64())
+    with_null = pa.array([12.34, None], type=pa.float64())
+    decimals = pa.array([Decimal("1.00500"), Decimal("-2.00001"), None], type=pa.decimal128(18, 5))
+    assert _arrow_cents(floats) == [1234, -1, 100_000_000_007]
+    assert _arrow_cents(with_null) == [1234, 0]
+    assert _arrow_cents(decimals) == [101, -200, 0]  # half up, as Plex's five decimals
