@@ -239,6 +239,12 @@ class PartitionStream:
         return 0, 0
 
 
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a comparable pair (``"1700000000000-3"`` -> ``(1700000000000, 3)``)."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
 def _entries_of_reply(response: Any, **_options: Any) -> list[Entry]:
     """One partition's ``XREADGROUP`` reply as ``[(id, flat fields), ...]``.
 

@@ -43,7 +43,7 @@ from rules.lease import Leases
 from rules.live import LiveBoard
 from rules.metrics import RulesMetrics
 from rules.sink import EpisodeSink, WriteResult, load_silences
-from rules.stream import Entry, PartitionStream
+from rules.stream import Entry, PartitionStream, entry_key
 
 log = get_logger(__name__)
 
@@ -53,11 +53,6 @@ PROGRESS_FIELD = "_progress"
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-def _id_key(entry_id: str) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition("-")
-    return int(ms), int(seq or 0)
 
 
 @dataclass
@@ -148,7 +143,7 @@ class RulesWorker:
         held = Held(p, engine)
         if progress:
             held.progress_id = json.loads(progress)["id"]
-            held.progress = _id_key(held.progress_id)
+            held.progress = entry_key(held.progress_id)
         self.held[p] = held
         self.metrics.lease_changes.labels("acquired").inc()
         log.info("partition_acquired", partition=p, machines=len(engine.machines))
@@ -215,7 +210,7 @@ class RulesWorker:
         else:
             first_rx = False
         for entry_id, fields in entries:
-            if progress != (0, 0) and _id_key(entry_id) <= progress:
+            if progress != (0, 0) and entry_key(entry_id) <= progress:
                 replayed += 1  # already reflected in the checkpointed state
                 continue
             try:
@@ -234,8 +229,8 @@ class RulesWorker:
         if entries:
             last = entries[-1][0]
             held.last_seen = last
-            if _id_key(last) > held.progress:
-                held.progress, held.progress_id = _id_key(last), last
+            if entry_key(last) > held.progress:
+                held.progress, held.progress_id = entry_key(last), last
         n = len(entries)
         self.stats.entries += n
         self.metrics.signals.inc(n - replayed)
