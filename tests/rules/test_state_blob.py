@@ -15,24 +15,9 @@ import numpy as np
 from rules.engine import Engine, Program
 from rules.state import MachineState
 from sim.plant.model import Plant, default_specs
+from tests.rules.helpers import ALL_RULES
 
 MACHINES = [f"m{i:02d}" for i in range(6)]
-RULES = [
-    {"name": "counter_jump", "type": "counter_jump"},
-    {"name": "counter_rollback", "type": "counter_rollback"},
-    {"name": "pallet_looped_out", "type": "pallet_looped_out"},
-    {"name": "tool_life_short", "type": "tool_life_short"},
-    {"name": "tool_life_overrun", "type": "tool_life_overrun"},
-    {"name": "tool_change_forecast", "type": "tool_change_forecast"},
-    {"name": "spindle_overload", "type": "threshold", "signal": "spindle_load", "above": 130},
-    {"name": "no_data", "type": "no_data", "timeout_s": 300},
-    {"name": "downtime", "type": "downtime"},
-    {"name": "micro_stop", "type": "micro_stop"},
-    {"name": "cycle_time", "type": "cycle_time"},
-    {"name": "spindle_load_drift", "type": "spindle_load_drift"},
-    {"name": "alarm_frequency", "type": "alarm_frequency"},
-    {"name": "scrap_rate", "type": "scrap_rate"},
-]
 
 
 def _engine(make_config) -> Engine:
@@ -40,7 +25,7 @@ def _engine(make_config) -> Engine:
         {"id": m, "pcn": 1, "workcenter_key": 100 + n, "workcenter_code": m}
         for n, m in enumerate(MACHINES)
     ]
-    cfg = make_config({"machines": machines, "rules": {"rules": RULES}})
+    cfg = make_config({"machines": machines, "rules": {"rules": ALL_RULES}})
     engine = Engine(Program(cfg))
     specs = [dataclasses.replace(s, cycle_noise=0.05) for s in default_specs(MACHINES)]
     for sig in Plant(specs, seed=3).advance(600.0):
