@@ -19,6 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import RejectedError
@@ -95,6 +96,9 @@ _QUALITIES: Final = {q.value: q for q in Quality}
 _VALUES: dict[str, Value] = {}
 _ATTRS: dict[str, dict[str, str]] = {}
 _CACHE_MAX: Final = 8192
+#: What may follow ``rts`` in the collector's layout (``Signal.from_flat``).
+_TAILS: Final = (["s"], ["a"], ["s", "a"])
+_NO_ATTRS: Final[dict[str, str]] = {}
 _MISS: Final[Any] = object()  # Any: a stand-in for "not cached" among values
 
 
@@ -113,18 +117,30 @@ def _value(raw: str) -> Value:
 
 
 def _attrs(raw: str) -> dict[str, str]:
-    """The ``a`` field's attrs (not cached yet): a JSON object, values as text."""
+    """The ``a`` field's attrs (not cached yet): a JSON object, values as text.
+
+    Returns the cached dict: callers copy it. orjson parses the collector's attrs (an
+    object of strings, as ``to_fields`` writes them) in a fifth of ``json``'s time;
+    anything else (what orjson refuses, such as NaN or lone surrogates, and any value not
+    a string, since orjson makes integers beyond 64 bits floats) is parsed by ``json``,
+    whose verdict stands: the result is ``json``'s in every case.
+    """
     try:
-        raw_attrs = json.loads(raw)
-    except ValueError:
-        raise DecodeError("field 'a' is not JSON", reason="bad_field") from None
+        raw_attrs = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raw_attrs = None
+    if not (isinstance(raw_attrs, dict) and all(type(v) is str for v in raw_attrs.values())):
+        try:
+            raw_attrs = json.loads(raw)
+        except ValueError:
+            raise DecodeError("field 'a' is not JSON", reason="bad_field") from None
     if not isinstance(raw_attrs, dict):
         raise DecodeError("field 'a' is not an object", reason="bad_field")
     attrs = {str(k): str(v) for k, v in raw_attrs.items()}
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
     _ATTRS[raw] = attrs
-    return dict(attrs)
+    return attrs
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +214,7 @@ class Signal:
             attrs: dict[str, str] = {}
         else:
             cached = _ATTRS.get(raw_attrs)
-            attrs = _attrs(raw_attrs) if cached is None else dict(cached)
+            attrs = dict(_attrs(raw_attrs) if cached is None else cached)
         try:
             machine = fields["m"]
             name = fields["n"]
@@ -222,15 +238,17 @@ class Signal:
     def from_flat(cls, flat: list[str]) -> Signal:
         """:meth:`from_fields` for the fields as Redis sends them: ``[k1, v1, k2, v2, ...]``.
 
-        Entries the collector writes have one layout (``v m n x q ts rts`` and an optional
-        ``s``); for it the values are read by position, without building a dict whose
-        seven fresh keys would each be hashed (a fifth of a rules worker's time). Any other
-        layout, and any entry a check refuses, goes through :meth:`from_fields`, so the
-        result and every error are the same (``tests/rules/test_decode.py``).
+        Entries the collector writes have one layout (``v m n x q ts rts``, then an
+        optional ``s`` and an optional ``a``); for it the values are read by position,
+        without building a dict whose seven fresh keys would each be hashed (a fifth of a
+        rules worker's time). Any other layout, and any entry a check refuses, goes through
+        :meth:`from_fields`, so the result and every error are the same
+        (``tests/rules/test_decode.py``).
         """
         n = len(flat)
+        tail = flat[14::2]
         if (
-            (n == 14 or (n == 16 and flat[14] == "s"))
+            (n == 14 or (n <= 18 and tail in _TAILS and n % 2 == 0))
             and flat[0] == "v"
             and flat[1] == "1"
             and flat[2] == "m"
@@ -253,10 +271,20 @@ class Signal:
                     pass
                 else:
                     if source_ts - source_ts == 0.0 and receive_ts - receive_ts == 0.0:
-                        subject = flat[15] if n == 16 else ""
-                        return cls(
-                            machine, name, value, quality, source_ts, receive_ts, subject, {}
-                        )
+                        subject = flat[15] if tail and tail[0] == "s" else ""
+                        attrs: dict[str, str] | None = _NO_ATTRS
+                        if tail and tail[-1] == "a":
+                            attrs = _ATTRS.get(flat[n - 1])
+                            if attrs is None:
+                                try:  # noqa: SIM105 - no context manager a cache miss
+                                    attrs = _attrs(flat[n - 1])
+                                except DecodeError:
+                                    pass  # from_fields raises it, after its earlier checks
+                        if attrs is not None:
+                            return cls(
+                                machine, name, value, quality, source_ts, receive_ts, subject,
+                                dict(attrs) if attrs else {},
+                            )  # fmt: skip
         it = iter(flat)
         return cls.from_fields(dict(zip(it, it, strict=False)))
 

@@ -113,7 +113,8 @@ _TS = st.sampled_from(
 ) | st.floats(allow_nan=False).map(repr)  # fmt: skip
 _A = st.sampled_from(
     ['{"limit":"198","warning":"178"}', '{"n":1,"b":true,"z":null}', "{}", "[]", "1",
-     '"x"', "{", ""]
+     '"x"', "{", "", '{"n":NaN}', '{"big":123456789012345678901234567890}',
+     '{"s":"\\ud800"}', '{"f":1e400}', '{"k":1,"k":2}']  # orjson refuses or differs
 ) | st.dictionaries(st.text(max_size=4), st.text(max_size=4)).map(json.dumps)  # fmt: skip
 _TEXT = st.sampled_from(["m001", "spindle_load", "", "T12"]) | st.text(max_size=6)
 _FIELDS = st.fixed_dictionaries(
@@ -173,7 +174,7 @@ def test_fields_as_redis_sends_them_decode_as_the_plain_path(
 @given(
     st.fixed_dictionaries(
         {"v": st.just("1"), "m": _TEXT, "n": _TEXT, "x": _X, "q": _Q, "ts": _TS, "rts": _TS},
-        optional={"s": _TEXT},
+        optional={"s": _TEXT, "a": _A},
     )
 )
 def test_the_collectors_layout_decodes_as_the_plain_path(fields: dict[str, str]) -> None:
@@ -186,6 +187,16 @@ def test_a_decoded_signal_owns_its_attrs() -> None:
     fields = Signal("m1", "tool_life", 3, subject="T1", attrs={"limit": "9"}).to_fields()
     for _ in range(3):  # the first decode fills the cache, the next ones read it
         sig = Signal.from_fields(fields)
+        assert sig.attrs == {"limit": "9"}
+        sig.attrs["limit"] = "changed by a rule"
+
+
+def test_a_signal_decoded_by_position_owns_its_attrs() -> None:
+    fields = Signal("m1", "tool_life", 3, subject="T1", attrs={"limit": "9"}).to_fields()
+    flat = [x for kv in fields.items() for x in kv]
+    assert flat[14::2] == ["s", "a"]  # the collector's layout, attrs last
+    for _ in range(3):
+        sig = Signal.from_flat(flat)
         assert sig.attrs == {"limit": "9"}
         sig.attrs["limit"] = "changed by a rule"
 
