@@ -8,6 +8,8 @@ strings that need escaping.
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -95,4 +97,5 @@ def test_constants_and_differences_store_what_binding_would(
 
 def test_a_constant_of_another_type_is_refused(sqlite_engine: Engine) -> None:
     with Session(sqlite_engine) as s, pytest.raises(TypeError, match="not float"):
-        fast_insert(s, TBAccountPeriodBalance, COLUMNS, iter(ROWS), constants={"fence": 1.5})
+        wrong: dict[str, Any] = {"fence": 1.5}
+        fast_insert(s, TBAccountPeriodBalance, COLUMNS, iter(ROWS), constants=wrong)
