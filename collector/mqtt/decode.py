@@ -76,6 +76,28 @@ _HUGE = 2.0**63
 _JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
+def float_texts(values: tuple[Any, ...]) -> list[str]:
+    """``repr`` of each of ``values`` (finite floats; TypeError if one is not a float).
+
+    ``float.__repr__`` was most of a snapshot message's decoding (ten values: 5.7 us of
+    7). orjson writes the same shortest round-trip digits for a whole tuple in one call
+    (0.3 us), and the same text as ``repr`` except in two forms, which take ``repr``: an
+    exponent (``1e-07`` against ``1e-7``) and the five decades below 1e-4 (``1e-05``
+    against ``0.00001``). Integers and booleans write no ``.`` and strings a quote: they
+    take ``repr`` too, which refuses them, as before. tests/collector/test_rows.py holds
+    the two equal.
+    """
+    text = orjson.dumps(values)
+    if (
+        text.count(b".") == len(values)
+        and b"e" not in text
+        and b"0.0000" not in text
+        and b'"' not in text
+    ):
+        return text[1:-1].decode().split(",")
+    return list(map(_REPR, values))
+
+
 def _utf8(payload: bytes) -> str:
     try:
         return payload.decode("utf-8")
@@ -221,7 +243,7 @@ class MessageDecoder:
                 values = plan.getter(data)
                 total = sum(values)
                 if total - total == 0.0:
-                    return machine, [[machine, ts, rts, plan.names, list(map(_REPR, values))]]
+                    return machine, [[machine, ts, rts, plan.names, float_texts(values)]]
             except (KeyError, TypeError):
                 pass
         rows: list[Row] = []

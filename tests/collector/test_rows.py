@@ -18,13 +18,13 @@ from asyncua.ua.status_codes import StatusCodes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from collector.batch import dumps_rows
 from collector.errors import PayloadRejectedError
 from collector.metrics import CollectorMetrics
-from collector.mqtt.decode import MessageDecoder
+from collector.mqtt.decode import MessageDecoder, float_texts
 from collector.opcua.reader import OpcuaReader, _known
 from collector.opcua.resolve import Resolved
 from collector.rows import XADD_SCRIPT, Row, rows_fields, rows_size, signal_row
-from collector.sink import _dumps
 from core import keys
 from core.config.collector import MqttSource, OpcuaNode, OpcuaSource
 from core.config.machines import Machine
@@ -169,7 +169,7 @@ def test_the_script_stores_what_rows_fields_says(
 ) -> None:
     stream = keys.signal_stream(0)
     redis_client.delete(stream)
-    n = redis_client.eval(XADD_SCRIPT, 1, stream, _dumps(rows))  # the sink's own encoder
+    n = redis_client.eval(XADD_SCRIPT, 1, stream, dumps_rows(rows))  # the sink's own encoder
     entries: Any = redis_client.xrange(stream)
     assert n == rows_size(rows) == len(entries)
     # Field order too: the entries' fields as Redis returns them, pair by pair.
@@ -178,7 +178,7 @@ def test_the_script_stores_what_rows_fields_says(
 
 @given(rows=st.lists(st.lists(st.text(), max_size=8), max_size=4))
 def test_the_batch_argument_is_the_compact_json_text(rows: list[Row]) -> None:
-    out = _dumps(rows)
+    out = dumps_rows(rows)
     assert isinstance(out, bytes)  # orjson's path
     assert out.decode() == json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
@@ -186,7 +186,7 @@ def test_the_batch_argument_is_the_compact_json_text(rows: list[Row]) -> None:
 def test_a_string_orjson_refuses_goes_through_json() -> None:
     lone_surrogate = chr(0xD800)  # possible in a server's text; not valid UTF-8
     rows: list[Row] = [["cnc103", "program", f"O{lone_surrogate}"]]
-    assert _dumps(rows) == json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    assert dumps_rows(rows) == json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Letters:
@@ -259,3 +259,42 @@ def test_an_opcua_value_becomes_the_row_of_its_signal(
         return
     assert got is not None
     assert [list(f.items()) for f in rows_fields([got])] == [list(expected.to_fields().items())]
+
+
+#: Around each edge of orjson's float forms: exponents, the decades below 1e-4 where
+#: orjson writes ``0.00001`` and repr ``1e-05``, zero, the extremes.
+EDGES = [
+    0.0,
+    -0.0,
+    1e-4,
+    9.999e-05,
+    1e-05,
+    1.5e-05,
+    1e-07,
+    0.00012,
+    10.00001,
+    1e15,
+    1e16,
+    9999999999999998.0,
+    1.7976931348623157e308,
+    5e-324,
+    0.1,
+    1 / 3,
+    -1234.5,
+    2.0**63,
+]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=12))
+def test_float_texts_are_repr(values: list[float]) -> None:
+    assert float_texts(tuple(values)) == [repr(v) for v in values]
+
+
+def test_float_texts_at_the_edges_of_orjsons_forms_and_refusing_non_floats() -> None:
+    for v in EDGES:
+        assert float_texts((v, 1.5)) == [repr(v), "1.5"], v
+    assert float_texts(tuple(EDGES)) == [repr(v) for v in EDGES]
+    for not_float in (1, True, None, "1.5"):
+        with pytest.raises(TypeError):
+            float_texts((1.5, not_float))
