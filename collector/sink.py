@@ -7,9 +7,9 @@ partition stream, plus the machines' last-seen times); only after the batch is i
 Redis are the acks of its entries called, so an MQTT message is acknowledged to the
 broker only once its signals are durable. While Redis is unreachable the batch stays at
 the head of the buffer and is retried with backoff; new entries queue behind it, so the
-order per machine holds. When the buffer is full the oldest waiting entries are dropped, counted
-and logged, except those of acknowledged messages (MQTT QoS 1), which the broker already
-bounds by its in-flight window.
+order per machine holds. When the buffer is full the oldest waiting entries are dropped,
+counted and logged, except those of acknowledged messages (MQTT QoS 1), which the broker
+already bounds by its in-flight window.
 
 With ``sink.wait_replicas`` set (Sentinel mode: the number of replicas), each batch ends
 with ``WAIT <replicas> <timeout>`` on the connection that wrote it, and counts as written
@@ -17,6 +17,14 @@ only when that many replicas confirm it. Without it, a Sentinel failover loses w
 old master took after the promotion (thousands of acknowledged entries in
 tests/deploy/test_sentinel.py); with it, an unconfirmed batch stays at the head of the
 buffer and is written again, like a batch Redis refused.
+
+The hand-off is the hot path (paho's thread, once per message, sharing one GIL with the
+writer): an item is a tuple appended under a plain lock, the received count is a dict
+addition (:class:`collector.metrics.SignalTally`), and a producer notifies only when the
+writer waits for it (``_wake_at``: one signal while idle, a full batch while it
+lingers). The written counts, the streams of the machines and their last-seen times are
+worked out once per batch in the writer. The batch's encoding and round trip are in
+:mod:`collector.batch`.
 
 Delivery is at least once: a batch that failed half-way (or was not confirmed) is written
 again in full, and the rules engine's fingerprints make replays harmless.
@@ -27,18 +35,13 @@ Between batches the writer also beats the heartbeat and trims the partition stre
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import hiredis
-import orjson
-import redis
-
+from collector.batch import dumps_rows, send_batch
 from collector.errors import SinkUnavailableError
 from collector.metrics import CollectorMetrics
 from collector.rows import XADD_SCRIPT, Row, encode_fields, row_rts, rows_size, signal_row
@@ -53,39 +56,23 @@ log = get_logger(__name__)
 
 Ack = Callable[[], None]
 
-_json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _dumps(rows: list[Row]) -> bytes | str:
-    """The rows of a partition as XADD_SCRIPT's one argument: compact, UTF-8 as it is.
-
-    Rows hold strings only, for which orjson writes the very text of ``json`` with
-    ``ensure_ascii=False`` at about a fifth of its time (the batch's largest Python cost
-    after the reader). A string orjson refuses (a lone surrogate from a server's text)
-    goes through ``json``, as before.
-    """
-    try:
-        return orjson.dumps(rows)
-    except orjson.JSONEncodeError:
-        return _json_dumps(rows)
-
-
 __all__ = ["XADD_SCRIPT", "StreamSink", "encode_fields"]
 
 
-@dataclass(slots=True)
-class _Entry:
-    """A run of one machine's signals (one message, usually), or one dead letter."""
+#: One queued message, as a tuple (a class instance per message cost more than the rest
+#: of the hand-off): ``(size, reader, machine, payload, ack)``. ``payload`` is the
+#: machine's rows (collector.rows) or, for a dead letter (``machine`` ""), its fields;
+#: ``size`` counts signals against ``buffer_max`` and ``batch_size`` (1 for a dead letter,
+#: 0 for a bare ack); ``ack`` runs once the item (and every item before it) is written,
+#: and an item with an ack is never dropped (see ``_drop_oldest``).
+Item = tuple[int, str, str, list[Row] | dict[str, str], Ack | None]
 
-    stream: str
-    rows: list[Row]  # the signals (collector.rows); empty for dead letters and bare acks
-    reader: str
-    machine: str  # "" for dead letters
-    ack: Ack | None = None  # runs once the whole run is written
-    keep: bool = False  # an acknowledged message: never dropped (see _drop_oldest)
-    fields: dict[str, str] | None = None  # a dead letter's fields
-    maxlen: int = 0  # a dead letter's stream cap
-    size: int = 1  # signals, as counted against buffer_max and batch_size
+#: ``_wake_at`` while the writer is not waiting: producers never notify.
+_NEVER = 1 << 62
+
+
+def _keep() -> None:
+    """The ack of every item but the last of an acknowledged message: keeps it buffered."""
 
 
 class StreamSink:
@@ -115,13 +102,23 @@ class StreamSink:
         self.max_len = max_len
         self.name = name
         self.heartbeat_s = heartbeat_s
-        self._buf: deque[_Entry] = deque()
-        self._buffered = 0  # signals in _buf (runs hold several)
-        self._inflight: list[_Entry] = []
+        # The hand-off: producers append under a plain lock (no Condition method calls,
+        # no notify unless the writer waits for them: see _wake_at); the writer takes
+        # whole items off the left.
+        self._buf: deque[Item] = deque()
+        self._buffered = 0  # signals in _buf
+        self._inflight: list[Item] = []
         self._inflight_size = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)  # the writer waits on it
+        #: Buffered signals at which a producer wakes the writer: 1 while it waits for
+        #: work, a full batch while it lingers, never while it writes.
+        self._wake_at = _NEVER
+        self._idle = threading.Condition()  # flush() waits on it; the writer notifies
+        #: The writer's longest sleep with nothing to do (then it looks at stop, heartbeat
+        #: and trim); a producer wakes it sooner.
+        self.idle_wait_s = 0.5
         self._stream_of: dict[str, str] = {}
-        self._children: dict[tuple[int, str, str], Any] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._trimmer = Trimmer(client, metrics, partitions=partitions, max_len=max_len)
@@ -140,57 +137,54 @@ class StreamSink:
             self._stream_of[machine] = stream
         return stream
 
-    def _counter(self, metric: Any, reader: str, machine: str) -> Any:
-        # labels() takes a lock and builds a key on every call; at tens of thousands of
-        # signals a second the children are worth keeping (machines are a bounded set).
-        key = (id(metric), reader, machine)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = metric.labels(reader, machine)
-        return child
-
     def submit(self, reader: str, signals: Sequence[Signal], ack: Ack | None = None) -> None:
         """Queue signals for writing; ``ack`` runs once they (and all before) are written."""
-        if not signals:
-            if ack is not None:
-                # Nothing to write (a message without signals): acknowledge behind the
-                # entries already queued so the broker's order of acks is kept.
-                self._put([_Entry("", [], reader, "", ack, size=0)], 0)
-            return
-        # One run per machine in a row (a message is one machine, usually).
-        runs: list[_Entry] = []
+        # One item per machine in a row (a message is one machine, usually); the ack
+        # rides on the last, and every item of an acknowledged message is kept.
+        items: list[Item] = []
         machine = ""
         rows: list[Row] = []
         for s in signals:
-            if s.machine != machine or not runs:
+            if s.machine != machine or not rows:
+                if rows:
+                    items.append((len(rows), reader, machine, rows, ack))
                 machine = s.machine
                 rows = []
-                runs.append(_Entry(self.stream_for(machine), rows, reader, machine))
             rows.append(signal_row(s))
-        for run in runs:
-            run.size = len(run.rows)
-            self._counter(self.metrics.received, reader, run.machine).inc(run.size)
-        runs[-1].ack = ack
-        if ack is not None:
-            for run in runs:
-                run.keep = True
-        self._put(runs, len(signals))
+        if rows:
+            items.append((len(rows), reader, machine, rows, ack))
+        if not items:
+            if ack is not None:  # acknowledge behind what is queued: the broker's order
+                self._put([(0, reader, "", [], ack)])
+            return
+        if ack is not None:  # only the last acknowledges; a no-op keeps the others
+            items[:-1] = [(n, r, m, p, _keep) for n, r, m, p, _ in items[:-1]]
+        self._put(items)
 
     def submit_rows(
         self, reader: str, machine: str, rows: list[Row], ack: Ack | None = None
     ) -> None:
-        """Queue one machine's signals as rows (:mod:`collector.rows`); as :meth:`submit`."""
+        """Queue one machine's signals as rows (:mod:`collector.rows`); as :meth:`submit`.
+
+        The MQTT reader's hot path, once per message on paho's thread: one tuple, one
+        lock, a dict count; no metric call, no notify unless the writer waits.
+        """
         # One group (a snapshot message) is the common case: its size at a glance.
         n = len(rows[0][3]) if len(rows) == 1 and len(rows[0]) == 5 else rows_size(rows)
-        if n:
-            self._counter(self.metrics.received, reader, machine).inc(n)
-            entry = _Entry(self.stream_for(machine), rows, reader, machine, ack, ack is not None)
-        elif ack is not None:
-            entry = _Entry("", [], reader, "", ack, size=0)
-        else:
+        if not n:
+            if ack is not None:
+                self._put([(0, reader, "", [], ack)])
             return
-        entry.size = n
-        self._put([entry], n)
+        counts = self.metrics.received.counts
+        key = (reader, machine)
+        with self._lock:
+            self._buf.append((n, reader, machine, rows, ack))
+            self._buffered += n
+            counts[key] = counts.get(key, 0) + n
+            if self._buffered + self._inflight_size > self.cfg.buffer_max:
+                self._overflow()
+            if self._buffered >= self._wake_at:
+                self._cond.notify()
 
     def dead_letter(
         self,
@@ -217,48 +211,54 @@ class StreamSink:
         }
         self.metrics.dead_letters.labels(reader, reason).inc()
         log.warning("collector_dead_letter", reader=reader, source=source, reason=reason)
-        entry = _Entry(keys.COLLECTOR_DEAD_LETTERS, [], reader, "", ack, fields=fields)
-        entry.maxlen = self.cfg.dead_letter_max_len
-        self._put([entry], 1)
+        self._put([(1, reader, "", fields, ack)])
 
-    def _put(self, entries: list[_Entry], size: int) -> None:
-        dropped: list[_Entry] = []
-        with self._cond:
-            self._buf.extend(entries)
-            self._buffered += size
-            over = self._buffered + self._inflight_size - self.cfg.buffer_max
-            if over > 0:
-                dropped = self._drop_oldest(over)
-            if self._buffered == size or self._buffered >= self.cfg.batch_size:
-                self._cond.notify()  # the writer waits for a first entry or a full batch
-        if dropped:
-            n = sum(e.size for e in dropped)
-            self.dropped_total += n
-            counts: Counter[tuple[str, str]] = Counter()
-            for e in dropped:
-                counts[e.reader, e.machine or "-"] += e.size
-            for (reader, machine), c in counts.items():
-                self.metrics.dropped.labels(reader, machine).inc(c)
-            log.warning("collector_buffer_overflow", dropped=n)
+    def _put(self, items: list[Item]) -> None:
+        """Queue items (the general path; :meth:`submit_rows` inlines it)."""
+        counts = self.metrics.received.counts
+        with self._lock:
+            for item in items:
+                self._buf.append(item)
+                n, reader, machine, _, _ = item
+                self._buffered += n
+                if n and machine:
+                    key = (reader, machine)
+                    counts[key] = counts.get(key, 0) + n
+            if self._buffered + self._inflight_size > self.cfg.buffer_max:
+                self._overflow()
+            if self._buffered >= self._wake_at:
+                self._cond.notify()
 
-    def _drop_oldest(self, n: int) -> list[_Entry]:
-        """Drop the oldest entries (whole runs) holding at least ``n`` signals, if any.
+    def _overflow(self) -> None:
+        """Drop the oldest items over ``buffer_max``; count and log them. Lock held."""
+        dropped = self._drop_oldest(self._buffered + self._inflight_size - self.cfg.buffer_max)
+        if not dropped:
+            return
+        n = 0
+        for size, reader, machine, _, _ in dropped:
+            n += size
+            self.metrics.dropped.add(reader, machine or "-", size)
+        self.dropped_total += n
+        log.warning("collector_buffer_overflow", dropped=n)
 
-        Entries of an acknowledged message (MQTT QoS 1) are kept: an unacknowledged
+    def _drop_oldest(self, n: int) -> list[Item]:
+        """Drop the oldest items (whole messages) holding at least ``n`` signals, if any.
+
+        Items of an acknowledged message (MQTT QoS 1) are kept: an unacknowledged
         message would hold one of the broker's in-flight slots until the next reconnect,
         and the broker bounds them anyway (``max_inflight`` per source), so the buffer can
-        only exceed ``buffer_max`` by that much. Called with the condition held.
+        only exceed ``buffer_max`` by that much. Called with the lock held.
         """
-        dropped: list[_Entry] = []
-        kept: list[_Entry] = []
+        dropped: list[Item] = []
+        kept: list[Item] = []
         gone = 0
         while gone < n and self._buf:
-            e = self._buf.popleft()
-            if e.keep:
-                kept.append(e)
+            item = self._buf.popleft()
+            if item[4] is not None:
+                kept.append(item)
             else:
-                dropped.append(e)
-                gone += e.size
+                dropped.append(item)
+                gone += item[0]
         self._buf.extendleft(reversed(kept))
         self._buffered -= gone
         return dropped
@@ -284,39 +284,49 @@ class StreamSink:
         """Flush what can be flushed within ``timeout``, then stop the writer."""
         self.flush(timeout)
         self._stop.set()
-        with self._cond:
+        with self._lock:
             self._cond.notify()
         if self._thread is not None:
             self._thread.join(timeout=max(1.0, timeout))
 
     def flush(self, timeout: float) -> bool:
-        """Wait until every queued entry is written (True) or ``timeout`` passes."""
+        """Wait until every queued item is written (True) or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         while self.depth:
             if time.monotonic() > deadline:
                 return False
-            with self._cond:
-                self._cond.wait(0.01)
+            with self._idle:
+                self._idle.wait(0.01)
         return True
 
+    def _wait(self, seconds: float, wake_at: int) -> None:
+        """Sleep up to ``seconds``, or until producers buffered ``wake_at`` signals. Lock held."""
+        if self._buffered < wake_at and not self._stop.is_set():
+            self._wake_at = wake_at
+            self._cond.wait(seconds)
+            self._wake_at = _NEVER
+
     def _take(self) -> None:
-        with self._cond:
-            if not self._buf and not self._stop.is_set():
-                self._cond.notify_all()  # wake flush() waiters: the buffer is empty
+        if not self._buf and not self._stop.is_set():
+            with self._idle:
+                self._idle.notify_all()  # wake flush() waiters: the buffer is empty
+        batch_size = self.cfg.batch_size
+        with self._lock:
+            if not self._buf:
                 due = min(self._next_trim, self._next_heartbeat) - time.monotonic()
-                self._cond.wait(min(0.5, max(0.0, due)))
-            if self._buf and self._buffered < self.cfg.batch_size and self.cfg.linger_ms > 0:
+                self._wait(min(self.idle_wait_s, max(0.0, due)), 1)
+            if self._buf and self._buffered < batch_size and self.cfg.linger_ms > 0:
                 # Let a trickle become a batch: one round trip per message would cost
                 # more than the few milliseconds a signal waits here.
-                self._cond.wait(self.cfg.linger_ms / 1000.0)
-            # Whole runs up to batch_size signals (at least one run).
-            taken: list[_Entry] = []
+                self._wait(self.cfg.linger_ms / 1000.0, batch_size)
+            # Whole items up to batch_size signals (at least one).
+            taken: list[Item] = []
             size = 0
             buf = self._buf
-            while buf and (not taken or size + buf[0].size <= self.cfg.batch_size):
-                e = buf.popleft()
-                taken.append(e)
-                size += e.size
+            while buf and (not taken or size + buf[0][0] <= batch_size):
+                item = buf.popleft()
+                taken.append(item)
+                size += item[0]
             self._buffered -= size
             self._inflight = taken
             self._inflight_size = size
@@ -352,78 +362,52 @@ class StreamSink:
             backoff.reset()
             self.metrics.buffer.set(self.depth)
 
-    def _commands(self, batch: list[_Entry]) -> list[tuple[str | bytes, ...]]:
-        # One XADD_SCRIPT call per partition stream: its rows in their order (so each
-        # machine's order holds) as one JSON argument, one reply instead of one per
-        # entry. Dead letters keep plain XADDs (with MAXLEN), the last-seen times one HSET.
+    def _commands(
+        self, batch: list[Item]
+    ) -> tuple[list[tuple[str | bytes, ...]], dict[tuple[str, str], int]]:
+        """The batch's commands, and its signals by (reader, machine) to count once written.
+
+        One XADD_SCRIPT call per partition stream: its rows in their order (so each
+        machine's order holds) as one JSON argument, one reply instead of one per item.
+        Dead letters keep plain XADDs (with MAXLEN), the last-seen times one HSET.
+        """
         out: list[tuple[str | bytes, ...]] = []
         by_stream: dict[str, list[Row]] = {}
-        last_seen: dict[str, str] = {}
-        for e in batch:
-            if e.rows:
-                rows = by_stream.get(e.stream)
-                if rows is None:
-                    by_stream[e.stream] = list(e.rows)
-                else:
-                    rows.extend(e.rows)
-                last_seen[e.machine] = row_rts(e.rows[-1])
-            elif e.fields is not None:
-                flat = [x for kv in e.fields.items() for x in kv]
-                out.append(("XADD", e.stream, "MAXLEN", "~", str(e.maxlen), "*", *flat))
+        last_row: dict[str, Row] = {}
+        written: dict[tuple[str, str], int] = {}
+        stream_of = self._stream_of
+        for n, reader, machine, payload, _ in batch:
+            if not n:
+                continue  # a bare ack
+            if isinstance(payload, dict):  # a dead letter
+                flat = [x for kv in payload.items() for x in kv]
+                maxlen = str(self.cfg.dead_letter_max_len)
+                out.append(("XADD", keys.COLLECTOR_DEAD_LETTERS, "MAXLEN", "~", maxlen, "*", *flat))
+                continue
+            stream = stream_of.get(machine) or self.stream_for(machine)
+            rows = by_stream.get(stream)
+            if rows is None:
+                by_stream[stream] = list(payload)
+            else:
+                rows.extend(payload)
+            last_row[machine] = payload[-1]
+            key = (reader, machine)
+            written[key] = written.get(key, 0) + n
         for stream, rows in by_stream.items():
-            out.append(("EVAL", XADD_SCRIPT, "1", stream, _dumps(rows)))
-        if last_seen:
-            out.append(
-                ("HSET", keys.machine_last_seen(), *[x for kv in last_seen.items() for x in kv])
-            )
-        return out
+            out.append(("EVAL", XADD_SCRIPT, "1", stream, dumps_rows(rows)))
+        if last_row:
+            seen = [x for m, row in last_row.items() for x in (m, row_rts(row))]
+            out.append(("HSET", keys.machine_last_seen(), *seen))
+        return out, written
 
-    def _send(self, commands: list[tuple[str | bytes, ...]]) -> list[Any]:
-        """One round trip for the batch.
-
-        With a plain or Sentinel client the commands are packed by hiredis and written on
-        one pooled connection, replies read back in order: redis-py's pipeline spends most
-        of its time re-checking and packing arguments that are already strings, and this
-        path is what lets one collector carry a plant. A Cluster client (no single
-        connection pool) uses its pipeline, which splits the batch by slot.
-        """
-        if not commands:
-            return []
-        pool = getattr(self._redis, "connection_pool", None)
-        if pool is None:
-            pipe = self._redis.pipeline(transaction=False)
-            for cmd in commands:
-                pipe.execute_command(*cmd)
-            return list(pipe.execute())
-        conn = pool.get_connection()
-        try:
-            # hiredis's stub types the argument as a 1-tuple; it takes any tuple of args.
-            packed = [hiredis.pack_command(c) for c in commands]  # type: ignore[arg-type]
-            conn.send_packed_command([b"".join(packed)])  # one write, not one per command
-            errors = []
-            replies: list[Any] = []
-            for _ in commands:
-                try:
-                    replies.append(conn.read_response())
-                except redis.ResponseError as exc:  # read every reply, then fail the batch
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
-            return replies
-        except BaseException:
-            conn.disconnect()  # replies may be left unread: never reuse the connection
-            raise
-        finally:
-            pool.release(conn)
-
-    def _write(self, batch: list[_Entry]) -> None:
+    def _write(self, batch: list[Item]) -> None:
         started = time.perf_counter()
-        commands = self._commands(batch)
+        commands, written = self._commands(batch)
         need = self.cfg.wait_replicas
         if need and commands:
             # Last on the same connection: WAIT covers every write of the batch before it.
             commands.append(("WAIT", str(need), str(self.cfg.wait_timeout_ms)))
-        replies = self._send(commands)
+        replies = send_batch(self._redis, commands)
         if need and commands and int(replies[-1]) < need:
             raise SinkUnavailableError(
                 f"WAIT: {replies[-1]} of {need} replicas confirmed the batch within "
@@ -431,19 +415,17 @@ class StreamSink:
                 reason="replicas",
             )
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        written: Counter[tuple[str, str]] = Counter()
-        for e in batch:
-            if e.rows:
-                written[e.reader, e.machine] += e.size
-        for (reader, machine), n in written.items():
-            self._counter(self.metrics.written, reader, machine).inc(n)
+        # Counted once per batch, after its replies (this thread alone adds to it).
+        counts = self.metrics.written.counts
+        for key, n in written.items():
+            counts[key] = counts.get(key, 0) + n
         self.written_total += sum(written.values())
-        for e in batch:
-            if e.ack is not None:
+        for _, reader, _, _, ack in batch:
+            if ack is not None:
                 try:
-                    e.ack()
+                    ack()
                 except Exception as exc:  # an ack that fails must not stop the writer
-                    log.warning("collector_ack_failed", reader=e.reader, error=str(exc))
+                    log.warning("collector_ack_failed", reader=reader, error=str(exc))
 
     def _housekeeping(self) -> None:
         now = time.monotonic()
