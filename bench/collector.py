@@ -11,6 +11,10 @@
    count (it rises only after the XADD replies) and the streams' lengths are checked
    afterwards: polling XLEN of every stream from inside the measured process every 5 ms
    (as before) cost it a fifth of its time.
+   Baseline and ours alternate for ``REPSYS_BENCH_COLLECTOR_ROUNDS`` rounds (3) and
+   the median ratio is the figure; each round also prints the CPU time per message of
+   both processes and of redis-server, which a neighbour on the shared cores skews far
+   less than the rates (redis-server's share is work the baseline does not have).
 2. **OPC UA, 100 machines x 50 items at 1 Hz.** A server process (asyncua) updates 5,000
    variables every second with the source time. Baseline: a bare asyncua subscription
    whose handler counts notifications and measures lag (receive time - source time).
