@@ -72,14 +72,15 @@ def load_window(
     )
     years = sorted({p // 100 for p in periods})
     by_year: dict[int, dict[str, bool]] = {y: {} for y in years}
-    for account_no, year, flag in session.execute(
-        select(
-            TBAccountYearCategoryType.account_no,
-            TBAccountYearCategoryType.year,
-            TBAccountYearCategoryType.revenue_or_expense,
-        ).where(TBAccountYearCategoryType.pcn == pcn, TBAccountYearCategoryType.year.in_(years))
+    for account_no, year, flag in _rows_of(
+        session,
+        "SELECT account_no, year, revenue_or_expense "  # noqa: S608 - our table name
+        f"FROM {TBAccountYearCategoryType.__tablename__} "
+        "WHERE pcn = {} AND year BETWEEN {} AND {}",
+        (pcn, years[0], years[-1]),
     ):
-        by_year[year][account_no] = bool(flag)
+        if year in by_year:  # the window's years are contiguous; this costs nothing
+            by_year[year][account_no] = bool(flag)
     # One flag vector per year, shared by the year's periods (not one per period).
     vectors = {
         year: np.array([flags.get(a, current.get(a, False)) for a in accounts], dtype=bool)
@@ -120,18 +121,25 @@ def load_window(
 
 
 def _amounts(session: Session, table: Any, pcn: int, periods: list[int]) -> list[Any]:
-    """(account, period, debit, credit) rows of ``periods``, straight from the driver's
-    cursor: a recalculation reads up to a million of them, and plain tuples are several
-    times cheaper than result rows."""
+    """(account, period, debit, credit) rows of ``periods``."""
     name = table.__table__.name
-    marks = placeholders(session, 3).split(", ")
-    sql = (
+    return _rows_of(
+        session,
         f"SELECT account_no, period, debit_cents, credit_cents FROM {name} "  # noqa: S608 - our table names
-        f"WHERE pcn = {marks[0]} AND period BETWEEN {marks[1]} AND {marks[2]}"
+        "WHERE pcn = {} AND period BETWEEN {} AND {}",
+        (pcn, min(periods), max(periods)),
     )
+
+
+def _rows_of(session: Session, sql: str, params: tuple[Any, ...]) -> list[Any]:
+    """``sql``'s rows straight from the driver's cursor (``{}``: a parameter marker): a
+    recalculation reads up to a million amounts and 85,000 category flags, and plain
+    tuples are several times cheaper than result rows (0.08 s against 0.2-0.3 s for the
+    flags)."""
+    marks = placeholders(session, len(params)).split(", ")
     cursor = session.connection().connection.cursor()
     try:
-        cursor.execute(sql, (pcn, min(periods), max(periods)))
+        cursor.execute(sql.format(*marks), params)
         return list(cursor.fetchall())
     finally:
         cursor.close()
