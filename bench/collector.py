@@ -83,12 +83,7 @@ def _machines() -> list[dict[str, Any]]:
 
 
 class _Broker(MosquittoServer):
-    """The project's mosquitto, also queueing QoS 0 messages for offline sessions.
-
-    The benchmark preloads a backlog while the consumer is away, then times the consumer
-    draining it: the publisher then does not compete for the two cores with what is
-    measured.
-    """
+    """The project's mosquitto, also queueing QoS 0 messages for offline sessions."""
 
     def _argv(self) -> list[str]:
         argv = super()._argv()
@@ -250,11 +245,8 @@ def _ours_mqtt(redis_url: str, port: int) -> tuple[float, float, float]:
 
     reader.decoder.decode_rows = timed
     expected = MESSAGES * FIELDS
-    # The end is when the sink has every signal written (its count rises only after the
-    # XADD replies); read in-process, so the measuring costs the measured process no
-    # Redis round trips (polling XLEN of 8 streams every 5 ms took a fifth of its time).
-    # Every 10 ms: a poll takes the GIL from the collector's threads (every 2 ms cost
-    # them about 6 % of it); the end is seen at most 10 ms late, against us.
+    # The end: the sink's written count (module docstring), every 10 ms (a poll takes
+    # the GIL from the collector: every 2 ms cost it 6 %); seen at most 10 ms late.
     wait_until(
         lambda: collector.sink.written_total >= expected,
         timeout=120,
@@ -273,13 +265,8 @@ def _ours_mqtt(redis_url: str, port: int) -> tuple[float, float, float]:
 
 
 def bench_mqtt(workdir: Path) -> None:
-    """ROUNDS rounds of baseline then ours; the median ratio is the figure.
-
-    One round drains the backlog in about a second on each side, which a neighbour's
-    burst on a shared machine can halve; rounds interleave the two so that drift hits
-    both, and the CPU time per message (what the profile counts, far less sensitive to
-    neighbours than wall time) is printed beside the rates.
-    """
+    """ROUNDS rounds of baseline then ours (a round drains in about a second each side,
+    which a neighbour's burst can halve: interleaved, drift hits both); median ratio."""
     redis_srv = RedisServer(workdir / "redis")
     broker = _Broker(workdir / "mosquitto")
     redis_srv.start()
