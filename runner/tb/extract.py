@@ -75,7 +75,7 @@ class YearCategoryTypes:
                         )
                     )
                     have = set(
-                        session.execute(
+                        session.connection().execute(
                             select(
                                 TBAccountYearCategoryType.account_no,
                                 TBAccountYearCategoryType.year,
@@ -85,27 +85,14 @@ class YearCategoryTypes:
                     written += fast_insert(
                         session,
                         TBAccountYearCategoryType,
+                        ("account_no", "year", "category_type", "revenue_or_expense"),
                         (
-                            "pcn",
-                            "account_no",
-                            "year",
-                            "category_type",
-                            "revenue_or_expense",
-                            "fence",
-                        ),
-                        (
-                            (
-                                pcn,
-                                a.account_no,
-                                year,
-                                a.category_type,
-                                a.revenue_or_expense,
-                                ctx.fence,
-                            )
+                            (a.account_no, year, a.category_type, a.revenue_or_expense)
                             for year in years
                             for a in accounts
                             if (a.account_no, year) not in have
                         ),
+                        constants={"pcn": pcn, "fence": ctx.fence},
                     )
                 refreshed |= refresh
         return StepResult(written, f"{written} account-years; refreshed {sorted(refreshed)}")

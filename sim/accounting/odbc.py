@@ -143,6 +143,12 @@ def connection_string(path: str | Path, *, timeout_ms: int = 100_000) -> str:
     """A DSN-less pyodbc connection string for the database at ``path``.
 
     ``Timeout`` is the driver's busy timeout: a reader waits this long for a writer's lock
-    (tests hold one to keep a runner inside an ODBC read).
+    (tests hold one to keep a runner inside an ODBC read). ``StepAPI=1`` makes the driver
+    hand out rows as SQLite steps through them, as a server streams a result (without it
+    the driver reads the whole result first; it streams only statements without bound
+    parameters either way).
     """
-    return f"Driver={SQLITE_ODBC_DRIVER};Database={Path(path).resolve()};Timeout={timeout_ms}"
+    return (
+        f"Driver={SQLITE_ODBC_DRIVER};Database={Path(path).resolve()};Timeout={timeout_ms};"
+        "StepAPI=1"
+    )
