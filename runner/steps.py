@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import RepsysConfig
 from core.config.runner import CommandConfig
 from core.db.schema import ReportRequestRow, ReportRun, utcnow
+from core.logs import get_logger
 from runner import history
 from runner.errors import CommandFailed, LeaseLost
 from runner.fence import fenced
@@ -32,6 +33,8 @@ from runner.fence import fenced
 if TYPE_CHECKING:
     from runner.notify import Mailer, TeamsWebhook
     from runner.tb.source import AccountingSource, DataSourceClient
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,12 @@ class Step(Protocol):
 
     A step must be idempotent, because a crash makes it run again for the same request:
     loads are delete-then-insert by scope inside :meth:`StepContext.fenced`.
+
+
+    A step may also have ``prefetch(ctx)``: the runner calls it as the step before it
+    starts, so the step can begin *reading* its inputs (from Plex, never writing) while
+    that one runs; it registers how to stop in ``ctx.closers``. A failed prefetch is
+    logged and changes nothing: the step reads what it lacks when it runs.
     """
 
     name: str
@@ -99,10 +108,21 @@ class StepContext:
     services: Services
     lease: LeaseCheck
     notes: dict[str, Any] = field(default_factory=dict)
+    #: Called when the run ends, however it ends (a prefetch's stop).
+    closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         return self.request.kind
+
+    def close(self) -> None:
+        """Run the closers (each once; one failing does not keep the others from running)."""
+        while self.closers:
+            closer = self.closers.pop()
+            try:
+                closer()
+            except Exception:  # a closer's bug must not hide the run's outcome
+                log.exception("report_closer_failed")
 
     @property
     def fence(self) -> int:

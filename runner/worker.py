@@ -235,27 +235,31 @@ class Runner:
             services=self.services,
             lease=keeper,
         )
-        for ordinal, step in enumerate(steps, start=1):
-            if step.name in resume:
-                history.step_skipped(self.sessions, run, step.name, ordinal)
-                continue
-            try:
-                keeper.check()
-            except LeaseLost as exc:
-                history.abandon_run(self.sessions, run, str(exc))
-                return Outcome.ABANDONED
-            if self.stopper.stopped:
-                history.finish_run(
-                    self.sessions,
-                    run,
-                    state=ReportState.PENDING,
-                    error="interrupted: the runner was stopping",
-                )
-                publish_progress(self.redis, row.id, ReportState.PENDING.value)
-                return Outcome.INTERRUPTED
-            outcome = self._step(ctx, run, step, ordinal)
-            if outcome is not None:
-                return outcome
+        try:
+            for ordinal, step in enumerate(steps, start=1):
+                if step.name in resume:
+                    history.step_skipped(self.sessions, run, step.name, ordinal)
+                    continue
+                try:
+                    keeper.check()
+                except LeaseLost as exc:
+                    history.abandon_run(self.sessions, run, str(exc))
+                    return Outcome.ABANDONED
+                if self.stopper.stopped:
+                    history.finish_run(
+                        self.sessions,
+                        run,
+                        state=ReportState.PENDING,
+                        error="interrupted: the runner was stopping",
+                    )
+                    publish_progress(self.redis, row.id, ReportState.PENDING.value)
+                    return Outcome.INTERRUPTED
+                self._prefetch(ctx, steps, ordinal, resume)
+                outcome = self._step(ctx, run, step, ordinal)
+                if outcome is not None:
+                    return outcome
+        finally:
+            ctx.close()
         if not history.finish_run(self.sessions, run, state=ReportState.COMPLETED):
             return Outcome.ABANDONED
         publish_progress(self.redis, row.id, ReportState.COMPLETED.value)
@@ -269,6 +273,19 @@ class Runner:
             ok=True,
         )
         return Outcome.COMPLETED
+
+    @staticmethod
+    def _prefetch(ctx: StepContext, steps: list[Step], ordinal: int, resume: set[str]) -> None:
+        """Let the step after ``ordinal`` start reading while it runs (``Step`` says how)."""
+        if ordinal >= len(steps) or steps[ordinal].name in resume:
+            return
+        prefetch = getattr(steps[ordinal], "prefetch", None)
+        if prefetch is None:
+            return
+        try:
+            prefetch(ctx)
+        except Exception:  # the step reads what it lacks itself when it runs
+            log.exception("report_prefetch_failed", step=steps[ordinal].name)
 
     def _step(self, ctx: StepContext, run: ReportRun, step: Step, ordinal: int) -> Outcome | None:
         """Run one step; an outcome when the run ends here, ``None`` to go on."""

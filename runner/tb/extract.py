@@ -43,8 +43,9 @@ from runner.tb.common import (
 )
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
 from runner.tb.loaded import remember_loaded
+from runner.tb.prefetch import Key, Prefetch, params_of
 from runner.tb.reader import balances_in_child
-from runner.tb.source import BalanceBatch, DataSourceClient, SourcePeriod, to_cents
+from runner.tb.source import BalanceBatch, DataSourceClient, ResultRows, SourcePeriod, to_cents
 
 
 def _source_calendar(pcn: int, periods: list[SourcePeriod]) -> FiscalCalendar:
@@ -304,6 +305,27 @@ class ClosedBalances:
         return StepResult(written, f"{written} closed-period balances")
 
 
+_PREFETCH = "tb.open_activity.prefetch"
+
+
+def _open_calls(ctx: StepContext) -> list[Key]:
+    """(pcn, period) of each call step 7 makes: the open periods of the request's open
+    window, one a call, with the roll-over after a fiscal year's last period."""
+    calls: list[Key] = []
+    for pcn in request_pcns(ctx):
+        with ctx.sessions() as session:
+            rng = period_range(session, ctx, pcn)
+            cal = calendar(session, pcn)
+        if rng.start_open is None or rng.end_open is None:
+            continue
+        period = rng.start_open
+        while period <= rng.end_open:
+            if not cal.require(period).closed:
+                calls.append((pcn, period))
+            period = cal.next(period)
+    return calls
+
+
 #: Data source 4814's columns by position (1-based in DOMAIN.md): 1 account_no,
 #: 4 beginning balance, 5 debit, 6 credit, 7 ending balance.
 _ACCOUNT, _BEGIN, _DEBIT, _CREDIT, _END = 0, 3, 4, 5, 6
@@ -312,38 +334,51 @@ _ACCOUNT, _BEGIN, _DEBIT, _CREDIT, _END = 0, 3, 4, 5, 6
 class OpenActivity:
     name = "open_activity"
 
+    def prefetch(self, ctx: StepContext) -> None:
+        """Start this step's Plex calls on a thread (runner/tb/prefetch.py says why)."""
+        if ctx.services.data_source is None:
+            return
+        calls = _open_calls(ctx)
+        if calls:
+            prefetch = Prefetch(ctx.services.data_source, ctx.cfg.runner.tb.data_source_key, calls)
+            ctx.closers.append(prefetch.stop)
+            ctx.notes[_PREFETCH] = prefetch.start()
+
     def run(self, ctx: StepContext) -> StepResult:
         if ctx.services.data_source is None:
             raise StepFailed("no Plex client is configured for data source 4814 (plex section)")
         key = ctx.cfg.runner.tb.data_source_key
+        prefetched: Prefetch | None = ctx.notes.pop(_PREFETCH, None)
         written = calls = 0
         client = ctx.services.data_source()
         try:
-            for pcn in request_pcns(ctx):
-                with ctx.sessions() as session:
-                    rng = period_range(session, ctx, pcn)
-                    cal = calendar(session, pcn)
-                if rng.start_open is None or rng.end_open is None:
-                    continue
-                period = rng.start_open
-                while period <= rng.end_open:  # one period a call, with the roll-over
-                    if not cal.require(period).closed:
-                        written += self._period(ctx, client, key, pcn, period)
-                        calls += 1
-                    ctx.lease.check()
-                    period = cal.next(period)
+            for pcn, period in _open_calls(ctx):
+                answer = prefetched.take((pcn, period)) if prefetched else None
+                written += self._period(ctx, client, key, pcn, period, answer=answer)
+                calls += 1
+                ctx.lease.check()
         finally:
+            if prefetched is not None:
+                prefetched.stop()
             client.close()
         return StepResult(written, f"{written} open-period rows from {calls} calls of {key}")
 
     def _period(
-        self, ctx: StepContext, client: DataSourceClient, key: int, pcn: int, period: int
+        self,
+        ctx: StepContext,
+        client: DataSourceClient,
+        key: int,
+        pcn: int,
+        period: int,
+        *,
+        answer: ResultRows | None,
     ) -> int:
-        params = {"@PCNs": str(pcn), "@Period_Start": str(period), "@Period_End": str(period)}
-        try:
-            result = client.execute_data_source(key, params)
-        except PlexError as exc:
-            raise SourceError(f"data source {key} for {period}: {exc}", reason="plex") from exc
+        result = answer
+        if result is None:
+            try:
+                result = client.execute_data_source(key, params_of(pcn, period))
+            except PlexError as exc:
+                raise SourceError(f"data source {key} for {period}: {exc}", reason="plex") from exc
         rows = []
         for row in result.rows:
             values = list(row.values())
