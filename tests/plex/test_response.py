@@ -34,6 +34,7 @@ from plex.errors import (
     PlexUnsafeResponseError,
 )
 from plex.metrics import PlexMetrics
+from sim.accounting.ledger import ACTIVITY_COLUMNS
 from sim.plex import soap
 from sim.plex.server import PlexSimServer
 from tests.plex.conftest import SIM_PASSWORD, SIM_USER
@@ -41,15 +42,6 @@ from tests.plex.conftest import SIM_PASSWORD, SIM_USER
 ENV = {"1.1": soap.SOAP11, "1.2": soap.SOAP12}
 NS = "http://www.plexus-online.com/DataSource"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
-COLUMNS_4814 = [
-    "Account_No",
-    "Account_Name",
-    "Account_Type",
-    "Beginning_Balance",
-    "Debit",
-    "Credit",
-    "Ending_Balance",
-]
 
 Outcome = DataSourceResult | tuple[type[PlexError], str, str, bool]
 
@@ -504,7 +496,7 @@ def test_random_values_round_trip_through_the_simulator() -> None:
         @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
         @given(st.lists(st.lists(_xml_text, min_size=7, max_size=7), max_size=6))
         def check(values: list[list[str]]) -> None:
-            served[0] = [dict(zip(COLUMNS_4814, row, strict=True)) for row in values]
+            served[0] = [dict(zip(ACTIVITY_COLUMNS, row, strict=True)) for row in values]
             public, old = compare(client, 4814, params, fast=True)
             assert isinstance(public, DataSourceResult)
             assert public.rows == served[0]
