@@ -17,7 +17,6 @@ finds them written (``rules/sink.py``). Nothing is lost, nothing is written twic
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import secrets
@@ -31,7 +30,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core import keys
+from core import heap, keys
 from core.config import RepsysConfig
 from core.lifecycle import Backoff, Stopper
 from core.logs import get_logger
@@ -439,13 +438,7 @@ class RulesWorker:
         """Until stopped; then commit, checkpoint, release the leases and leave."""
         log.info("rules_worker_started", worker=self.worker_id, partitions=self.partitions)
         self.stopper = stopper
-        # What is alive now (modules, configuration, the compiled program: almost every
-        # object of the process) lives as long as the process. Frozen, it is left out of
-        # the cycle collector's full passes, which otherwise scan it all and stalled the
-        # loop for 100-300 ms each (the XADD -> episode p99 of bench/rules.py). Frozen
-        # objects are still freed by reference counting.
-        gc.collect()
-        gc.freeze()
+        heap.settle()  # what is alive now lives as long as the process (core/heap.py)
         redis_backoff = Backoff(base_s=0.5, cap_s=10.0)
         try:
             while not stopper.stopped:
