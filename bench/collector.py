@@ -56,7 +56,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.metrics import CollectorMetrics
 from collector.service import Collector
-from core import keys
+from core import heap, keys
 from core.config import RepsysConfig, parse_config
 from core.lifecycle import Stopper
 from core.metrics import new_registry
@@ -272,6 +272,9 @@ def bench_mqtt(workdir: Path) -> None:
     redis_srv.start()
     broker.start()
     try:
+        # The process's collector settings as the collector's run() makes them
+        # (core/heap.py), before both sides: every round runs under the same ones.
+        heap.settle()
         _raw_paho(broker.port)  # warm-up: imports, broker, page cache
         print(
             f"MQTT -> streams, QoS 0, a backlog of {MESSAGES} messages x {FIELDS} values, "

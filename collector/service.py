@@ -18,6 +18,7 @@ from collector.mqtt.reader import MqttReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
+from core import heap
 from core.config import RepsysConfig
 from core.config.collector import MqttSource, OpcuaSource
 from core.lifecycle import Backoff, Stopper, run_until_stopped
@@ -98,6 +99,7 @@ class Collector:
 
     async def run(self, stopper: Stopper, *, grace_s: float = 10.0) -> None:
         """Read every source until stopped; then flush the buffer for up to ``grace_s``."""
+        heap.settle()  # built: what is alive now lives as long as the process (core/heap.py)
         self.sink.start()
         log.info("collector_started", sources=[r.name for r in self.readers])
         try:
