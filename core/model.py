@@ -281,12 +281,45 @@ class Signal:
                                 except DecodeError:
                                     pass  # from_fields raises it, after its earlier checks
                         if attrs is not None:
-                            return cls(
+                            return _decoded(
                                 machine, name, value, quality, source_ts, receive_ts, subject,
                                 dict(attrs) if attrs else {},
                             )  # fmt: skip
         it = iter(flat)
         return cls.from_fields(dict(zip(it, it, strict=False)))
+
+
+_new = object.__new__
+(_SET_M, _SET_N, _SET_X, _SET_Q, _SET_TS, _SET_RTS, _SET_S, _SET_A) = (
+    getattr(Signal, f).__set__
+    for f in ("machine", "name", "value", "quality", "source_ts", "receive_ts", "subject", "attrs")
+)
+
+
+def _decoded(  # noqa: PLR0917 - a Signal's eight fields, in order
+    machine: str,
+    name: str,
+    value: Value,
+    quality: Quality,
+    source_ts: float,
+    receive_ts: float,
+    subject: str,
+    attrs: dict[str, str],
+) -> Signal:
+    """``Signal(...)`` for values :meth:`Signal.from_flat` has checked, set through the slots'
+    own descriptors: the frozen dataclass's ``__init__`` goes through
+    ``object.__setattr__`` per field, 1.4 us a signal against 0.8 (a rules worker builds
+    one per entry). The same object: ``tests/rules/test_decode.py`` compares reprs."""
+    sig: Signal = _new(Signal)
+    _SET_M(sig, machine)
+    _SET_N(sig, name)
+    _SET_X(sig, value)
+    _SET_Q(sig, quality)
+    _SET_TS(sig, source_ts)
+    _SET_RTS(sig, receive_ts)
+    _SET_S(sig, subject)
+    _SET_A(sig, attrs)
+    return sig
 
 
 class ReportState(StrEnum):
