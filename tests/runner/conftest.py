@@ -25,10 +25,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import RepsysConfig
 from core.config.sim_plex import SimPlexConfig
 from core.db import session_factory
+from core.db.schema import ReportRequestRow
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from repsys.servers import free_port
 from runner.metrics import RunnerMetrics
+from runner.requests import submit
 from runner.services import build_services
 from runner.steps import Services
 from runner.worker import Runner
@@ -220,6 +222,22 @@ class Harness:
 
     def burst(self) -> int:
         return self.runner.work(burst=True)
+
+    def run_tb(self, start: int, end: int, pcns: tuple[int, ...] = (123681,)) -> ReportRequestRow:
+        """Submit a trial balance of ``start..end`` and run it here; the request after it."""
+        row = submit(
+            self.sessions,
+            self.redis,
+            self.cfg,
+            kind="tb",
+            params={"start": start, "end": end, "pcns": list(pcns)},
+            requester="dan@plant.example",
+        )
+        assert self.burst() == 1
+        with self.sessions() as s:
+            done = s.get(ReportRequestRow, row.id)
+        assert done is not None
+        return done
 
 
 @pytest.fixture

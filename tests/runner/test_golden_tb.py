@@ -21,10 +21,9 @@ from decimal import Decimal
 from openpyxl import load_workbook
 from sqlalchemy import select
 
-from core.db.schema import ReportRequestRow, StepRun
+from core.db.schema import StepRun
 from core.db.warehouse import TBOpenActivity, TBPeriodRange
 from core.metrics import sample
-from runner.requests import submit
 from runner.tb.report import COLUMNS
 from sim.accounting.ledger import Account, Ledger, fiscal_calendar
 from tests.runner.conftest import Accounting, Harness
@@ -140,22 +139,6 @@ def expected_lines() -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
     return out
 
 
-def run_tb(harness: Harness, start: int, end: int) -> ReportRequestRow:
-    row = submit(
-        harness.sessions,
-        harness.redis,
-        harness.cfg,
-        kind="tb",
-        params={"start": start, "end": end, "pcns": [PCN]},
-        requester="dan@plant.example",
-    )
-    assert harness.burst() == 1
-    with harness.sessions() as s:
-        done = s.get(ReportRequestRow, row.id)
-        assert done is not None
-        return done
-
-
 def test_golden_trial_balance_through_odbc_and_4814(
     make_accounting: Callable[[Ledger], Accounting],
     runner_config: Callable[..., object],
@@ -165,7 +148,7 @@ def test_golden_trial_balance_through_odbc_and_4814(
     cfg = runner_config(accounting, runner={"tb": {"pcns": [PCN]}})
     harness = make_runner(cfg, clock=lambda: datetime(2024, 7, 7, 9, 30, tzinfo=UTC))
 
-    done = run_tb(harness, 202212, 202403)
+    done = harness.run_tb(202212, 202403)
 
     assert done.state == "completed", done.error
     assert done.name == "TB_202212_to_202403"
@@ -242,10 +225,10 @@ def test_rerun_recalculates_from_a_changed_closed_period(
     accounting = make_accounting(ledger)
     cfg = runner_config(accounting, runner={"tb": {"pcns": [PCN]}})
     harness = make_runner(cfg)
-    assert run_tb(harness, 202312, 202403).state == "completed"
+    assert harness.run_tb(202312, 202403).state == "completed"
 
     # Unchanged Plex: the second run starts at the requested period.
-    second = run_tb(harness, 202401, 202403)
+    second = harness.run_tb(202401, 202403)
     assert second.state == "completed", second.error
     with harness.sessions() as s:
         rng = s.get(TBPeriodRange, PCN)
@@ -258,7 +241,7 @@ def test_rerun_recalculates_from_a_changed_closed_period(
         for p in ledger.periods
     ]
     accounting.rebuild()
-    third = run_tb(harness, 202401, 202403)
+    third = harness.run_tb(202401, 202403)
     assert third.state == "completed", third.error
     with harness.sessions() as s:
         rng = s.get(TBPeriodRange, PCN)

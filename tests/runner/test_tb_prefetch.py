@@ -11,9 +11,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from core.config import RepsysConfig
-from core.db.schema import ReportRequestRow
 from plex.errors import PlexDataSourceError
-from runner.requests import submit
 from runner.tb.prefetch import Prefetch
 from tests.runner.conftest import Accounting, Harness
 from tests.runner.test_tb_units import FakeDataSource, FakeResult
@@ -34,22 +32,6 @@ class ThreadedFake(FakeDataSource):
         return super().execute_data_source(key, params)
 
 
-def _run(harness: Harness) -> ReportRequestRow:
-    row = submit(
-        harness.sessions,
-        harness.redis,
-        harness.cfg,
-        kind="tb",
-        params={"start": 202404, "end": 202406, "pcns": [PCN]},
-        requester="dan",
-    )
-    assert harness.burst() == 1
-    with harness.sessions() as s:
-        done = s.get(ReportRequestRow, row.id)
-    assert done is not None
-    return done
-
-
 def _ledger_answer(seeded: Accounting) -> Callable[[Mapping[str, str]], list[dict[str, str]]]:
     def answer(p: Mapping[str, str]) -> list[dict[str, str]]:
         return seeded.ledger.account_activity_summary(
@@ -65,7 +47,7 @@ def test_step_7_takes_the_answers_the_prefetch_asked_for_while_step_6_ran(
     make_runner: Callable[..., Harness],
 ) -> None:
     fake = ThreadedFake(_ledger_answer(seeded))
-    done = _run(make_runner(runner_config(seeded), data_source=lambda: fake))
+    done = make_runner(runner_config(seeded), data_source=lambda: fake).run_tb(202404, 202406)
     assert done.state == "completed", done.error
     assert [c["@Period_Start"] for c in fake.calls] == OPEN  # each period once
     assert fake.threads == ["repsys-tb-prefetch"] * len(OPEN)
@@ -84,7 +66,7 @@ def test_a_failed_prefetch_leaves_step_7_to_ask_plex_itself(
         return ledger(p)
 
     fake = ThreadedFake(answer)
-    done = _run(make_runner(runner_config(seeded), data_source=lambda: fake))
+    done = make_runner(runner_config(seeded), data_source=lambda: fake).run_tb(202404, 202406)
     assert done.state == "completed", done.error
     # The prefetch stopped at its first failure; step 7 asked for every period itself.
     assert [c["@Period_Start"] for c in fake.calls] == [OPEN[0], *OPEN]

@@ -27,12 +27,10 @@ from sqlalchemy import select
 
 from core.config.infra import DatabaseConfig
 from core.db import make_engine, session_factory, upgrade
-from core.db.schema import ReportRequestRow
 from core.db.warehouse import TBAccountPeriodBalance
 from repsys.servers import wait_until
 from runner.errors import SourceError
 from runner.registry import build_pipeline
-from runner.requests import submit
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range
 from runner.tb.loaded import remember_loaded, take_loaded
@@ -214,21 +212,6 @@ def _balances(harness: Harness) -> list[tuple[Any, ...]]:
         ]
 
 
-def _run(harness: Harness) -> None:
-    row = submit(
-        harness.sessions,
-        harness.redis,
-        harness.cfg,
-        kind="tb",
-        params={"start": 202301, "end": 202403, "pcns": [PCN]},
-        requester="dan@plant.example",
-    )
-    assert harness.burst() == 1
-    with harness.sessions() as s:
-        done = s.get(ReportRequestRow, row.id)
-        assert done is not None and done.state == "completed", done and done.error
-
-
 def _pipeline(harness_cfg: Any, probe: Probe) -> Iterator[Any]:
     for step in build_pipeline(harness_cfg.runner, "tb"):
         if step.name == "recreate_closed":
@@ -250,7 +233,8 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
     straight, resumed = Probe(forget=False), Probe(forget=True)
 
     first = make_runner(cfg, pipelines={"tb": list(_pipeline(cfg, straight))}, **clock)
-    _run(first)
+    done = first.run_tb(202301, 202403)
+    assert done.state == "completed", done.error
     in_memory = _balances(first)
 
     second = make_runner(
@@ -260,7 +244,8 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
         pipelines={"tb": list(_pipeline(cfg, resumed))},
         **clock,
     )
-    _run(second)
+    done = second.run_tb(202301, 202403)
+    assert done.state == "completed", done.error
     read_back = _balances(second)
     engine.dispose()
 
