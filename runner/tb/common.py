@@ -137,15 +137,14 @@ def fast_insert(
     dialect = session.get_bind().dialect
     numbered = dialect.name == "sqlite"
     position = {c: i for i, c in enumerate(columns)}
-    values = [placeholders(session, 1)] * len(columns)
-    if numbered:
-        values = [f"?{i + 1}" for i in range(len(columns))]
     pairs = [(position[a], position[b]) for a, b in differences.values()]
     if numbered:
+        values = [f"?{i + 1}" for i in range(len(columns))]
         values.extend(f"?{a + 1} - ?{b + 1}" for a, b in pairs)
-    elif pairs:
-        values.extend([placeholders(session, 1)] * len(pairs))
-        rows = _with_differences(rows, pairs)
+    else:
+        values = [placeholders(session, 1)] * (len(columns) + len(pairs))
+        if pairs:
+            rows = _with_differences(rows, pairs)
     values.extend(_literal(dialect, v) for v in constants.values())
     names = [*columns, *differences, *constants]
     sql = (
