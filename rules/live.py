@@ -17,6 +17,9 @@ signals/s cost a thousand commands per batch and multiplied the XADD → episode
 nothing, while a state change is shown within a quarter of a second. The hash
 expires after :data:`LIVE_TTL_S` so a dead worker's machines do not keep showing their
 last state forever. The hash is advisory: losing a write loses nothing but a refresh.
+
+The worker also keeps the upcoming tool changes board's sorted set
+(``keys.UPCOMING_TOOL_CHANGES``) from the forecasts its rules make: :func:`write_forecasts`.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 
 from core import keys
 from core.model import Quality, Signal, Value
+from rules.actions import Forecast
 from rules.engine import Program
 from rules.state import MachineState
 from rules.types.no_data import NoData
@@ -158,3 +162,15 @@ class LiveBoard:
         if written:
             pipe.execute()
         return written
+
+
+def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
+    """Minutes to each tool's next change, member ``machine|tool``; gone when none is due."""
+    pipe = redis.pipeline(transaction=False)
+    for f in forecasts:
+        member = f"{f.machine}|{f.tool}"
+        if f.minutes is None:
+            pipe.zrem(keys.UPCOMING_TOOL_CHANGES, member)
+        else:
+            pipe.zadd(keys.UPCOMING_TOOL_CHANGES, {member: f.minutes})
+    pipe.execute()

@@ -7,7 +7,12 @@ names and types come from configuration, partitions from ``streams.partitions``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from rules.engine import Engine
 
 
 class RulesMetrics:
@@ -99,3 +104,14 @@ class RulesMetrics:
             "Rule state checkpoints written (with their entries acknowledged).",
             registry=registry,
         )
+
+    def count(self, engine: Engine) -> None:
+        """Add what ``engine`` counted since the last call (anomalies, evaluations)."""
+        for (rule, state), n in engine.stats().items():
+            self.anomalies.labels(rule, state).inc(n)
+        if engine.ctx.evaluations:
+            self.evaluations.inc(engine.ctx.evaluations)
+            engine.ctx.evaluations = 0
+        if engine.ignored:
+            self.ignored.labels("unknown_machine").inc(engine.ignored)
+            engine.ignored = 0

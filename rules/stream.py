@@ -12,9 +12,11 @@ The read's fence on a plain server or a Sentinel master is optimistic: ``WATCH``
 leases, ``MGET`` them, then one ``MULTI`` with an ``XREADGROUP`` (and an ``XREVRANGE`` for
 the last id, to block on when idle) per partition still ours. Redis aborts the ``EXEC``
 if any watched lease was written or expired meanwhile, and the check is simply made
-again. It replaced a Lua script that checked the lease and called ``XREADGROUP``: inside
-Lua every entry is converted to a Lua table and back, which cost the server about twice
-the ``XREADGROUP`` itself, on the cores the worker shares with it (``bench/rules.py``).
+again. The read is sent, and its reply taken later (:class:`PendingRead`): under a
+backlog the worker evaluates one batch while Redis prepares the next. The ``MULTI``
+replaced a Lua script that checked the lease and called ``XREADGROUP``: inside Lua
+every entry is converted to a Lua table and back, which cost the server about twice the
+``XREADGROUP`` itself, on the cores the worker shares with it (``bench/rules.py``).
 
 On a Cluster each partition is its own slot, and redis-py's cluster client refuses
 transactions and scripts in a pipeline and Redis refuses a multi-key command across
@@ -38,9 +40,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
-from redis import Redis
 from redis.cluster import RedisCluster
-from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import ResponseError
 
 from core import keys
 from core.model import DecodeError
@@ -102,12 +103,9 @@ class PartitionStream:
         self._read = redis.register_script(READ_LUA)
         self._checkpoint = redis.register_script(CHECKPOINT_LUA)
         self.cluster = isinstance(redis, RedisCluster)
-        # The plain read's own client on the same connection pool, whose XREADGROUP
-        # replies stay as Redis sent them (see the module docstring).
-        self._raw: Any = None
-        if not self.cluster:
-            self._raw = Redis(connection_pool=redis.connection_pool)
-            self._raw.set_response_callback("XREADGROUP", _entries_of_reply)
+        # The plain read's own connection (from the client's pool, held while this lives):
+        # its replies are read raw, and one may be in flight (see send_read).
+        self._conn: Any = None
         #: Where the next idle wait on a Cluster starts, so no partition is always last.
         self._turn = 0
 
@@ -121,41 +119,85 @@ class PartitionStream:
 
     def read(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
         """New entries of each partition (None: lease lost), and the last id when none."""
+        return self.send_read(partitions, count).result()
+
+    def send_read(self, partitions: list[int], count: int) -> PendingRead:
+        """Check the leases and send the read without waiting for its reply.
+
+        The caller evaluates the batch it has while Redis prepares the next one, on the
+        other core (``read_once`` in ``rules/worker.py``), then takes it with
+        :meth:`PendingRead.result`. One read at a time is in flight: the next is sent
+        only after the previous one's result was taken.
+        """
         if self.cluster:
-            return self._read_scripted(partitions, count)
-        return self._read_watched(partitions, count)
-
-    def _holders(self, pipe: Any, leases: list[str]) -> list[str | None]:
-        """Who holds each lease, read on the watching connection."""
-        return list(pipe.mget(leases))
-
-    def _read_watched(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
+            return PendingRead(
+                self, partitions, count, [], 0, self._read_scripted(partitions, count)
+            )
+        conn = self._connection()
         leases = [keys.rules_lease(p) for p in partitions]
-        with self._raw.pipeline(transaction=True) as pipe:
-            while True:
-                pipe.watch(*leases)
-                holders = self._holders(pipe, leases)
-                ours = [p for p, h in zip(partitions, holders, strict=True) if h == self.worker_id]
-                pipe.multi()
-                for p in ours:
-                    stream = keys.signal_stream(p)
-                    pipe.xreadgroup(self.group, self.worker_id, {stream: ">"}, count=count)
-                    pipe.xrevrange(stream, count=1)
-                try:
-                    replies = pipe.execute()
-                    break
-                except WatchError:
-                    # A lease was renewed, taken or expired between the check and the read:
-                    # nothing was read; check again.
-                    continue
-        out: dict[int, Batch | None] = dict.fromkeys(partitions)
-        for i, p in enumerate(ours):
-            got, last = replies[2 * i], replies[2 * i + 1]
-            if got:
-                out[p] = (got, "")
-            else:
-                out[p] = ([], last[0][0] if last else "0-0")
+        try:
+            holders = self._holders(conn, leases)
+            ours = [p for p, h in zip(partitions, holders, strict=True) if h == self.worker_id]
+            commands: list[tuple[Any, ...]] = [("MULTI",)]
+            for p in ours:
+                stream = keys.signal_stream(p)
+                commands.append(
+                    ("XREADGROUP", "GROUP", self.group, self.worker_id, "COUNT", count,
+                     "STREAMS", stream, ">")
+                )  # fmt: skip
+                commands.append(("XREVRANGE", stream, "+", "-", "COUNT", 1))
+            commands.append(("EXEC",))
+            # No health check: it would read this connection's replies as its own.
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+        except BaseException:
+            conn.disconnect()  # whatever was sent is answered on a connection we drop
+            raise
+        return PendingRead(self, partitions, count, ours, len(commands), None)
+
+    def _holders(self, conn: Any, leases: list[str]) -> list[str | None]:
+        """``WATCH`` the leases and read who holds each (one round trip)."""
+        conn.send_packed_command(conn.pack_commands([("WATCH", *leases), ("MGET", *leases)]))
+        conn.read_response()
+        return list(conn.read_response())
+
+    def _receive(self, pending: PendingRead) -> dict[int, Batch | None] | None:
+        """The reply of a read sent by :meth:`send_read`; None when Redis aborted it."""
+        conn = self._connection()
+        try:
+            for _ in range(pending.replies - 1):
+                conn.read_response()  # +OK of MULTI, +QUEUED of each command
+            replies = conn.read_response()  # EXEC: None when a watched lease changed
+        except BaseException:
+            conn.disconnect()  # replies may be left unread: never read them as others'
+            raise
+        if replies is None:
+            return None
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply  # the connection is in step: EXEC's reply was read whole
+        out: dict[int, Batch | None] = dict.fromkeys(pending.partitions)
+        for i, p in enumerate(pending.ours):
+            got, last = _entries_of_reply(replies[2 * i]), replies[2 * i + 1]
+            out[p] = (got, "") if got else ([], last[0][0] if last else "0-0")
         return out
+
+    def abandon(self) -> None:
+        """Forget a read in flight (a worker starting over): its entries stay pending, for
+        whoever takes the partition next (:meth:`claim_pending`)."""
+        if self._conn is not None:
+            self._conn.disconnect()
+
+    def close(self) -> None:
+        """Give the read's connection back to the pool."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            self.redis.connection_pool.release(conn)
+
+    def _connection(self) -> Any:
+        """The connection reads go over: the worker's own, as a read may be in flight."""
+        if self._conn is None:
+            self._conn = self.redis.connection_pool.get_connection()
+        return self._conn
 
     def _read_scripted(self, partitions: list[int], count: int) -> dict[int, Batch | None]:
         args = [self.worker_id, self.group, count]
@@ -237,6 +279,42 @@ class PartitionStream:
             if group.get("name") == self.group:
                 return int(group.get("lag") or 0), int(group.get("pending") or 0)
         return 0, 0
+
+
+class PendingRead:
+    """A read sent by :meth:`PartitionStream.send_read`, its reply not yet taken."""
+
+    __slots__ = ("_answer", "count", "ours", "partitions", "replies", "stream")
+
+    def __init__(  # noqa: PLR0917 - the read's request, as sent
+        self,
+        stream: PartitionStream,
+        partitions: list[int],
+        count: int,
+        ours: list[int],
+        replies: int,
+        answer: dict[int, Batch | None] | None,
+    ) -> None:
+        self.stream = stream
+        self.partitions = partitions  # asked for
+        self.count = count
+        self.ours = ours  # ours at the check, read in the MULTI
+        self.replies = replies  # replies the MULTI ... EXEC sends back
+        self._answer = answer
+
+    def result(self) -> dict[int, Batch | None]:
+        """The batches of the read, waiting for them if need be.
+
+        When a lease changed between the check and the read, Redis aborted the read
+        (nothing was delivered) and it is made again, now, from the check.
+        """
+        if self._answer is not None:
+            return self._answer
+        got = self.stream._receive(self)
+        while got is None:
+            got = self.stream._receive(self.stream.send_read(self.partitions, self.count))
+        self._answer = got
+        return got
 
 
 def entry_key(entry_id: str) -> tuple[int, int]:

@@ -39,10 +39,10 @@ from rules.actions import Action, Forecast
 from rules.engine import Engine, Program
 from rules.errors import RulesTransientError
 from rules.lease import Leases
-from rules.live import LiveBoard
+from rules.live import LiveBoard, write_forecasts
 from rules.metrics import RulesMetrics
 from rules.sink import EpisodeSink, WriteResult, load_silences
-from rules.stream import Entry, PartitionStream, entry_key
+from rules.stream import Entry, PartitionStream, PendingRead, entry_key
 
 log = get_logger(__name__)
 
@@ -116,6 +116,8 @@ class RulesWorker:
         self.sink = EpisodeSink(sessions, {m.id: m for m in cfg.machines})
         self.sessions = sessions
         self.held: dict[int, Held] = {}
+        #: The read sent ahead under a backlog, its reply not yet taken (read_once).
+        self._ahead: PendingRead | None = None
         self.silences: list[Any] = []
         self.stats = RunStats()
         self.stopper = Stopper()
@@ -168,6 +170,10 @@ class RulesWorker:
 
     def round(self) -> None:
         """Heartbeat, renew, rebalance (give up extras, take free partitions)."""
+        if self._ahead is not None:
+            # Its entries are ours to evaluate before a partition is taken: _take claims
+            # our pending entries too, and would evaluate them a second time.
+            self.read_once(ahead=False)
         live = self.leases.heartbeat()
         for p in self.leases.renew(sorted(self.held)):
             self._lost(p)
@@ -236,19 +242,34 @@ class RulesWorker:
         if replayed:
             self.metrics.ignored.labels("replayed").inc(replayed)
 
-    def read_once(self) -> int:
-        """Read and evaluate one batch from every partition held; entries read."""
+    def read_once(self, *, ahead: bool = True) -> int:
+        """Read and evaluate one batch from every partition held; entries read.
+
+        Under a backlog (a partition's batch came back full) the next read is sent before
+        this batch is evaluated, and taken by the next call: Redis prepares it on the
+        other core meanwhile, instead of the worker waiting for it (``bench/rules.py``).
+        A partition given up or lost while its read was in flight is skipped: its
+        entries stay pending, and whoever takes it next claims them.
+        """
         if not self.held:
             return 0
         started = time.perf_counter()
-        replies = self.stream.read(sorted(self.held), self.wcfg.batch_size)
+        size = self.wcfg.batch_size
+        pending, self._ahead = self._ahead, None
+        if pending is None:
+            pending = self.stream.send_read(sorted(self.held), size)
+        replies = pending.result()
+        if ahead and any(r is not None and len(r[0]) >= size for r in replies.values()):
+            self._ahead = self.stream.send_read(sorted(self.held), size)
         got = 0
         for p, reply in replies.items():
             if reply is None:
                 self._lost(p)
                 continue
+            held = self.held.get(p)
+            if held is None:
+                continue  # lost while the read was in flight (see above)
             entries, last_id = reply
-            held = self.held[p]
             if entries:
                 got += len(entries)
                 self._evaluate(held, entries)
@@ -283,14 +304,7 @@ class RulesWorker:
             if actions:
                 batches.append((held, actions))
             forecasts += fc
-            for (rule, state), n in engine.stats().items():
-                self.metrics.anomalies.labels(rule, state).inc(n)
-            if engine.ctx.evaluations:
-                self.metrics.evaluations.inc(engine.ctx.evaluations)
-                engine.ctx.evaluations = 0
-            if engine.ignored:
-                self.metrics.ignored.labels("unknown_machine").inc(engine.ignored)
-                engine.ignored = 0
+            self.metrics.count(engine)
         return batches, forecasts
 
     def commit(self) -> bool:
@@ -326,7 +340,7 @@ class RulesWorker:
             self.stats.replays += result.replays
             self._feed_back(result, [held for held, _ in batches])
         if forecasts:
-            self._write_forecasts(forecasts)
+            write_forecasts(self.redis, forecasts)
         now = time.time()
         for held in self.held.values():
             if held.oldest_rx:
@@ -341,16 +355,6 @@ class RulesWorker:
                 held.engine.remap(remap.machine, remap.fingerprint, remap.old, remap.new)
             for machine, fp, occurrence in result.closed:
                 held.engine.forget(machine, fp, occurrence)
-
-    def _write_forecasts(self, forecasts: list[Forecast]) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for f in forecasts:
-            member = f"{f.machine}|{f.tool}"
-            if f.minutes is None:
-                pipe.zrem(keys.UPCOMING_TOOL_CHANGES, member)
-            else:
-                pipe.zadd(keys.UPCOMING_TOOL_CHANGES, {member: f.minutes})
-        pipe.execute()
 
     def _checkpoint(self, held: Held) -> bool:
         state = held.engine.checkpoint()
@@ -398,6 +402,9 @@ class RulesWorker:
     def _drop_all(self) -> None:
         """Forget every partition without checkpoint (their entries stay pending)."""
         self.held.clear()
+        if self._ahead is not None:
+            self._ahead = None
+            self.stream.abandon()
 
     def refresh_silences(self) -> None:
         try:
@@ -460,6 +467,8 @@ class RulesWorker:
 
     def shutdown(self) -> None:
         try:
+            if self._ahead is not None and self.held:
+                self.read_once(ahead=False)  # what was read is evaluated, not left pending
             if self.held and self.commit():
                 self._flush_live(force=True)
                 for p in sorted(self.held):
@@ -467,6 +476,7 @@ class RulesWorker:
             self.leases.leave()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("rules_shutdown_without_redis", error=str(exc))
+        self.stream.close()
         self.metrics.partitions_owned.set(0)
         log.info("rules_worker_stopped", worker=self.worker_id, entries=self.stats.entries)
 

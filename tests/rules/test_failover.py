@@ -39,6 +39,9 @@ IDS = [f"m{i:02d}" for i in range(40)]
 #: identities (fingerprint, occurrence) climb during the run and must survive takeovers.
 RULES = {
     "group_wait_s": 0,
+    # Small batches: under the producer's bursts they come back full, so the workers read
+    # ahead (rules/worker.py) and are killed and rebalanced with a read in flight.
+    "worker": {"batch_size": 10},
     "rules": [
         {"name": t, "type": t, "keep_firing_for_s": 0}
         for t in ("tool_life_short", "counter_jump", "counter_rollback", "pallet_looped_out")
