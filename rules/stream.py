@@ -150,7 +150,7 @@ class PartitionStream:
             # No health check: it would read this connection's replies as its own.
             conn.send_packed_command(conn.pack_commands(commands), check_health=False)
         except BaseException:
-            conn.disconnect()  # whatever was sent is answered on a connection we drop
+            self.abandon()  # whatever was sent is answered on a connection we drop
             raise
         return PendingRead(self, partitions, count, ours, len(commands), None)
 
@@ -168,7 +168,7 @@ class PartitionStream:
                 conn.read_response()  # +OK of MULTI, +QUEUED of each command
             replies = conn.read_response()  # EXEC: None when a watched lease changed
         except BaseException:
-            conn.disconnect()  # replies may be left unread: never read them as others'
+            self.abandon()  # replies may be left unread: never read them as others'
             raise
         if replies is None:
             return None
@@ -182,10 +182,12 @@ class PartitionStream:
         return out
 
     def abandon(self) -> None:
-        """Forget a read in flight (a worker starting over): its entries stay pending, for
-        whoever takes the partition next (:meth:`claim_pending`)."""
+        """Drop the read's connection, and any read in flight on it: its entries stay
+        pending, for whoever takes the partition next (:meth:`claim_pending`)."""
         if self._conn is not None:
-            self._conn.disconnect()
+            conn, self._conn = self._conn, None
+            conn.disconnect()
+            self.redis.connection_pool.release(conn)
 
     def close(self) -> None:
         """Give the read's connection back to the pool."""
@@ -194,7 +196,12 @@ class PartitionStream:
             self.redis.connection_pool.release(conn)
 
     def _connection(self) -> Any:
-        """The connection reads go over: the worker's own, as a read may be in flight."""
+        """The connection reads go over: the worker's own, as a read may be in flight.
+
+        Taken from the pool, which connects it to the current master (on Sentinel a
+        connection reconnecting by itself would go back to its old address); after an
+        error it is dropped, and the next read takes a new one the same way.
+        """
         if self._conn is None:
             self._conn = self.redis.connection_pool.get_connection()
         return self._conn
