@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from core import keys
 from repsys.servers import wait_until
+from rules.worker import RulesWorker
 from tests.rules.helpers import episodes, make_worker, pending, push, tickets
 from tests.rules.test_worker import FP, T0, P, early_change, rules_cfg
 
@@ -25,18 +26,23 @@ def _cfg(make_config):
     )
 
 
-def test_a_full_batch_sends_the_next_read_and_a_clean_stop_evaluates_it(
-    make_config, redis_client, sqlite_engine
-) -> None:
+def _one_read_in_flight(make_config, redis_client, sqlite_engine) -> RulesWorker:
+    """A worker that evaluated the first of two early changes and read the second ahead."""
     push(redis_client, early_change(T0) + early_change(T0 + 10, reached=50), P)
     worker = make_worker(_cfg(make_config), redis_client, sqlite_engine)
     worker.round()
-
     assert worker.read_once() == BATCH
     # The second pair was delivered while the first was evaluated: read, not evaluated.
     assert worker.stats.entries == BATCH
     wait_until(lambda: pending(redis_client, P) == 2 * BATCH, timeout=5, what="the read ahead")
     assert [e.occurrence for e in episodes(sqlite_engine)] == [1]
+    return worker
+
+
+def test_a_full_batch_sends_the_next_read_and_a_clean_stop_evaluates_it(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    worker = _one_read_in_flight(make_config, redis_client, sqlite_engine)
 
     worker.shutdown()
 
@@ -49,11 +55,7 @@ def test_a_full_batch_sends_the_next_read_and_a_clean_stop_evaluates_it(
 def test_a_read_in_flight_when_its_lease_lapses_is_evaluated_once(
     make_config, redis_client, sqlite_engine
 ) -> None:
-    push(redis_client, early_change(T0) + early_change(T0 + 10, reached=50), P)
-    worker = make_worker(_cfg(make_config), redis_client, sqlite_engine)
-    worker.round()
-    assert worker.read_once() == BATCH
-    wait_until(lambda: pending(redis_client, P) == 2 * BATCH, timeout=5, what="the read ahead")
+    worker = _one_read_in_flight(make_config, redis_client, sqlite_engine)
 
     # The lease lapses (a long pause); the worker's next round takes the partition again,
     # claiming its pending entries, the ones read ahead among them. Evaluated before the
