@@ -41,6 +41,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from redis.cluster import RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from core import keys
@@ -130,9 +131,8 @@ class PartitionStream:
         only after the previous one's result was taken.
         """
         if self.cluster:
-            return PendingRead(
-                self, partitions, count, [], 0, self._read_scripted(partitions, count)
-            )
+            answer = self._read_scripted(partitions, count)
+            return PendingRead(self, None, partitions, count, [], 0, answer)
         conn = self._connection()
         leases = [keys.rules_lease(p) for p in partitions]
         try:
@@ -152,7 +152,7 @@ class PartitionStream:
         except BaseException:
             self.abandon()  # whatever was sent is answered on a connection we drop
             raise
-        return PendingRead(self, partitions, count, ours, len(commands), None)
+        return PendingRead(self, conn, partitions, count, ours, len(commands), None)
 
     def _holders(self, conn: Any, leases: list[str]) -> list[str | None]:
         """``WATCH`` the leases and read who holds each (one round trip)."""
@@ -162,7 +162,9 @@ class PartitionStream:
 
     def _receive(self, pending: PendingRead) -> dict[int, Batch | None] | None:
         """The reply of a read sent by :meth:`send_read`; None when Redis aborted it."""
-        conn = self._connection()
+        conn = pending.conn
+        if conn is not self._conn:  # dropped since (abandon): its reply is gone with it
+            raise RedisConnectionError("the read's connection was dropped before its reply")
         try:
             for _ in range(pending.replies - 1):
                 conn.read_response()  # +OK of MULTI, +QUEUED of each command
@@ -291,11 +293,12 @@ class PartitionStream:
 class PendingRead:
     """A read sent by :meth:`PartitionStream.send_read`, its reply not yet taken."""
 
-    __slots__ = ("_answer", "count", "ours", "partitions", "replies", "stream")
+    __slots__ = ("_answer", "conn", "count", "ours", "partitions", "replies", "stream")
 
     def __init__(  # noqa: PLR0917 - the read's request, as sent
         self,
         stream: PartitionStream,
+        conn: Any,
         partitions: list[int],
         count: int,
         ours: list[int],
@@ -303,6 +306,7 @@ class PendingRead:
         answer: dict[int, Batch | None] | None,
     ) -> None:
         self.stream = stream
+        self.conn = conn  # the connection it was sent on (None: answered already)
         self.partitions = partitions  # asked for
         self.count = count
         self.ours = ours  # ours at the check, read in the MULTI

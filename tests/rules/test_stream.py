@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from core import keys
 from core.model import Signal
 from repsys.servers import wait_until
@@ -97,3 +100,16 @@ def test_its_own_renewal_in_the_gap_only_costs_a_second_check(redis_client) -> N
 
 def last_id(redis: Any, p: int) -> str:
     return str(redis.xrevrange(keys.signal_stream(p), count=1)[0][0])
+
+
+def test_a_read_whose_connection_was_dropped_raises_instead_of_waiting(redis_client) -> None:
+    _setup(redis_client)
+    stream = PartitionStream(redis_client, "w1")
+    sent = stream.send_read([0, 1], 100)
+    stream.abandon()  # as a worker starting over after a Redis error
+
+    with pytest.raises(RedisConnectionError, match="dropped before its reply"):
+        sent.result()
+    # What Redis delivered stays pending, for the next holder to claim.
+    wait_until(lambda: pending(redis_client, P) == 2, timeout=5, what="the read delivered")
+    assert stream.read([0, 1], 100) == {p: ([], last_id(redis_client, p)) for p in (0, 1)}
