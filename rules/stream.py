@@ -187,9 +187,8 @@ class PartitionStream:
         """Drop the read's connection, and any read in flight on it: its entries stay
         pending, for whoever takes the partition next (:meth:`claim_pending`)."""
         if self._conn is not None:
-            conn, self._conn = self._conn, None
-            conn.disconnect()
-            self.redis.connection_pool.release(conn)
+            self._conn.disconnect()
+            self.close()
 
     def close(self) -> None:
         """Give the read's connection back to the pool."""

@@ -67,7 +67,6 @@ class Step(Protocol):
     A step must be idempotent, because a crash makes it run again for the same request:
     loads are delete-then-insert by scope inside :meth:`StepContext.fenced`.
 
-
     A step may also have ``prefetch(ctx)``: the runner calls it as the step before it
     starts, so the step can begin *reading* its inputs (from Plex, never writing) while
     that one runs; it registers how to stop in ``ctx.closers``. A failed prefetch is
