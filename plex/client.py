@@ -8,9 +8,11 @@ Why it looks the way it does:
   resent here, because Plex may have committed it; the sender decides (it looks up).
 * Responses are parsed with DTDs, entities, external references and huge trees refused
   (``zeep.Settings``): an answer that tries is :class:`PlexUnsafeResponseError`.
-* ExecuteDataSource's answer is read with lxml (plex/response.py), not zeep's xsd objects,
-  which cost seconds on big data sources; anything but a plain result (a Fault, HTTP
-  errors, bad XML, an unexpected shape) still goes through zeep's reply processing.
+* Answers are read by element name with lxml (plex/response.py), not by zeep's strict
+  xsd objects: Plex adds fields to its results over the years, and a real answer carries
+  fields a fixed shape does not know; zeep also costs seconds on big data sources. What
+  is not a result (a Fault, HTTP errors, bad XML) still goes through zeep's reply
+  processing, so it is raised and classified as zeep raises it.
 * Plex reports a data-source failure *in the body* (``Error`` true, with ``StatusNo``,
   ``ErrorNo``, ``Message``, ``InstanceNo``), not as a SOAP fault: that becomes
   :class:`PlexDataSourceError` (rejected) unless its ErrorNo is configured as transient.
@@ -55,13 +57,30 @@ from plex.errors import (
     PlexUnsafeResponseError,
 )
 from plex.metrics import PlexMetrics
-from plex.response import NAMESPACE, ResultFields, fields_from_zeep, read_result
+from plex.response import (
+    NAMESPACE,
+    MalformedResultError,
+    ResultFields,
+    fields_from_zeep,
+    read_result,
+    read_template,
+)
 
 log = get_logger(__name__)
 
 _SOAP_MEDIA_TYPES = ("text/xml", "application/soap+xml")
 WSDL_PATH = Path(__file__).resolve().parent / "wsdl" / "DataSource.wsdl"
 _BINDINGS = {"1.1": f"{{{NAMESPACE}}}ServiceSoap", "1.2": f"{{{NAMESPACE}}}ServiceSoap12"}
+#: Elements of Plex's answers already logged as unknown by this process (logged once each).
+_UNKNOWN_LOGGED: set[str] = set()
+
+
+def _note_unknown(names: tuple[str, ...], key: int) -> None:
+    """Log each element RepSys skipped once per process: Plex added a field, nothing broke."""
+    for name in names:
+        if name not in _UNKNOWN_LOGGED:
+            _UNKNOWN_LOGGED.add(name)
+            log.debug("plex_response_unknown_element", element=name, data_source=key)
 
 
 @dataclass(frozen=True)
@@ -252,14 +271,15 @@ class PlexClient:
         return parsed
 
     def _read(self, response: requests.Response, key: int) -> DataSourceResult:
-        """The answer's result: read with lxml when plain, else by zeep; then checked."""
+        """The answer's result: read by name with lxml, else by zeep; then checked."""
         fields = self._read_fast(response)
         if fields is None:
             fields = self._read_with_zeep(response, key)
+        _note_unknown(fields.unknown, key)
         return self._finish(fields, key)
 
-    def _read_fast(self, response: requests.Response) -> ResultFields | None:
-        """The result read with lxml, or ``None`` when zeep must read (and raise) it."""
+    def _parse(self, response: requests.Response) -> Any | None:
+        """The answer's parsed XML, or ``None`` when zeep must read (and raise) it."""
         media_type = response.headers.get("Content-Type", "text/xml").split(";", 1)[0]
         if (
             response.status_code != 200
@@ -273,12 +293,21 @@ class PlexClient:
             # zeep's own parser and settings: DTDs, entities, external references and
             # huge trees are refused here exactly as zeep refuses them.
             loader: Any = zeep.loader  # annotated content: str, but bytes is what it parses
-            doc = loader.parse_xml(
+            return loader.parse_xml(
                 response.content, self._zeep.transport, settings=self._zeep.settings
             )
         except (etree.XMLSyntaxError, zeep.exceptions.XMLSyntaxError):
             return None  # zeep raises its TransportError for it
-        return read_result(doc, self.cfg.soap_version)
+
+    def _read_fast(self, response: requests.Response) -> ResultFields | None:
+        """The result read by name with lxml, or ``None`` when the answer is not a result."""
+        doc = self._parse(response)
+        if doc is None:
+            return None
+        try:
+            return read_result(doc, self.cfg.soap_version)
+        except MalformedResultError as exc:
+            raise PlexBadResponseError(f"unreadable Plex response: {exc}") from exc
 
     def _read_with_zeep(self, response: requests.Response, key: int) -> ResultFields:
         """zeep's own reply processing: faults and odd answers raise as they always did."""
@@ -291,10 +320,23 @@ class PlexClient:
     def request_template(self, key: int) -> list[str]:
         """The input names data source ``key`` takes (``GetDataSourceRequestTemplate``)."""
         with self._call(key):
-            template = self._service.GetDataSourceRequestTemplate(dataSourceKey=key)
-        if template is None or template.InputParameters is None:
-            return []
-        return [_text(p.Name) for p in template.InputParameters.InputParameter or []]
+            with self._zeep.settings(raw_response=True):
+                response = self._service.GetDataSourceRequestTemplate(dataSourceKey=key)
+            doc = self._parse(response)
+            try:
+                read = read_template(doc, self.cfg.soap_version) if doc is not None else None
+            except MalformedResultError as exc:
+                raise PlexBadResponseError(f"unreadable Plex response: {exc}") from exc
+            if read is None:  # a Fault or another body: zeep raises it as it always did
+                binding = self._service._binding
+                operation = binding.get("GetDataSourceRequestTemplate")
+                template = binding.process_reply(self._zeep, operation, response)
+                if template is None or template.InputParameters is None:
+                    return []
+                return [_text(p.Name) for p in template.InputParameters.InputParameter or []]
+        names, unknown = read
+        _note_unknown(unknown, key)
+        return names
 
     def _finish(self, fields: ResultFields, key: int) -> DataSourceResult:
         """The typed result, or the classified error when Plex says ``Error`` true."""
