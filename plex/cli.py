@@ -35,6 +35,30 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+class _IntermixedParser(argparse.ArgumentParser):
+    """A sub-command parser that takes options anywhere on the line.
+
+    ``repsys plex call 9726 --name Daily_Shift_Report_Get @Start_Date=…`` is how people
+    type it; plain argparse stops filling ``inputs`` at the first option and then calls the
+    rest unrecognized. The top-level parser has sub-commands, which
+    ``parse_intermixed_args`` refuses, so the sub-command parser does the intermixing:
+    argparse hands it the rest of the line through ``parse_known_args``.
+    """
+
+    _intermixing = False
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Any = None, namespace: Any = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        if self._intermixing:  # parse_known_intermixed_args calls back in, twice
+            return super().parse_known_args(args, namespace)
+        self._intermixing = True
+        try:
+            return self.parse_known_intermixed_args(args, namespace)
+        finally:
+            self._intermixing = False
+
+
 def add_commands(sub: Any) -> None:
     """Register this package's commands on the ``repsys`` parser."""
     p = sub.add_parser("plex-sender", help="send outbox tickets to Plex; follow their status")
@@ -66,7 +90,9 @@ def add_commands(sub: Any) -> None:
         p.set_defaults(func=_lazy("_outbox_change"), action=action)
 
     px = sub.add_parser("plex", help="call the configured Plex by hand")
-    px_sub = px.add_subparsers(dest="plex_command", metavar="ACTION", required=True)
+    px_sub = px.add_subparsers(
+        dest="plex_command", metavar="ACTION", required=True, parser_class=_IntermixedParser
+    )
     p = px_sub.add_parser("call", help="run a data source and print its result as JSON")
     p.add_argument("key", type=int, help="data source key")
     p.add_argument("inputs", nargs="*", help="@Name=value inputs")
