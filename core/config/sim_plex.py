@@ -116,6 +116,13 @@ class SimPlexConfig(StrictModel):
     )
 
     ledger_seed: int = Field(default=1, description="Seed of the accounting data (4814).")
+    unknown_elements: bool = Field(
+        default=False,
+        description=(
+            "Add elements the WSDL does not know to every answer (a result field, one per "
+            "result set, column and template input), as a Plex that added fields would."
+        ),
+    )
     faults: SimFaultsConfig = SimFaultsConfig()
 
     @field_validator("data_sources")

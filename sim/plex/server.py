@@ -255,6 +255,7 @@ class _Handler(BaseHTTPRequestHandler):
                 instance_no=sim.instance_no(),
                 error_no=50000,
                 message="Simulated failure: the data source was chosen as a deadlock victim.",
+                unknown_elements=sim.cfg.unknown_elements,
             )
             self._send(200, body, ctype)
             return 200
@@ -382,6 +383,7 @@ class PlexSimServer:
                 data_source_key=request.data_source_key,
                 data_source_name=name,
                 inputs=inputs,
+                unknown_elements=self.cfg.unknown_elements,
             )
 
         def result(
@@ -396,6 +398,7 @@ class PlexSimServer:
                 instance_no=instance,
                 error_no=error_no,
                 message=message,
+                unknown_elements=self.cfg.unknown_elements,
             )
 
         if role_name is None:

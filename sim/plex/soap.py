@@ -3,7 +3,10 @@
 The simulated Plex is only useful if it is as strict as the real one, or stricter: every
 request body is parsed without DTDs or entities and validated against the schema in the
 very WSDL the client ships (plex/wsdl/DataSource.wsdl), and SOAPAction must name the
-operation. Answers are built in the shape Plex documents (DOMAIN.md section 4).
+operation. Answers are built in the shape a real Plex sends (DOMAIN.md section 4): every
+field of the result in a real capture's order, the four later ones nil, ``Value`` before
+``Name``, empty values as ``<Value />``, an XML declaration, and, when asked, elements the
+WSDL does not know, so the client's tolerance is tested on every path.
 """
 
 from __future__ import annotations
@@ -152,18 +155,43 @@ def _read_payload(version: str, operation: str, payload: etree._Element) -> Soap
     return SoapRequest(version, operation, key, name, inputs)
 
 
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
+_XSI_NIL = f"{{{XSI}}}nil"
+#: The prefixes ASP.NET writes on a SOAP 1.1 and a SOAP 1.2 envelope.
+_ENVELOPE_PREFIX = {"1.1": "soap", "1.2": "soap12"}
+#: BaseResult's fields and the data source's, in the order of a real capture, up to the
+#: result sets: Plex's four later fields come back nil (``<X xsi:nil="true" />``).
+_NIL_FIELDS = (
+    "QuarantinedForDevelopment",
+    "LastPrimaryDeployment",
+    "LastTestDeployment",
+    "Version",
+)
+
+
 def _envelope(version: str) -> tuple[etree._Element, etree._Element]:
+    """An envelope as ASP.NET writes it: ``xsi`` and ``xsd`` declared on the root."""
     env_ns = SOAP11 if version == "1.1" else SOAP12
-    envelope = etree.Element(f"{{{env_ns}}}Envelope", nsmap={"soap": env_ns})
+    nsmap: Any = {_ENVELOPE_PREFIX[version]: env_ns, "xsi": XSI, "xsd": XSD}
+    envelope = etree.Element(f"{{{env_ns}}}Envelope", nsmap=nsmap)
     body = etree.SubElement(envelope, f"{{{env_ns}}}Body")
     return envelope, body
 
 
 def _el(parent: etree._Element, name: str, text: str | None = None) -> etree._Element:
+    """A child in Plex's namespace; an empty text is written ``<X />`` as .NET does."""
     child = etree.SubElement(parent, f"{{{NS}}}{name}")
-    if text is not None:
+    if text:
         child.text = text
     return child
+
+
+def _nil(parent: etree._Element, name: str) -> None:
+    etree.SubElement(parent, f"{{{NS}}}{name}").set(_XSI_NIL, "true")
+
+
+def _serialize(envelope: etree._Element) -> bytes:
+    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
 
 
 def result_xml(
@@ -177,8 +205,14 @@ def result_xml(
     error_no: int = 0,
     message: str = "Success",
     outputs: Mapping[str, str] | None = None,
+    unknown_elements: bool = False,
 ) -> bytes:
-    """An ``ExecuteDataSourceResult`` answer (``Error`` true when ``error_no`` is set)."""
+    """An ``ExecuteDataSourceResult`` answer (``Error`` true when ``error_no`` is set).
+
+    ``unknown_elements`` adds elements RepSys's WSDL does not have (a field of the result
+    between known ones, one in every result set, one in every column), as a Plex that
+    added fields would send: the client must read what it needs and skip the rest.
+    """
     envelope, body = _envelope(version)
     response = etree.SubElement(body, f"{{{NS}}}{operation}Response", nsmap=_DEFAULT_NS)
     result = _el(response, f"{operation}Result")
@@ -188,30 +222,41 @@ def result_xml(
     _el(result, "Message", message)
     _el(result, "InstanceNo", instance_no)
     _el(result, "DataSourceKey", str(data_source_key))
+    for name in _NIL_FIELDS:
+        _nil(result, name)
+    if unknown_elements:
+        _el(result, "ApprovalRequired", "false")
     _el(result, "DataSourceName", data_source_name)
-    if result_sets:
-        sets = _el(result, "ResultSets")
-        for rows in result_sets:
-            result_set = _el(sets, "ResultSet")
-            _el(result_set, "RowCount", str(len(rows)))
-            rows_el = _el(result_set, "Rows")
-            for row in rows:
-                columns = _el(_el(rows_el, "Row"), "Columns")
-                for name, value in row.items():
-                    column = _el(columns, "Column")
-                    _el(column, "Value", value)  # "" serializes as <Value/>
-                    _el(column, "Name", name)
-    if outputs:
-        out = _el(result, "OutputParameters")
-        for name, value in outputs.items():
-            param = _el(out, "OutputParameter")
-            _el(param, "Value", value)
-            _el(param, "Name", name)
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
+    sets = _el(result, "ResultSets")
+    for rows in result_sets:
+        result_set = _el(sets, "ResultSet")
+        _el(result_set, "RowCount", str(len(rows)))
+        if unknown_elements:
+            _el(result_set, "ResultSetName", "Result")
+        rows_el = _el(result_set, "Rows")
+        for row in rows:
+            columns = _el(_el(rows_el, "Row"), "Columns")
+            for name, value in row.items():
+                column = _el(columns, "Column")
+                _el(column, "Value", value)
+                _el(column, "Name", name)
+                if unknown_elements:
+                    _el(column, "DataType", "String")
+    out = _el(result, "OutputParameters")
+    for name, value in (outputs or {}).items():
+        param = _el(out, "OutputParameter")
+        _el(param, "Value", value)
+        _el(param, "Name", name)
+    return _serialize(envelope)
 
 
 def template_xml(
-    version: str, *, data_source_key: int, data_source_name: str, inputs: list[tuple[str, bool]]
+    version: str,
+    *,
+    data_source_key: int,
+    data_source_name: str,
+    inputs: list[tuple[str, bool]],
+    unknown_elements: bool = False,
 ) -> bytes:
     """A ``GetDataSourceRequestTemplate`` answer: the inputs, each with ``Required``."""
     envelope, body = _envelope(version)
@@ -227,8 +272,12 @@ def template_xml(
         _el(param, "Name", name)
         _el(param, "Required", "true" if required else "false")
         _el(param, "Output", "false")
+        if unknown_elements:
+            _el(param, "DataType", "String")
+    if unknown_elements:
+        _el(result, "ApprovalRequired", "false")
     _el(result, "DataSourceName", data_source_name)
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
+    return _serialize(envelope)
 
 
 def fault_xml(version: str, message: str, *, client: bool = True) -> bytes:
@@ -242,13 +291,13 @@ def fault_xml(version: str, message: str, *, client: bool = True) -> bytes:
         fault = etree.SubElement(body, f"{{{SOAP12}}}Fault")
         code = etree.SubElement(fault, f"{{{SOAP12}}}Code")
         etree.SubElement(code, f"{{{SOAP12}}}Value").text = (
-            "soap:Sender" if client else "soap:Receiver"
+            "soap12:Sender" if client else "soap12:Receiver"
         )
         reason = etree.SubElement(fault, f"{{{SOAP12}}}Reason")
         text = etree.SubElement(reason, f"{{{SOAP12}}}Text")
         text.text = message
         text.set("{http://www.w3.org/XML/1998/namespace}lang", "en")
-    return bytes(etree.tostring(envelope, xml_declaration=True, encoding="utf-8"))
+    return _serialize(envelope)
 
 
 def content_type(version: str) -> str:
