@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -22,6 +26,9 @@ from plex.ratelimit import RedisRateLimiter
 from sim.plex.server import PlexSimServer
 from tests.conftest import _merge
 
+#: Set to 1 to run the Plex tests against a simulator that adds elements the WSDL does not
+#: know to every answer (``sim.plex.unknown_elements``): ``make test`` runs them both ways.
+UNKNOWN_ELEMENTS = os.environ.get("REPSYS_TEST_PLEX_UNKNOWN_ELEMENTS", "") == "1"
 SIM_USER = "RepsysWs@plex.com"
 SIM_PASSWORD_ENV = "REPSYS_TEST_PLEX_PASSWORD"
 SIM_PASSWORD = "test-only-secret"
@@ -41,7 +48,7 @@ def make_sim(sim_password: str) -> Iterator[Callable[..., PlexSimServer]]:
     def factory(**overrides: Any) -> PlexSimServer:
         from pydantic import SecretStr
 
-        data: dict[str, Any] = {"username": SIM_USER}
+        data: dict[str, Any] = {"username": SIM_USER, "unknown_elements": UNKNOWN_ELEMENTS}
         data = _merge(data, overrides)
         cfg = SimPlexConfig.model_validate(data)
         if "password" not in overrides:
@@ -137,3 +144,42 @@ def tickets_by_state(sessions: sessionmaker[Session]) -> dict[str, list[Ticket]]
         for t in session.query(Ticket).order_by(Ticket.id):
             out.setdefault(t.state, []).append(t)
     return out
+
+
+# -- canned answers from a loopback HTTP server --------------------------------------
+
+
+@dataclass
+class Canned:
+    status: int = 200
+    ctype: str = "text/xml; charset=utf-8"
+    body: bytes = b""
+    url: str = ""
+
+
+class _CannedHandler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        canned: Canned = self.server.canned  # type: ignore[attr-defined]
+        self.send_response(canned.status)
+        self.send_header("Content-Type", canned.ctype)
+        self.send_header("Content-Length", str(len(canned.body)))
+        self.end_headers()
+        self.wfile.write(canned.body)
+
+
+@pytest.fixture
+def canned() -> Iterator[Canned]:
+    """A loopback HTTP server answering every POST with ``canned``'s status and body."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CannedHandler)
+    state = Canned(url=f"http://127.0.0.1:{server.server_address[1]}/DataSource/Service.asmx")
+    server.canned = state  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+    thread.join(5)

@@ -7,17 +7,20 @@ seconds of imports each); test_exactly_once.py runs the sender as a real process
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 
 import core.cli
 import plex.commands
 from core.db.schema import Ticket
 from repsys.cli import main
-from tests.plex.conftest import SIM_PASSWORD_ENV, add_tickets, build_actions
+from tests.plex.conftest import SIM_PASSWORD_ENV, Canned, add_tickets, build_actions
 from tests.plex.test_sender import make_sender
 
 
@@ -28,12 +31,29 @@ class Result:
     stderr: str
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the moment of writing (pytest swaps it per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 @pytest.fixture
 def run(capsys, monkeypatch, sim_password):
     # configure_logging caches loggers bound to this test's captured stderr; later tests
     # would write to a closed file. In-process runs keep structlog's uncached defaults.
     monkeypatch.setattr(core.cli, "configure_logging", lambda *a, **k: None)
     monkeypatch.setattr(plex.commands, "configure_logging", lambda *a, **k: None)
+    # What the real configure_logging does for these commands, without caching: logs go to
+    # stderr, errors only (as `repsys plex` sets), so stdout holds only the answer.
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        cache_logger_on_first_use=False,
+    )
 
     def runner(config: str, *args: str, password: str | None = None) -> Result:
         monkeypatch.setenv(SIM_PASSWORD_ENV, sim_password if password is None else password)
@@ -45,7 +65,8 @@ def run(capsys, monkeypatch, sim_password):
         out = capsys.readouterr()
         return Result(code, out.out, out.err)
 
-    return runner
+    yield runner
+    structlog.reset_defaults()
 
 
 def config_file(tmp_path, cfg) -> str:
@@ -171,3 +192,32 @@ def test_sender_exits_1_on_fatal_master_data_mismatch(plex_config, sim, tmp_path
         "repsys plex-sender: master data does not match Plex:",
         "  machine cnc999: workcenter_key 69999 (cnc999) does not exist in Plex",
     ]
+
+
+def test_plex_call_reads_a_real_answer_with_options_anywhere(
+    plex_config, tmp_path, run, canned: Canned
+):
+    """Issue 26's command: options after the key, an answer in real Plex's shape."""
+    golden = Path(__file__).resolve().parent / "golden"
+    canned.body = (golden / "execute_data_source_9726.xml").read_bytes()
+    path = config_file(tmp_path, plex_config())
+    data = yaml.safe_load(Path(path).read_text())
+    data["plex"]["endpoint"] = canned.url
+    Path(path).write_text(yaml.safe_dump(data))
+    call = run(
+        path,
+        "plex",
+        "call",
+        "9726",
+        "--name",
+        "Daily_Shift_Report_Get",
+        "@Start_Date=05/01/2024",
+        "@End_Date=05/01/2024",
+        password=None,
+    )
+    assert call.returncode == 0, call.stderr
+    expected = json.loads((golden / "execute_data_source_9726.json").read_text())
+    assert json.loads(call.stdout)["result_sets"] == expected["result_sets"]
+    unknown = run(path, "plex", "call", "9726", "--bogus", "@A=b", password=None)
+    assert unknown.returncode == 2
+    assert "unrecognized arguments: --bogus" in unknown.stderr
