@@ -33,8 +33,11 @@ typecheck: setup
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: make treats that as the failure it is.
+# tests/plex runs twice: the second time the simulated Plex adds fields our WSDL lacks, as
+# a newer Plex release does, and nothing the client reads may change.
 pytest: setup
 	$(BIN)/pytest
+	REPSYS_TEST_PLEX_UNKNOWN_ELEMENTS=1 $(BIN)/pytest -q tests/plex
 
 test: lint typecheck pytest
 
