@@ -109,7 +109,17 @@ class OpcuaSecurity(StrictModel):
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: str = Field(default="", description="Client certificate file (DER or PEM).")
     private_key: str = Field(default="", description="Client private key file (PEM).")
-    server_certificate: str = Field(default="", description="Trusted server certificate.")
+    server_certificate: str = Field(
+        default="",
+        description="The server's certificate file (DER or PEM), pinned: a server with "
+        "another certificate is refused. With trust_on_first_use, where the certificate "
+        "seen on the first connect is kept.",
+    )
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="When server_certificate does not exist yet, trust the certificate the "
+        "server presents on the first connect and pin it from then on.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OpcuaSecurity:
@@ -117,6 +127,13 @@ class OpcuaSecurity(StrictModel):
             raise ValueError("policy and mode must both be None or both set")
         if self.policy != "None" and not (self.certificate and self.private_key):
             raise ValueError("Basic256Sha256 needs certificate and private_key")
+        if self.policy != "None" and not self.server_certificate:
+            # Without it asyncua takes whatever certificate the endpoint presents, so anyone
+            # who can answer on the address could read the plant's signals.
+            raise ValueError(
+                "Basic256Sha256 needs server_certificate (the server's certificate, pinned; "
+                "with trust_on_first_use: true, the file to keep the first one seen in)"
+            )
         return self
 
 
