@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from core.config.base import OptionalSecret, StrictModel
+from core.config.base import OptionalSecret, StrictModel, odbc_without_password
 
 #: Kind names appear in Redis keys (hash tags), metric labels and file names.
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -77,6 +77,11 @@ class PipelineConfig(StrictModel):
         return steps
 
 
+#: What a command step gets from the runner's environment by default: enough to find and
+#: run programs, nothing that holds a credential.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
+
+
 class CommandConfig(StrictModel):
     """An external step: a program run with the request's parameters in its environment.
 
@@ -89,6 +94,11 @@ class CommandConfig(StrictModel):
     argv: list[str] = Field(min_length=1, description="Program and arguments (no shell).")
     timeout_s: float = Field(default=600.0, gt=0, description="Killed after this long.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment.")
+    inherit_env: list[str] = Field(
+        default_factory=lambda: list(INHERITED_ENV),
+        description="Names of the runner's environment variables the command gets; the "
+        "runner's secrets (Plex, database, ODBC passwords) are not passed unless named.",
+    )
     cwd: str | None = Field(default=None, description="Working directory (default: the runner's).")
 
 
@@ -105,6 +115,11 @@ class OdbcConfig(StrictModel):
     connection_string: str = Field(
         default="", description="pyodbc connection string without the password."
     )
+
+    @field_validator("connection_string")
+    @classmethod
+    def _no_password_in_string(cls, text: str) -> str:
+        return odbc_without_password(text)
     password: OptionalSecret = Field(default=None, description="Appended as PWD=...")
     timeout_s: int = Field(default=600, ge=0, description="Query timeout; 0 = none.")
 

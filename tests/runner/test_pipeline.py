@@ -3,6 +3,7 @@ resume after a crash, graceful stop, poison pills, config errors with their key 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -202,6 +203,35 @@ def test_command_step_gets_parameters_and_fence_and_reports_rows(
     assert step.output is not None
     assert "fence 1 plant albion" in step.output
     assert "params {'plant': 'albion'}" in step.output
+
+
+def test_command_step_gets_only_the_environment_it_is_given(
+    runner_config: Callable[..., RepsysConfig],
+    make_runner: Callable[..., Harness],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's credentials stay with the runner; a command gets what is named."""
+    monkeypatch.setenv("REPSYS_PLEX_PASSWORD", "hunter2")
+    monkeypatch.setenv("PLANT_SHARE", "/mnt/share")
+    # The REPSYS_* variables the runner sets for the request are not the point here.
+    script = (
+        "import os, json; print('env', json.dumps(sorted(k for k in os.environ"
+        " if not k.startswith('REPSYS_') or k == 'REPSYS_PLEX_PASSWORD')))"
+    )
+    cfg = command_cfg(
+        runner_config,
+        extract={"argv": [PY, "-c", script], "inherit_env": ["PATH", "PLANT_SHARE"]},
+    )
+    harness = make_runner(cfg)
+    row = submit(harness.sessions, harness.redis, cfg, kind="etl", params={}, requester="dan")
+    assert harness.burst() == 1
+    assert request_row(harness.sessions, row.id).state == "completed"
+    with harness.sessions() as s:
+        step = s.scalars(select(StepRun).where(StepRun.request_id == row.id)).one()
+    assert step.output is not None
+    # Python itself may add LC_CTYPE on a C locale; nothing else beyond the named two.
+    names = set(json.loads(step.output.split("env ", 1)[1].splitlines()[0])) - {"LC_CTYPE"}
+    assert names == {"PATH", "PLANT_SHARE"}
 
 
 @pytest.mark.parametrize(
