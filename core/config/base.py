@@ -73,8 +73,7 @@ def url_without_password(url: str) -> str:
     query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
     if password is not None or query & _QUERY_SECRETS:
         raise ValueError(
-            "a password in the URL is refused: give it as password: {env: NAME} or "
-            "{file: PATH}"
+            "a password in the URL is refused: give it as password: {env: NAME} or {file: PATH}"
         )
     return url
 

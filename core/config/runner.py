@@ -120,6 +120,7 @@ class OdbcConfig(StrictModel):
     @classmethod
     def _no_password_in_string(cls, text: str) -> str:
         return odbc_without_password(text)
+
     password: OptionalSecret = Field(default=None, description="Appended as PWD=...")
     timeout_s: int = Field(default=600, ge=0, description="Query timeout; 0 = none.")
 

@@ -104,9 +104,10 @@ def test_check_config_prints_normalized_config_and_exits_0() -> None:
             " or {file: PATH}",
         ),
         (
-            "runner:\n  tb:\n    odbc:\n      connection_string: 'DSN=plex;UID=ws; pwd = hunter2'\n",
-            "runner.tb.odbc.connection_string: a password in the connection string is refused: give"
-            " it as password: {env: NAME} or {file: PATH} (appended as PWD=...)",
+            "runner:\n  tb:\n    odbc:\n"
+            "      connection_string: 'DSN=plex;UID=ws; pwd = hunter2'\n",
+            "runner.tb.odbc.connection_string: a password in the connection string is refused:"
+            " give it as password: {env: NAME} or {file: PATH} (appended as PWD=...)",
         ),
         ("- just\n- a list\n", "the top level must be a mapping of sections"),
         (
