@@ -199,9 +199,14 @@ def expected_episodes(flags: Flags) -> list[tuple[str, str, str]]:
     return sorted(out)
 
 
-def engine_episodes(machine: str, events: list[Event]) -> list[tuple[str, str, str]]:
+def engine_run(
+    machine: str, events: list[Event]
+) -> tuple[list[tuple[str, str, str]], float | None]:
+    """The engine's episodes (rule, subject, start) and the fastest cycle it learned."""
     result = replay(PROGRAM, to_signals(machine, events))
-    return sorted((r["rule"], r["subject"], r["started_at"]) for r in result.ledger.rows())
+    rows = sorted((r["rule"], r["subject"], r["started_at"]) for r in result.ledger.rows())
+    m = result.engine.machines.get(machine)
+    return rows, (m.fastest_cycle.get(m.program) if m is not None else None)
 
 
 @settings(
@@ -216,4 +221,6 @@ def test_the_engine_flags_what_the_plants_formulas_flag(
     setup, events = stream
     events = sorted(events, key=lambda e: e.end)
     flags = evaluate(events, setup.tools, ZONE, SHIFTS)
-    assert engine_episodes(setup.id, events) == expected_episodes(flags)
+    episodes, fastest = engine_run(setup.id, events)
+    assert fastest == flags.fastest
+    assert episodes == expected_episodes(flags)
