@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +43,8 @@ from rules.engine import Program
 from rules.replay import DEFAULT_MACHINES, replay
 from tests.rules.plant_reference import Event, Flags, Tool, evaluate
 
-EXAMPLES = 20_000 if os.environ.get("REPSYS_TEST_PROFILE") == "soak" else 1_000
+SOAK = os.environ.get("REPSYS_TEST_PROFILE") == "soak"
+EXAMPLES = 20_000 if SOAK else 1_000
 ZONE = "America/Chicago"
 SHIFTS = ["06:00", "14:00", "22:00"]
 #: 2023-11-14 06:00 CST, a shift start.
@@ -209,6 +211,7 @@ def engine_run(
     return rows, (m.fastest_cycle.get(m.program) if m is not None else None)
 
 
+@pytest.mark.timeout(3600 if SOAK else 300)
 @settings(
     max_examples=EXAMPLES,
     deadline=None,
