@@ -7,7 +7,8 @@ What the boards expect (written by the rules engine and the collector, names fro
   ``down``, ``no_data`` (another word is shown as it is); ``state_since`` and
   ``updated_at`` are Unix seconds; every other field is the latest value of a signal by
   its canonical name (``part_count``, ``tool_number``, ``spindle_load``, ``program``...),
-  shown on the machine's tile as "recent signals".
+  shown on the machine's tile as "recent signals"; ``fastest_cycle_time`` is the plants'
+  fastest cycle the rules learned (text with its unit, ``"57 s"``).
 - ``keys.machine_last_seen()``: a hash machine -> Unix seconds of the last sample received.
 - ``keys.UPCOMING_TOOL_CHANGES``: a sorted set, member ``<machine>|<tool>``, score =
   minutes remaining.
@@ -35,6 +36,7 @@ PREFERRED_SIGNALS = (
     "part_count",
     "tool_number",
     "cycle_time",
+    "fastest_cycle_time",
     "spindle_load",
     "feed_override",
     "alarm",

@@ -151,11 +151,18 @@ class CounterJumpRule(RuleBase):
 
 
 class CounterRollbackRule(RuleBase):
-    """The plants' counter roll-back: no jump, but not the previous counter + increment."""
+    """The plants' counter roll-back: no jump, but not the other pallet's last + increment."""
 
     type: Literal["counter_rollback"]
     jump_factor: float = Field(
         default=5.0, gt=0, description="Factor of the jump test that excludes jumps (5)."
+    )
+    loop_out_events: int = Field(
+        default=5,
+        ge=2,
+        le=50,
+        description="A run of this many events on one pallet is a loop-out, not roll-backs "
+        "(pallet_looped_out's events).",
     )
 
 
