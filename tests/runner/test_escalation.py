@@ -133,14 +133,18 @@ def seed_plant(cfg: RepsysConfig, sessions: sessionmaker[Session], client: redis
                 occurrence=2,
             )
         )
-    # cnc101's signals in its partition: 300 cycles of 60 s, 270 good and 30 bad parts.
+    # cnc101's signals in its partition: 300 cycles of 60 s, 270 good and 30 bad parts,
+    # counted from the counters' last values before the shift.
     stream = keys.signal_stream(keys.partition_of("cnc101", cfg.streams.partitions))
     base_ms = int((SHIFT_START + timedelta(minutes=30)).timestamp() * 1000)
+    before_ms = int((SHIFT_START - timedelta(minutes=1)).timestamp() * 1000)
     pipe: Any = client.pipeline()
+    pipe.xadd(stream, Signal("cnc101", "part_count_good", 100).to_fields(), id=f"{before_ms}-1")
+    pipe.xadd(stream, Signal("cnc101", "part_count_bad", 2).to_fields(), id=f"{before_ms}-2")
     for i in range(300):
         sig = Signal("cnc101", "cycle_time", 60.0, source_ts=0.0, receive_ts=0.0)
         pipe.xadd(stream, sig.to_fields(), id=f"{base_ms + i * 60_000}-0")
-    for i, (good, bad) in enumerate(((100, 2), (370, 32))):
+    for i, (good, bad) in enumerate(((150, 12), (370, 32))):
         ms = base_ms + 300 * 60_000 + i * 1000
         pipe.xadd(stream, Signal("cnc101", "part_count_good", good).to_fields(), id=f"{ms}-1")
         pipe.xadd(stream, Signal("cnc101", "part_count_bad", bad).to_fields(), id=f"{ms}-2")
@@ -187,16 +191,16 @@ def test_escalation_report_by_mail_and_teams(
     book = load_workbook(io.BytesIO(attachment.get_content()))
     assert book.sheetnames == ["Open tickets", "Recurring", "Tools", "OEE"]
     tickets = {r[0]: r for r in book["Open tickets"].iter_rows(min_row=2, values_only=True)}
-    assert tickets["cnc101"][2:8] == ("high", "pending", 5.0, 4, True, "supervisor")
-    assert tickets["cnc102"][6:8] == (False, "manager")
+    assert tickets["cnc101"][2:9] == ("high", "pending", 0, 5.0, 4, True, "supervisor")
+    assert tickets["cnc102"][4:9] == (1, 6.0, 72, False, "manager")
     recurring = list(book["Recurring"].iter_rows(min_row=2, values_only=True))
     assert [r[:4] for r in recurring] == [("cnc103", "spindle", "T7", 3)]
     tools = list(book["Tools"].iter_rows(min_row=2, values_only=True))
     assert tools == [("cnc101", 1, "T1", "Tool 1 on CNC 101 is not reaching tool life")]
-    oee = {r[0]: r[1:5] for r in book["OEE"].iter_rows(min_row=2, values_only=True)}
+    oee = {r[0]: r[10:14] for r in book["OEE"].iter_rows(min_row=2, values_only=True)}
     # cnc101: 2 h down of 8 -> 0.75; 300 x 54 s / 6 h run -> 0.75; 270 / 300 -> 0.9.
     assert oee["cnc101"] == (0.75, 0.75, 0.9, 0.75 * 0.75 * 0.9)
-    assert oee["cnc102"] == (1.0, None, None, None)  # no signals: said so, not invented
+    assert oee["cnc102"] == (None, None, None, None)  # no signals: said so, not invented
     assert book["OEE"]["A1"].font.bold
 
     assert len(teams.posts) == 1
