@@ -116,6 +116,8 @@ def _walk(sig: MachineSignals, start: datetime, end: datetime, modes: frozenset[
         base = _number(sig.before.get(name))
         if base is not None:
             last[name] = base
+            # A counter that did not move (and was not sent again) rose by zero.
+            out.rises[name] = {}
     program = str(sig.before.get(SignalName.PROGRAM.value, ""))
     mode = str(sig.before.get(SignalName.OPERATION_MODE.value, ""))
     mode_since = start
@@ -155,17 +157,19 @@ def _counts(walk: _Walk) -> tuple[dict[str, float], float | None, float | None]:
     good = sum(good_by.values()) if good_by is not None else None
     bad = sum(bad_by.values()) if bad_by is not None else None
     if all_by is not None:
-        totals = dict(all_by)
+        totals = dict(all_by) or {"": 0.0}
         if good is None and bad is not None:
             good = sum(totals.values()) - bad
         elif bad is None and good is not None:
             bad = sum(totals.values()) - good
         return totals, good, bad
+    if good_by is None and bad_by is None:
+        return {}, None, None
     summed: dict[str, float] = {}
     for part in (good_by or {}, bad_by or {}):
         for program, n in part.items():
             summed[program] = summed.get(program, 0.0) + n
-    return summed, good, bad
+    return summed or {"": 0.0}, good, bad
 
 
 def _performance(
