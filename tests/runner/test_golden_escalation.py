@@ -83,7 +83,7 @@ def _seed(
         fields = Signal(
             sig["m"], sig["n"], sig["v"], source_ts=at.timestamp(), receive_ts=at.timestamp()
         ).to_fields()
-        pipe.xadd(stream, fields, id=f"{ms}-{n}")  # type: ignore[arg-type]
+        pipe.xadd(stream, fields, id=f"{ms}-{n}")
     pipe.execute()
 
 
