@@ -156,7 +156,7 @@ def render_text(d: EscalationData) -> str:
         "Open tickets:",
     ]
     lines += [
-        f"- {d.name(t.machine_id)}: {t.plex_number or t.id} {t.severity}, {t.state}, "
+        f"- {d.name(t.machine_id)}: ticket {t.plex_number or t.id} ({t.severity}), {t.state}, "
         f"open {age(t.age_hours)} (SLA {t.sla_hours:g} h"
         f"{', breached' if t.breached else ''}){', ' + t.level_name if t.level_name else ''}"
         f": {t.title}"

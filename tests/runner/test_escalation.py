@@ -187,6 +187,20 @@ def test_escalation_report_by_mail_and_teams(
     assert sorted(rcpts) == ["eng@plant.example", "mgr@plant.example", "sup@plant.example"]
     html = report.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "3 open tickets, 1 past their SLA." in html  # cnc101: high, 5 h > 4 h
+    text = report.get_body(("plain",)).get_content().splitlines()  # type: ignore[union-attr]
+    assert text[3] == (
+        "3 open tickets, 1 past their SLA; 1 recurring episode; "
+        "1 machine with tools not reaching tool life."
+    )
+    assert (
+        "- cnc102: ticket 2 (low), pending, open 1 d 6 h (SLA 72 h), manager: cnc102 problem"
+        in text
+    )
+    assert (
+        "- cnc101: OEE 50.6 % = availability 75.0 % x performance 75.0 % x quality 90.0 %; "
+        "covered 100.0 %, planned 480, downtime 120, setup 0, run 360; "
+        "total 300, good 270, scrap 30"
+    ) in text
     attachment = next(report.iter_attachments())
     book = load_workbook(io.BytesIO(attachment.get_content()))
     assert book.sheetnames == ["Open tickets", "Recurring", "Tools", "OEE"]
@@ -201,7 +215,10 @@ def test_escalation_report_by_mail_and_teams(
     # cnc101: 2 h down of 8 -> 0.75; 300 x 54 s / 6 h run -> 0.75; 270 / 300 -> 0.9.
     assert oee["cnc101"] == (0.75, 0.75, 0.9, 0.75 * 0.75 * 0.9)
     assert oee["cnc102"] == (None, None, None, None)  # no signals: said so, not invented
-    assert book["OEE"]["A1"].font.bold
+    sheet = book["OEE"]
+    assert sheet["A1"].font.bold and sheet.freeze_panes == "A2"
+    assert [sheet.cell(2, c).number_format for c in (2, 11, 12, 13, 14)] == ["0.0%"] * 5
+    assert sheet.column_dimensions["O"].width >= len("no signals from the machine")
 
     assert len(teams.posts) == 1
     card = teams.posts[0]["attachments"][0]["content"]
