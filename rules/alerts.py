@@ -175,9 +175,9 @@ class Lifecycle:
         self.active(m, rule, subject, src, headline=headline, detail=detail, values=values)
         self.inactive(m, rule, subject)
 
-    def forecast(self, m: MachineState, tool: str, minutes: int | None) -> None:
+    def forecast(self, m: MachineState, tool: str, minutes: int | None, at: float) -> None:
         self.changed = True
-        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes)
+        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes, at)
 
     # --- time --------------------------------------------------------------------------
 

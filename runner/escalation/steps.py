@@ -181,11 +181,15 @@ class ToolCheck:
             ]
         if not shorts and not due:
             return StepResult(0, "nothing to report")
+        names = {m.id: m.display_name for m in ctx.cfg.machines}
         lines = [f"Tooling Issue: {e.summary}" for e in shorts]
-        lines += [
-            f"Upcoming tool change: {member.replace('|', ' tool ')} in {score:.0f} min"
-            for member, score in due
-        ]
+        for member, score in due:  # soonest first: overdue tools (below zero) lead
+            machine, _, tool = member.partition("|")
+            name = names.get(machine, machine)
+            if score < 0:
+                lines.append(f"Tool change OVERDUE: {name} tool {tool}, {-score:.0f} min past life")
+            else:
+                lines.append(f"Upcoming tool change: {name} tool {tool} in {score:.0f} min")
         subject = lines[0] if len(lines) == 1 else f"Tooling Issues: {len(lines)}"
         message = Message(subject=subject, text="\n".join(lines))
         sent = _deliver(ctx, list(cfg.to), message, teams=cfg.teams)

@@ -280,7 +280,9 @@ def test_tool_check_sends_only_when_there_is_something_to_say(
                 summary="Tool 1 on CNC 120 is not reaching tool life",
             )
         )
-    redis_client.zadd(keys.UPCOMING_TOOL_CHANGES, {"cnc101|T3": 10, "cnc102|T9": 90})
+    redis_client.zadd(
+        keys.UPCOMING_TOOL_CHANGES, {"cnc101|T3": 10, "cnc102|T9": 90, "cnc103|T2": -20}
+    )
     busy = submit(
         harness.sessions,
         redis_client,
@@ -294,9 +296,10 @@ def test_tool_check_sends_only_when_there_is_something_to_say(
         assert {s.get(ReportRequestRow, i).state for i in (quiet.id, busy.id)} == {"completed"}  # type: ignore[union-attr]
     wait_until(lambda: len(box.messages) == 1, timeout=10, what="one tool mail")
     mail = box.messages[0]
-    assert mail["Subject"] == "Tooling Issues: 2"
+    assert mail["Subject"] == "Tooling Issues: 3"
     assert mail.get_content().splitlines() == [
         "Tooling Issue: Tool 1 on CNC 120 is not reaching tool life",
+        "Tool change OVERDUE: cnc103 tool T2, 20 min past life",
         "Upcoming tool change: cnc101 tool T3 in 10 min",
     ]
     assert not teams.posts
