@@ -79,7 +79,9 @@ body { font-family: sans-serif; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }
 th { background: #ffff00; font-weight: bold; }
 th, td { border: 1px solid #444; padding: 3px 6px; }
-tr.breached td { background: #fdd; } td.num { text-align: right; } td.bad { color: #b00; }
+tr.breached td { background: #fdd; } td.bad { color: #b00; font-weight: bold; }
+td.num { text-align: right; white-space: nowrap; } td.name { white-space: nowrap; }
+small { color: #555; } td.note { min-width: 22em; }
 </style></head><body>
 <h1>{{ title }}</h1>
 <p>{{ d.plant }}: shift {{ d.window.name }}, {{ d.when(d.window.start) }} to
@@ -112,17 +114,18 @@ generated {{ d.when(d.generated_at) }}.
 <th>Setup (min)</th><th>Run (min)</th><th>Total</th><th>Good</th><th>Scrap</th>
 <th>Ideal cycle (s)</th><th>Availability</th><th>Performance</th><th>Quality</th>
 <th>OEE</th><th>Note</th></tr>
-{% for o in d.oee %}<tr><td>{{ o.name }}</td><td class="num">{{ pct(o.covered_share) }}</td>
+{% for o in d.oee %}<tr><td class="name">{{ o.name }}</td>
+<td class="num">{{ pct(o.covered_share) }}</td>
 <td class="num">{{ minutes(o.planned_s) }}</td><td class="num">{{ minutes(o.downtime_s) }}</td>
 <td class="num">{{ minutes(o.setup_s) }}</td><td class="num">{{ minutes(o.run_s) }}</td>
 <td class="num">{{ count(o.total) }}</td><td class="num">{{ count(o.good) }}</td>
 <td class="num">{{ count(o.scrap) }}</td>
 <td class="num">{{ '%g'|format(o.ideal_cycle_s) if o.ideal_cycle_s else 'n/a' }}
-{{ o.ideal_source }}</td>
+<small>{{ o.ideal_source }}</small></td>
 <td class="num">{{ pct(o.availability) }}</td>
 <td class="num{% if o.impossible %} bad{% endif %}">{{ pct(o.performance) }}</td>
 <td class="num">{{ pct(o.quality) }}</td>
-<td class="num">{{ pct(o.oee) }}</td><td>{{ o.note }}</td></tr>
+<td class="num">{{ pct(o.oee) }}</td><td class="note">{{ o.note }}</td></tr>
 {% endfor %}</table>
 <p>OEE = availability x performance x quality over planned time (shift minus breaks)
 covered by the signals; setup is an availability loss. See runner/README.md.</p>
@@ -386,7 +389,12 @@ def write_xlsx(path: Path, d: EscalationData) -> None:
             if fmt:
                 for cell in sheet[letter][1:]:
                     cell.number_format = fmt
-            texts = [head] + [str(r[col - 1]) for r in spec.rows if r[col - 1] is not None]
+            # A percentage shows as "100.0%", whatever digits the fraction has.
+            texts = [head] + [
+                "100.0%" if fmt == _PCT else str(r[col - 1])
+                for r in spec.rows
+                if r[col - 1] is not None
+            ]
             width = max(len(t) for t in texts)
             sheet.column_dimensions[letter].width = min(60, max(8, width + 2))
         sheet.freeze_panes = "A2"
