@@ -19,10 +19,10 @@ from runner.escalation.render import (
     render_html,
     render_text,
     title,
-    write_xlsx,
 )
 from runner.escalation.shift import ShiftWindow, Span, shift_window
 from runner.escalation.signals import SignalHistory, read_history
+from runner.escalation.xlsx import write_xlsx
 from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.report import XLSX_MIME
