@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from core import keys
 from core.db.schema import Episode
+from core.logs import get_logger
 from runner.errors import NotifyError, StepFailed
 from runner.escalation import data
 from runner.escalation.oee import OeeRow, OeeSettings, compute
@@ -26,6 +27,8 @@ from runner.escalation.xlsx import write_xlsx
 from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.report import XLSX_MIME
+
+log = get_logger(__name__)
 
 
 def _deliver(ctx: StepContext, to: list[str], message: Message, *, teams: bool) -> list[str]:
@@ -75,6 +78,14 @@ class EscalationReport:
             min_cycle_s=ctx.cfg.rules.min_cycle_time_s,
             setup_modes=frozenset(cfg.setup_modes),
         )
+        if history.truncated or history.covered_from:
+            # Partial figures are labelled in the report; the log says why, once per run.
+            log.warning(
+                "escalation_signals_partial",
+                shift=window.name,
+                truncated=history.truncated,
+                partitions_late=len(history.covered_from),
+            )
         return [
             compute(
                 machine,
