@@ -69,8 +69,11 @@ def machine_live(machine_id: str) -> str:
     return f"{PREFIX}machine:{machine_id}:live"
 
 
-#: Sorted set of upcoming tool changes (member = machine|tool, score = minutes remaining).
+#: Sorted set of upcoming tool changes (member = machine|tool, score = minutes remaining,
+#: negative when overdue).
 UPCOMING_TOOL_CHANGES: Final = f"{PREFIX}rules:upcoming_tool_changes"
+#: Hash: member of ``UPCOMING_TOOL_CHANGES`` -> Unix time its minutes were computed at.
+UPCOMING_TOOL_CHANGES_AT: Final = f"{PREFIX}rules:upcoming_tool_changes_at"
 
 # --- plex -----------------------------------------------------------------------------
 

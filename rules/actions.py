@@ -89,3 +89,4 @@ class Forecast:
     machine: str
     tool: str
     minutes: int | None
+    at: float = 0.0  # source time the minutes were computed at (the boards' "as of")

@@ -32,7 +32,7 @@ from core.outbox import episode_ref
 from rules.actions import Action, EpisodeDraft, Escalate, Forecast, OpenEpisodes, Resolve
 from rules.derive import Facts
 from rules.state import Alert, MachineState, fingerprint
-from rules.text import DEFAULT_CATEGORY, category_title, describe, worst
+from rules.text import DEFAULT_CATEGORY, describe, ticket_title, worst
 
 #: Keys of a rule's config that are noise control, not the rule's own parameters.
 _COMMON = frozenset(
@@ -175,9 +175,9 @@ class Lifecycle:
         self.active(m, rule, subject, src, headline=headline, detail=detail, values=values)
         self.inactive(m, rule, subject)
 
-    def forecast(self, m: MachineState, tool: str, minutes: int | None) -> None:
+    def forecast(self, m: MachineState, tool: str, minutes: int | None, at: float) -> None:
         self.changed = True
-        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes)
+        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes, at)
 
     # --- time --------------------------------------------------------------------------
 
@@ -335,6 +335,7 @@ class Lifecycle:
         drafts = []
         paragraphs = []
         categories = []
+        titles = []
         for alert in alerts:
             spec = self.specs[alert.rule]
             evidence = self._evidence(m, alert)
@@ -355,6 +356,7 @@ class Lifecycle:
                 )
             )
             categories.append(spec.category or DEFAULT_CATEGORY[spec.type])
+            titles.append(ticket_title(spec.type, spec.category))
             paragraphs.append(
                 describe(
                     headline=alert.headline,
@@ -367,7 +369,7 @@ class Lifecycle:
             )
         first = alerts[0]
         if len(alerts) == 1:
-            title = f"{category_title(categories[0])}: {first.headline}"
+            title = f"{titles[0]}: {first.headline}"
         else:
             title = f"{len(alerts)} issues on {self.facts.machine_name(m.id)}: {first.headline}"
             title += f" (+{len(alerts) - 1} more)"

@@ -176,12 +176,15 @@ class LiveBoard:
 
 
 def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
-    """Minutes to each tool's next change, member ``machine|tool``; gone when none is due."""
+    """Minutes to each tool's next change, member ``machine|tool``, and when they were
+    computed (the boards' "as of"); both gone when none is due."""
     pipe = redis.pipeline(transaction=False)
     for f in forecasts:
         member = f"{f.machine}|{f.tool}"
         if f.minutes is None:
             pipe.zrem(keys.UPCOMING_TOOL_CHANGES, member)
+            pipe.hdel(keys.UPCOMING_TOOL_CHANGES_AT, member)
         else:
             pipe.zadd(keys.UPCOMING_TOOL_CHANGES, {member: f.minutes})
+            pipe.hset(keys.UPCOMING_TOOL_CHANGES_AT, member, repr(float(f.at)))
     pipe.execute()

@@ -73,7 +73,12 @@ class ToolChange:
 
     machine: str
     tool: str
-    minutes: float
+    minutes: float  # negative: overdue by that long
+    as_of: datetime | None = None  # when the minutes were computed
+
+    @property
+    def overdue(self) -> bool:
+        return self.minutes < 0
 
 
 def _ts(value: Any) -> datetime | None:
@@ -120,10 +125,14 @@ def machine_statuses(
 
 
 def upcoming_tool_changes(redis: Any, *, limit: int) -> list[ToolChange]:
-    """The tool changes coming soonest first (the plants' old tool tracker list)."""
+    """The tool changes coming soonest first, overdue ones first of all (the plants' old
+    tool tracker list), each with the time it was computed at."""
     rows = redis.zrange(keys.UPCOMING_TOOL_CHANGES, 0, limit - 1, withscores=True)
+    stamps = redis.hmget(keys.UPCOMING_TOOL_CHANGES_AT, [str(m) for m, _ in rows]) if rows else []
     out = []
-    for member, score in rows:
+    for (member, score), stamp in zip(rows, stamps, strict=True):
         machine, _, tool = str(member).partition("|")
-        out.append(ToolChange(machine=machine, tool=tool or "?", minutes=float(score)))
+        out.append(
+            ToolChange(machine=machine, tool=tool or "?", minutes=float(score), as_of=_ts(stamp))
+        )
     return out

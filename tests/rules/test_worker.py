@@ -101,6 +101,7 @@ def test_signals_become_one_episode_and_one_ticket_and_are_acknowledged(
         *(keys.signal_stream(q) for q in range(P)),
         keys.rules_state(p),
         keys.UPCOMING_TOOL_CHANGES,
+        keys.UPCOMING_TOOL_CHANGES_AT,
         keys.machine_live("cnc103"),
     }
     assert {g["name"] for g in redis_client.xinfo_groups(keys.signal_stream(0))} == {"rules"}
