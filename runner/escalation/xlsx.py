@@ -11,6 +11,7 @@ from openpyxl.styles import Border, Font, PatternFill, Side
 from openpyxl.utils import get_column_letter
 
 from runner.escalation.render import EscalationData, min1
+from runner.xlsxtext import as_text
 
 _BOLD = Font(bold=True)
 _YELLOW = PatternFill(fill_type="solid", start_color="FFFF00", end_color="FFFF00")
@@ -142,6 +143,7 @@ def write_xlsx(path: Path, d: EscalationData) -> None:
             cell.font, cell.fill, cell.border = _BOLD, _YELLOW, _BOX
         for row in spec.rows:
             sheet.append(row)
+            as_text(sheet[sheet.max_row])  # titles and names come from machines and people
         for col, head in enumerate(spec.header, start=1):
             letter = get_column_letter(col)
             fmt = spec.formats.get(head)

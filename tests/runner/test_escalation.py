@@ -226,6 +226,38 @@ def test_escalation_report_by_mail_and_teams(
     assert facts["Open tickets"] == "3" and facts["Past SLA"] == "1"
 
 
+def test_text_from_the_floor_is_text_in_the_xlsx_never_a_formula(
+    runner_config: Callable[..., RepsysConfig],
+    make_runner: Callable[..., Harness],
+    smtp: tuple[int, Mailbox],
+    teams: Webhook,
+    redis_client: redis.Redis,
+    monkeypatch: Any,
+) -> None:
+    port, box = smtp
+    monkeypatch.setenv("REPSYS_TEST_TEAMS_URL", teams.url)
+    cfg = escalation_cfg(runner_config, port, teams)
+    harness = make_runner(cfg, clock=lambda: NOW)
+    title = '=HYPERLINK("http://evil.example/x","Open")'
+    with harness.sessions.begin() as s:
+        add_ticket(
+            s,
+            machine=cfg.machines[0],
+            source="operator",
+            severity="high",
+            title=title,
+            description="typed on the tablet",
+            now=NOW - timedelta(hours=1),
+        )
+    submit(harness.sessions, redis_client, cfg, kind="escalation", params={}, requester="s")
+    assert harness.burst() == 1
+    report = next(m for m in box.messages if m["Subject"].startswith("Escalation report"))
+    book = load_workbook(io.BytesIO(next(report.iter_attachments()).get_content()))
+    (row,) = book["Open tickets"].iter_rows(min_row=2)
+    cell = row[-1]
+    assert (cell.value, cell.data_type) == (title, "s")  # openpyxl reads a formula as "f"
+
+
 def test_a_refused_teams_post_fails_the_report_with_the_reason(
     runner_config: Callable[..., RepsysConfig],
     make_runner: Callable[..., Harness],
