@@ -9,8 +9,13 @@ The production procedure walked the periods of a window one at a time from its a
   alone; balance-sheet accounts keep accumulating across years;
 * an account with no row at the anchor (new in the window) starts from zero.
 
-The same walk, vectorized over accounts with numpy on integer cents: one pass per period,
-exact, and fast enough for a million balance rows.
+The same walk, vectorized over accounts with numpy on integer micros (exact amounts,
+``runner/tb/money.py``): one pass per period, exact, and fast enough for a million
+balance rows. :func:`round_lines` then turns the exact amounts into the trial balance's
+cents by the rule in ``runner/README.md`` ("Money and rounding"): every line's debit and
+credit rounded half up from its exact amount (a year-to-date figure from the exact
+year-to-date total, not from rounded periods), and where the rounded lines of a period
+do not foot to the rounded exact totals, the difference on one explicit rounding line.
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
+from runner.tb.money import cents_array
+
+Micros = npt.NDArray[np.int64]
 Cents = npt.NDArray[np.int64]
 
 
 @dataclass
 class Window:
-    """Inputs of one recreation: accounts x periods, everything in cents.
+    """Inputs of one recreation: accounts x periods, every amount in exact micros.
 
     ``revenue_or_expense[i, j]`` is account ``i``'s flag in the fiscal year of period
     ``j``; ``first_of_year[j]`` says whether period ``j`` opens a fiscal year.
@@ -37,10 +45,10 @@ class Window:
     periods: list[int]
     first_of_year: list[bool]
     revenue_or_expense: npt.NDArray[np.bool_]
-    debit: Cents
-    credit: Cents
-    anchor_ytd_debit: Cents
-    anchor_ytd_credit: Cents
+    debit: Micros
+    credit: Micros
+    anchor_ytd_debit: Micros
+    anchor_ytd_credit: Micros
 
     @classmethod
     def empty(
@@ -105,12 +113,13 @@ class Window:
 
 @dataclass
 class Recreated:
-    """Outputs: period and YTD debit/credit per account (rows) and period (columns)."""
+    """Outputs: period and YTD debit/credit per account (rows) and period (columns),
+    exact micros."""
 
-    debit: Cents
-    credit: Cents
-    ytd_debit: Cents
-    ytd_credit: Cents
+    debit: Micros
+    credit: Micros
+    ytd_debit: Micros
+    ytd_credit: Micros
 
 
 def recreate(window: Window) -> Recreated:
@@ -133,3 +142,39 @@ def recreate(window: Window) -> Recreated:
         prev_debit = ytd_debit[:, j]
         prev_credit = ytd_credit[:, j]
     return Recreated(window.debit, window.credit, ytd_debit, ytd_credit)
+
+
+@dataclass
+class Lines:
+    """The trial balance's lines in cents, accounts x periods, and per period the
+    rounding line (``rounding[j]``: current debit, current credit, YTD debit, YTD credit;
+    all zero when the period's rounded lines foot without one)."""
+
+    debit: Cents
+    credit: Cents
+    ytd_debit: Cents
+    ytd_credit: Cents
+    rounding: list[tuple[int, int, int, int]]
+
+
+def _rounding(exact: Micros, exact_other: Micros, lines: Cents, lines_other: Cents) -> list[int]:
+    """Per period, the amount the rounding line must take so that the rounded lines'
+    debits minus credits equal the rounded exact debits minus credits (positive: debit)."""
+    wanted = cents_array(exact.sum(axis=0)) - cents_array(exact_other.sum(axis=0))
+    have = lines.sum(axis=0) - lines_other.sum(axis=0)
+    return list((wanted - have).tolist())
+
+
+def round_lines(out: Recreated) -> Lines:
+    """Round the exact amounts to the trial balance's cents (the rule: module docstring)."""
+    debit, credit = cents_array(out.debit), cents_array(out.credit)
+    ytd_debit, ytd_credit = cents_array(out.ytd_debit), cents_array(out.ytd_credit)
+    current = _rounding(out.debit, out.credit, debit, credit)
+    ytd = _rounding(out.ytd_debit, out.ytd_credit, ytd_debit, ytd_credit)
+    rounding = [
+        (max(c, 0), max(-c, 0), max(y, 0), max(-y, 0)) for c, y in zip(current, ytd, strict=True)
+    ]
+    return Lines(debit, credit, ytd_debit, ytd_credit, rounding)
+
+
+__all__ = ["Lines", "Recreated", "Window", "recreate", "round_lines"]

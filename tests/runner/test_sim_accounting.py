@@ -100,7 +100,7 @@ def test_the_ledger_through_a_real_odbc_driver(ledger: Ledger, tmp_path: Path) -
         )
         debit, credit = cur.fetchone()
         d, c = ledger.balance(123681, "10000-000-0000", 202401)
-        assert (round(debit * 100), round(credit * 100)) == (d, c)
+        assert (round(debit * 1_000_000), round(credit * 1_000_000)) == (d, c)
         cur.execute(
             "SELECT revenue_or_expense FROM accounting_v_Category_Type "
             "WHERE category_type = 'Expense'"
