@@ -147,15 +147,18 @@ class TBOpenActivity(Base):
 
 
 class TBAccountPeriodBalance(Base):
-    """Period and year-to-date amounts per account and period (steps 8 and 9).
+    """Period and year-to-date amounts per account and period (written by step 10,
+    ``check_balanced``, once the whole run balances).
 
-    ``balance`` is debit minus credit; the report's ``current_debit_credit`` and
-    ``ytd_debit_credit`` are ``balance_cents`` and ``ytd_balance_cents``, each line's debit
-    and credit rounded half up from exact micros, with a rounding line per period where
-    the rounded lines would not foot (runner/README.md, "Money and rounding");
-    ``ytd_*_micros`` are the exact year-to-date amounts a later run starts from. A period's rows
-    serve as the anchor of a later run only while they are closed and ``source_update``
-    still equals the period's update date in Plex (step 5 checks it).
+    The report's ``current_debit_credit`` and ``ytd_debit_credit`` are ``balance_cents``
+    and ``ytd_balance_cents``: each line's exact debit minus credit rounded half up, so
+    within half a cent of the ledger; ``*_debit_cents`` / ``*_credit_cents`` are the
+    exact columns rounded alike (their difference may be a cent off the balance). A
+    period whose rounded lines would not foot has one more row, account ``ROUNDING``
+    (runner/README.md, "Money and rounding"). ``ytd_*_micros`` are the exact year-to-date
+    amounts a later run starts from. A period's rows serve as the anchor of a later run
+    only while they are closed and ``source_update`` still equals the period's update
+    date in Plex (step 5 checks it).
     """
 
     __tablename__ = "tb_account_period_balance"

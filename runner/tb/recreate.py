@@ -311,21 +311,20 @@ def _unbalanced(pcn: int, period: int, what: str, debit: int, credit: int) -> st
     )
 
 
-#: Bound per row; the period's own columns are constants of its statement, and the two
-#: balances are computed by the database (common.fast_insert says why).
+#: Bound per row; the period's own columns are constants of its statement. The balances
+#: are bound too: each is rounded from the exact net, not the difference of the rounded
+#: debit and credit (runner/README.md, "Money and rounding").
 _COLUMNS = (
     "account_no",
     "debit_cents",
     "credit_cents",
+    "balance_cents",
     "ytd_debit_cents",
     "ytd_credit_cents",
+    "ytd_balance_cents",
     "ytd_debit_micros",
     "ytd_credit_micros",
 )
-_DIFFERENCES = {
-    "balance_cents": ("debit_cents", "credit_cents"),
-    "ytd_balance_cents": ("ytd_debit_cents", "ytd_credit_cents"),
-}
 
 
 def _load(
@@ -340,15 +339,32 @@ def _load(
             result.accounts,
             lines.debit[:, j].tolist(),
             lines.credit[:, j].tolist(),
+            lines.balance[:, j].tolist(),
             lines.ytd_debit[:, j].tolist(),
             lines.ytd_credit[:, j].tolist(),
+            lines.ytd_balance[:, j].tolist(),
             out.ytd_debit[:, j].tolist(),
             out.ytd_credit[:, j].tolist(),
             strict=True,
         )
-        if any(lines.rounding[j]):
-            # Its exact YTD is not an anchor: each period's is worked out from the totals.
-            rows = [*rows, (ROUNDING_ACCOUNT, *lines.rounding[j], 0, 0)]
+        current, ytd = lines.rounding[j]
+        if current or ytd:
+            # Debit or credit by its sign; its exact YTD is not an anchor (each period's
+            # rounding line is worked out from that period's totals), so zero.
+            rows = [
+                *rows,
+                (
+                    ROUNDING_ACCOUNT,
+                    max(current, 0),
+                    max(-current, 0),
+                    current,
+                    max(ytd, 0),
+                    max(-ytd, 0),
+                    ytd,
+                    0,
+                    0,
+                ),
+            ]
         written += fast_insert(
             session,
             TBAccountPeriodBalance,
@@ -362,7 +378,6 @@ def _load(
                 "source_update": p.update_date,
                 "fence": fence,
             },
-            differences=_DIFFERENCES,
         )
     return written
 

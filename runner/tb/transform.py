@@ -12,10 +12,11 @@ The production procedure walked the periods of a window one at a time from its a
 The same walk, vectorized over accounts with numpy on integer micros (exact amounts,
 ``runner/tb/money.py``): one pass per period, exact, and fast enough for a million
 balance rows. :func:`round_lines` then turns the exact amounts into the trial balance's
-cents by the rule in ``runner/README.md`` ("Money and rounding"): every line's debit and
-credit rounded half up from its exact amount (a year-to-date figure from the exact
-year-to-date total, not from rounded periods), and where the rounded lines of a period
-do not foot to the rounded exact totals, the difference on one explicit rounding line.
+cents by the rule in ``runner/README.md`` ("Money and rounding"): every line's balance
+(debit minus credit) rounded half up from its exact amount (a year-to-date figure from
+the exact year-to-date total, never a sum of rounded periods), and where a period's
+rounded lines do not foot to its exact total rounded, the difference on one explicit
+rounding line.
 """
 
 from __future__ import annotations
@@ -147,34 +148,45 @@ def recreate(window: Window) -> Recreated:
 @dataclass
 class Lines:
     """The trial balance's lines in cents, accounts x periods, and per period the
-    rounding line (``rounding[j]``: current debit, current credit, YTD debit, YTD credit;
-    all zero when the period's rounded lines foot without one)."""
+    rounding line.
+
+    ``balance`` and ``ytd_balance`` (the report's two figures) are each line's exact
+    debit minus credit rounded half up, so every figure shown is within half a cent of
+    the ledger's; ``debit`` / ``credit`` (and the YTD pair) are the exact columns rounded
+    alike, kept for reference, and need not differ by exactly ``balance``.
+    ``rounding[j]`` is period ``j``'s rounding line, ``(balance, ytd_balance)``: what
+    the rounded lines lack to foot to the period's exact total rounded (zero, for a
+    ledger that balances); ``(0, 0)`` means the period needs no such line.
+    """
 
     debit: Cents
     credit: Cents
+    balance: Cents
     ytd_debit: Cents
     ytd_credit: Cents
-    rounding: list[tuple[int, int, int, int]]
+    ytd_balance: Cents
+    rounding: list[tuple[int, int]]
 
 
-def _rounding(exact: Micros, exact_other: Micros, lines: Cents, lines_other: Cents) -> list[int]:
-    """Per period, the amount the rounding line must take so that the rounded lines'
-    debits minus credits equal the rounded exact debits minus credits (positive: debit)."""
-    wanted = cents_array(exact.sum(axis=0)) - cents_array(exact_other.sum(axis=0))
-    have = lines.sum(axis=0) - lines_other.sum(axis=0)
-    return list((wanted - have).tolist())
+def _rounding(exact_net: Micros, lines: Cents) -> list[int]:
+    """Per period: the exact total of the nets rounded, less the rounded nets' total."""
+    return list((cents_array(exact_net.sum(axis=0)) - lines.sum(axis=0)).tolist())
 
 
 def round_lines(out: Recreated) -> Lines:
     """Round the exact amounts to the trial balance's cents (the rule: module docstring)."""
-    debit, credit = cents_array(out.debit), cents_array(out.credit)
-    ytd_debit, ytd_credit = cents_array(out.ytd_debit), cents_array(out.ytd_credit)
-    current = _rounding(out.debit, out.credit, debit, credit)
-    ytd = _rounding(out.ytd_debit, out.ytd_credit, ytd_debit, ytd_credit)
-    rounding = [
-        (max(c, 0), max(-c, 0), max(y, 0), max(-y, 0)) for c, y in zip(current, ytd, strict=True)
-    ]
-    return Lines(debit, credit, ytd_debit, ytd_credit, rounding)
+    net, ytd_net = out.debit - out.credit, out.ytd_debit - out.ytd_credit
+    balance, ytd_balance = cents_array(net), cents_array(ytd_net)
+    rounding = list(zip(_rounding(net, balance), _rounding(ytd_net, ytd_balance), strict=True))
+    return Lines(
+        cents_array(out.debit),
+        cents_array(out.credit),
+        balance,
+        cents_array(out.ytd_debit),
+        cents_array(out.ytd_credit),
+        ytd_balance,
+        rounding,
+    )
 
 
 __all__ = ["Lines", "Recreated", "Window", "recreate", "round_lines"]
