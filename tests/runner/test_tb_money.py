@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -169,9 +169,12 @@ def check_against_reference(harness: Harness, ledger: Ledger, start: int, end: i
         assert sum(y for (p, _), (_, y) in got.items() if p == period) == 0
 
 
+#: An example is a whole pipeline run (about 2.5 s), so few of them, and no shrinking: it
+#: took minutes on a failure, and the unshrunk ledger is printed all the same.
 HYPOTHESIS = settings(
     max_examples=6,
     deadline=None,
+    phases=(Phase.explicit, Phase.reuse, Phase.generate),
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 
