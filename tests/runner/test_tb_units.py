@@ -7,10 +7,12 @@ import csv
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from core.config import RepsysConfig
@@ -100,6 +102,46 @@ def test_amounts_become_micros_exactly_and_cents_round_half_up() -> None:
             to_micros(bad)
         assert str(err.value) == f"amount {bad!r} is not a number"
         assert err.value.reason == "bad_amount"
+
+
+#: Amounts as Plex keeps them (five decimals), up to ten billion: 15 significant digits,
+#: so the double a REAL column holds prints back as the same decimal.
+plex_amounts = st.decimals(
+    min_value=Decimal("-9999999999.99999"),
+    max_value=Decimal("9999999999.99999"),
+    places=5,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+
+@given(st.lists(plex_amounts, min_size=1, max_size=50))
+def test_an_amount_is_the_same_micros_as_decimal_float_text_or_int(
+    values: list[Decimal],
+) -> None:
+    exact = [int(v * 1_000_000) for v in values]  # five places: exact in micros
+    assert [to_micros(v) for v in values] == exact
+    assert [to_micros(str(v)) for v in values] == exact
+    assert [to_micros(float(v)) for v in values] == exact
+    assert micros_column([float(v) for v in values]) == exact  # the vectorized path
+    whole = [int(v) for v in values]
+    assert [to_micros(w) for w in whole] == [w * 1_000_000 for w in whole]
+
+
+@given(st.lists(st.floats(min_value=-1e12, max_value=1e12), min_size=1, max_size=50))
+def test_the_vectorized_float_path_equals_the_repr_rule(values: list[float]) -> None:
+    """Any double, not only ones printed from five decimals: ``micros_column`` takes its
+    fast path only where it gives what ``repr`` then half up at the sixth decimal gives."""
+    reference = [
+        int(Decimal(repr(v)).quantize(Decimal("0.000001"), ROUND_HALF_UP).scaleb(6)) for v in values
+    ]
+    assert micros_column(values) == reference
+
+
+@given(st.integers(-(10**15), 10**15))
+def test_cents_are_micros_rounded_half_up_away_from_zero(micros: int) -> None:
+    reference = (Decimal(micros) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert Decimal(cents(micros)).scaleb(-2) == reference
 
 
 def test_a_missing_odbc_driver_is_a_clear_source_error() -> None:
