@@ -20,9 +20,11 @@ Views (columns as the runner reads them; ``plexus_customer_no`` is the PCN):
 
 Amounts are served in the type :func:`build_database` is told (``amounts``), so the
 tests see what a real driver might send: ``real`` (a ``REAL`` column: doubles),
-``decimal`` (a ``DECIMAL(19,6)`` column; SQLite's ODBC driver hands it over as text, as
-some drivers do) or ``text`` (fixed six decimals). The ledger's sub-cent amounts go
-through unchanged in all three.
+``decimal`` (a ``DECIMAL(19,6)`` column: SQLite keeps the number, a double by its
+numeric affinity, and its ODBC driver reports the column as a decimal and hands each
+value over as text of up to 15 significant digits, as some drivers do) or ``text`` (fixed
+six decimals, so trailing zeros). The ledger's sub-cent amounts go through unchanged in
+all three, for amounts below about 10^9 (15 significant digits).
 """
 
 from __future__ import annotations
