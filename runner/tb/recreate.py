@@ -223,7 +223,11 @@ def computed(ctx: StepContext, pcn: int, kind: str) -> Computed | None:
         return None
     notes: dict[tuple[int, str], Computed] = ctx.notes.setdefault(_NOTE, {})
     have = notes.get((pcn, kind))
-    if have is not None and have.fence == ctx.fence and have.periods[0] == bounds[0]:
+    if (
+        have is not None
+        and have.fence == ctx.fence
+        and (have.periods[0], have.periods[-1]) == bounds
+    ):
         return have
     before = computed(ctx, pcn, "closed") if kind == "open" else None
     result = compute_window(ctx, pcn, kind, bounds, before=before)

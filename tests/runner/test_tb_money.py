@@ -239,6 +239,26 @@ def test_a_ledger_that_does_not_balance_is_refused_naming_pcn_period_and_amount(
     assert credits - debits == Decimal("0.00001")
 
 
+def test_a_year_left_unclosed_is_refused_at_its_first_period_saying_so(
+    harness_for: Setup, tmp_path: Path
+) -> None:
+    """Every period balances, but fiscal 2023's revenue was never closed into Retained
+    Earnings: at 202401 Sales' YTD restarts and Cash's does not."""
+    ledger = Ledger(
+        accounts=chart(0), periods=fiscal_calendar(PCN, 2023, 2024, closed_through=202402)
+    )
+    ledger.post_micros(PCN, 202301, CASH, SALES, 100_004_000)
+    with sqlite_warehouse(tmp_path) as (url, sessions):
+        done = harness_for(ledger, "decimal", url, sessions)[0].run_tb(202312, 202402)
+    assert done.state == "failed"
+    assert done.error == (
+        "step 'check_balanced' failed: PCN 123681 period 202401: year-to-date debits "
+        "100.004 differ from year-to-date credits 0.00 by 100.004; every period's own "
+        "amounts balance, so it comes from before: revenue or expense left unclosed at a "
+        "fiscal year end"
+    )
+
+
 def snapshot(engine_url: str) -> list[tuple[Any, ...]]:
     """Every row and column of ``tb_account_period_balance``, in key order."""
     engine: Engine = make_engine(DatabaseConfig(url=engine_url))
