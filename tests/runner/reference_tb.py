@@ -66,8 +66,9 @@ def reference_tb(ledger: Ledger, pcn: int, start: int, end: int) -> dict[tuple[i
     return out
 
 
-def report_csv(xlsx_path: str) -> dict[tuple[int, str], Line]:
-    """The run's CSV (beside its ``.xlsx``) as the reference's dict."""
-    with Path(xlsx_path[: -len(".xlsx")] + ".csv").open(newline="") as handle:
+def report_csv(xlsx_path: str, suffix: str = "") -> dict[tuple[int, str], Line]:
+    """The run's CSV (beside its ``.xlsx``; ``suffix`` ``_<pcn>`` with several PCNs) as
+    the reference's dict."""
+    with Path(xlsx_path[: -len(".xlsx")] + suffix + ".csv").open(newline="") as handle:
         rows = list(csv.reader(handle))[1:]
     return {(int(r[0].replace("-", "")), r[4]): (Decimal(r[6]), Decimal(r[7])) for r in rows}

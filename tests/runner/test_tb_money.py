@@ -149,10 +149,14 @@ def harness_for(
     ``ledger`` with its ODBC amounts typed ``amounts``, and the ledger's accounting."""
 
     def factory(
-        ledger: Ledger, amounts: AmountType, url: str, sessions: sessionmaker[Session]
+        ledger: Ledger,
+        amounts: AmountType,
+        url: str,
+        sessions: sessionmaker[Session],
+        pcns: tuple[int, ...] = (PCN,),
     ) -> tuple[Harness, Accounting]:
         accounting = make_accounting(ledger, amounts)
-        cfg = runner_config(accounting, runner={"tb": {"pcns": [PCN]}}, database={"url": url})
+        cfg = runner_config(accounting, runner={"tb": {"pcns": list(pcns)}}, database={"url": url})
         return make_runner(cfg, db=sessions), accounting
 
     return factory
@@ -245,13 +249,20 @@ def test_a_seeded_five_decimal_ledger_with_a_late_half_cent_posting_balances(
     amounts: AmountType, harness_for: Setup, tmp_path: Path
 ) -> None:
     """Issue 21 point 2: rounding each source row made one late 0.015 posting a 0.01
-    difference and refused the whole trial balance, though the ledger balances."""
+    difference and refused the whole trial balance, though the ledger balances. Both
+    PCNs of the seeded ledger, in one request, each against the reference."""
     ledger = Ledger.seeded(sub_cent=True)
     ledger.post_micros(PCN, 202402, "50000-000-0000", "20100-000-0000", 15_000)
+    pcns = (PCN, 300758)
     with sqlite_warehouse(tmp_path) as (url, sessions):
-        check_against_reference(
-            harness_for(ledger, amounts, url, sessions)[0], ledger, 202401, 202406
-        )
+        harness = harness_for(ledger, amounts, url, sessions, pcns)[0]
+        done = harness.run_tb(202401, 202406, pcns)
+    assert done.state == "completed", done.error
+    assert done.result_path is not None
+    for pcn in pcns:
+        got = report_csv(done.result_path, f"_{pcn}")
+        assert got == reference_tb(ledger, pcn, 202401, 202406)
+        assert any(account == ROUNDING for _, account in got)
 
 
 @pytest.mark.parametrize("amounts", AMOUNT_TYPES)
