@@ -105,9 +105,12 @@ def ledgers(draw: st.DrawFn) -> tuple[Ledger, int, int]:
         else:
             ledger.post_micros(PCN, period, debit, credit, micros)
     ledger.close_years(PCN, [2023], RE)
-    first = draw(st.integers(0, len(numbers) - 1))
-    last = draw(st.integers(first, len(numbers) - 1))
-    return ledger, numbers[first], numbers[last]
+    # A first request may not name a period 13: it is accepted only once the calendar is
+    # loaded (runner/params.py); a later run may.
+    requestable = [p for p in numbers if p % 100 != 13]
+    first = draw(st.integers(0, len(requestable) - 1))
+    last = draw(st.integers(first, len(requestable) - 1))
+    return ledger, requestable[first], requestable[last]
 
 
 @contextmanager
