@@ -25,7 +25,7 @@ from runner.outcome import notify_outcome
 from runner.registry import build_pipelines
 from runner.requests import submit
 from runner.steps import StepContext, StepResult
-from sim.accounting.ledger import Ledger
+from sim.accounting.ledger import CENT, Ledger
 from tests.runner.conftest import Accounting, Harness, Mailbox
 
 PY = sys.executable
@@ -66,7 +66,7 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
     port, box = smtp
     ledger = Ledger.seeded()
     # A posting Plex lost half of: 202402 debits exceed credits by 0.01.
-    ledger.postings[(123681, "10000-000-0000", 202402)][0] += 1
+    ledger.postings[(123681, "10000-000-0000", 202402)][0] += CENT
     accounting = make_accounting(ledger)
     harness = make_runner(runner_config(accounting, runner=mail_cfg(port)), clock=lambda: NOW)
     row = submit(
@@ -85,7 +85,10 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
         "step 'check_balanced' failed: PCN 123681 period 202402: debits "
         + done.error.split("debits ", 1)[1]  # type: ignore[union-attr]
     )
-    assert done.error.endswith("by 0.01")  # type: ignore[union-attr]
+    assert done.error.endswith(  # type: ignore[union-attr]
+        "by 0.01; the period's amounts come from the closed-period balances "
+        "(ODBC accounting_v_Balance_e)"
+    )
     statuses = [(step, status) for _, step, status in steps_of(harness.sessions, row.id)]
     assert statuses[-2:] == [("recreate_open", "completed"), ("check_balanced", "failed")]
     assert "report" not in [step for step, _ in statuses]  # stopped at the first failure
@@ -95,7 +98,7 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
     mail = box.messages[0]
     assert mail["Subject"] == "TrialBalance Pipeline Failure"
     body = mail.get_content()
-    assert "Failed step: check_balanced" in body and "by 0.01" in body
+    assert "Failed step: check_balanced" in body and "by 0.01;" in body
     assert sorted(box.envelopes[0][1]) == ["controller@plant.example", "dan@plant.example"]
 
     # The same request delivered again (a duplicate entry) or a second notify: no mail.
