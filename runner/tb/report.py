@@ -32,6 +32,7 @@ from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range, request_pcns
 from runner.tb.recreate import ROUNDING_ACCOUNT, ROUNDING_NAME
+from runner.xlsxtext import as_text
 
 COLUMNS = (
     "period",
@@ -140,7 +141,9 @@ def write_xlsx(path: Path, sheets: dict[int, list[TBLine]]) -> None:
                 cell = WriteOnlyCell(sheet, value=float(amount))
                 cell.number_format = "#,##0.00;(#,##0.00)"
                 amounts.append(cell)
-            sheet.append([*values[:6], *amounts])
+            texts = [WriteOnlyCell(sheet, value=value) for value in values[:6]]
+            as_text(texts)  # account names come from Plex: never a formula
+            sheet.append([*texts, *amounts])
     workbook.save(path)
 
 
