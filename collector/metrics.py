@@ -82,6 +82,12 @@ class CollectorMetrics:
             ["reader", "source", "reason"],
             registry=registry,
         )
+        self.items_refused = Counter(
+            "repsys_collector_items_refused_total",
+            "Items a source refused to monitor (OPC UA: a bad node id), by status code.",
+            ["reader", "source", "status"],
+            registry=registry,
+        )
         self.watchdog = Counter(
             "repsys_collector_watchdog_actions_total",
             "Watchdog actions on quiet sources (resubscribe, reconnect).",

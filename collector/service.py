@@ -115,6 +115,16 @@ class Collector:
             await asyncio.to_thread(self.sink.stop, grace_s)
             log.info("collector_stopped", written=self.sink.written_total)
 
+    def healthy(self) -> tuple[bool, str]:
+        """Alive unless the sink's writer or a reader's intake died (/healthz)."""
+        if not self.sink.alive:
+            return False, "the stream sink's writer thread died"
+        for reader in self.readers:
+            ok, why = reader.healthy()
+            if not ok:
+                return False, why
+        return True, ""
+
     def ready(self) -> tuple[bool, str]:
         """Ready when the sink reaches Redis (sources come and go; the buffer covers)."""
         if not self.sink.redis_ok:
