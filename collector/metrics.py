@@ -70,6 +70,13 @@ class CollectorMetrics:
             ["reader", "reason"],
             registry=registry,
         )
+        self.owned = Gauge(
+            "repsys_collector_source_owned",
+            "1 while this process reads the source (holds its lease, or Redis cannot say); "
+            "0 on a standby.",
+            ["reader", "source"],
+            registry=registry,
+        )
         self.connected = Gauge(
             "repsys_collector_source_connected",
             "1 while the source is connected and subscribed.",

@@ -42,6 +42,11 @@ def collector_heartbeat(name: str) -> str:
     return f"{PREFIX}collector:heartbeat:{name}"
 
 
+def collector_source_lease(collector: str, source: str) -> str:
+    """Lease on one source of a collector config: the one process reading it (token, TTL)."""
+    return f"{PREFIX}collector:lease:{collector}:{source}"
+
+
 def machine_last_seen() -> str:
     """Hash machine id -> last receive timestamp, for boards and the no-data rule."""
     return f"{PREFIX}collector:last_seen"
