@@ -23,6 +23,11 @@ from core import keys
 from core.lease import RELEASE_LUA, RENEW_LUA
 
 
+def process_name(collector: str) -> str:
+    """``<collector>:<host>:<pid>``: this process among the replicas of one configuration."""
+    return f"{collector}:{socket.gethostname()}:{os.getpid()}"
+
+
 class SourceLease:
     """The lease on one source, held by this process's random token."""
 
@@ -31,7 +36,7 @@ class SourceLease:
         self.source = source
         self.key = keys.collector_source_lease(collector, source)
         #: Who holds it, readable with GET: host, process and a random part.
-        self.token = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.token = f"{process_name(collector)}:{secrets.token_hex(4)}"
         self.ttl_ms = max(1000, round(ttl_s * 1000))
         #: Renewals come three times a lease, so one slow round trip loses nothing.
         self.renew_s = ttl_s / 3

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis
 
-from collector.lease import SourceLease
+from collector.lease import SourceLease, process_name
 from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder
 from collector.mqtt.reader import MqttReader
@@ -167,7 +168,9 @@ class Collector:
             metrics,
             partitions=cfg.streams.partitions,
             max_len=cfg.streams.max_len,
-            name=cfg.collector.name,
+            # One heartbeat per collector: replicas of one configuration would overwrite
+            # each other's counts under the configuration's name.
+            name=f"{process_name(cfg.collector.name)}:{secrets.token_hex(3)}",
             heartbeat_s=cfg.collector.heartbeat_interval_s,
         )
         self.readers = build_readers(cfg, self.sink, metrics)

@@ -38,7 +38,10 @@ RULES_DEAD_LETTERS: Final = f"{PREFIX}deadletter:rules"
 
 
 def collector_heartbeat(name: str) -> str:
-    """A collector instance's liveness and counters (hash, with a TTL)."""
+    """A collector process's liveness and counters (hash, with a TTL).
+
+    ``name`` is ``<collector>:<host>:<pid>:<random>``: one per process, replicas too.
+    """
     return f"{PREFIX}collector:heartbeat:{name}"
 
 

@@ -345,7 +345,8 @@ class CollectorConfig(StrictModel):
     name: str = Field(
         default="collector",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Instance name: heartbeat key, MQTT client ids.",
+        description="Configuration name: heartbeat keys (with host:pid), source leases, "
+        "MQTT client ids.",
     )
     sources: list[Source] = Field(default_factory=list, description="OPC UA and MQTT sources.")
     sink: SinkConfig = SinkConfig()

@@ -70,6 +70,9 @@ def test_two_replicas_read_each_source_once_and_one_takes_over_from_the_other(
     while time.monotonic() < deadline:
         assert owner() == first
         time.sleep(0.1)
+    # One heartbeat each (before, both wrote the same key, overwriting each other's counts).
+    beats = redis_client.keys(keys.collector_heartbeat(f"{cfg.collector.name}:*"))
+    assert len(beats) == 2
     reconnects = {**LABELS, "reason": "connect"}
     assert [sample(reg, "repsys_collector_reconnects_total", reconnects) or 0 for reg in regs] == [
         0,
