@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Iterator
 
 import yaml
 
@@ -75,3 +76,23 @@ def test_the_demo_files_only_what_its_scenario_injects_through_the_mqtt_tool_tra
         ("cnc120", "spindle_load_drift"),
     ]
     assert len(rows) == 3
+
+
+def test_a_clean_demo_shift_files_no_drift_or_any_other_ticket_but_cycle_time() -> None:
+    # The demo plant with nothing injected, eight hours. Before, the demo's drift threshold
+    # (10 points) sat below a tool's normal wear in the simulator (up to 25 points): 24
+    # spindle_load_drift episodes in a clean shift.
+    data = yaml.safe_load(re.sub(r"@([A-Z_]+)@", "1", (REPO / "config" / "demo.yaml").read_text()))
+    data["sim"]["plant"]["scenario"] = {"name": "clean", "faults": []}
+    cfg = parse_config(data, file="demo.yaml")
+    plant = Plant(machine_specs(cfg), scenario_of(cfg), seed=cfg.sim.plant.seed)
+
+    def shift() -> Iterator[Signal]:
+        for _hour in range(8):
+            yield from (c for c in map(_as_collected, plant.advance(3600.0)) if c is not None)
+
+    rows = replay(Program(cfg), shift()).ledger.rows()
+    # cycle_time's "fast" EWMA alarms on a clean day belong to the cycle-time rule's
+    # work (issue 24); once that is done this is: rows == [].
+    assert [(r["machine"], r["rule"]) for r in rows if r["rule"] != "cycle_time"] == []
+    assert len(rows) <= 1
