@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -19,8 +20,16 @@ import redis
 from core import keys
 from core.config import RepsysConfig
 from core.metrics import sample
-from repsys.servers import wait_until
-from tests.collector.conftest import InThread, run_collector, stream_signals
+from repsys.servers import RedisServer, wait_until
+from tests.collector.conftest import (
+    InThread,
+    kepware_node,
+    opcua_source,
+    run_collector,
+    run_sim,
+    sim_section,
+    stream_signals,
+)
 from tests.collector.test_mqtt import TEST_TOPICS, mqtt_source, publisher
 
 Factory = Callable[..., RepsysConfig]
@@ -111,3 +120,64 @@ def test_a_source_held_by_a_dead_process_is_taken_when_its_lease_expires(
     assert redis_client.get(lease) != "dead-host:1:0"
     run.stop()
     assert not redis_client.exists(lease)  # released on a clean stop
+
+
+def test_replicas_started_while_redis_is_away_both_read_until_it_answers_then_one(
+    make_config: Factory, mqtt_port: int, tmp_path: Path, started: list[InThread]
+) -> None:
+    # Nobody can say who owns a source while Redis is away: both read (into their outage
+    # buffers); once Redis answers, the lease says which one goes on.
+    redis_srv = RedisServer(tmp_path / "redis")  # not started yet
+    source = mqtt_source(mqtt_port, TEST_TOPICS, client_id=f"away-{uuid.uuid4().hex[:8]}")
+    cfg = make_config(
+        redis={"url": redis_srv.url, "socket_timeout_s": 1},
+        collector={"sources": [source], "source_lease_ttl_s": 1.5},
+    )
+    runs = [run_collector(cfg), run_collector(cfg)]
+    started.extend(run for _, _, run in runs)
+    regs = [reg for _, reg, _ in runs]
+
+    def owned() -> list[float]:
+        return [_gauge(reg, "repsys_collector_source_owned") for reg in regs]
+
+    wait_until(lambda: owned() == [1, 1], timeout=10, what="both reading without Redis")
+    redis_srv.start()
+    try:
+        wait_until(lambda: sorted(owned()) == [0, 1], timeout=15, what="one reader left")
+        client = redis.Redis.from_url(redis_srv.url, decode_responses=True)
+        lease = client.get(keys.collector_source_lease(cfg.collector.name, "broker"))
+        assert lease is not None
+    finally:
+        for _, _, run in runs:
+            run.stop()
+        redis_srv.stop()
+
+
+def test_two_replicas_read_an_opcua_source_once(
+    make_config: Factory,
+    opcua_port: int,
+    mqtt_port: int,
+    redis_client: redis.Redis,
+    started: list[InThread],
+) -> None:
+    # Before, both subscribed: every value of the node was written twice.
+    source = opcua_source(opcua_port, [kepware_node("cnc101", "SpindleLoad", "spindle_load")])
+    cfg = make_config(
+        collector={"sources": [source], "source_lease_ttl_s": 1.5},
+        sim=sim_section(opcua_port, mqtt_port, mqtt={"enabled": False}),
+    )
+    started.append(run_sim(cfg)[1])
+    runs = [run_collector(cfg), run_collector(cfg)]
+    started.extend(run for _, _, run in runs)
+
+    def loads() -> list[float]:
+        return [
+            s.source_ts for _, _, s in stream_signals(redis_client, 4) if s.name == "spindle_load"
+        ]
+
+    wait_until(lambda: len(loads()) >= 30, timeout=30, what="30 spindle load samples")
+    owners = [sample(reg, "repsys_collector_source_owned", {"reader": "opcua", "source": "plant"})
+              for _, reg, _ in runs]  # fmt: skip
+    assert sorted(o or 0 for o in owners) == [0, 1]
+    seen = loads()
+    assert len(seen) == len(set(seen))  # each sample once
