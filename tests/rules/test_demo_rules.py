@@ -55,7 +55,9 @@ def _as_collected(sig: Signal) -> Signal | None:
     if sig.name == "tool_life":
         return None
     if sig.name == "machining_event":
-        attrs = {k: sig.attrs[k] for k in ("pallet", "tool", "counter") if k in sig.attrs}
+        attrs: dict[str, str] = {
+            k: sig.attrs[k] for k in ("pallet", "tool", "counter") if k in sig.attrs
+        }
         return dataclasses.replace(sig, attrs=attrs)
     return sig
 
