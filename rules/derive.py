@@ -200,8 +200,13 @@ class Deriver:
             m.feed = value
 
     def _alarm(self, m: MachineState, sig: Signal) -> None:
+        code = str(sig.value)
         if sig.attrs.get("active", "true") != "false":
-            m.last_alarm = [str(sig.value), sig.attrs.get("text", ""), sig.source_ts]
+            # The fourth item says the alarm still stands: a controller that stops on an
+            # alarm often reports a plain "stopped", and the board must say "down".
+            m.last_alarm = [code, sig.attrs.get("text", ""), sig.source_ts, True]
+        elif m.last_alarm is not None and m.last_alarm[0] == code:
+            m.last_alarm = [*m.last_alarm[:3], False]
 
     def _pallet(self, m: MachineState, sig: Signal) -> list[Signal]:
         pallet = str(sig.value)

@@ -63,6 +63,18 @@ BOARD_STATES = {
     "outofservice": "down",
 }
 _GOOD = (Quality.GOOD, Quality.UNCERTAIN)
+#: Board states that an alarm still standing turns into "down".
+_STOPPED = frozenset({"idle", "unknown"})
+
+
+def alarm_stands(m: MachineState) -> bool:
+    """Whether the machine's last alarm was raised and not yet cleared.
+
+    ``last_alarm`` is ``[code, text, source time, standing]``; a checkpoint written before
+    the fourth item existed says nothing about it, and nothing is assumed.
+    """
+    alarm = m.last_alarm
+    return alarm is not None and len(alarm) > 3 and alarm[3] is True
 
 
 def board_state(run_state: str) -> str:
@@ -125,7 +137,12 @@ class LiveBoard:
             alert = m.alerts.get(key)
             if alert is not None and alert.active:
                 return "no_data", alert.started
-        return board_state(m.run_state), m.run_since
+        state = board_state(m.run_state)
+        if state in _STOPPED and alarm_stands(m):
+            # Stopped with an alarm standing is a breakdown, whatever word the controller
+            # uses for its run state (FANUC and the simulated plant say "stopped").
+            return "down", m.run_since
+        return state, m.run_since
 
     def flush(
         self, redis: Any, engines: list[dict[str, MachineState]], now: float, *, force: bool = False

@@ -115,7 +115,7 @@ class Alert:
     repeats: int = 0  # recurrences since it fired
     notified_repeats: int = 0  # repeats at the last notification
     ticket_ref: str = ""
-    held: str = ""  # why it is not firing yet although due: inhibited | silenced
+    held: str = ""  # inhibited | silenced: why not firing yet; restored: see restore()
     resolve_at: float | None = None  # resolved before its group was written
 
     def to_json(self) -> list[Any]:

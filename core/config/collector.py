@@ -362,12 +362,19 @@ class CollectorConfig(StrictModel):
     name: str = Field(
         default="collector",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Instance name: heartbeat key, MQTT client ids.",
+        description="Configuration name: heartbeat keys (with host:pid), source leases, "
+        "MQTT client ids.",
     )
     sources: list[Source] = Field(default_factory=list, description="OPC UA and MQTT sources.")
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap of reconnect backoff.")
+    source_lease_ttl_s: float = Field(
+        default=15.0,
+        ge=1,
+        description="Each source is read by one collector process at a time, under a lease "
+        "renewed every third of this; a replica takes a dead one's sources after it.",
+    )
 
     @field_validator("sources")
     @classmethod

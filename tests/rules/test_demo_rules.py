@@ -9,6 +9,7 @@ files nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -92,3 +93,60 @@ def test_the_demo_plant_gives_a_tooling_ticket_on_cnc103_within_a_minute() -> No
     [ticket] = result.ledger.tickets.values()
     assert ticket["title"] == "Tooling Issue: Tool 1 on CNC 103 is not reaching tool life"
     assert rows[0]["summary"].startswith("Tool 1 on CNC 103 is not reaching tool life: changed at")
+
+
+def _as_collected(sig: Signal) -> Signal | None:
+    """A signal as the demo's collector writes it, None when the demo does not collect it.
+
+    cnc101, cnc102 and cnc120 have no tool-life nodes: their tools are known from the MQTT
+    tool tracker alone, whose InsAssemblyMachiningHistory carries pallet, tool, counter,
+    start and end but no increment (sim/plant/mqtt_publisher.py, config/demo.yaml).
+    """
+    if sig.machine == "cnc103":
+        return sig
+    if sig.name == "tool_life":
+        return None
+    if sig.name == "machining_event":
+        attrs: dict[str, str] = {
+            k: sig.attrs[k] for k in ("pallet", "tool", "counter") if k in sig.attrs
+        }
+        return dataclasses.replace(sig, attrs=attrs)
+    return sig
+
+
+def test_the_demo_files_only_what_its_scenario_injects_through_the_mqtt_tool_tracker() -> None:
+    # The live demo filed "Counter rolled back on Tool 3 ... counter 6 on pallet 1 after 4
+    # on pallet 2, 5 expected" on cnc101, cnc102 and cnc120: no event was lost; T3 counts
+    # 2 a cycle in the simulator, and neither the MQTT message nor the rules knew it.
+    cfg = demo_config()
+    plant = Plant(machine_specs(cfg), scenario_of(cfg), seed=cfg.sim.plant.seed)
+    signals = [c for c in map(_as_collected, plant.advance(900.0)) if c is not None]
+    rows = replay(Program(cfg), signals).ledger.rows()
+    # The scenario: cnc103's early T1 changes, cnc120's worn T1, cnc102's breakdown at
+    # 300 s (every 900 s).
+    assert sorted({(r["machine"], r["rule"]) for r in rows}) == [
+        ("cnc102", "downtime"),
+        ("cnc103", "tool_life_short"),
+        ("cnc120", "spindle_load_drift"),
+    ]
+    assert len(rows) == 3
+
+
+def test_a_clean_demo_shift_files_no_drift_or_any_other_ticket_but_cycle_time() -> None:
+    # The demo plant with nothing injected, eight hours. Before, the demo's drift threshold
+    # (10 points) sat below a tool's normal wear in the simulator (up to 25 points): 24
+    # spindle_load_drift episodes in a clean shift.
+    data = yaml.safe_load(re.sub(r"@([A-Z_]+)@", "1", (REPO / "config" / "demo.yaml").read_text()))
+    data["sim"]["plant"]["scenario"] = {"name": "clean", "faults": []}
+    cfg = parse_config(data, file="demo.yaml")
+    plant = Plant(machine_specs(cfg), scenario_of(cfg), seed=cfg.sim.plant.seed)
+
+    def shift() -> Iterator[Signal]:
+        for _hour in range(8):
+            yield from (c for c in map(_as_collected, plant.advance(3600.0)) if c is not None)
+
+    rows = replay(Program(cfg), shift()).ledger.rows()
+    # cycle_time's "fast" EWMA alarms on a clean day belong to the cycle-time rule's
+    # work (issue 24); once that is done this is: rows == [].
+    assert [(r["machine"], r["rule"]) for r in rows if r["rule"] != "cycle_time"] == []
+    assert len(rows) <= 1

@@ -211,3 +211,51 @@ def test_the_machine_tile_shows_the_fastest_cycle_learned_start_to_start_on_one_
         no_data_after_s=600,
     )
     assert ("fastest cycle time", "64 s") in status.labelled_signals
+
+
+def test_a_machine_stopped_with_an_alarm_standing_is_down_until_the_alarm_clears(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    # The simulated plant's breakdown (and a FANUC control): run state "stopped", then an
+    # alarm; the board said "idle" through the whole breakdown.
+    cfg = live_cfg(make_config)
+    clock = [T0 + 10]
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: clock[0])
+    alarm = {"text": "Spindle drive fault", "severity": "high"}
+    push(
+        redis_client,
+        [
+            sig("run_state", "executing", T0),
+            sig("run_state", "stopped", T0 + 5),
+            sig("alarm", 1001, T0 + 5, attrs={**alarm, "active": "true"}),
+        ],
+        P,
+    )
+    worker.once(now=T0 + 10)
+    live = redis_client.hgetall(keys.machine_live("cnc103"))
+    assert (live["state"], live["state_since"]) == ("down", repr(T0 + 5))
+
+    # Another alarm's clearing leaves it down; its own clearing leaves a stopped machine.
+    clock[0] = T0 + 30
+    push(redis_client, [sig("alarm", 2002, T0 + 20, attrs={"active": "false"})], P)
+    worker.once(now=T0 + 30)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "down"
+    clock[0] = T0 + 50
+    push(redis_client, [sig("alarm", 1001, T0 + 40, attrs={"active": "false"})], P)
+    worker.once(now=T0 + 50)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "idle"
+    clock[0] = T0 + 70
+    push(redis_client, [sig("run_state", "executing", T0 + 60)], P)
+    worker.once(now=T0 + 70)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "running"
+
+
+def test_an_alarm_while_running_is_not_down() -> None:
+    board = LiveBoard(frozenset())
+    m = MachineState("cnc103")
+    m.run_state, m.last_alarm = "executing", ["3001", "Coolant low", T0, True]
+    assert board._state(m)[0] == "running"
+    m.run_state = "stopped"
+    assert board._state(m)[0] == "down"
+    m.last_alarm = ["3001", "Coolant low", T0]  # a checkpoint of before: nothing assumed
+    assert board._state(m)[0] == "idle"

@@ -32,7 +32,7 @@ def test_as_text_leaves_numbers_and_empty_cells_alone(tmp_path: Path) -> None:
     as_text(sheet[1])
     path = tmp_path / "cells.xlsx"
     book.save(path)
-    cells = next(load_workbook(path).active.iter_rows())  # type: ignore[union-attr]
+    cells = next(load_workbook(path).active.iter_rows())
     assert [(c.value, c.data_type) for c in cells] == [
         ("=2*3", "s"),
         (6, "n"),
