@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests.deploy.chart import REPO, ci_values, merge, of_kind, render
+from tests.deploy.plain_rules import PLAIN_RULES, render_plain_rules
 
 ALERT_TESTS = Path(__file__).resolve().parent / "alerts" / "repsys_test.yaml"
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"
@@ -121,3 +122,15 @@ def test_every_alert_has_a_runbook_section() -> None:
         body = sections[anchor]
         for part in ("**What it means**", "**What to check**", "**What to do**"):
             assert part in body, f"{rule['alert']}: no {part}"
+
+
+def test_the_plain_rules_file_is_the_charts() -> None:
+    """deploy/prometheus/repsys-rules.yaml (the demo's, and for a Prometheus without the
+    operator) is the chart's render; `python -m tests.deploy.plain_rules` rewrites it."""
+    assert PLAIN_RULES.read_text(encoding="utf-8") == render_plain_rules()
+
+
+@needs_promtool
+def test_promtool_checks_the_plain_rules_file() -> None:
+    done = promtool("check", "rules", str(PLAIN_RULES), cwd=REPO)
+    assert done.returncode == 0, done.stdout + done.stderr
