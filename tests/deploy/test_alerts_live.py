@@ -6,6 +6,7 @@ every second as the job the chart's ServiceMonitor would name it (``plant1-repsy
 namespace ``repsys``), with the chart's PrometheusRule rendered as a plain rules file. Then:
 
 - ``promtool check metrics`` passes on every process's ``/metrics``;
+- one undecodable MQTT payload is published, so the dead-letter series exist;
 - every metric selector of every alert expression, and every dashboard panel query,
   returns at least one live series, so a renamed or dropped metric fails here. A labelled
   counter nothing has incremented yet (no dead letter in a healthy demo) has no series:
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import paho.mqtt.publish as publish
 import promql_parser
 import pytest
 import yaml
@@ -131,6 +133,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         endpoints[job_of("web")] = f"http://127.0.0.1:{demo.web_port}/metrics"
         for url in endpoints.values():
             wait_until(functools.partial(_answers, url), timeout=60, what=url)
+        # One payload that does not decode: the dead-letter series exist for real.
+        publish.single(
+            "focas/cnc101", b"not json", qos=1, hostname="127.0.0.1", port=demo.mosquitto.port
+        )
+        collector = endpoints[job_of("collector")]
+        wait_until(
+            lambda: "repsys_collector_dead_letters_total{" in httpx.get(collector, timeout=5).text,
+            timeout=30,
+            what="the collector's dead letter",
+        )
         prometheus = PrometheusServer(
             root / "prometheus",
             {job: [url.split("/")[2]] for job, url in endpoints.items()},
