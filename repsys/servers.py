@@ -385,10 +385,12 @@ class PrometheusServer(_Process):
         job_labels: dict[str, dict[str, str]] | None = None,
         rule_files: tuple[Path, ...] = (),
         interval: str = "5s",
+        alertmanagers: tuple[str, ...] = (),
         port: int | None = None,
     ) -> None:
         super().__init__(workdir, port)
         self.jobs = jobs
+        self.alertmanagers = alertmanagers
         self.labels = labels or {}
         self.job_labels = job_labels or {}
         self.rule_files = rule_files
@@ -400,8 +402,10 @@ class PrometheusServer(_Process):
         return f"http://127.0.0.1:{self.port}"
 
     def config(self) -> dict[str, Any]:
+        alerting = {"alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]}
         return {
             "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+            **({"alerting": alerting} if self.alertmanagers else {}),
             "rule_files": [str(p) for p in self.rule_files],
             "scrape_configs": [
                 {
@@ -430,6 +434,38 @@ class PrometheusServer(_Process):
 
     def _ready(self) -> bool:
         # 503 while it replays its write-ahead log, 200 once it serves queries.
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class AlertmanagerServer(_Process):
+    """A private Alertmanager (Debian's ``prometheus-alertmanager``), without clustering."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, config: dict[str, Any], port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.config = config
+        self.config_path = self.workdir / "alertmanager.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
+        return [
+            _which("prometheus-alertmanager", "prometheus-alertmanager"),
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",  # no gossip port: several may run at once
+            "--log.level=warn",
+        ]
+
+    def _ready(self) -> bool:
         try:
             return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
         except httpx.HTTPError:

@@ -14,19 +14,25 @@ namespace ``repsys``), with the chart's PrometheusRule rendered as a plain rules
   metadata), which a renamed metric would not be;
 - stopping the simulated plant (SIGSTOP: the MQTT broker stays up, so the collector's
   MQTT source stays connected and receives nothing) fires RepsysCollectorIntakeStalled for
-  that source within its threshold plus its ``for``, and resuming clears it.
+  that source within its threshold plus its ``for``, and resuming clears it; the alert
+  goes through a real Alertmanager running ``deploy/alertmanager/alertmanager.yml`` (its
+  receivers pointed at a local webhook, no e-mail, no waits) and reaches both the
+  on-call and plant IT, as the example's routes say for a critical alert.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -37,15 +43,17 @@ import yaml
 
 from repsys.cli import COMMAND_MODULES
 from repsys.demo import Demo
-from repsys.servers import PrometheusServer, free_port, wait_until
-from tests.deploy.chart import NAMESPACE, RELEASE, ci_values, merge, of_kind, render
+from repsys.servers import AlertmanagerServer, PrometheusServer, free_port, wait_until
+from tests.deploy.chart import NAMESPACE, RELEASE, REPO, ci_values, merge, of_kind, render
 from tests.deploy.test_monitoring import dashboard_exprs, grafana_to_promql
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
-        shutil.which("prometheus") is None or shutil.which("promtool") is None,
-        reason="prometheus missing: `make setup` installs Debian's prometheus",
+        shutil.which("prometheus") is None
+        or shutil.which("promtool") is None
+        or shutil.which("prometheus-alertmanager") is None,
+        reason="prometheus missing: `make setup` installs Debian's prometheus and alertmanager",
     ),
 ]
 
@@ -56,6 +64,56 @@ STALL_S = 5
 STALL_FOR_S = 5
 
 
+class Webhook:
+    """Collects the notifications Alertmanager posts, by path (the receiver)."""
+
+    def __init__(self) -> None:
+        received: list[tuple[str, dict[str, Any]]] = []
+        self.received = received
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                received.append((self.path, json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, path: str, alertname: str) -> list[dict[str, Any]]:
+        return [
+            a
+            for p, body in list(self.received)
+            if p == path
+            for a in body["alerts"]
+            if a["labels"]["alertname"] == alertname
+        ]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def alertmanager_config(webhook: Webhook) -> dict[str, Any]:
+    """The example config, its receivers pointed at ``webhook`` and its waits at a second."""
+    config: dict[str, Any] = yaml.safe_load(
+        (REPO / "deploy" / "alertmanager" / "alertmanager.yml").read_text(encoding="utf-8")
+    )
+    config["global"] = {"resolve_timeout": "5m"}
+    for receiver in config["receivers"]:
+        receiver.pop("email_configs", None)
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = webhook.url + "/" + receiver["name"]
+    (repsys,) = config["route"]["routes"]
+    repsys.update(group_wait="1s", group_interval="1s")
+    return config
+
+
 @dataclass
 class Live:
     demo: Demo
@@ -63,6 +121,7 @@ class Live:
     #: job -> the /metrics URL it scrapes
     endpoints: dict[str, str]
     rules: list[dict[str, Any]]
+    webhook: Webhook
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         resp = httpx.get(f"{self.prometheus.url}/api/v1/query", params={"query": expr}, timeout=10)
@@ -122,7 +181,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     # The demo's own Prometheus (the chart's default thresholds) is not the one tested here.
     demo = Demo(root / "demo", COMMAND_MODULES, web_port=free_port(), prometheus=False)
     prometheus: PrometheusServer | None = None
+    webhook = Webhook()
+    alertmanager = AlertmanagerServer(root / "alertmanager", alertmanager_config(webhook))
     try:
+        alertmanager.start()
         demo.start()
         endpoints = {
             job_of(name): f"http://127.0.0.1:{port}/metrics"
@@ -151,9 +213,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             job_labels={job_of(c): {"component": c} for c in COMPONENTS},
             rule_files=(rules_file,),
             interval="1s",
+            alertmanagers=(f"127.0.0.1:{alertmanager.port}",),
         )
         prometheus.start()
-        started = Live(demo, prometheus, endpoints, rules)
+        started = Live(demo, prometheus, endpoints, rules, webhook)
         # Every target scraped, and scraped twice, so rate() has two samples.
         wait_until(
             lambda: (
@@ -170,6 +233,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         if prometheus is not None:
             prometheus.stop()
         demo.stop()
+        alertmanager.stop()
+        webhook.stop()
+
+
+def _notified(live: Live, receiver: str) -> bool:
+    alerts = live.webhook.alerts(receiver, "RepsysCollectorIntakeStalled")
+    return any(a["labels"].get("source") == "broker" for a in alerts)
 
 
 def _answers(url: str) -> bool:
@@ -294,6 +364,15 @@ def test_intake_stalled_fires_while_the_source_stays_connected(live: Live) -> No
         assert "broker (mqtt)" in alert["annotations"]["summary"]
         # The broker kept the collector connected throughout: the case the alert is for.
         assert live.query(f"repsys_collector_source_connected{source} == 1")
+        # Alertmanager routes it, critical, to the on-call and to plant IT.
+        for receiver in ("/repsys-oncall", "/repsys-plant-it"):
+            wait_until(
+                functools.partial(_notified, live, receiver),
+                timeout=20,
+                what=f"the stalled-intake notification at {receiver}",
+                interval=0.5,
+            )
+        assert live.webhook.alerts("/default", "RepsysCollectorIntakeStalled") == []
     finally:
         os.killpg(plant.pid, signal.SIGCONT)
     wait_until(
