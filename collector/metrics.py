@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 
 class SignalTally:
@@ -42,6 +42,39 @@ class SignalTally:
         family = CounterMetricFamily(self.name, self.documentation, labels=["reader", "machine"])
         for (reader, machine), value in self.counts.copy().items():
             family.add_metric([reader, machine], value)
+        yield family
+
+
+class SourceActivity:
+    """Unix time of each source's last message (or subscription), read at scrape.
+
+    A reader can stay connected and receive nothing (a callback thread that died, a
+    publisher that stopped, a subscription the server dropped): ``source_connected``
+    then still says 1. The alert on a stalled intake compares this time with the clock.
+    Like :class:`SignalTally` it is a plain dict on the hot path, one store per message.
+    """
+
+    name = "repsys_collector_source_last_message_seconds"
+    documentation = (
+        "Unix time of the last message from a source, or of its last subscription "
+        "(alerts on intake that stalls while the source says connected)."
+    )
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        #: (reader, source) -> unix time; a reader writes only its own key.
+        self.last: dict[tuple[str, str], float] = {}
+        registry.register(self)
+
+    def seen(self, reader: str, source: str, ts: float) -> None:
+        self.last[(reader, source)] = ts
+
+    def describe(self) -> Iterator[GaugeMetricFamily]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=["reader", "source"])
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(self.name, self.documentation, labels=["reader", "source"])
+        for (reader, source), ts in self.last.copy().items():
+            family.add_metric([reader, source], ts)
         yield family
 
 
@@ -83,6 +116,7 @@ class CollectorMetrics:
             ["reader", "source"],
             registry=registry,
         )
+        self.last_message = SourceActivity(registry)
         self.reconnects = Counter(
             "repsys_collector_reconnects_total",
             "Reconnections to a source after a failure.",

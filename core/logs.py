@@ -8,9 +8,77 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable, MutableMapping
 from typing import Any
 
 import structlog
+
+#: The context keys that say what a warning is about; other keys (ids, errors, payloads)
+#: differ on every line and would make each line its own subject.
+SUBJECT_KEYS = (
+    "reader",
+    "source",
+    "reason",
+    "machine",
+    "partition",
+    "kind",
+    "channel",
+    "data_source",
+    "schedule",
+)
+
+
+class RateLimiter:
+    """A structlog processor: at most ``burst`` warnings per subject per ``window_s``.
+
+    A subject is the event name with the values of :data:`SUBJECT_KEYS` it carries, so
+    one poison message repeated 160,000 times logs ``burst`` lines a minute, while a
+    different source or reason still logs at once. The first line let through after a
+    suppression carries ``suppressed`` (lines dropped since the last one shown). Only
+    WARNING and above are limited: info lines tell a ticket's story and are never dropped.
+    """
+
+    def __init__(
+        self,
+        *,
+        burst: int = 5,
+        window_s: float = 60.0,
+        max_subjects: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window_s = window_s
+        self.max_subjects = max_subjects
+        self.clock = clock
+        #: subject -> [window start, lines shown in it, lines suppressed since last shown]
+        self._seen: dict[tuple[Any, ...], list[float]] = {}
+        self._lock = threading.Lock()  # readers log from their own threads
+
+    def __call__(
+        self, _logger: Any, method: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        if method not in ("warning", "warn", "error", "critical", "exception"):
+            return event_dict
+        subject = (method, event_dict.get("event"), *(event_dict.get(k) for k in SUBJECT_KEYS))
+        now = self.clock()
+        with self._lock:
+            state = self._seen.get(subject)
+            if state is None:
+                if len(self._seen) >= self.max_subjects:
+                    self._seen.clear()  # bounded memory; at worst a few repeated lines
+                state = self._seen[subject] = [now, 0.0, 0.0]
+            elif now - state[0] >= self.window_s:
+                state[0], state[1] = now, 0.0
+            if state[1] >= self.burst:
+                state[2] += 1
+                raise structlog.DropEvent
+            state[1] += 1
+            suppressed, state[2] = state[2], 0.0
+        if suppressed:
+            event_dict["suppressed"] = int(suppressed)
+        return event_dict
 
 
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
@@ -18,6 +86,7 @@ def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
     processors: list[Any] = [
         structlog.contextvars.merge_contextvars,
+        RateLimiter(),
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),

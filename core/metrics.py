@@ -7,14 +7,20 @@ Each package builds its metrics in its own ``metrics.py`` as a class taking a
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 __all__ = ["CollectorRegistry", "new_registry", "sample"]
 
 
 def new_registry() -> CollectorRegistry:
-    """A fresh registry (one per process, one per test)."""
-    return CollectorRegistry(auto_describe=True)
+    """A fresh registry (one per process, one per test), with the process's own metrics.
+
+    ``process_start_time_seconds`` is what the restart-loop alert counts changes of; the
+    other ``process_*`` series (memory, CPU, open files) come with it.
+    """
+    registry = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=registry)
+    return registry
 
 
 def sample(registry: CollectorRegistry, name: str, labels: dict[str, str] | None = None) -> float:

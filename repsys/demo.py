@@ -4,6 +4,8 @@ Starts a private redis-server and mosquitto (data under ``var/demo/``), writes t
 configuration with their ports into ``var/demo/repsys.yaml``, migrates the SQLite
 database, then starts every process the packages contribute (simulators first), each as
 ``repsys -c var/demo/repsys.yaml --http-port N <process>`` in a session of its own.
+When Debian's Prometheus is installed it scrapes them all and evaluates RepSys's own alerts
+(``deploy/prometheus/repsys-rules.yaml``); the banner prints its URL beside the web app's.
 Ctrl-C (or SIGTERM) stops the children with SIGTERM, waits, then SIGKILLs whatever is
 left, and stops the servers: no process survives the demo.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,9 +28,20 @@ import yaml
 from core.cli import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, CommandModule, DemoProcess
 from core.config import parse_config
 from core.errors import ConfigError
-from repsys.servers import MosquittoServer, RedisServer, ServerError, free_port
+from repsys.servers import (
+    MosquittoServer,
+    PrometheusServer,
+    RedisServer,
+    ServerError,
+    free_port,
+)
 
 DEMO_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
+#: The chart's alerts as a plain rules file (absent from an installed wheel: no Prometheus).
+ALERT_RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "repsys-rules.yaml"
+#: The demo's processes that are RepSys components: Prometheus scrapes these as the jobs
+#: the alert rules select (``repsys-<component>`` in namespace ``repsys``).
+COMPONENTS = ("collector", "rules", "plex-sender", "runner", "scheduler", "web")
 
 
 class Demo:
@@ -41,6 +55,7 @@ class Demo:
         template: Path = DEMO_TEMPLATE,
         web_port: int = 8080,
         grace_s: float = 10.0,
+        prometheus: bool = True,
     ) -> None:
         self.workdir = workdir.resolve()
         self.modules = modules
@@ -57,6 +72,9 @@ class Demo:
         # Fixed ports would collide when two demos (or a demo and the tests) run at once.
         self.opcua_port = free_port()
         self.plex_port = free_port()
+        #: Debian's Prometheus with RepSys's alerts, when it is installed (make setup does).
+        self.prometheus: PrometheusServer | None = None
+        self.with_prometheus = prometheus
 
     def processes(self) -> list[DemoProcess]:
         procs = [p for m in self.modules for p in m.demo_processes()]
@@ -126,6 +144,31 @@ class Demo:
             )
             log.close()
             self._record_pid(proc.name, self.children[proc.name].pid)
+        self._start_prometheus()
+
+    def _start_prometheus(self) -> None:
+        """Scrape every RepSys process and evaluate its alerts, when Prometheus is installed."""
+        if not self.with_prometheus or shutil.which("prometheus") is None:
+            return
+        if not ALERT_RULES.exists():
+            return
+        jobs = {
+            f"repsys-{name}": [f"127.0.0.1:{port}"]
+            for name, port in self.ports.items()
+            if name in COMPONENTS and name != "web"
+        }
+        if "web" in self.children:
+            jobs["repsys-web"] = [f"127.0.0.1:{self.web_port}"]  # its app serves /metrics
+        self.prometheus = PrometheusServer(
+            self.workdir / "prometheus",
+            jobs,
+            labels={"namespace": "repsys"},
+            job_labels={job: {"component": job.removeprefix("repsys-")} for job in jobs},
+            rule_files=(ALERT_RULES,),
+        )
+        self.prometheus.start()
+        assert self.prometheus.proc is not None
+        self._record_pid("prometheus", self.prometheus.proc.pid)
 
     def failed(self) -> list[str]:
         """Names of children that have exited (the demo stops when one does)."""
@@ -142,6 +185,8 @@ class Demo:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        if self.prometheus is not None:
+            self.prometheus.stop()
         self.mosquitto.stop()
         self.redis.stop()
 
@@ -155,6 +200,10 @@ class Demo:
         ]
         if any(p.name == "web" for p in self.processes()):
             lines.append(f"  web app      http://127.0.0.1:{self.web_port}/")
+        if self.prometheus is not None:
+            lines.append(f"  prometheus   {self.prometheus.url}/alerts  (RepSys's own alerts)")
+        else:
+            lines.append("  prometheus   not installed (apt-get install prometheus): no alerts")
         for name, port in self.ports.items():
             lines.append(f"  {name:<12} metrics http://127.0.0.1:{port}/metrics")
         for proc in self.processes():

@@ -1,4 +1,4 @@
-"""Start and stop real local servers: redis-server, mosquitto, PostgreSQL.
+"""Start and stop real local servers: redis-server, mosquitto, PostgreSQL, Prometheus.
 
 Used by ``repsys demo``, by the test fixtures and by the benchmarks, so all three run the
 very same servers the same way. Each server listens on a loopback port (a free one unless
@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import httpx
+import yaml
 
 
 class ServerError(RuntimeError):
@@ -358,3 +361,112 @@ class PostgresServer(_Process):
             contextlib.suppress(psycopg.Error),
         ):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class PrometheusServer(_Process):
+    """A private Prometheus 2 (Debian's ``prometheus``) scraping RepSys's processes.
+
+    ``jobs`` maps a job name to its ``host:port`` targets; every target also gets
+    ``labels`` (the demo and the tests set ``namespace``, so the chart's alert expressions
+    select them as they select pods in Kubernetes) and its job's ``job_labels`` (the
+    ``component`` label the chart's ServiceMonitor adds). ``rule_files`` are loaded as
+    they are.
+    Scrapes and rule evaluations every ``interval``; the data lives in ``workdir`` only.
+    """
+
+    name = "prometheus"
+
+    def __init__(
+        self,
+        workdir: Path,
+        jobs: dict[str, list[str]],
+        *,
+        labels: dict[str, str] | None = None,
+        job_labels: dict[str, dict[str, str]] | None = None,
+        rule_files: tuple[Path, ...] = (),
+        interval: str = "5s",
+        alertmanagers: tuple[str, ...] = (),
+        port: int | None = None,
+    ) -> None:
+        super().__init__(workdir, port)
+        self.jobs = jobs
+        self.alertmanagers = alertmanagers
+        self.labels = labels or {}
+        self.job_labels = job_labels or {}
+        self.rule_files = rule_files
+        self.interval = interval
+        self.config_path = self.workdir / "prometheus.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def config(self) -> dict[str, Any]:
+        alerting = {"alertmanagers": [{"static_configs": [{"targets": list(self.alertmanagers)}]}]}
+        return {
+            "global": {"scrape_interval": self.interval, "evaluation_interval": self.interval},
+            **({"alerting": alerting} if self.alertmanagers else {}),
+            "rule_files": [str(p) for p in self.rule_files],
+            "scrape_configs": [
+                {
+                    "job_name": job,
+                    "scrape_interval": self.interval,
+                    "static_configs": [
+                        {
+                            "targets": targets,
+                            "labels": {**self.labels, **self.job_labels.get(job, {})},
+                        }
+                    ],
+                }
+                for job, targets in self.jobs.items()
+            ],
+        }
+
+    def _argv(self) -> list[str]:
+        self.config_path.write_text(yaml.safe_dump(self.config()), encoding="utf-8")
+        return [
+            _which("prometheus", "prometheus"),
+            f"--config.file={self.config_path}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--log.level=warn",
+        ]
+
+    def _ready(self) -> bool:
+        # 503 while it replays its write-ahead log, 200 once it serves queries.
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+
+class AlertmanagerServer(_Process):
+    """A private Alertmanager (Debian's ``prometheus-alertmanager``), without clustering."""
+
+    name = "alertmanager"
+
+    def __init__(self, workdir: Path, config: dict[str, Any], port: int | None = None) -> None:
+        super().__init__(workdir, port)
+        self.config = config
+        self.config_path = self.workdir / "alertmanager.yml"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _argv(self) -> list[str]:
+        self.config_path.write_text(yaml.safe_dump(self.config), encoding="utf-8")
+        return [
+            _which("prometheus-alertmanager", "prometheus-alertmanager"),
+            f"--config.file={self.config_path}",
+            f"--storage.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=",  # no gossip port: several may run at once
+            "--log.level=warn",
+        ]
+
+    def _ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False

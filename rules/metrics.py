@@ -75,6 +75,11 @@ class RulesMetrics:
             "Partitions this worker holds.",
             registry=registry,
         )
+        self.partitions_configured = Gauge(
+            "repsys_rules_partitions_configured",
+            "Signal partitions in the configuration (alerts on partitions nobody holds).",
+            registry=registry,
+        )
         self.lease_changes = Counter(
             "repsys_rules_lease_changes_total",
             "Partition leases acquired, released (rebalance or stop) or lost.",

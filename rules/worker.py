@@ -202,6 +202,7 @@ class RulesWorker:
 
     def _observe_backlog(self) -> None:
         self.metrics.partitions_owned.set(len(self.held))
+        self.metrics.partitions_configured.set(self.partitions)
         for p in self.held:
             lag, pending = self.stream.backlog(p)
             self.metrics.lag.labels(str(p)).set(lag)

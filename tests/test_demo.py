@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import redis
 
+from repsys.demo import COMPONENTS as DEMO_COMPONENTS
 from repsys.servers import free_port, port_open, wait_until
 from tests.conftest import REPO
 
@@ -57,6 +59,23 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _check_prometheus(banner: str) -> None:
+    """The demo's Prometheus has RepSys's alert rules and scrapes every RepSys process."""
+    line = next(x for x in banner.splitlines() if x.strip().startswith("prometheus "))
+    url = line.split()[1].removesuffix("/alerts")
+    rules = httpx.get(f"{url}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    alerts = [r["name"] for g in rules for r in g["rules"] if r["type"] == "alerting"]
+    assert "RepsysCollectorIntakeStalled" in alerts and len(alerts) >= 16, alerts
+
+    def all_up() -> bool:
+        query = 'up{namespace="repsys"} == 1'
+        got = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=10).json()
+        jobs = {r["metric"]["job"] for r in got["data"]["result"]}
+        return jobs == {f"repsys-{c}" for c in DEMO_COMPONENTS}
+
+    wait_until(all_up, timeout=60, what="prometheus scraping every RepSys process")
+
+
 def test_demo_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
     workdir = tmp_path / "demo"
     out = tmp_path / "demo.out"
@@ -98,6 +117,8 @@ def test_demo_runs_and_stops_cleanly_on_sigint(tmp_path: Path) -> None:
                 health = line.split()[-1].replace("/metrics", "/healthz")
                 wait_until(functools.partial(_healthy, health), timeout=60, what=health)
         assert demo.poll() is None, out.read_text()
+        if shutil.which("prometheus"):
+            _check_prometheus(banner)
 
         started_pids = read_pids(workdir)
         assert all(alive(pid) for _, pid in started_pids), started_pids

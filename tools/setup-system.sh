@@ -16,6 +16,8 @@ needs=(
   "chromium:chromium"
   "chromedriver:chromium-driver"
   "python3:python3-venv"
+  "promtool:prometheus"
+  "amtool:prometheus-alertmanager"
 )
 
 missing=()
@@ -48,9 +50,16 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${apt[@]}" update -qq
 "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"
-# Debian starts the packaged servers; RepSys runs private ones on its own ports instead.
-for svc in redis-server mosquitto postgresql; do
+# Debian starts the packaged servers; RepSys runs private ones on its own ports instead
+# (the tests start their own Prometheus and Alertmanager on free loopback ports too).
+for svc in redis-server mosquitto postgresql prometheus prometheus-alertmanager; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
+  fi
+done
+# Nor should Prometheus and Alertmanager come back at boot with their packaged defaults.
+for svc in prometheus prometheus-alertmanager; do
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled --quiet "$svc" 2>/dev/null; then
+    systemctl disable "$svc" >/dev/null 2>&1 || true
   fi
 done

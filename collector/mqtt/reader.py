@@ -141,6 +141,8 @@ class MqttReader:
         # Ready only once the broker confirmed the subscriptions: a message published
         # before that would not be queued for this session.
         self.metrics.connected.labels(KIND, self.name).set(1)
+        # Intake is judged stalled from here when no message follows.
+        self.metrics.last_message.seen(KIND, self.name, time.time())
         self.connected.set()
 
     def _on_disconnect(
@@ -156,8 +158,10 @@ class MqttReader:
         ack = None if msg.qos == 0 else self._ack_for(client, msg)
         topic = msg.topic
         payload = bytes(msg.payload)  # the same object when paho gave bytes
+        now = time.time()
+        self.metrics.last_message.seen(KIND, self.name, now)
         try:
-            machine, rows = self.decoder.decode_rows(topic, payload, time.time())
+            machine, rows = self.decoder.decode_rows(topic, payload, now)
         except Exception as exc:  # nothing may escape into paho's thread: it would die
             reason, error = rejection(exc)
             # Acknowledged once the dead letter is written: it never comes back.

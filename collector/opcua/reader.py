@@ -309,6 +309,7 @@ class OpcuaReader:
                 continue
             self.notifications += 1
             self.last_data = time.monotonic()
+            self.metrics.last_message.seen(KIND, self.name, now)
             if row is not None:
                 self._pending.append(row)
 
@@ -428,6 +429,8 @@ class OpcuaReader:
             started = time.monotonic()
             signals = await self._read_round(client)
             self.notifications += len(signals)
+            if signals:
+                self.metrics.last_message.seen(KIND, self.name, time.time())
             self.sink.submit(KIND, signals)
             elapsed = time.monotonic() - started
             await stopper.wait_async(max(0.0, self.source.poll_interval_s - elapsed))
@@ -448,6 +451,8 @@ class OpcuaReader:
         """Connect, resolve, read until stopped; raise SourceUnavailableError when lost."""
         client = await self._open()
         self.metrics.connected.labels(KIND, self.name).set(1)
+        # Intake is judged stalled from here when nothing follows.
+        self.metrics.last_message.seen(KIND, self.name, time.time())
         log.info("opcua_connected", source=self.name, nodes=len(self._by_id))
         try:
             if self.source.mode == "poll":

@@ -22,6 +22,7 @@ import promql_parser
 import pytest
 from prometheus_client import CollectorRegistry
 
+from core.metrics import new_registry
 from tests.deploy.chart import CHART, RELEASE, REPO, ci_values, merge, named, of_kind, render
 
 PACKAGES = ["collector", "rules", "plex", "runner", "web"]
@@ -36,6 +37,15 @@ REQUIRED_ALERTS = {
     "dead letters appearing": "RepsysDeadLetters",
     "TB mutex held too long": "RepsysReportMutexHeldTooLong",
     "scheduler missing": "RepsysSchedulerMissing",
+    "intake stalled while connected": "RepsysCollectorIntakeStalled",
+    "signals buffered in a collector": "RepsysCollectorBuffering",
+    "signals dropped by a collector": "RepsysCollectorDroppingSignals",
+    "partitions without a lease holder": "RepsysRulesPartitionsUnowned",
+    "Plex errors by reason": "RepsysPlexErrors",
+    "Plex rate-limit waits": "RepsysPlexRateLimited",
+    "report queue not moving": "RepsysReportQueueStalled",
+    "notifications failing": "RepsysNotificationsFailing",
+    "a process restarting in a loop": "RepsysProcessRestartLoop",
 }
 _SUFFIXES = {
     "counter": ["_total", "_created"],
@@ -75,6 +85,9 @@ def exported_series() -> frozenset[str]:
         )
         known = families | names
         assert literals <= known, f"{package}: {literals - known} not registered"
+    # Every process's registry also carries the process collector (core.metrics).
+    for family in new_registry().collect():
+        names.update(family.name + s for s in _SUFFIXES[family.type])
     return frozenset(names)
 
 
