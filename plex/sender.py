@@ -160,20 +160,34 @@ class Sender:
             via=via,
         )
         if ok:
-            log.info("plex_ticket_filed", ticket=ticket.id, plex_number=number, via=via)
+            log.info(
+                "plex_ticket_filed",
+                ref=ticket.external_ref,
+                ticket=ticket.id,
+                plex_number=number,
+                via=via,
+            )
         return self._count(("found" if via != "sent" else "filed") if ok else "lost", ticket)
 
     def _dead(self, ticket: Ticket, reason: str, error: str) -> str:
         ok = outbox.mark_dead(self.sessions, ticket.id, self.name, error=error, reason=reason)
         if ok:
-            log.warning("plex_ticket_dead", ticket=ticket.id, reason=reason, error=error)
+            log.warning(
+                "plex_ticket_dead",
+                ref=ticket.external_ref,
+                ticket=ticket.id,
+                reason=reason,
+                error=error,
+            )
             if self.metrics is not None:
                 self.metrics.dead_letters.labels(reason).inc()
         return self._count("dead" if ok else "lost", ticket)
 
     def _count(self, outcome: str, ticket: Ticket) -> str:
         if outcome == "lost":
-            log.warning("plex_claim_lost", ticket=ticket.id, sender=self.name)
+            log.warning(
+                "plex_claim_lost", ref=ticket.external_ref, ticket=ticket.id, sender=self.name
+            )
         if self.metrics is not None:
             self.metrics.tickets.labels(outcome).inc()
         return outcome

@@ -71,7 +71,12 @@ class StatusFollowUp:
                 status = self.actions.status(ticket)
             except PlexError as exc:
                 # One ticket's failure must not stop the sweep; the next sweep retries it.
-                log.warning("plex_status_failed", ticket=ticket.id, reason=exc.reason)
+                log.warning(
+                    "plex_status_failed",
+                    ref=ticket.external_ref,
+                    ticket=ticket.id,
+                    reason=exc.reason,
+                )
                 self._count("error")
                 continue
             self._apply(
@@ -89,7 +94,12 @@ class StatusFollowUp:
             events: list[tuple[str, str]] = []
             if status is None:
                 self._count("missing")
-                log.warning("plex_ticket_missing", ticket=ticket.id, plex_number=ticket.plex_number)
+                log.warning(
+                    "plex_ticket_missing",
+                    ref=ticket.external_ref,
+                    ticket=ticket.id,
+                    plex_number=ticket.plex_number,
+                )
             else:
                 values["plex_status"] = status
                 if status != (ticket.plex_status or ""):
@@ -129,4 +139,9 @@ class StatusFollowUp:
                     .execution_options(synchronize_session=False)
                 )
             if closed:
-                log.info("plex_ticket_closed", ticket=ticket.id, plex_number=ticket.plex_number)
+                log.info(
+                    "plex_ticket_closed",
+                    ref=ticket.external_ref,
+                    ticket=ticket.id,
+                    plex_number=ticket.plex_number,
+                )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -29,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config.machines import Machine
 from core.db.schema import Episode, Silence, Ticket, TicketEvent
+from core.logs import get_logger
 from core.model import EpisodeState, TicketState
 from core.outbox import add_ticket, episode_ref
 from rules.actions import (
@@ -41,6 +43,8 @@ from rules.actions import (
 )
 from rules.alerts import ActiveSilence
 from rules.errors import RulesTransientError
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,9 @@ class WriteResult:
     episodes: int = 0
     tickets: int = 0
     replays: int = 0
+    #: Log lines of what was written, by ticket ref, emitted once the transaction is in:
+    #: ``grep RS-...`` then follows a ticket from its episode to Plex and back.
+    story: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def _dt(ts: float) -> datetime:
@@ -86,13 +93,16 @@ class EpisodeSink:
         """Apply ``actions`` in one transaction. Raises :class:`RulesTransientError`."""
         try:
             try:
-                return self._write(actions)
+                result = self._write(actions)
             except IntegrityError:
                 # Another worker (one that lost its lease but had not noticed yet) wrote
                 # the same rows a moment ago; the second pass finds them.
-                return self._write(actions)
+                result = self._write(actions)
         except DBAPIError as exc:
             raise RulesTransientError(f"database write failed: {exc.orig}", reason="db") from exc
+        for event, fields in result.story:
+            log.info(event, **fields)
+        return result
 
     def _write(self, actions: Sequence[Action]) -> WriteResult:
         result = WriteResult(remaps=[])
@@ -104,7 +114,7 @@ class EpisodeSink:
                 elif isinstance(action, Escalate):
                     self._escalate(session, action, moved, result)
                 else:
-                    self._resolve(session, action, moved)
+                    self._resolve(session, action, moved, result)
         return result
 
     # --- actions -----------------------------------------------------------------------
@@ -189,6 +199,19 @@ class EpisodeSink:
                 now=_dt(action.at),
             )
             result.tickets += 1
+            result.story.append(
+                (
+                    "ticket_queued",
+                    {
+                        "ref": ref,
+                        "machine": action.machine,
+                        "rule": first.rule,
+                        "subject": first.subject,
+                        "episodes": ids,
+                        "severity": action.severity,
+                    },
+                )
+            )
         elif fresh:
             # A replay grouped an episode the first pass had not: note it on the ticket.
             session.add(
@@ -235,6 +258,9 @@ class EpisodeSink:
             .values(escalation_level=action.level, updated_at=_dt(action.at))
         )
         if getattr(changed, "rowcount", 0):
+            result.story.append(
+                ("ticket_escalated", {"ref": ref, "level": action.level, "repeats": action.repeats})
+            )
             ticket_id = self._ticket_id(session, ref)
             if ticket_id is not None:
                 session.add(
@@ -247,7 +273,11 @@ class EpisodeSink:
                 )
 
     def _resolve(
-        self, session: Session, action: Resolve, moved: dict[tuple[str, int], int]
+        self,
+        session: Session,
+        action: Resolve,
+        moved: dict[tuple[str, int], int],
+        result: WriteResult,
     ) -> None:
         occurrence = moved.get((action.fingerprint, action.occurrence), action.occurrence)
         changed = session.execute(
@@ -265,6 +295,12 @@ class EpisodeSink:
             )
         )
         if getattr(changed, "rowcount", 0):
+            result.story.append(
+                (
+                    "episode_resolved",
+                    {"ref": action.ticket_ref, "episode": f"{action.fingerprint}#{occurrence}"},
+                )
+            )
             ticket_id = self._ticket_id(session, action.ticket_ref)
             if ticket_id is not None:
                 session.add(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import structlog
 from sqlalchemy import select
 
 from core.config.machines import Machine
@@ -322,3 +323,17 @@ def test_outbox_depth_metrics(plex_config, sim, sessions, redis_client):
     assert sample(registry, "repsys_plex_outbox_tickets", {"state": "filed"}) == 2
     assert sample(registry, "repsys_plex_tickets_total", {"outcome": "filed"}) == 2
     assert len(tickets_by_state(sessions)["filed"]) == 2
+
+
+def test_the_filed_log_line_names_the_ticket_ref_and_the_plex_number(
+    plex_config, sim, sessions, redis_client
+):
+    """``grep RS-...`` in the logs follows a ticket from the rules worker to Plex."""
+    cfg = plex_config()
+    [ticket_id] = add_tickets(sessions, cfg, 1)
+    sender = make_sender(cfg, sessions, redis_client)
+    with structlog.testing.capture_logs() as logs:
+        assert sender.run_once() == 1
+    row = get(sessions, ticket_id)
+    [filed] = [e for e in logs if e["event"] == "plex_ticket_filed"]
+    assert (filed["ref"], filed["plex_number"]) == (row.external_ref, row.plex_number)

@@ -112,6 +112,7 @@ def report_submit(
     svc.metrics.tickets_filed.labels(category=checked.category.id).inc()
     log.info(
         "ticket_filed",
+        ref=row.external_ref,
         ticket=row.id,
         machine=checked.machine.id,
         category=checked.category.id,
