@@ -4,17 +4,17 @@ A sharp tool cuts at some load; as it wears the load rises. For each tool the fi
 ``baseline_samples`` cutting samples (load at least ``min_load``) after its change set its
 level; the current load is an EWMA over ``smoothing_samples``; the tool drifts when the
 EWMA exceeds the level by ``threshold`` percent points for ``for_s``, and clears below
-80 % of that.
+80 % of that. A sample belongs to its signal's subject, else to the tool in the spindle
+(``tool_number`` without subject), else to ``spindle``; with the machine's ``load_by_tool:
+false`` always to ``spindle``, whose level then restarts at any tool change. A tool change
+starts the tool over.
 
 A drift persists; an overload spike does not. Each sample enters the EWMA clipped to
 ``level + sample_clip x threshold``, so a spike of any height lifts the EWMA no more than a
 spike of twice the threshold (by default) and decays from there within about
 ``ln(sample_clip / 0.8) / alpha`` samples (14 at the defaults): with ``for_s`` 60 and a
 sample a second, a spike shorter than about 55 s never holds long enough to fire, while a
-drift of any size past the threshold still does (``rules/README.md`` works it out). A sample belongs to its signal's subject, else to the tool in the spindle
-(``tool_number`` without subject), else to ``spindle``; with the machine's ``load_by_tool:
-false`` always to ``spindle``, whose level then restarts at any tool change. A tool change
-starts the tool over.
+drift of any size past the threshold still does (``rules/README.md`` works it out).
 """
 
 from __future__ import annotations
