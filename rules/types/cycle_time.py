@@ -246,7 +246,7 @@ class CycleTime(BaseRule):
     ) -> tuple[bool, dict[str, Any]]:
         """Whether the program's condition holds after this cycle, and the cycle's values."""
         spec = self.spec
-        x = raw * m.feed / 100.0 if spec.normalize_feed_override else raw
+        x = raw * m.feed / 100.0 if spec.normalize_feed_override and m.feed != 100.0 else raw
         points: list[str] = []
         values: dict[str, Any] = {"cycle_time_s": raw, "normalized_s": round(x, 3)}
         if m.feed != 100.0:
