@@ -271,7 +271,7 @@ class CycleTimeRule(RuleBase):
     max_ratio: float = Field(default=1.2, gt=1, description="Slower than standard x this fires.")
     learned: bool = Field(default=True, description="Also watch a baseline learned per program.")
     warmup_cycles: int = Field(
-        default=100, ge=5, description="Accepted cycles of a phase I stretch (baseline)."
+        default=200, ge=5, description="Accepted cycles of a phase I stretch (baseline)."
     )
     charts: list[Chart] = Field(
         default_factory=lambda: list[Chart](["cusum"]),
@@ -279,11 +279,11 @@ class CycleTimeRule(RuleBase):
     )
     ewma_lambda: float = Field(default=0.1, gt=0, le=1, description="EWMA weight of a cycle.")
     ewma_limit: float = Field(
-        default=3.75, gt=0, description="EWMA limit L (sigmas of z): ARL0 10,000 at lambda 0.1."
+        default=4.7, gt=0, description="EWMA limit L (sigmas of z): ARL0 5.6e5 at lambda 0.1."
     )
     cusum_k: float = Field(default=0.5, ge=0, description="CUSUM allowance k (sigma).")
     cusum_h: float = Field(
-        default=8.05, gt=0, description="CUSUM decision interval h (sigma): ARL0 10,000 at k 0.5."
+        default=12.0, gt=0, description="CUSUM decision interval h (sigma): ARL0 5.2e5 at k 0.5."
     )
     z_clip: float = Field(
         default=4.0, gt=0, description="z is clipped to +-this before the charts (spikes)."

@@ -33,6 +33,8 @@ CYCLE_RULE: dict[str, Any] = {
     "type": "cycle_time",
     "warmup_cycles": 20,
     "charts": ["cusum", "ewma"],
+    "cusum_h": 8.05,
+    "ewma_limit": 3.75,
     "run_rules": [1, 2, 3, 4],
     "min_cycles": 2,
     "clear_cycles": 5,
