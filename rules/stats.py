@@ -7,7 +7,8 @@ benchmark (``bench/stats.py``) can run the very same steps millions of times.
 baseline the way a quality engineer does it by hand:
 
 1. screen: the centre is the median and the spread the median moving range / 0.954
-   (both unmoved by a few wild values such as a setup cycle); values farther than
+   (both unmoved by a few wild values such as a setup cycle; the mean moving range / d2
+   when most moving ranges are 0, as with whole seconds); values farther than
    ``OUTLIER_Z`` of that spread from the centre are removed;
 2. estimate: the mean of what is left and sigma = mean moving range / d2 (d2 = 1.128), the
    short-term sigma of an individuals chart, which a slow drift or a step inside the
@@ -92,16 +93,20 @@ def phase_one(xs: Sequence[float], min_sigma_fraction: float) -> Baseline:
     center = statistics.median(xs)
     ranges = [abs(b - a) for a, b in itertools.pairwise(xs)]
     robust = statistics.median(ranges) / MEDIAN_MR if ranges else 0.0
+    if robust == 0.0:
+        # Most moving ranges are 0 (a controller reporting whole seconds): the median says
+        # nothing of the spread, the mean moving range still does.
+        robust = moving_range_sigma(xs)
     floor = max(min_sigma_fraction * abs(center), RESOLUTION_S)
     robust = max(robust, floor)
     kept = [x for x in xs if abs(x - center) <= OUTLIER_Z * robust]
     removed = len(xs) - len(kept)
+    if removed > MAX_REMOVED_SHARE * len(xs):
+        return Baseline(center, robust, len(kept), removed, "outliers")
     mean = sum(kept) / len(kept)
     sigma = max(moving_range_sigma(kept), min_sigma_fraction * abs(mean), RESOLUTION_S)
     refused = ""
-    if removed > MAX_REMOVED_SHARE * len(xs):
-        refused = "outliers"
-    elif len(kept) > 2 and von_neumann_ratio(kept) < von_neumann_limit(len(kept)):
+    if len(kept) > 2 and von_neumann_ratio(kept) < von_neumann_limit(len(kept)):
         refused = "not_random"
     return Baseline(mean, sigma, len(kept), removed, refused)
 

@@ -21,7 +21,9 @@ A cycle is then normalized for feed override (``x = cycle_time x feed_override /
   the rest become the baseline, unless the stretch is refused (over 10 % removed, or the
   von Neumann ratio says shift or trend): then its older half is dropped and collection
   goes on. Sigma is floored at ``min_sigma_fraction`` of the mean (and 1 ms). A program
-  that starts again (``relearn_on_program_change``) learns its baseline again.
+  that starts again (``relearn_on_program_change``) learns its baseline again, and so does
+  any on request: a ``baseline_reset`` signal (``repsys rules relearn MACHINE [--program
+  P]``; subject the program, empty for all).
 - phase II on ``z = (x - mean) / sigma``: the ``charts`` (tabular CUSUM ``k``/``h``, EWMA
   ``lambda``/``L``) on z clipped to ``±z_clip``, each restarting after it signals; and the
   Western Electric rules in ``run_rules`` on the exact z (side convention:
@@ -68,7 +70,7 @@ def _spans(spans: list[list[Any]], start: float, end: float) -> bool:
 class CycleTime(BaseRule):
     """A condition per program; state per program: phase I stretch, baseline, charts."""
 
-    inputs = frozenset({"cycle_time", "run_state", "alarm", "program"})
+    inputs = frozenset({"cycle_time", "run_state", "alarm", "program", "baseline_reset"})
 
     def __init__(self, spec: CycleTimeRule, facts: Facts) -> None:
         super().__init__(spec.name)
@@ -149,27 +151,8 @@ class CycleTime(BaseRule):
     def _learned(self, b: dict[str, Any], x: float) -> tuple[list[str], list[str], dict[str, Any]]:
         """Chart signals, run-rule tests and values of cycle ``x`` against the baseline."""
         spec = self.spec
-        if "mean" not in b:
-            warm = b.setdefault("warm", [])
-            warm.append(x)
-            if len(warm) >= spec.warmup_cycles:
-                base = phase_one(warm, spec.min_sigma_fraction)
-                if base.refused:
-                    b["refused"] = b.get("refused", 0) + 1
-                    del warm[: len(warm) // 2]
-                else:
-                    b.clear()
-                    b.update(
-                        mean=base.mean,
-                        sigma=base.sigma,
-                        n=base.n,
-                        removed=base.removed,
-                        ewma=0.0,
-                        sp=0.0,
-                        sn=0.0,
-                        z=[],
-                        since=None,
-                    )
+        if "since" not in b:
+            self._warm(b, x)
             return [], [], {}
         z = (x - b["mean"]) / b["sigma"]
         zc = clip(z, spec.z_clip)
@@ -204,6 +187,33 @@ class CycleTime(BaseRule):
                 b["since"] = None
         return signals, tests, values
 
+    def _warm(self, b: dict[str, Any], x: float) -> None:
+        """Phase I: collect ``x``; at ``warmup_cycles`` judge the stretch (rules/stats.py)."""
+        spec = self.spec
+        if "mean" in b:
+            b.clear()  # a baseline checkpointed before phase I existed: learn it again
+        warm = b.setdefault("warm", [])
+        warm.append(x)
+        if len(warm) < spec.warmup_cycles:
+            return
+        base = phase_one(warm, spec.min_sigma_fraction)
+        if base.refused:
+            b["refused"] = b.get("refused", 0) + 1
+            del warm[: len(warm) // 2]
+            return
+        b.clear()
+        b.update(
+            mean=base.mean,
+            sigma=base.sigma,
+            n=base.n,
+            removed=base.removed,
+            ewma=0.0,
+            sp=0.0,
+            sn=0.0,
+            z=[],
+            since=None,
+        )
+
     def _series(
         self, recent: list[list[float]], baseline: float | None, standard: float | None
     ) -> dict[str, Any]:
@@ -217,6 +227,13 @@ class CycleTime(BaseRule):
 
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         st = self.state(m)
+        if sig.name == "baseline_reset":  # ``repsys rules relearn``: subject "" = all
+            base = st.get("base", {})
+            if sig.subject:
+                base.pop(sig.subject, None)
+            else:
+                base.clear()
+            return
         if sig.name != "cycle_time":
             self._disturbance(st, sig)
             return
@@ -227,6 +244,7 @@ class CycleTime(BaseRule):
         if why:
             excluded = st.setdefault("excluded", {})
             excluded[why] = excluded.get(why, 0) + 1
+            ctx.excluded[self.name, why] += 1
             return
         program = sig.attrs.get("program", m.program)
         out, values = self._judge(m, st, sig, raw, program)

@@ -125,13 +125,14 @@ def reference_baseline(xs: list[float], floor_share: float) -> tuple[float, floa
     """Phase I as rules/README.md says: robust screen, MR sigma, refusals. None: refused."""
     mrs = [abs(b - a) for a, b in itertools.pairwise(xs)]
     center = _median(xs)
-    robust = max(_median(mrs) / 0.9539, floor_share * abs(center), 0.001)
+    spread = _median(mrs) / 0.9539 or sum(mrs) / len(mrs) / 1.128
+    robust = max(spread, floor_share * abs(center), 0.001)
     kept = [x for x in xs if abs(x - center) <= 3.5 * robust]
+    if len(xs) - len(kept) > 0.1 * len(xs):
+        return None
     mean = sum(kept) / len(kept)
     mr = [abs(b - a) for a, b in itertools.pairwise(kept)]
     sigma = max(sum(mr) / len(mr) / 1.128 if mr else 0.0, floor_share * abs(mean), 0.001)
-    if len(xs) - len(kept) > 0.1 * len(xs):
-        return None
     n = len(kept)
     if n > 2:
         ss = sum((x - mean) ** 2 for x in kept)
