@@ -21,7 +21,7 @@ cycles when the baseline is estimated, as the rule does, by phase I (``rules.sta
 phase_one``) from 100, 200 or 300 cycles instead of being known.
 
 ``python -m bench.stats`` (about 10 s on an idle core, 20 s on a busy one); the tables go
-into ``rules/README.md``. It exits 1 when a textbook value falls outside.
+into ``rules/README.md``. It fails (exit 1) when a textbook value falls outside.
 """
 
 from __future__ import annotations
@@ -175,7 +175,7 @@ def check_engine(design: Design, rng: np.random.Generator, cycles: int = 20_000)
     vst = fresh(1)
     vector = [i for i, v in enumerate(z) if vector_step(design, vst, np.array([v]))[0]]
     if engine != vector:
-        raise SystemExit(f"bench.stats: {design.name}: vectorized chart differs from rules.stats")
+        raise RuntimeError(f"{design.name}: the vectorized chart differs from rules.stats")
     return len(engine)
 
 
@@ -332,7 +332,7 @@ def main() -> None:
     )
     failed = [r for r in rows if r.get("ok") is False]
     if failed:
-        raise SystemExit(f"bench.stats: {len(failed)} textbook values outside the interval")
+        raise RuntimeError(f"{len(failed)} textbook values outside the interval")
 
 
 if __name__ == "__main__":
