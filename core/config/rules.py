@@ -311,7 +311,12 @@ class CycleTimeRule(RuleBase):
     )
     running_states: list[str] = Field(
         default_factory=lambda: ["executing", "active"],
-        description="Run states in which the machine is cutting; others stop a cycle.",
+        description="Run states (any case) in which the machine runs; others are a pause.",
+    )
+    stop_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A pause this long within a cycle is a stop: the cycle is left out.",
     )
 
 

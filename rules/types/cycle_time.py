@@ -5,8 +5,10 @@ judged to be a cycle at all. These are not, and are only counted, by reason, in 
 state (``excluded``) and the episode's values:
 
 - ``glitch``: shorter than ``rules.min_cycle_time_s``;
-- ``stop``: the machine left ``running_states`` between the cycle's start and end (on a
-  ``part_count`` machine a stop lies inside the time between two parts);
+- ``stop``: the machine was out of ``running_states`` for ``stop_min_s`` (60 s) or more
+  between the cycle's start and end (on a ``part_count`` machine a stop lies inside the
+  time between two parts; a shorter pause, such as loading between parts on a controller
+  that says ``ready`` meanwhile, is part of the cycle);
 - ``alarm``: an alarm was raised within it;
 - ``program``: the program changed within it (the setup of the new program);
 - ``mode``: the machine is in an operation mode other than processing (setup, maintenance).
@@ -62,9 +64,15 @@ KEEP_DISTURBANCES = 2
 MAX_ALARMS = 16
 
 
-def _spans(spans: list[list[Any]], start: float, end: float) -> bool:
-    """Whether a disturbance ``[t1, t2 or None]`` lies within the open interval (start, end)."""
-    return any(t1 < end and (t2 is None or t2 > start) for t1, t2 in spans)
+def _spans(spans: list[list[Any]], start: float, end: float, at_least: float) -> bool:
+    """Whether a disturbance ``[t1, t2 or None]`` covers at least ``at_least`` seconds of
+    the open interval (start, end) (a point, with 0: whether it falls inside)."""
+    return any(
+        t1 < end
+        and (t2 is None or t2 > start)
+        and min(end, end if t2 is None else t2) - max(start, t1) >= at_least
+        for t1, t2 in spans
+    )
 
 
 class CycleTime(BaseRule):
@@ -77,7 +85,7 @@ class CycleTime(BaseRule):
         self.spec = spec
         self.rules = frozenset(spec.run_rules)
         self.ewma_limit = ewma_limit(spec.ewma_lambda, spec.ewma_limit)
-        self.running = frozenset(spec.running_states)
+        self.running = frozenset(s.lower() for s in spec.running_states)
         self.min_cycle = facts.cfg.min_cycle_time_s
         self.facts = facts
 
@@ -90,7 +98,7 @@ class CycleTime(BaseRule):
         if sig.name == "run_state":
             stops = dist.setdefault("stop", [])
             stopped = bool(stops) and stops[-1][1] is None
-            if str(sig.value) in self.running:
+            if str(sig.value).strip().lower() in self.running:
                 if stopped:
                     stops[-1][1] = ts
             elif not stopped:
@@ -142,7 +150,7 @@ class CycleTime(BaseRule):
             return "mode"
         start = end - raw
         for kind, spans in st.get("dist", {}).items():
-            if _spans(spans, start, end):
+            if _spans(spans, start, end, self.spec.stop_min_s if kind == "stop" else 0.0):
                 return str(kind)
         return ""
 

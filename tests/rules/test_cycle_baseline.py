@@ -161,3 +161,36 @@ def test_relearn_command_writes_a_reset_into_the_machine_stream(
     assert unknown.returncode == 2
     assert unknown.stderr.strip() == "repsys: 'cnc999' is not a configured machine"
     assert json.dumps(redis_client.xlen(stream)) == "1"
+
+
+def test_loading_pauses_between_parts_are_cycle_time_and_a_long_stop_is_not() -> None:
+    """MTConnect-style: PROGRAM_COMPLETED while the next part is loaded, ACTIVE while cutting."""
+    prog = Program(
+        parse_config(
+            {
+                "machines": DEFAULT_MACHINES,
+                "rules": {"defaults": {"cycle_source": "part_count"}, "rules": [RULE]},
+            }
+        )
+    )
+    engine = Engine(prog)
+    t, count = T0, 0
+
+    def emit(name: str, value: Any) -> None:
+        engine.process(Signal("cnc101", name, value, source_ts=t, receive_ts=t))
+
+    emit("program", "O1000")
+    emit("run_state", "ACTIVE")
+    emit("part_count", count)
+    for i in range(14):
+        load = 600.0 if i == 12 else 20.0  # part 13 waits 10 minutes for its load
+        t += 40.0 + (i % 2)
+        count += 1
+        emit("part_count", count)
+        emit("run_state", "PROGRAM_COMPLETED")
+        t += load
+        emit("run_state", "ACTIVE")
+    state = engine.machines["cnc101"].rules["cycle_time"]
+    assert state["excluded"] == {"stop": 1}  # the 10 minutes; the 20 s loads are cycle time
+    base = state["base"]["O1000"]
+    assert (round(base["mean"], 9), base["n"]) == (60.5, 10)

@@ -189,8 +189,8 @@ def reference_cycle_time(events: list[Ev], rule: dict[str, Any]) -> list[tuple[s
         start, last_part = t - x, t
         if x < MIN_CYCLE or mode not in ("", "processing"):
             continue
-        if any(a < t and (b is None or b > start) for a, b in stops):
-            continue
+        if any(min(t, t if b is None else b) - max(start, a) >= 60.0 for a, b in stops):
+            continue  # a pause of 60 s (stop_min_s) or more within the cycle
         if any(start < m < t for m in marks):
             continue
         # A cycle: standard, baseline, charts, run rules.
