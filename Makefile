@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest bench migration lock screenshots clean
+.PHONY: setup system-packages run test lint typecheck pytest fuzz bench migration lock screenshots clean
 
 setup: system-packages $(STAMP)
 
@@ -40,6 +40,10 @@ pytest: setup
 	REPSYS_TEST_PLEX_UNKNOWN_ELEMENTS=1 $(BIN)/pytest -q tests/plex
 
 test: lint typecheck pytest
+
+# The fuzz tests at their soak size (10,000 examples each; make test runs 300).
+fuzz: setup
+	REPSYS_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_inputs.py
 
 bench: setup
 	$(BIN)/python -m bench

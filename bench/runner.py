@@ -68,14 +68,14 @@ BASELINE_RUNS = 3
 BASELINE_TABLE = """
 CREATE TABLE bench_ytd (
   pcn INTEGER NOT NULL, account_no VARCHAR(32) NOT NULL, period INTEGER NOT NULL,
-  debit_cents BIGINT, credit_cents BIGINT, ytd_debit_cents BIGINT, ytd_credit_cents BIGINT,
+  debit_micros BIGINT, credit_micros BIGINT, ytd_debit_micros BIGINT, ytd_credit_micros BIGINT,
   PRIMARY KEY (pcn, period, account_no))
 """
 BASELINE_SQL = """
 INSERT INTO bench_ytd
-SELECT b.pcn, b.account_no, b.period, b.debit_cents, b.credit_cents,
-       SUM(b.debit_cents) OVER w AS ytd_debit_cents,
-       SUM(b.credit_cents) OVER w AS ytd_credit_cents
+SELECT b.pcn, b.account_no, b.period, b.debit_micros, b.credit_micros,
+       SUM(b.debit_micros) OVER w AS ytd_debit_micros,
+       SUM(b.credit_micros) OVER w AS ytd_credit_micros
 FROM tb_balances b
 JOIN tb_account_year_category_type y
   ON y.pcn = b.pcn AND y.account_no = b.account_no AND y.year = b.period / 100

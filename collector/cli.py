@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
 
     cfg, registry = setup_process(args)
     collector = Collector(cfg, CollectorMetrics(registry))
-    server = start_observability(cfg, registry, ready=collector.ready)
+    server = start_observability(cfg, registry, ready=collector.ready, healthy=collector.healthy)
     stopper = Stopper()
 
     async def main() -> None:

@@ -11,7 +11,9 @@ Tree::
     │                                          to the dead-letter stream with its reason:
     │                                          not_json, not_object, bad_value, not_finite,
     │                                          too_large, unknown_topic, unknown_machine,
-    │                                          missing_field, bad_timestamp
+    │                                          missing_field, bad_timestamp; and
+    │                                          internal_error for any other exception a
+    │                                          decoder raised (a bug: see rejection())
     └── SinkUnavailableError (+ TransientError)     Redis is unreachable; signals stay buffered
                                                and the write is retried in order
 """
@@ -43,3 +45,20 @@ class SinkUnavailableError(CollectorError, TransientError):
     """Redis cannot take the batch now; keep it buffered and retry."""
 
     reason = "redis"
+
+
+#: The dead-letter reason of an exception no decoder meant to raise.
+INTERNAL_ERROR = "internal_error"
+
+
+def rejection(exc: Exception) -> tuple[str, str]:
+    """A decoding failure's dead-letter ``(reason, error)``.
+
+    A :class:`PayloadRejectedError` carries its own reason. Any other exception is a
+    decoder's bug that a payload found (an ``OverflowError`` on ``1e400``, say): the
+    message is dead-lettered as ``internal_error`` with the exception's type and text,
+    so that the reader's loop (paho's network thread, the OPC UA consumer) goes on.
+    """
+    if isinstance(exc, PayloadRejectedError):
+        return exc.reason, str(exc)
+    return INTERNAL_ERROR, f"{type(exc).__name__}: {exc}"

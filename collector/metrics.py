@@ -70,6 +70,13 @@ class CollectorMetrics:
             ["reader", "reason"],
             registry=registry,
         )
+        self.owned = Gauge(
+            "repsys_collector_source_owned",
+            "1 while this process reads the source (holds its lease, or Redis cannot say); "
+            "0 on a standby.",
+            ["reader", "source"],
+            registry=registry,
+        )
         self.connected = Gauge(
             "repsys_collector_source_connected",
             "1 while the source is connected and subscribed.",
@@ -80,6 +87,12 @@ class CollectorMetrics:
             "repsys_collector_reconnects_total",
             "Reconnections to a source after a failure.",
             ["reader", "source", "reason"],
+            registry=registry,
+        )
+        self.items_refused = Counter(
+            "repsys_collector_items_refused_total",
+            "Items a source refused to monitor (OPC UA: a bad node id), by status code.",
+            ["reader", "source", "status"],
             registry=registry,
         )
         self.watchdog = Counter(

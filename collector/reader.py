@@ -62,6 +62,12 @@ class Reader(Protocol):
     async def read_once(self, seconds: float) -> list[Signal]:
         """Connect, read one round (at most ``seconds``), disconnect."""
 
+    def healthy(self) -> tuple[bool, str]:
+        """``(False, why)`` when intake stalled although the source looks connected.
+
+        Called by /healthz (any thread, every few seconds): a False restarts the process.
+        """
+
 
 def signal_json(signal: Signal) -> str:
     """One signal as a JSON line (what ``collector once`` prints)."""

@@ -2,16 +2,23 @@
 
 The supervisor owns the loop: it awaits each reader's ``run``, and when a reader loses
 its source it counts the failure (``repsys_collector_reconnects_total{reason}``), waits
-with jittered exponential backoff and runs it again, so readers stay small. Readers are
+with jittered exponential backoff and runs it again, so readers stay small. It runs a
+reader only while this process holds the source's lease (``collector/lease.py``), so
+replicas of one configuration share its sources instead of reading each twice. Readers are
 built from the explicit :data:`READERS` registry, keyed by the config ``type``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
+
+from collector.lease import SourceLease, process_name
 from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder
 from collector.mqtt.reader import MqttReader
@@ -55,9 +62,78 @@ def build_readers(cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> l
 
 
 async def supervise(
-    reader: Reader, stopper: Stopper, metrics: CollectorMetrics, *, cap_s: float = 10.0
+    reader: Reader,
+    stopper: Stopper,
+    metrics: CollectorMetrics,
+    *,
+    cap_s: float = 10.0,
+    lease: SourceLease | None = None,
 ) -> None:
-    """Run ``reader`` until stopped, restarting it with backoff after each failure."""
+    """Run ``reader`` until stopped, restarting it with backoff after each failure.
+
+    With a ``lease``, only while this process holds it (``collector/lease.py``): it is
+    taken when free, renewed every ``lease.renew_s``, and the reader stops when another
+    process holds it (this one was paused or cut off longer than the TTL). While Redis
+    cannot say, the reader reads (see ``_keep``).
+    """
+    if lease is None:
+        await _run(reader, stopper, metrics, cap_s)
+        return
+    owned = metrics.owned.labels(reader.kind, reader.name)
+    while not stopper.stopped:
+        try:
+            mine = await asyncio.to_thread(lease.acquire)
+        except redis.RedisError as exc:
+            # Nobody can say who owns the source while Redis is away. Reading it keeps the
+            # outage buffer's promise (a replica started then may read it too, until
+            # Redis answers and the lease says which one stops).
+            log.warning("collector_source_lease_unknown", source=reader.name, error=str(exc))
+            mine = None
+        if mine is False:
+            await stopper.wait_async(lease.renew_s)
+            continue
+        owned.set(1)
+        log.info("collector_source_acquired", reader=reader.kind, source=reader.name, sure=mine)
+        held = Stopper()
+        keeper = asyncio.create_task(_keep(lease, stopper, held, mine=bool(mine)))
+        try:
+            await _run(reader, held, metrics, cap_s)
+        finally:
+            held.stop()
+            await keeper
+            owned.set(0)
+            with contextlib.suppress(redis.RedisError):
+                await asyncio.to_thread(lease.release)
+        if not stopper.stopped:
+            log.warning("collector_source_lease_lost", reader=reader.kind, source=reader.name)
+
+
+async def _keep(lease: SourceLease, stopper: Stopper, held: Stopper, *, mine: bool) -> None:
+    """Renew ``lease`` until stopped; stop ``held`` (the reader) when another holds it.
+
+    ``mine`` False: the lease could not be taken (Redis away); it is taken as soon as
+    Redis answers, or the reader stops if another process took it meanwhile.
+    """
+    while not held.stopped:
+        if await stopper.wait_async(lease.renew_s):
+            held.stop()
+            return
+        if held.stopped:
+            return
+        try:
+            # A lease that expired while Redis was away and nobody took is taken again.
+            ok = (mine and await asyncio.to_thread(lease.renew)) or await asyncio.to_thread(
+                lease.acquire
+            )
+        except redis.RedisError:
+            continue  # Redis away: go on reading into the sink's outage buffer
+        if not ok:
+            held.stop()
+            return
+        mine = True
+
+
+async def _run(reader: Reader, stopper: Stopper, metrics: CollectorMetrics, cap_s: float) -> None:
     backoff = Backoff(base_s=0.5, cap_s=cap_s)
     while not stopper.stopped:
         try:
@@ -92,7 +168,9 @@ class Collector:
             metrics,
             partitions=cfg.streams.partitions,
             max_len=cfg.streams.max_len,
-            name=cfg.collector.name,
+            # One heartbeat per collector: replicas of one configuration would overwrite
+            # each other's counts under the configuration's name.
+            name=f"{process_name(cfg.collector.name)}:{secrets.token_hex(3)}",
             heartbeat_s=cfg.collector.heartbeat_interval_s,
         )
         self.readers = build_readers(cfg, self.sink, metrics)
@@ -103,8 +181,15 @@ class Collector:
         self.sink.start()
         log.info("collector_started", sources=[r.name for r in self.readers])
         try:
+            cc = self.cfg.collector
             tasks: list[Awaitable[None]] = [
-                supervise(r, stopper, self.metrics, cap_s=self.cfg.collector.reconnect_max_s)
+                supervise(
+                    r,
+                    stopper,
+                    self.metrics,
+                    cap_s=cc.reconnect_max_s,
+                    lease=SourceLease(self.client, cc.name, r.name, ttl_s=cc.source_lease_ttl_s),
+                )
                 for r in self.readers
             ]
             if tasks:
@@ -114,6 +199,16 @@ class Collector:
         finally:
             await asyncio.to_thread(self.sink.stop, grace_s)
             log.info("collector_stopped", written=self.sink.written_total)
+
+    def healthy(self) -> tuple[bool, str]:
+        """Alive unless the sink's writer or a reader's intake died (/healthz)."""
+        if not self.sink.alive:
+            return False, "the stream sink's writer thread died"
+        for reader in self.readers:
+            ok, why = reader.healthy()
+            if not ok:
+                return False, why
+        return True, ""
 
     def ready(self) -> tuple[bool, str]:
         """Ready when the sink reaches Redis (sources come and go; the buffer covers)."""

@@ -45,6 +45,7 @@ from collector.batch import dumps_rows, send_batch
 from collector.errors import SinkUnavailableError
 from collector.metrics import CollectorMetrics
 from collector.rows import XADD_SCRIPT, Row, encode_fields, row_rts, rows_size, signal_row
+from collector.throttle import LogThrottle
 from collector.trim import Trimmer
 from core import keys
 from core.config.collector import SinkConfig
@@ -66,6 +67,9 @@ __all__ = ["XADD_SCRIPT", "StreamSink", "encode_fields"]
 #: 0 for a bare ack); ``ack`` runs once the item (and every item before it) is written,
 #: and an item with an ack is never dropped (see ``_drop_oldest``).
 Item = tuple[int, str, str, list[Row] | dict[str, str], Ack | None]
+
+#: One ``collector_dead_letter`` log line per reader and reason per this many seconds.
+DEAD_LETTER_LOG_PERIOD_S = 60.0
 
 #: ``_wake_at`` while the writer is not waiting: producers never notify.
 _NEVER = 1 << 62
@@ -121,6 +125,7 @@ class StreamSink:
         self._stream_of: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._dead_letter_log = LogThrottle(DEAD_LETTER_LOG_PERIOD_S)
         self._trimmer = Trimmer(client, metrics, partitions=partitions, max_len=max_len)
         self._next_trim = 0.0
         self._next_heartbeat = 0.0
@@ -210,7 +215,18 @@ class StreamSink:
             "ts": repr(time.time()),
         }
         self.metrics.dead_letters.labels(reader, reason).inc()
-        log.warning("collector_dead_letter", reader=reader, source=source, reason=reason)
+        # Counted always, logged once per reason a minute (collector.throttle).
+        suppressed = self._dead_letter_log.admit(f"{reader}:{reason}")
+        if suppressed is not None:
+            log.warning(
+                "collector_dead_letter",
+                reader=reader,
+                source=source,
+                reason=reason,
+                error=error[:200],
+                where=where[:200],
+                suppressed=suppressed,
+            )
         self._put([(1, reader, "", fields, ack)])
 
     def _put(self, items: list[Item]) -> None:
@@ -267,6 +283,12 @@ class StreamSink:
     def redis_ok(self) -> bool:
         """False while the last write to Redis failed."""
         return self._redis_ok
+
+    @property
+    def alive(self) -> bool:
+        """False when the writer thread ended without being stopped (nothing is written)."""
+        thread = self._thread
+        return thread is None or thread.is_alive() or self._stop.is_set()
 
     @property
     def depth(self) -> int:
@@ -353,6 +375,8 @@ class StreamSink:
                         buffered=self.depth,
                     )
                 self._redis_ok = False
+                # What waits is what Redis has not taken: the gauge says so during the outage.
+                self.metrics.buffer.set(self.depth)
                 if self._stop.wait(backoff.next()):
                     return  # stopping while Redis is away: what is buffered is lost
                 continue

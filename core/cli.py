@@ -82,9 +82,9 @@ def setup_process(args: argparse.Namespace) -> tuple[RepsysConfig, CollectorRegi
 
 
 def start_observability(
-    cfg: RepsysConfig, registry: CollectorRegistry, ready: Any = None
+    cfg: RepsysConfig, registry: CollectorRegistry, ready: Any = None, healthy: Any = None
 ) -> ObservabilityServer:
     """Serve /metrics, /healthz, /readyz on the configured (or --http-port) address."""
     return ObservabilityServer(
-        registry, host=cfg.http.host, port=cfg.http.port, ready=ready
+        registry, host=cfg.http.host, port=cfg.http.port, ready=ready, healthy=healthy
     ).start()

@@ -38,8 +38,16 @@ RULES_DEAD_LETTERS: Final = f"{PREFIX}deadletter:rules"
 
 
 def collector_heartbeat(name: str) -> str:
-    """A collector instance's liveness and counters (hash, with a TTL)."""
+    """A collector process's liveness and counters (hash, with a TTL).
+
+    ``name`` is ``<collector>:<host>:<pid>:<random>``: one per process, replicas too.
+    """
     return f"{PREFIX}collector:heartbeat:{name}"
+
+
+def collector_source_lease(collector: str, source: str) -> str:
+    """Lease on one source of a collector config: the one process reading it (token, TTL)."""
+    return f"{PREFIX}collector:lease:{collector}:{source}"
 
 
 def machine_last_seen() -> str:
@@ -69,8 +77,11 @@ def machine_live(machine_id: str) -> str:
     return f"{PREFIX}machine:{machine_id}:live"
 
 
-#: Sorted set of upcoming tool changes (member = machine|tool, score = minutes remaining).
+#: Sorted set of upcoming tool changes (member = machine|tool, score = minutes remaining,
+#: negative when overdue).
 UPCOMING_TOOL_CHANGES: Final = f"{PREFIX}rules:upcoming_tool_changes"
+#: Hash: member of ``UPCOMING_TOOL_CHANGES`` -> Unix time its minutes were computed at.
+UPCOMING_TOOL_CHANGES_AT: Final = f"{PREFIX}rules:upcoming_tool_changes_at"
 
 # --- plex -----------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The HTTP endpoint of every long-running process: /metrics, /healthz, /readyz.
 
-``/healthz`` answers 200 while the process is alive (a liveness probe restarts it
-otherwise); ``/readyz`` answers 200 only when the process's own readiness check passes
-(connected to what it needs), so Kubernetes sends it work only then. The server runs in a
-daemon thread so it answers even while the event loop is busy.
+``/healthz`` answers 200 while the process is alive and its own liveness check (if it
+has one) passes: a process whose intake stalled although it looks connected answers 503,
+and the liveness probe restarts it. ``/readyz`` answers 200 only when the process's own
+readiness check passes (connected to what it needs), so Kubernetes sends it work only
+then. The server runs in a daemon thread so it answers even while the event loop is busy.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = generate_latest(self.server.registry)
             self._send(200, body, CONTENT_TYPE_LATEST)
         elif path == "/healthz":
-            self._send(200, b"ok\n", "text/plain")
+            healthy, why = self.server.check_healthy()
+            self._send(200 if healthy else 503, (why or "ok").encode() + b"\n", "text/plain")
         elif path == "/readyz":
             ready, why = self.server.check_ready()
             self._send(200 if ready else 503, (why or "ok").encode() + b"\n", "text/plain")
@@ -48,10 +50,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     registry: CollectorRegistry
     check_ready: Callable[[], tuple[bool, str]]
+    check_healthy: Callable[[], tuple[bool, str]]
 
 
 class ObservabilityServer:
-    """Serves /metrics from ``registry`` and /readyz from ``ready`` in a thread."""
+    """Serves /metrics from ``registry``, /readyz from ``ready``, /healthz from ``healthy``."""
 
     def __init__(
         self,
@@ -60,10 +63,12 @@ class ObservabilityServer:
         host: str = "127.0.0.1",
         port: int = 0,
         ready: Callable[[], tuple[bool, str]] | None = None,
+        healthy: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self._server = _Server((host, port), _Handler)
         self._server.registry = registry
         self._server.check_ready = ready or (lambda: (True, ""))
+        self._server.check_healthy = healthy or (lambda: (True, ""))
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="observability", daemon=True
         )

@@ -24,6 +24,7 @@ Why it looks the way it does:
 from __future__ import annotations
 
 import email.utils
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -139,12 +140,32 @@ class _CheckedSession(requests.Session):
     """A session that turns HTTP statuses into classified errors before zeep parses.
 
     zeep's own ``TransportError`` carries no headers, and 429's ``Retry-After`` is one;
-    zeep's transport posts through this session, so the check sits here.
+    zeep's transport posts through this session, so the check sits here. It also holds
+    the two rules on where and how long a call may go:
+
+    - **No redirects.** requests follows them itself (urllib3's ``Retry(redirect=0)`` does
+      not stop it) and would re-post the SOAP body, Basic auth included, to wherever the
+      ``Location`` points, past the environment guard. A 3xx is an error here.
+    - **A total deadline** (``deadline_s``: connect, send and read together). The socket
+      timeouts bound each read, not the call: a server that drips its answer could hold
+      a call past the sender's claim, and then another sender may file the ticket again.
     """
 
+    def __init__(self, deadline_s: float) -> None:
+        super().__init__()
+        self.deadline_s = deadline_s
+
     def post(self, url: str | bytes, data: Any = None, json: Any = None, **kwargs: Any) -> Any:
-        response = super().post(url, data=data, json=json, **kwargs)
+        kwargs["allow_redirects"] = False
+        response = self._post_within_deadline(url, data, json, kwargs)
         status = response.status_code
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "-")
+            raise PlexUnavailableError(
+                f"Plex answered HTTP {status} to {location}: redirects are not followed "
+                "(check plex.endpoint)",
+                reason="http_redirect",
+            )
         if status in (401, 403):
             raise PlexAuthError(f"Plex refused the credentials (HTTP {status})")
         if status == 429:
@@ -160,6 +181,38 @@ class _CheckedSession(requests.Session):
             )
         if 300 <= status < 500 and not is_xml:
             raise PlexUnavailableError(f"Plex answered HTTP {status}", reason="http_status")
+        return response
+
+    def _post_within_deadline(
+        self, url: str | bytes, data: Any, json: Any, kwargs: dict[str, Any]
+    ) -> requests.Response:
+        """``Session.post`` in a thread of its own, given up on at the deadline.
+
+        A blocked socket read cannot be interrupted from outside; the abandoned thread ends
+        at its own socket timeout, and its connection is dropped rather than reused.
+        """
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                box["response"] = super(_CheckedSession, self).post(
+                    url, data=data, json=json, **kwargs
+                )
+            except BaseException as exc:  # handed to the caller below, whatever it is
+                box["error"] = exc
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="plex-call", daemon=True).start()
+        if not done.wait(self.deadline_s):
+            self.close()  # idle connections go; the stuck one is closed when it returns
+            raise requests.exceptions.ReadTimeout(
+                f"no complete answer within the {self.deadline_s:g} s deadline"
+            )
+        if "error" in box:
+            raise box["error"]
+        response: requests.Response = box["response"]
         return response
 
 
@@ -191,7 +244,7 @@ class PlexClient:
         self.cfg = cfg
         self.metrics = metrics
         self.limiter = limiter
-        self.session = _CheckedSession()
+        self.session = _CheckedSession(deadline_s=cfg.operation_timeout_s)
         retry = Retry(
             total=cfg.connect_retries,
             connect=cfg.connect_retries,

@@ -3,7 +3,8 @@
 The engine is pure: it turns signals and ticks into these values and changes nothing
 outside its state. ``rules/sink.py`` writes them to the database (episodes and tickets in
 one transaction), the worker writes forecasts to Redis, ``rules/replay.py`` collects them
-in memory for golden cases and backtests.
+in memory for golden cases and backtests. :class:`OpenEpisode` goes the other way: what the
+database tells an engine whose checkpoint was lost.
 """
 
 from __future__ import annotations
@@ -89,3 +90,22 @@ class Forecast:
     machine: str
     tool: str
     minutes: int | None
+    at: float = 0.0  # source time the minutes were computed at (the boards' "as of")
+
+
+@dataclass(frozen=True, slots=True)
+class OpenEpisode:
+    """An episode the database holds as firing: what the engine needs to go on with it."""
+
+    machine: str
+    fingerprint: str
+    occurrence: int
+    rule: str
+    subject: str
+    summary: str
+    values: dict[str, Any]
+    started: float
+    last_seen: float
+    repeats: int
+    level: int
+    ticket_ref: str

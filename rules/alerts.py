@@ -29,10 +29,18 @@ from typing import Any
 
 from core.config.rules import NoDataRule, RulesConfig
 from core.outbox import episode_ref
-from rules.actions import Action, EpisodeDraft, Escalate, Forecast, OpenEpisodes, Resolve
+from rules.actions import (
+    Action,
+    EpisodeDraft,
+    Escalate,
+    Forecast,
+    OpenEpisode,
+    OpenEpisodes,
+    Resolve,
+)
 from rules.derive import Facts
 from rules.state import Alert, MachineState, fingerprint
-from rules.text import DEFAULT_CATEGORY, category_title, describe, worst
+from rules.text import DEFAULT_CATEGORY, describe, ticket_title, worst
 
 #: Keys of a rule's config that are noise control, not the rule's own parameters.
 _COMMON = frozenset(
@@ -48,6 +56,14 @@ _COMMON = frozenset(
         "category",
     }
 )
+
+#: Seconds an episode restored from the database (its checkpoint lost) stays open without
+#: its condition being seen again: the rule has lost its own state too (a baseline, a
+#: run of samples, the last run state) and needs time to see an ongoing condition again.
+#: Longer than any default ``for_s`` plus a drift rule's baseline at one sample a second.
+RESTORED_HOLD_S = 900.0
+#: ``Alert.held`` of a restored episode until its condition is seen again.
+RESTORED = "restored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +159,12 @@ class Lifecycle:
             alert.active = True
             alert.cleared_at = None
             alert.resolve_at = None
+            if alert.held == RESTORED:
+                alert.held = ""
+                if abs(src - alert.started) < 0.001:
+                    # The anomaly that opened it, replayed: the worker that wrote the
+                    # episode died before its checkpoint. Not a repeat.
+                    return
             alert.repeats += 1
             alert.detail, alert.evidence = detail, values
             self.stats[rule, "repeated"] += 1
@@ -177,9 +199,9 @@ class Lifecycle:
         self.active(m, rule, subject, src, headline=headline, detail=detail, values=values)
         self.inactive(m, rule, subject)
 
-    def forecast(self, m: MachineState, tool: str, minutes: int | None) -> None:
+    def forecast(self, m: MachineState, tool: str, minutes: int | None, at: float) -> None:
         self.changed = True
-        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes)
+        self.forecasts[m.id, tool] = Forecast(m.id, tool, minutes, at)
 
     # --- time --------------------------------------------------------------------------
 
@@ -196,6 +218,13 @@ class Lifecycle:
                 continue
             if not alert.opened:
                 continue
+            if alert.held == RESTORED and alert.cleared_at is None and not alert.active:
+                # Restored from the database: the hold runs from the engine's first moment
+                # after the take (the checkpoint's clock was lost with it), and ends with a
+                # resolution keep_firing_for_s later, as for a cleared condition.
+                hold = max(spec.keep_firing_for_s, spec.for_s, RESTORED_HOLD_S)
+                alert.cleared_at = now + hold - spec.keep_firing_for_s
+                self.changed = True
             if alert.cleared_at is not None and now - alert.cleared_at >= spec.keep_firing_for_s:
                 self._resolve(m, key, alert)
                 continue
@@ -337,6 +366,7 @@ class Lifecycle:
         drafts = []
         paragraphs = []
         categories = []
+        titles = []
         for alert in alerts:
             spec = self.specs[alert.rule]
             evidence = self._evidence(m, alert)
@@ -357,6 +387,7 @@ class Lifecycle:
                 )
             )
             categories.append(spec.category or DEFAULT_CATEGORY[spec.type])
+            titles.append(ticket_title(spec.type, spec.category))
             paragraphs.append(
                 describe(
                     headline=alert.headline,
@@ -369,7 +400,7 @@ class Lifecycle:
             )
         first = alerts[0]
         if len(alerts) == 1:
-            title = f"{category_title(categories[0])}: {first.headline}"
+            title = f"{titles[0]}: {first.headline}"
         else:
             title = f"{len(alerts)} issues on {self.facts.machine_name(m.id)}: {first.headline}"
             title += f" (+{len(alerts) - 1} more)"
@@ -394,6 +425,45 @@ class Lifecycle:
             if alert.resolve_at is not None:
                 key = f"{alert.rule}\x1f{alert.subject}"
                 self._resolve(m, key, alert)
+
+    def restore(self, m: MachineState, ep: OpenEpisode) -> None:
+        """Go on with an episode the database holds as firing (the checkpoint was lost).
+
+        It comes back firing but not seen: a recurrence of its condition within
+        ``max(keep_firing_for_s, for_s, RESTORED_HOLD_S)`` of the engine's next moment is a
+        repeat of it (or, at the same source time, the anomaly that opened it, replayed),
+        not a second episode and ticket; otherwise it resolves then.
+        """
+        spec = self.specs.get(ep.rule)
+        if spec is None:  # the rule was removed from the configuration
+            return
+        self.changed = True
+        headline, _, detail = ep.summary.partition(": ")
+        m.alerts[f"{ep.rule}\x1f{ep.subject}"] = Alert(
+            rule=ep.rule,
+            subject=ep.subject,
+            state="firing",
+            active=False,
+            active_at=ep.started,
+            started=ep.started,
+            last_src=ep.last_seen,
+            headline=headline,
+            detail=detail,
+            evidence=ep.values,
+            cleared_at=None,  # the hold starts at its first check (see check())
+            fingerprint=ep.fingerprint,
+            occurrence=ep.occurrence,
+            opened=True,
+            fired_at=ep.started,
+            last_notified=ep.last_seen,
+            level=ep.level,
+            repeats=ep.repeats,
+            notified_repeats=ep.repeats,
+            ticket_ref=ep.ticket_ref,
+            held=RESTORED,
+        )
+        m.occ[ep.fingerprint] = max(m.occ.get(ep.fingerprint, 0), ep.occurrence)
+        self.stats[ep.rule, "restored"] += 1
 
     def remap(self, m: MachineState, fp: str, old: int, new: int) -> None:
         """The database already had ``(fp, old)`` from another history: use ``new``."""

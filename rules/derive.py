@@ -49,6 +49,12 @@ def tool_id(value: Any) -> str:
     return str(value)
 
 
+def event_start(sig: Signal) -> float:
+    """When a machining event's tool began cutting: its ``start``, else the event's time."""
+    start = _num(sig.attrs.get("start"))
+    return sig.source_ts if start is None else start
+
+
 class ShiftClock:
     """Start of the shift a timestamp falls in, from HH:MM starts in the plant's zone."""
 
@@ -124,12 +130,25 @@ class Facts:
             return spec.pallets
         return max(1, len(state.pallets_seen))
 
-    def fastest(self, m: MachineState) -> float | None:
-        """Fastest cycle time of the machine's current program: configured, else learned."""
+    def fastest_cycle(self, m: MachineState) -> float | None:
+        """The plants' ``fastest_cycle_time`` of the current program: configured, else learned.
+
+        Learned as DOMAIN.md section 3 defines it: the smallest non-zero time from a
+        machining event's start to the previous start of the same tool on the same pallet
+        (see :meth:`Deriver._learn_cycle`), per machine and program (part operation).
+        """
         fixed = self.spec(m.id).fastest_cycle_time_s
         if fixed is not None:
             return fixed
-        return m.fastest.get(m.program)
+        return m.fastest_cycle.get(m.program)
+
+    def fastest(self, m: MachineState) -> float | None:
+        """The forecast's fastest cycle: the plants' one, else the fastest derived cycle.
+
+        A machine without machining events (tool-life counters only) has no start-to-start
+        cycle; its derived ``cycle_time`` signals stand in.
+        """
+        return self.fastest_cycle(m) or m.fastest.get(m.program)
 
 
 class Deriver:
@@ -181,8 +200,13 @@ class Deriver:
             m.feed = value
 
     def _alarm(self, m: MachineState, sig: Signal) -> None:
+        code = str(sig.value)
         if sig.attrs.get("active", "true") != "false":
-            m.last_alarm = [str(sig.value), sig.attrs.get("text", ""), sig.source_ts]
+            # The fourth item says the alarm still stands: a controller that stops on an
+            # alarm often reports a plain "stopped", and the board must say "down".
+            m.last_alarm = [code, sig.attrs.get("text", ""), sig.source_ts, True]
+        elif m.last_alarm is not None and m.last_alarm[0] == code:
+            m.last_alarm = [*m.last_alarm[:3], False]
 
     def _pallet(self, m: MachineState, sig: Signal) -> list[Signal]:
         pallet = str(sig.value)
@@ -316,25 +340,57 @@ class Deriver:
         tool = sig.subject or attrs.get("tool", "")
         counter = _num(attrs["counter"]) if "counter" in attrs else _num(sig.value)
         out: list[Signal] = [sig]
-        if self.facts.spec(m.id).cycle_source == "machining_event":
-            start = _num(attrs.get("start"))
-            end = _num(attrs.get("end"))
-            if attrs.get("cmd") == "50":
-                m.cycle_start = sig.source_ts
-            else:
-                if start is None:
-                    start = m.cycle_start
-                end = end if end is not None else sig.source_ts
-                # Every tool of a cut reports the same cut: one cycle per distinct end.
-                if start is not None and end != m.last_cycle_end:
-                    cycle = self._cycle(m, sig, end - start)
-                    if cycle is not None:
-                        m.last_cycle_end = end
-                        out.append(cycle)
-        if not tool or counter is None or attrs.get("cmd") == "50":
+        if attrs.get("cmd") == "50":
+            m.cycle_start = sig.source_ts
             return out
+        if self.facts.spec(m.id).cycle_source == "machining_event":
+            cycle = self._cut(m, sig, tool)
+            if cycle is not None:
+                out.append(cycle)
+        if not tool or counter is None:
+            return out
+        self._learn_cycle(m, sig, tool)
         counted = self._counter(m, sig, tool, counter)
         return counted + out[1:]
+
+    def _cut(self, m: MachineState, sig: Signal, tool: str) -> Signal | None:
+        """One cycle per cut: the span of its tools' events, known when the next cut begins.
+
+        Each tool assembly reports its own start and end inside the pallet's cut (Okuma's
+        set-60 commands), so no single event spans the cut. A cut is the run of events on
+        one pallet in which no tool reports twice; its cycle is its first start to its
+        last end, derived at the first event of the next cut.
+        """
+        start = _num(sig.attrs.get("start"))
+        if start is None:
+            start = m.cycle_start if m.cycle_start is not None else sig.source_ts
+        end = _num(sig.attrs.get("end"))
+        end = sig.source_ts if end is None else end
+        pallet = sig.attrs.get("pallet", "")
+        cut = m.rules.get("_cut")  # [pallet, [tools], first start, last end]
+        if cut is not None and cut[0] == pallet and tool not in cut[1]:
+            cut[1].append(tool)
+            cut[3] = max(cut[3], end)
+            return None
+        m.rules["_cut"] = [pallet, [tool], start, end]
+        m.cycle_start = None
+        if cut is None:
+            return None
+        return self._cycle(m, sig, cut[3] - cut[2])
+
+    def _learn_cycle(self, m: MachineState, sig: Signal, tool: str) -> None:
+        """The plants' cycle time of this event; the program's fastest when it is faster."""
+        state = m.tools.get(tool)
+        if state is None:
+            return
+        last = state.starts.get(sig.attrs.get("pallet", ""))
+        if last is None:
+            return
+        cycle = event_start(sig) - last
+        if cycle >= self.min_cycle:  # shorter: a glitch (or a zero), not a cycle
+            best = m.fastest_cycle.get(m.program)
+            if best is None or cycle < best:
+                m.fastest_cycle[m.program] = cycle
 
     def _tool_change(self, m: MachineState, sig: Signal) -> list[Signal]:
         tool = sig.subject or tool_id(sig.value)
@@ -355,9 +411,9 @@ class Deriver:
             return
         state = m.tool(tool)
         pallet = attrs.get("pallet", "")
-        start = _num(attrs.get("start"))
-        start = sig.source_ts if start is None else start
+        start = event_start(sig)
         state.by_pallet[pallet] = [counter, start]
+        state.starts[pallet] = start
         state.prev = [pallet, counter, start]
         if pallet not in state.pallets_seen and len(state.pallets_seen) < 16:
             state.pallets_seen.append(pallet)

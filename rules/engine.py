@@ -19,7 +19,7 @@ from core.config import RepsysConfig
 from core.errors import ConfigError
 from core.logs import get_logger
 from core.model import Quality, Signal
-from rules.actions import Action, Forecast
+from rules.actions import Action, Forecast, OpenEpisode
 from rules.alerts import ActiveSilence, Lifecycle
 from rules.derive import DERIVES, Deriver, Facts
 from rules.state import MachineState
@@ -132,9 +132,32 @@ class Engine:
         recording that lacks a machine says nothing about the machine.
         """
         for machine_id in machine_ids:
-            if machine_id not in self.machines and machine_id in self.program.known:
-                m = self.machines[machine_id] = MachineState(machine_id)
-                m.dispatch = self.program.dispatch(machine_id)
+            self._machine(machine_id)
+
+    def restore(self, episodes: list[OpenEpisode]) -> int:
+        """Machines without a checkpoint take their open episodes from the database; how many.
+
+        Call after :meth:`load` and :meth:`expect`, with what ``rules.sink.load_episodes``
+        read for the machines :meth:`load` did not restore. Occurrence numbers are not
+        taken from the database: entries replayed from the pending list must compute the
+        numbers they had (the sink moves a new episode past rows of another history).
+        """
+        restored = 0
+        for ep in episodes:
+            m = self._machine(ep.machine)
+            if m is not None:
+                self.ctx.restore(m, ep)
+                self.dirty.add(m.id)
+                restored += 1
+        return restored
+
+    def _machine(self, machine_id: str) -> MachineState | None:
+        """The machine's state, new if it is known and has none yet."""
+        m = self.machines.get(machine_id)
+        if m is None and machine_id in self.program.known:
+            m = self.machines[machine_id] = MachineState(machine_id)
+            m.dispatch = self.program.dispatch(machine_id)
+        return m
 
     def set_silences(self, silences: Iterable[ActiveSilence]) -> None:
         self.ctx.silences = list(silences)

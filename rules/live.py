@@ -5,7 +5,10 @@ already knows its run state and whether its data stopped, so it publishes what t
 machines board shows: a hash per machine with ``state`` (running / idle / down / no_data,
 or the controller's own word when it is none of those), ``state_since`` (source time the
 state began), ``updated_at`` (worker clock) and the latest value of every subject-less
-signal by its canonical name (``program``, ``part_count``, ``spindle_load``...).
+signal by its canonical name (``program``, ``part_count``, ``spindle_load``...), and
+``fastest_cycle_time``: the plants' fastest cycle of the machine's current program
+(configured, else learned start to start on one pallet, DOMAIN.md section 3), the basis
+of the jump limit and the tool change forecast, as text (``"57 s"``).
 
 Cost: the worker notes each good signal's value in a dict (one assignment; the value is
 turned into text only when written, since most are overwritten before) and, after a
@@ -29,6 +32,7 @@ from typing import Any
 from core import keys
 from core.model import Quality, Signal, Value
 from rules.actions import Forecast
+from rules.derive import Facts
 from rules.engine import Program
 from rules.state import MachineState
 from rules.types.no_data import NoData
@@ -59,6 +63,18 @@ BOARD_STATES = {
     "outofservice": "down",
 }
 _GOOD = (Quality.GOOD, Quality.UNCERTAIN)
+#: Board states that an alarm still standing turns into "down".
+_STOPPED = frozenset({"idle", "unknown"})
+
+
+def alarm_stands(m: MachineState) -> bool:
+    """Whether the machine's last alarm was raised and not yet cleared.
+
+    ``last_alarm`` is ``[code, text, source time, standing]``; a checkpoint written before
+    the fourth item existed says nothing about it, and nothing is assumed.
+    """
+    alarm = m.last_alarm
+    return alarm is not None and len(alarm) > 3 and alarm[3] is True
 
 
 def board_state(run_state: str) -> str:
@@ -85,12 +101,15 @@ class LiveBoard:
         ttl_s: int = LIVE_TTL_S,
         refresh_s: float = REFRESH_S,
         interval_s: float = FLUSH_INTERVAL_S,
+        facts: Facts | None = None,
     ) -> None:
         #: Alert keys (``rule\\x1f``) of the no_data rules: while one is active, no data.
         self._no_data_keys = tuple(f"{name}\x1f" for name in sorted(no_data_rules))
         self.ttl_s = ttl_s
         self.refresh_s = refresh_s
         self.interval_s = interval_s
+        #: The machines' facts, for the fastest cycle time (None: not shown).
+        self.facts = facts
         #: Clock time of the last flush that looked at the machines.
         self.flushed_at: float | None = None
         #: Values noted since each machine's last write (kept until it is written).
@@ -100,7 +119,8 @@ class LiveBoard:
 
     @classmethod
     def for_program(cls, program: Program) -> LiveBoard:
-        return cls(frozenset(r.name for r in program.rules if isinstance(r, NoData)))
+        no_data = frozenset(r.name for r in program.rules if isinstance(r, NoData))
+        return cls(no_data, facts=program.facts)
 
     def note(self, sig: Signal) -> None:
         """Remember a signal's value (after the engine processed it)."""
@@ -117,7 +137,12 @@ class LiveBoard:
             alert = m.alerts.get(key)
             if alert is not None and alert.active:
                 return "no_data", alert.started
-        return board_state(m.run_state), m.run_since
+        state = board_state(m.run_state)
+        if state in _STOPPED and alarm_stands(m):
+            # Stopped with an alarm standing is a breakdown, whatever word the controller
+            # uses for its run state (FANUC and the simulated plant say "stopped").
+            return "down", m.run_since
+        return state, m.run_since
 
     def flush(
         self, redis: Any, engines: list[dict[str, MachineState]], now: float, *, force: bool = False
@@ -152,6 +177,9 @@ class LiveBoard:
             self.published[machine] = (state, since, now)
             fields = {name: _text(value) for name, value in values.items()}
             fields["state"] = state
+            fastest = self.facts.fastest_cycle(m) if self.facts is not None else None
+            if fastest is not None:
+                fields["fastest_cycle_time"] = f"{round(fastest, 1):g} s"
             fields["state_since"] = repr(float(since or now))
             fields["updated_at"] = repr(float(now))
             key = keys.machine_live(machine)
@@ -165,12 +193,15 @@ class LiveBoard:
 
 
 def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
-    """Minutes to each tool's next change, member ``machine|tool``; gone when none is due."""
+    """Minutes to each tool's next change, member ``machine|tool``, and when they were
+    computed (the boards' "as of"); both gone when none is due."""
     pipe = redis.pipeline(transaction=False)
     for f in forecasts:
         member = f"{f.machine}|{f.tool}"
         if f.minutes is None:
             pipe.zrem(keys.UPCOMING_TOOL_CHANGES, member)
+            pipe.hdel(keys.UPCOMING_TOOL_CHANGES_AT, member)
         else:
             pipe.zadd(keys.UPCOMING_TOOL_CHANGES, {member: f.minutes})
+            pipe.hset(keys.UPCOMING_TOOL_CHANGES_AT, member, repr(float(f.at)))
     pipe.execute()

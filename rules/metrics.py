@@ -48,6 +48,11 @@ class RulesMetrics:
             ["rule", "state"],
             registry=registry,
         )
+        self.restored = Counter(
+            "repsys_rules_episodes_restored_total",
+            "Firing episodes taken from the database for machines whose checkpoint was missing.",
+            registry=registry,
+        )
         self.episodes_open = Gauge(
             "repsys_rules_episodes_open",
             "Episodes firing in the partitions this worker holds.",

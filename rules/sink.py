@@ -31,7 +31,14 @@ from core.config.machines import Machine
 from core.db.schema import Episode, Silence, Ticket, TicketEvent
 from core.model import EpisodeState, TicketState
 from core.outbox import add_ticket, episode_ref
-from rules.actions import Action, EpisodeDraft, Escalate, OpenEpisodes, Resolve
+from rules.actions import (
+    Action,
+    EpisodeDraft,
+    Escalate,
+    OpenEpisode,
+    OpenEpisodes,
+    Resolve,
+)
 from rules.alerts import ActiveSilence
 from rules.errors import RulesTransientError
 
@@ -269,6 +276,53 @@ class EpisodeSink:
                         f"{action.repeats} repeats",
                     )
                 )
+
+
+def load_episodes(sessions: sessionmaker[Session], machine_ids: list[str]) -> list[OpenEpisode]:
+    """The firing episodes of machines whose rule state is missing.
+
+    A checkpoint can be lost (Redis restarted without persistence, a failover before
+    replication); the database then is the truth about what is open, so an ongoing
+    condition goes on as the same episode instead of filing a second ticket.
+    Raises :class:`RulesTransientError`.
+    """
+    out: list[OpenEpisode] = []
+    if not machine_ids:
+        return out
+    try:
+        with sessions() as session:
+            rows = session.execute(
+                select(Episode, Ticket.external_ref, Ticket.escalation_level)
+                .outerjoin(Ticket, Ticket.episode_id == Episode.id)
+                .where(
+                    Episode.state == EpisodeState.FIRING.value,
+                    Episode.machine_id.in_(machine_ids),
+                )
+                .order_by(Episode.started_at, Episode.id)
+            ).all()
+            for ep, ref, level in rows:
+                values = ep.evidence.get("values") if isinstance(ep.evidence, dict) else None
+                out.append(
+                    OpenEpisode(
+                        machine=ep.machine_id,
+                        fingerprint=ep.fingerprint,
+                        occurrence=ep.occurrence,
+                        rule=ep.rule,
+                        subject=ep.subject,
+                        summary=ep.summary,
+                        values=values if isinstance(values, dict) else {},
+                        started=_ts(ep.started_at),
+                        last_seen=_ts(ep.last_seen_at),
+                        repeats=ep.repeat_count,
+                        level=level or 0,
+                        # An episode grouped into another's ticket has no ticket of its
+                        # own: its escalations then change the episode row only.
+                        ticket_ref=ref or episode_ref(ep.fingerprint, ep.occurrence),
+                    )
+                )
+    except DBAPIError as exc:
+        raise RulesTransientError(f"cannot read open episodes: {exc.orig}", reason="db") from exc
+    return out
 
 
 def load_silences(sessions: sessionmaker[Session], now: float) -> list[ActiveSilence]:

@@ -58,6 +58,9 @@ class ToolState:
     prev: list[Any] | None = None  # [pallet, counter, start] of the last machining event
     window: list[str] = field(default_factory=list)  # pallets of events since shift start
     window_shift: float = 0.0  # start of the shift the window belongs to
+    # pallet -> start of the tool's last event there. Unlike ``by_pallet`` it outlives a
+    # tool change: the cycle time is the pallet's, whatever tool sits in the holder.
+    starts: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> list[Any]:
         return [
@@ -71,14 +74,15 @@ class ToolState:
             self.prev,
             self.window,
             self.window_shift,
+            self.starts,
         ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> ToolState:
-        return cls(*data)
+        return cls(*data)  # a blob written before ``starts`` existed has one item less
 
     def reset_history(self) -> None:
-        """A tool change: the next event has no predecessor to compare with."""
+        """A tool change: readings of the old life are not compared with the new one."""
         self.by_pallet = {}
         self.prev = None
 
@@ -111,7 +115,7 @@ class Alert:
     repeats: int = 0  # recurrences since it fired
     notified_repeats: int = 0  # repeats at the last notification
     ticket_ref: str = ""
-    held: str = ""  # why it is not firing yet although due: inhibited | silenced
+    held: str = ""  # inhibited | silenced: why not firing yet; restored: see restore()
     resolve_at: float | None = None  # resolved before its group was written
 
     def to_json(self) -> list[Any]:
@@ -154,6 +158,7 @@ class MachineState:
         "cycle_start",
         "dispatch",
         "fastest",
+        "fastest_cycle",
         "feed",
         "group",
         "id",
@@ -189,7 +194,10 @@ class MachineState:
         self.cycle_start: float | None = None
         self.last_cycle_end = 0.0
         self.last_alarm: list[Any] | None = None  # [code, text, source time]
-        self.fastest: dict[str, float] = {}  # program -> learned fastest cycle time
+        self.fastest: dict[str, float] = {}  # program -> fastest derived cycle_time signal
+        # program -> the plants' Fastest_Cycle_Time: the smallest non-zero time from one
+        # machining event's start to the next start of the same tool on the same pallet.
+        self.fastest_cycle: dict[str, float] = {}
         self.tools: dict[str, ToolState] = {}
         self.rules: dict[str, Any] = {}  # rule name -> its private JSON state
         self.alerts: dict[str, Alert] = {}  # "rule\x1fsubject" -> lifecycle
@@ -234,6 +242,7 @@ class MachineState:
                 "cycle": [self.cycle_start, self.last_cycle_end],
                 "alarm": self.last_alarm,
                 "fastest": self.fastest,
+                "fastest_cycle": self.fastest_cycle,
                 "tools": {k: t.to_json() for k, t in self.tools.items()},
                 "rules": self.rules,
                 "alerts": {k: a.to_json() for k, a in self.alerts.items()},
@@ -263,6 +272,7 @@ class MachineState:
         m.cycle_start, m.last_cycle_end = data["cycle"]
         m.last_alarm = data["alarm"]
         m.fastest = data["fastest"]
+        m.fastest_cycle = data.get("fastest_cycle", {})  # absent from older blobs
         m.tools = {k: ToolState.from_json(v) for k, v in data["tools"].items()}
         m.rules = data["rules"]
         m.alerts = {k: Alert.from_json(v) for k, v in data["alerts"].items()}

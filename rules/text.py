@@ -43,11 +43,22 @@ _TITLES = {
     "quality": "Quality Issue",
 }
 
+#: Ticket titles by rule type where the category's title would mislabel the ticket:
+#: micro-stops share the downtime category (for Plex) but are short stops, a speed loss.
+_TYPE_TITLES = {"micro_stop": "Micro-stop Issue"}
+
 _SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
 def category_title(category: str) -> str:
     return _TITLES.get(category) or f"{category.replace('_', ' ').title()} Issue"
+
+
+def ticket_title(rule_type: str, category: str) -> str:
+    """The title's prefix: the rule's own ``category`` if it set one, else by type."""
+    if category:
+        return category_title(category)
+    return _TYPE_TITLES.get(rule_type) or category_title(DEFAULT_CATEGORY[rule_type])
 
 
 def worst(severities: list[str]) -> str:

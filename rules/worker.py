@@ -41,7 +41,7 @@ from rules.errors import RulesTransientError
 from rules.lease import Leases
 from rules.live import LiveBoard, write_forecasts
 from rules.metrics import RulesMetrics
-from rules.sink import EpisodeSink, WriteResult, load_silences
+from rules.sink import EpisodeSink, WriteResult, load_episodes, load_silences
 from rules.stream import Entry, PartitionStream, PendingRead, entry_key
 
 log = get_logger(__name__)
@@ -135,11 +135,22 @@ class RulesWorker:
         self.stream.ensure_group(p)
         blobs = self.stream.load_state(p)
         progress = blobs.pop(PROGRESS_FIELD, None)
+        mine = [m.id for m in self.cfg.machines if keys.partition_of(m.id, self.partitions) == p]
+        try:
+            # A machine of ours without a checkpoint is new, or Redis lost its state: the
+            # database says which of its episodes are open, so none opens twice.
+            known = load_episodes(self.sessions, [m for m in mine if m not in blobs])
+        except RulesTransientError as exc:
+            self.leases.release(p)  # taken again once the database answers
+            log.warning("partition_take_deferred", partition=p, error=str(exc))
+            return
         engine = Engine(self.program)
         engine.load(blobs)
-        engine.expect(
-            m.id for m in self.cfg.machines if keys.partition_of(m.id, self.partitions) == p
-        )
+        engine.expect(mine)
+        restored = engine.restore(known)
+        if restored:
+            self.metrics.restored.inc(restored)
+            log.warning("episodes_restored", partition=p, episodes=restored)
         engine.set_silences(self.silences)
         held = Held(p, engine)
         if progress:

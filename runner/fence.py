@@ -16,11 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.db.schema import Fence, utcnow
+from core.db.schema import Fence, ReportRequestRow, ReportRun, utcnow
 from runner.errors import FenceRejected
 
 
@@ -56,6 +56,26 @@ def current_fence(sessions: sessionmaker[Session], kind: str) -> int:
     """The highest fencing number that has written for ``kind`` (0: none yet)."""
     with sessions() as session:
         return int(session.scalar(select(Fence.fence).where(Fence.kind == kind)) or 0)
+
+
+def highest_fence(sessions: sessionmaker[Session], kind: str) -> int:
+    """The highest fencing number the database has seen for ``kind``: loaded or started.
+
+    The mutex re-seeds its Redis counter above this (see ``runner.mutex.ACQUIRE``): a
+    number a run has already had must never be handed out again, even one that never
+    got to load.
+    """
+    with sessions() as session:
+        loaded = session.scalar(select(Fence.fence).where(Fence.kind == kind)) or 0
+        started = (
+            session.scalar(
+                select(func.max(ReportRun.fence))
+                .join(ReportRequestRow, ReportRequestRow.id == ReportRun.request_id)
+                .where(ReportRequestRow.kind == kind)
+            )
+            or 0
+        )
+    return int(max(loaded, started))
 
 
 @contextmanager

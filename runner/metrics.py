@@ -86,6 +86,11 @@ class RunnerMetrics:
             "Queue entries taken over from a runner that stopped answering.",
             registry=registry,
         )
+        self.requeued = Counter(
+            "repsys_runner_orphans_requeued_total",
+            "Unfinished requests queued again because their queue entry was lost.",
+            registry=registry,
+        )
         self.dead_letters = Counter(
             "repsys_runner_dead_letters_total",
             "Queue entries put aside, by reason.",

@@ -37,8 +37,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 
 #: KEYS[1] lease hash (token -> expiry ms), KEYS[2] fence counter.
-#: ARGV[1] token, ARGV[2] TTL ms, ARGV[3] permits.
-#: Returns the new fencing number, or 0 when every permit is held by someone else.
+#: ARGV[1] token, ARGV[2] TTL ms, ARGV[3] permits, ARGV[4] the floor: the highest fence
+#: the database has seen (0: unknown). A counter at or below it (Redis restarted without
+#: persistence, a failover before replication) is re-seeded above it.
+#: Returns {fencing number, 1 when re-seeded else 0}, or {0, 0} when every permit is
+#: held by someone else.
 ACQUIRE = (
     _NOW
     + """
@@ -51,12 +54,19 @@ for i = 1, #holders, 2 do
     live = live + 1
   end
 end
-if live >= tonumber(ARGV[3]) then return 0 end
+if live >= tonumber(ARGV[3]) then return {0, 0} end
 redis.call('HSET', KEYS[1], ARGV[1], now + tonumber(ARGV[2]))
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
 end
-return redis.call('INCR', KEYS[2])
+local fence = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[4])
+if fence <= floor then
+  fence = floor + 1
+  redis.call('SET', KEYS[2], fence)
+  return {fence, 1}
+end
+return {fence, 0}
 """
 )
 
@@ -124,9 +134,13 @@ class Mutex:
         permits: int = 1,
         ttl_s: float = 30.0,
         metrics: RunnerMetrics | None = None,
+        floor: Callable[[], int] | None = None,
     ) -> None:
         self.client = client
         self.kind = kind
+        #: The highest fence the database knows for the kind (runner.fence.highest_fence),
+        #: read at each acquisition: Redis may have forgotten the counter.
+        self.floor = floor
         self.permits = permits
         self.ttl_ms = max(1, round(ttl_s * 1000))
         self.metrics = metrics
@@ -140,13 +154,20 @@ class Mutex:
     def try_acquire(self) -> Lease | None:
         """Take a permit now, or ``None`` when all are held."""
         token = secrets.token_hex(16)
-        fence = int(
-            self._acquire(
-                keys=[self._lease_key, self._fence_key], args=[token, self.ttl_ms, self.permits]
+        floor = self.floor() if self.floor is not None else 0
+        fence, reseeded = (
+            int(x)
+            for x in self._acquire(
+                keys=[self._lease_key, self._fence_key],
+                args=[token, self.ttl_ms, self.permits, floor],
             )
         )
         if fence == 0:
             return None
+        if reseeded:
+            # Redis forgot the counter (restarted without persistence, failed over before
+            # replicating): without this the next runs would be fenced off by the database.
+            log.warning("mutex_fence_reseeded", kind=self.kind, fence=fence, database=floor)
         if self.metrics is not None:
             self.metrics.mutex_held_since.labels(kind=self.kind).set(time.time())
         return Lease(self, token, fence)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -35,7 +35,7 @@ from core.config import RepsysConfig
 from core.db.schema import ReportRequestRow, utcnow
 from core.db.warehouse import TBPeriod
 from core.logs import get_logger
-from core.model import ReportRequest, ReportState
+from core.model import DecodeError, ReportRequest, ReportState
 from runner.errors import QueueUnavailable
 from runner.params import CalendarLookup, normalize
 
@@ -149,6 +149,12 @@ def submit(
             raise
         return again
     if not created:
+        if row.state == ReportState.PENDING.value and row.id not in queued_request_ids(
+            redis_client
+        ):
+            # Coalesced into a request whose queue entry Redis lost: queue it again, or
+            # this request and every identical one after it would wait forever.
+            _queue(redis_client, row, reason="coalesced")
         return row
     entry = ReportRequest(
         id=row.id, kind=kind, params=norm.params, requester=row.requester, requested_at=now
@@ -164,6 +170,66 @@ def submit(
     log.info("report_requested", request=row.id, kind=kind, name=row.name, requester=requester)
     publish_progress(redis_client, row.id, ReportState.PENDING.value)
     return row
+
+
+def queued_request_ids(redis_client: Any) -> set[str]:
+    """Ids of the requests the queue stream holds (it holds only unfinished work)."""
+    ids = set()
+    for _entry_id, fields in redis_client.xrange(keys.REPORT_QUEUE):
+        try:
+            ids.add(ReportRequest.from_fields(fields).id)
+        except DecodeError:
+            continue  # a runner dead-letters it when it reads it
+    return ids
+
+
+def _queue(redis_client: Any, row: ReportRequestRow, *, reason: str) -> None:
+    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    entry = ReportRequest(
+        id=row.id,
+        kind=row.kind,
+        params=row.params,
+        requester=row.requester,
+        requested_at=created,
+    )
+    redis_client.xadd(keys.REPORT_QUEUE, entry.to_fields())
+    log.warning(
+        "report_request_requeued", request=row.id, kind=row.kind, state=row.state, reason=reason
+    )
+
+
+def requeue_orphans(
+    sessions: sessionmaker[Session], redis_client: Any, *, older_than_s: float
+) -> list[str]:
+    """Queue again the unfinished requests whose queue entry is gone; their ids.
+
+    The database is the truth about what was asked for; the stream can lose entries (a
+    Redis restart without persistence, a failover before replication). A request pending
+    or running for more than ``older_than_s`` (so not one being submitted right now) with
+    no entry in the stream gets a new one. Two reconcilers at once may both add one: the
+    second entry finds the request finished (or running under the mutex) and is skipped.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with sessions() as session:
+        rows = list(
+            session.scalars(
+                select(ReportRequestRow)
+                .where(
+                    ReportRequestRow.state.in_(ACTIVE_STATES),
+                    ReportRequestRow.created_at <= cutoff,
+                )
+                .order_by(ReportRequestRow.created_at)
+            )
+        )
+    if not rows:
+        return []
+    queued = queued_request_ids(redis_client)
+    requeued = []
+    for row in rows:
+        if row.id not in queued:
+            _queue(redis_client, row, reason="lost_entry")
+            requeued.append(row.id)
+    return requeued
 
 
 def _insert(
@@ -277,5 +343,7 @@ __all__ = [
     "get_request",
     "list_queue",
     "publish_progress",
+    "queued_request_ids",
+    "requeue_orphans",
     "submit",
 ]

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import RepsysConfig
-from core.config.runner import CommandConfig
+from core.config.runner import INHERITED_ENV, CommandConfig
 from core.db.schema import ReportRequestRow, ReportRun, utcnow
 from core.logs import get_logger
 from runner import history
@@ -147,9 +147,13 @@ class StepContext:
         self.request.result_path = str(path)
 
 
-def command_env(ctx: StepContext, extra: dict[str, str]) -> dict[str, str]:
-    """The environment of an external step: ours, the command's, and the request's."""
-    env = {**os.environ, **extra}
+def command_env(
+    ctx: StepContext, extra: dict[str, str], inherit: Sequence[str] = INHERITED_ENV
+) -> dict[str, str]:
+    """The environment of an external step: the named part of ours, the command's own, and
+    the request's. Never all of ours: it holds the runner's credentials."""
+    env = {name: os.environ[name] for name in inherit if name in os.environ}
+    env.update(extra)
     env.update(
         REPSYS_REQUEST_ID=ctx.request.id,
         REPSYS_KIND=ctx.kind,
@@ -199,7 +203,7 @@ class CommandStep:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             text=True,
-            env=command_env(ctx, self.cfg.env),
+            env=command_env(ctx, self.cfg.env, self.cfg.inherit_env),
             cwd=self.cfg.cwd,
             start_new_session=True,
         )

@@ -14,6 +14,7 @@ crash, publishing progress, and the one outcome message. Outcomes of one request
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -30,12 +31,13 @@ from core.logs import get_logger
 from core.model import DecodeError, ReportRequest, ReportState
 from runner import history
 from runner.errors import FenceRejected, LeaseLost, StepFailed
+from runner.fence import highest_fence
 from runner.metrics import RunnerMetrics
 from runner.mutex import Lease, LeaseKeeper, Mutex
 from runner.outcome import notify_outcome
 from runner.queue import Entry, ReportQueue
 from runner.registry import build_pipelines
-from runner.requests import get_request, publish_progress
+from runner.requests import get_request, publish_progress, requeue_orphans
 from runner.steps import Services, Step, StepContext
 
 log = get_logger(__name__)
@@ -84,11 +86,18 @@ class Runner:
         )
         self.mutexes = {
             kind: Mutex(
-                redis_client, kind, permits=p.permits, ttl_s=rc.lease_ttl_s, metrics=metrics
+                redis_client,
+                kind,
+                permits=p.permits,
+                ttl_s=rc.lease_ttl_s,
+                metrics=metrics,
+                floor=functools.partial(highest_fence, sessions, kind),
             )
             for kind, p in rc.pipelines.items()
         }
         self.ready = False
+        #: When to look next for requests whose queue entry was lost (0: at once).
+        self._next_reconcile = 0.0
         # A blocking read must return before the client's socket timeout fires.
         self.block_s = min(rc.block_s, cfg.redis.socket_timeout_s * 0.8)
 
@@ -107,6 +116,7 @@ class Runner:
                     self.queue.ensure_group()
                     self.ready = True
                 self._refresh_depth()
+                self._reconcile()
                 entry = self.queue.next(0 if burst else self.block_s)
             except redis.RedisError as exc:
                 self.ready = False
@@ -124,6 +134,16 @@ class Runner:
             self.handle(entry)
             handled += 1
         return handled
+
+    def _reconcile(self) -> None:
+        """Every ``claim_idle_s``: queue again the requests whose entry Redis lost."""
+        now = time.monotonic()
+        if now < self._next_reconcile:
+            return
+        idle = self.cfg.runner.claim_idle_s
+        self._next_reconcile = now + idle
+        requeued = requeue_orphans(self.sessions, self.redis, older_than_s=idle)
+        self.metrics.requeued.inc(len(requeued))
 
     def _refresh_depth(self) -> None:
         counts = history.pending_counts(self.sessions)

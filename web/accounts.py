@@ -105,10 +105,18 @@ def check_roles(roles: Iterable[str]) -> list[str]:
     return wanted
 
 
+#: What a badge and PIN log in as, whatever else the user may do: a 4-digit PIN is for the
+#: operator's form on a shared tablet; higher roles need a password or the gateway.
+BADGE_ROLES = frozenset({"operator"})
+
+
 def principal_of(user: User, method: str) -> Principal:
+    roles = parse_roles(user.roles)
+    if method == "badge":
+        roles = BADGE_ROLES if roles else frozenset()
     return Principal(
         username=user.username,
-        roles=parse_roles(user.roles),
+        roles=roles,
         method=method,
         display_name=user.display_name,
         badge=user.badge,

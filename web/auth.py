@@ -2,8 +2,9 @@
 
 A request is identified, in this order, by:
 
-1. the trusted proxy's headers, only when the connection comes straight from a configured
-   proxy address (from anywhere else the headers are ignored);
+1. the trusted proxy's headers, only when the proxy proves itself: the connection comes
+   straight from a configured proxy address and carries the shared secret header
+   (otherwise the headers are ignored); groups become roles through ``role_map`` only;
 2. an ``Authorization: Bearer`` API token (other systems, e.g. a Teams bot);
 3. the session cookie: a signed cookie carrying a random session id whose login lives in
    Redis (``keys.web_session``) for ``web.session_max_age_s``. Logging out deletes it, and
@@ -16,6 +17,7 @@ every role check.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 from collections.abc import Callable
@@ -25,32 +27,63 @@ from starlette.requests import HTTPConnection, Request
 
 from core import keys
 from core.db.schema import User
+from core.logs import get_logger
 from web.accounts import Principal, authenticate_token, parse_roles, principal_of
 from web.errors import Forbidden, NotAuthenticated
 from web.services import Services, services
 
+log = get_logger(__name__)
 SESSION_ID = "sid"
 CSRF_KEY = "csrf"
 
 
-def client_address(conn: HTTPConnection) -> str:
-    """The connection's peer address (the app never trusts X-Forwarded-For itself)."""
+def _peer(conn: HTTPConnection) -> str:
     return conn.client.host if conn.client else ""
+
+
+def proxy_proven(svc: Services, conn: HTTPConnection) -> bool:
+    """True when the request comes from the configured gateway and carries its secret."""
+    cached: Any = getattr(conn.state, "proxy_proven", None)
+    if cached is not None:
+        return bool(cached)
+    cfg = svc.cfg.web.trusted_proxy
+    proven = False
+    if cfg.secret is not None and svc.is_trusted_proxy(_peer(conn)):
+        sent = conn.headers.get(cfg.secret_header, "")
+        expected = cfg.secret.get_secret_value()
+        proven = hmac.compare_digest(sent.encode(), expected.encode())
+        if not proven:
+            svc.metrics.logins.labels(method="proxy", result="bad_proxy_secret").inc()
+            log.warning("proxy_secret_refused", peer=_peer(conn), path=conn.url.path)
+    conn.state.proxy_proven = proven
+    return proven
+
+
+def client_address(conn: HTTPConnection) -> str:
+    """The client's address: the peer's, or the proven gateway's view of it.
+
+    Behind the gateway every connection comes from the gateway; the client's own address is
+    the last entry of the gateway's ``X-Forwarded-For`` (the one it appended), believed
+    only when the gateway has proven itself. Entries before it are whatever the client sent.
+    """
+    svc = services(conn)
+    if proxy_proven(svc, conn):
+        header = svc.cfg.web.trusted_proxy.client_address_header
+        hops = [h.strip() for h in conn.headers.get(header, "").split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return _peer(conn)
 
 
 def _proxy_principal(svc: Services, conn: HTTPConnection) -> Principal | None:
     cfg = svc.cfg.web.trusted_proxy
-    if not svc.is_trusted_proxy(client_address(conn)):
+    if not proxy_proven(svc, conn):
         return None
     username = conn.headers.get(cfg.user_header, "").strip()
     if not username:
         return None
     groups = [g.strip() for g in conn.headers.get(cfg.roles_header, "").split(",") if g.strip()]
-    roles = (
-        parse_roles(cfg.role_map[g] for g in groups if g in cfg.role_map)
-        if cfg.role_map
-        else parse_roles(groups)
-    )
+    roles = parse_roles(cfg.role_map[g] for g in groups if g in cfg.role_map)
     return Principal(username=username[:128], roles=roles, method="proxy")
 
 

@@ -3,8 +3,11 @@
 The token lives in the signed session cookie and is put into every form as a hidden
 ``csrf_token`` field (and into a ``<meta>`` tag for the page's script, which sends it as
 ``X-CSRF-Token``). A cross-site page can make the browser send our cookie but cannot read
-the token, so its forged post fails here with 403. Requests authenticated by an API token
-carry no cookie a browser would add by itself and need no CSRF token.
+the token, so its forged post fails here with 403.
+
+Only a request *authenticated* by a valid API token goes without: a browser never adds an
+``Authorization`` header by itself. A bearer header does not exempt a request identified
+some other way (the proxy's headers, the cookie), and an invalid token is a 401.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import secrets
 
 from starlette.requests import HTTPConnection, Request
 
-from web.auth import CSRF_KEY
+from web.auth import CSRF_KEY, resolve
 from web.errors import CsrfError
 from web.services import services
 
@@ -37,7 +40,8 @@ async def check_csrf(request: Request) -> None:
     """Dependency of every router: refuse an unsafe request without the right token."""
     if request.method in SAFE_METHODS:
         return
-    if request.headers.get("authorization", "").lower().startswith("bearer "):
+    principal = resolve(request)  # raises NotAuthenticated for an invalid bearer token
+    if principal is not None and principal.method == "token":
         return
     sent = request.headers.get(HEADER, "")
     if not sent and request.headers.get("content-type", "").startswith(FORM_TYPES):

@@ -7,7 +7,8 @@ What the boards expect (written by the rules engine and the collector, names fro
   ``down``, ``no_data`` (another word is shown as it is); ``state_since`` and
   ``updated_at`` are Unix seconds; every other field is the latest value of a signal by
   its canonical name (``part_count``, ``tool_number``, ``spindle_load``, ``program``...),
-  shown on the machine's tile as "recent signals".
+  shown on the machine's tile as "recent signals"; ``fastest_cycle_time`` is the plants'
+  fastest cycle the rules learned (text with its unit, ``"57 s"``).
 - ``keys.machine_last_seen()``: a hash machine -> Unix seconds of the last sample received.
 - ``keys.UPCOMING_TOOL_CHANGES``: a sorted set, member ``<machine>|<tool>``, score =
   minutes remaining.
@@ -35,6 +36,7 @@ PREFERRED_SIGNALS = (
     "part_count",
     "tool_number",
     "cycle_time",
+    "fastest_cycle_time",
     "spindle_load",
     "feed_override",
     "alarm",
@@ -71,7 +73,12 @@ class ToolChange:
 
     machine: str
     tool: str
-    minutes: float
+    minutes: float  # negative: overdue by that long
+    as_of: datetime | None = None  # when the minutes were computed
+
+    @property
+    def overdue(self) -> bool:
+        return self.minutes < 0
 
 
 def _ts(value: Any) -> datetime | None:
@@ -118,10 +125,14 @@ def machine_statuses(
 
 
 def upcoming_tool_changes(redis: Any, *, limit: int) -> list[ToolChange]:
-    """The tool changes coming soonest first (the plants' old tool tracker list)."""
+    """The tool changes coming soonest first, overdue ones first of all (the plants' old
+    tool tracker list), each with the time it was computed at."""
     rows = redis.zrange(keys.UPCOMING_TOOL_CHANGES, 0, limit - 1, withscores=True)
+    stamps = redis.hmget(keys.UPCOMING_TOOL_CHANGES_AT, [str(m) for m, _ in rows]) if rows else []
     out = []
-    for member, score in rows:
+    for (member, score), stamp in zip(rows, stamps, strict=True):
         machine, _, tool = str(member).partition("|")
-        out.append(ToolChange(machine=machine, tool=tool or "?", minutes=float(score)))
+        out.append(
+            ToolChange(machine=machine, tool=tool or "?", minutes=float(score), as_of=_ts(stamp))
+        )
     return out

@@ -1,15 +1,20 @@
 """Login rate limiting in Redis, shared by every replica of the web app.
 
-Two counters per failed login: one for the user name (or badge), one for the client
-address. Each is a fixed window: the first failure starts it (``EXPIRE ... NX``), later
-failures count into it, and at the limit further attempts are refused until it expires,
-whether the password is right or not, so guessing stays slow. A successful login clears
-the name's counter, not the address's (a shared tablet would otherwise let one good
-login reset a guesser next to it).
+Two counters per login attempt: one for the user name (or badge), one for the client's
+address (``web.auth.client_address``: behind the proven gateway, the address the gateway
+saw, so users behind one ingress do not share a bucket). Each is a fixed window: the
+first attempt starts it, later ones count into it.
 
-Each counter is changed by one MULTI (INCR then EXPIRE NX) on its own key: the two
-counters are independent facts, and keeping them apart keeps them valid on a Redis
-Cluster, where the two keys may live on different nodes.
+The count is taken **before** the password is checked, atomically (``INCR`` then
+``EXPIRE NX`` in one MULTI): of 30 parallel wrong passwords against a limit of 5, five
+are checked and 25 are refused, where a check-then-count limiter would check all 30. A
+good login then gives its attempt back: the name's counter is cleared and the address's
+decremented, so counters hold failures once attempts are done. A locked name or address
+refuses every attempt until its window expires, whether the password is right or not.
+
+Each counter lives on its own key and is changed by its own transaction: the two are
+independent facts, and keeping them apart keeps them valid on a Redis Cluster, where
+the two keys may live on different nodes.
 """
 
 from __future__ import annotations
@@ -20,44 +25,57 @@ from core import keys
 from core.config.web import LoginLimitConfig
 from web.errors import LoginLocked
 
+# KEYS[1] an attempt counter. Gives one attempt back; never creates the key (a DECR of a
+# missing key would leave -1 without an expiry).
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 1 and tonumber(redis.call('GET', KEYS[1])) > 0 then
+  return redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
 
 class LoginLimiter:
-    """Counts failed logins and refuses attempts over the configured limits."""
+    """Counts login attempts and refuses those over the configured limits."""
 
     def __init__(self, redis: Any, cfg: LoginLimitConfig) -> None:
         self._redis = redis
         self._cfg = cfg
+        self._give_back = redis.register_script(_GIVE_BACK)
 
     @staticmethod
     def _keys(who: str, address: str) -> tuple[str, str]:
         # ``who`` is already namespaced by the caller (``user:alice``, ``badge:1001``).
         return keys.login_attempts(who.lower()), keys.login_attempts(f"addr:{address}")
 
-    def check(self, who: str, address: str) -> None:
-        """Raise :class:`LoginLocked` when the name or the address is over its limit."""
+    def _count(self, key: str) -> tuple[int, int]:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.incr(key)
+        pipe.expire(key, self._cfg.window_s, nx=True)
+        pipe.ttl(key)
+        count, _, ttl = pipe.execute()
+        return int(count), int(ttl)
+
+    def attempt(self, who: str, address: str) -> None:
+        """Count one attempt; raise :class:`LoginLocked` when the name or address is over."""
         user_key, addr_key = self._keys(who, address)
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.get(user_key)
-        pipe.ttl(user_key)
-        pipe.get(addr_key)
-        pipe.ttl(addr_key)
-        user_n, user_ttl, addr_n, addr_ttl = pipe.execute()
-        if int(user_n or 0) >= self._cfg.max_failures_per_user:
-            raise LoginLocked(_locked_message(user_ttl), retry_after_s=max(1, int(user_ttl)))
-        if int(addr_n or 0) >= self._cfg.max_failures_per_address:
-            raise LoginLocked(_locked_message(addr_ttl), retry_after_s=max(1, int(addr_ttl)))
+        # A refused attempt is given back: the counters then hold failures (plus attempts
+        # in flight), and a lock does not outgrow its limit.
+        count, ttl = self._count(user_key)
+        if count > self._cfg.max_failures_per_user:
+            self._give_back(keys=[user_key])
+            raise LoginLocked(_locked_message(ttl), retry_after_s=max(1, ttl))
+        count, ttl = self._count(addr_key)
+        if count > self._cfg.max_failures_per_address:
+            self._give_back(keys=[addr_key])
+            self._give_back(keys=[user_key])  # the name was not tried this time
+            raise LoginLocked(_locked_message(ttl), retry_after_s=max(1, ttl))
 
-    def failed(self, who: str, address: str) -> None:
-        """Count one failed attempt against the name and the address."""
-        for key in self._keys(who, address):
-            pipe = self._redis.pipeline(transaction=True)
-            pipe.incr(key)
-            pipe.expire(key, self._cfg.window_s, nx=True)
-            pipe.execute()
-
-    def succeeded(self, who: str) -> None:
-        """Forget the name's failures after a good login."""
-        self._redis.delete(self._keys(who, "")[0])
+    def succeeded(self, who: str, address: str) -> None:
+        """A good login: the name starts afresh, the address gets its attempt back."""
+        user_key, addr_key = self._keys(who, address)
+        self._redis.delete(user_key)
+        self._give_back(keys=[addr_key])
 
 
 def _locked_message(ttl: int) -> str:

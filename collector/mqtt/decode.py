@@ -327,7 +327,15 @@ class MessageDecoder:
                 raise PayloadRejectedError(
                     f"field {spec.machine_field!r} is missing", reason="missing_field"
                 ) from None
-            name = str(raw) if not isinstance(raw, float) else str(int(raw))
+            if isinstance(raw, float):
+                # 1e400 parses as infinity: a machine name no payload can have.
+                if not math.isfinite(raw):
+                    raise PayloadRejectedError(
+                        f"field {spec.machine_field!r} is not finite", reason="not_finite"
+                    )
+                name = str(int(raw)) if raw.is_integer() else str(raw)
+            else:
+                name = str(raw)
         else:
             name = tvars.get("machine") or tvars.get("workcenter") or ""
         machine = self._machine.get(name)

@@ -27,7 +27,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.errors import PayloadRejectedError
+from collector.errors import rejection
 from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder
 from collector.reader import Sink
@@ -66,6 +66,8 @@ class MqttReader:
         self._generation = 0
         self._connects = 0
         self.connected = threading.Event()
+        #: The running session's network thread, for :meth:`healthy` (None when not running).
+        self._network: threading.Thread | None = None
 
     def _client(self, client_id: str, *, persistent: bool) -> mqtt.Client:
         v5 = self.source.protocol == "5"
@@ -156,12 +158,14 @@ class MqttReader:
         payload = bytes(msg.payload)  # the same object when paho gave bytes
         try:
             machine, rows = self.decoder.decode_rows(topic, payload, time.time())
-        except PayloadRejectedError as exc:
+        except Exception as exc:  # nothing may escape into paho's thread: it would die
+            reason, error = rejection(exc)
+            # Acknowledged once the dead letter is written: it never comes back.
             self.sink.dead_letter(
                 KIND,
                 source=self.name,
-                reason=exc.reason,
-                error=str(exc),
+                reason=reason,
+                error=error,
                 where=topic,
                 payload=payload,
                 ack=ack,
@@ -186,12 +190,27 @@ class MqttReader:
         client.on_message = self._on_message
         self._connect(client, persistent=True)
         client.loop_start()
+        # paho forgets its thread when it ends (for any reason): keep it to see that.
+        self._network = client._thread
         try:
             await stopper.wait_async()
         finally:
+            self._network = None
             client.disconnect()
             await asyncio.to_thread(client.loop_stop)
             self.metrics.connected.labels(KIND, self.name).set(0)
+
+    def healthy(self) -> tuple[bool, str]:
+        """Unhealthy when paho's network thread died while the session runs.
+
+        Every callback catches what it can, but an exception that is not an ``Exception``
+        (or a bug in paho) still ends the thread: nothing is read, acknowledged or
+        reconnected any more, and the gauges say "connected". Only a restart helps.
+        """
+        thread = self._network
+        if thread is not None and not thread.is_alive():
+            return False, f"mqtt source {self.name}: the network thread died"
+        return True, ""
 
     async def read_once(self, seconds: float) -> list[Signal]:
         """Read for ``seconds`` with a throw-away session (retained messages show up)."""
@@ -201,12 +220,13 @@ class MqttReader:
         def on_message(_c: mqtt.Client, _u: Any, msg: mqtt.MQTTMessage) -> None:
             try:
                 signals = self.decoder.decode(msg.topic, bytes(msg.payload), time.time())
-            except PayloadRejectedError as exc:
+            except Exception as exc:  # as in _on_message
+                reason, error = rejection(exc)
                 self.sink.dead_letter(
                     KIND,
                     source=self.name,
-                    reason=exc.reason,
-                    error=str(exc),
+                    reason=reason,
+                    error=error,
                     where=msg.topic,
                     payload=bytes(msg.payload),
                 )

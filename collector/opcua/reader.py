@@ -35,7 +35,7 @@ from asyncua.ua.status_codes import StatusCodes
 from asyncua.ua.uaerrors import UaError
 
 from collector.convert import convert
-from collector.errors import PayloadRejectedError, SourceUnavailableError
+from collector.errors import PayloadRejectedError, SourceUnavailableError, rejection
 from collector.metrics import CollectorMetrics
 from collector.opcua.resolve import Resolved, Resolver, connect, resolve_addresses, resolve_nodes
 from collector.reader import Sink
@@ -222,11 +222,12 @@ class OpcuaReader:
             overflow=OverflowPolicy.WARN,
         )
         if nodes:
-            await sub.subscribe_data_change(
+            results = await sub.subscribe_data_change(
                 [client.get_node(r.node_id) for r in nodes],
                 queuesize=self.source.queue_size,
                 sampling_interval=ua.Double(self.source.sampling_interval_ms),
             )
+            self._refused(nodes, results)
         self._events = []
         if self.source.events:
             resolver = Resolver(self.source, await client.get_namespace_array())
@@ -242,6 +243,26 @@ class OpcuaReader:
                 self._events.append((emitter, spec))
         self.last_data = time.monotonic()
         return sub
+
+    def _refused(self, nodes: list[Resolved], results: list[int | ua.StatusCode]) -> None:
+        """Log and count the items the server would not monitor (a node id it lacks).
+
+        asyncua answers one handle or one bad status code per node, in order, and raises
+        nothing: without this a mistyped node id was dropped with no word.
+        """
+        for r, result in zip(nodes, results, strict=True):
+            if not isinstance(result, ua.StatusCode):
+                continue
+            status = result.name
+            self.metrics.items_refused.labels(KIND, self.name, status).inc()
+            log.warning(
+                "opcua_item_refused",
+                source=self.name,
+                machine=r.spec.machine,
+                signal=r.spec.signal,
+                node=r.node_id.to_string(),
+                status=status,
+            )
 
     async def _event_filter(
         self, client: Client, resolver: Resolver, spec: OpcuaEvents
@@ -269,23 +290,42 @@ class OpcuaReader:
         known: dict[int, tuple[Any, _Known | None]] = {}
         async for ev in sub:
             now = time.time()
-            if isinstance(ev, DataChangeEvent):
-                node = ev.node
-                hit = known.get(id(node))
-                if hit is None:
-                    r = self._by_id.get(node.nodeid)
-                    hit = known[id(node)] = (node, None if r is None else _known(r))
-                if hit[1] is None:
+            try:
+                if isinstance(ev, DataChangeEvent):
+                    node = ev.node
+                    hit = known.get(id(node))
+                    if hit is None:
+                        r = self._by_id.get(node.nodeid)
+                        hit = known[id(node)] = (node, None if r is None else _known(r))
+                    if hit[1] is None:
+                        continue
+                    row = self._row(hit[1], ev.data.monitored_item.Value, now)
+                elif isinstance(ev, OpcEvent):
+                    row = self._event_row(ev.event, now)
+                else:
                     continue
-                row = self._row(hit[1], ev.data.monitored_item.Value, now)
-            elif isinstance(ev, OpcEvent):
-                row = self._event_row(ev.event, now)
-            else:
+            except Exception as exc:  # a value no converter foresaw must not end the intake
+                self._internal_error(ev, exc)
                 continue
             self.notifications += 1
             self.last_data = time.monotonic()
             if row is not None:
                 self._pending.append(row)
+
+    def _internal_error(self, ev: Any, exc: Exception) -> None:
+        """Dead-letter a notification whose conversion raised what it should not have."""
+        reason, error = rejection(exc)
+        node = getattr(ev, "node", None)
+        where = node.nodeid.to_string() if node is not None else type(ev).__name__
+        data = getattr(getattr(ev, "data", None), "monitored_item", None)
+        self.sink.dead_letter(
+            KIND,
+            source=self.name,
+            reason=reason,
+            error=error,
+            where=where,
+            payload=_raw_repr(data.Value if data is not None else getattr(ev, "event", None)),
+        )
 
     def _event_row(self, event: Any, receive_ts: float) -> Row | None:
         sig = self._event_signal(event, receive_ts)
@@ -366,7 +406,19 @@ class OpcuaReader:
         now = time.time()
         out = []
         for r, dv in zip(nodes, values, strict=True):
-            sig = self._signal(r, dv, now)
+            try:
+                sig = self._signal(r, dv, now)
+            except Exception as exc:  # as in _consume: one value must not stop the round
+                reason, error = rejection(exc)
+                self.sink.dead_letter(
+                    KIND,
+                    source=self.name,
+                    reason=reason,
+                    error=error,
+                    where=r.node_id.to_string(),
+                    payload=_raw_repr(dv),
+                )
+                continue
             if sig is not None:
                 out.append(sig)
         return out
@@ -408,6 +460,10 @@ class OpcuaReader:
             self.metrics.connected.labels(KIND, self.name).set(0)
             await _disconnect(client)
 
+    def healthy(self) -> tuple[bool, str]:
+        """Always: a stalled subscription is the watchdog's (it reconnects), see above."""
+        return True, ""
+
     async def read_once(self, seconds: float) -> list[Signal]:
         """Connect, read every node once, disconnect."""
         client = await asyncio.wait_for(self._open(), seconds)
@@ -428,6 +484,15 @@ def _known(r: Resolved) -> _Known:
     )
     attrs = r.attrs and Signal(spec.machine, spec.signal, None, attrs=r.attrs).to_fields()["a"]
     return r, plain, attrs or ""
+
+
+def _raw_repr(value: Any) -> bytes:
+    """A dead letter's payload: the raw value as text, whatever it is."""
+    try:
+        raw = value.Value.Value if isinstance(value, ua.DataValue) and value.Value else value
+        return repr(raw).encode("utf-8", errors="replace")
+    except Exception as exc:  # a repr that raises: say so instead
+        return f"<{type(value).__name__}: repr failed: {exc}>".encode()
 
 
 async def _disconnect(client: Client) -> None:

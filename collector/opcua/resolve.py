@@ -9,8 +9,12 @@ in one TranslateBrowsePathsToNodeIds call per batch.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from asyncua import ua
 from asyncua.client.client import Client
@@ -42,11 +46,15 @@ async def connect(source: OpcuaSource) -> Client:
     try:
         sec = source.security
         if sec.policy == "Basic256Sha256":
+            pinned = Path(sec.server_certificate)
+            if sec.trust_on_first_use and not await asyncio.to_thread(pinned.exists):
+                await _trust_on_first_use(source, pinned)
             await client.set_security(
                 SecurityPolicyBasic256Sha256,
                 certificate=sec.certificate,
                 private_key=sec.private_key,
-                server_certificate=sec.server_certificate or None,
+                # Always given: with None asyncua takes any certificate the server shows.
+                server_certificate=str(pinned),
                 mode=_MODES[sec.mode],
             )
         await client.connect(auto_reconnect=False)
@@ -56,6 +64,47 @@ async def connect(source: OpcuaSource) -> Client:
             reason="connect",
         ) from exc
     return client
+
+
+def first_certificate(chain: bytes) -> bytes:
+    """The first DER certificate of a chain (OPC UA sends the chain concatenated)."""
+    if len(chain) < 2 or chain[0] != 0x30:  # a DER SEQUENCE
+        raise ValueError("not a DER certificate")
+    size = chain[1]
+    if size < 0x80:
+        return chain[: 2 + size]
+    count = size & 0x7F
+    if count == 0 or count > 4 or len(chain) < 2 + count:
+        raise ValueError("not a DER certificate")
+    length = int.from_bytes(chain[2 : 2 + count], "big")
+    end = 2 + count + length
+    if end > len(chain):
+        raise ValueError("truncated DER certificate")
+    return chain[:end]
+
+
+def _keep(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)  # a crash leaves no half-written certificate to pin
+
+
+async def _trust_on_first_use(source: OpcuaSource, pinned: Path) -> None:
+    """Keep the certificate the server presents now in ``pinned``; later connects pin it."""
+    sec = source.security
+    probe = Client(source.endpoint, timeout=source.timeout_s)
+    endpoints = await probe.connect_and_get_server_endpoints()
+    endpoint = Client.find_endpoint(endpoints, _MODES[sec.mode], SecurityPolicyBasic256Sha256.URI)
+    der = first_certificate(bytes(endpoint.ServerCertificate or b""))
+    await asyncio.to_thread(_keep, pinned, der)
+    log.warning(
+        "opcua_server_certificate_trusted_on_first_use",
+        source=source.name,
+        endpoint=source.endpoint,
+        file=str(pinned),
+        sha256=hashlib.sha256(der).hexdigest(),
+    )
 
 
 @dataclass

@@ -9,8 +9,10 @@ config file in git holds no password.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
@@ -51,3 +53,36 @@ def _resolve_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
 #: An optional secret: ``None`` when the key is absent or the env reference is optional.
 OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_resolve_secret)]
+
+
+_QUERY_SECRETS = {"password", "pwd", "passwd", "sslpassword"}
+_ODBC_SECRET = re.compile(r"(?:^|;)\s*(pwd|password)\s*=", re.IGNORECASE)
+
+
+def url_without_password(url: str) -> str:
+    """``url`` as is, or ``ValueError`` when it carries a password.
+
+    A password in a URL ends up in the YAML, in ``check-config`` output and in logs; the
+    secret goes in the section's ``password`` as ``{env: NAME}`` or ``{file: PATH}``.
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url  # not a URL this check can read; the connect reports it
+    query = {key.lower() for key, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    if password is not None or query & _QUERY_SECRETS:
+        raise ValueError(
+            "a password in the URL is refused: give it as password: {env: NAME} or {file: PATH}"
+        )
+    return url
+
+
+def odbc_without_password(connection_string: str) -> str:
+    """``connection_string`` as is, or ``ValueError`` when it holds ``PWD=``/``Password=``."""
+    if _ODBC_SECRET.search(connection_string):
+        raise ValueError(
+            "a password in the connection string is refused: give it as "
+            "password: {env: NAME} or {file: PATH} (appended as PWD=...)"
+        )
+    return connection_string

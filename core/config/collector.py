@@ -109,7 +109,17 @@ class OpcuaSecurity(StrictModel):
     mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
     certificate: str = Field(default="", description="Client certificate file (DER or PEM).")
     private_key: str = Field(default="", description="Client private key file (PEM).")
-    server_certificate: str = Field(default="", description="Trusted server certificate.")
+    server_certificate: str = Field(
+        default="",
+        description="The server's certificate file (DER or PEM), pinned: a server with "
+        "another certificate is refused. With trust_on_first_use, where the certificate "
+        "seen on the first connect is kept.",
+    )
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="When server_certificate does not exist yet, trust the certificate the "
+        "server presents on the first connect and pin it from then on.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> OpcuaSecurity:
@@ -117,6 +127,13 @@ class OpcuaSecurity(StrictModel):
             raise ValueError("policy and mode must both be None or both set")
         if self.policy != "None" and not (self.certificate and self.private_key):
             raise ValueError("Basic256Sha256 needs certificate and private_key")
+        if self.policy != "None" and not self.server_certificate:
+            # Without it asyncua takes whatever certificate the endpoint presents, so anyone
+            # who can answer on the address could read the plant's signals.
+            raise ValueError(
+                "Basic256Sha256 needs server_certificate (the server's certificate, pinned; "
+                "with trust_on_first_use: true, the file to keep the first one seen in)"
+            )
         return self
 
 
@@ -345,12 +362,19 @@ class CollectorConfig(StrictModel):
     name: str = Field(
         default="collector",
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
-        description="Instance name: heartbeat key, MQTT client ids.",
+        description="Configuration name: heartbeat keys (with host:pid), source leases, "
+        "MQTT client ids.",
     )
     sources: list[Source] = Field(default_factory=list, description="OPC UA and MQTT sources.")
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap of reconnect backoff.")
+    source_lease_ttl_s: float = Field(
+        default=15.0,
+        ge=1,
+        description="Each source is read by one collector process at a time, under a lease "
+        "renewed every third of this; a replica takes a dead one's sources after it.",
+    )
 
     @field_validator("sources")
     @classmethod

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from core.config.base import OptionalSecret, StrictModel
+from core.config.base import OptionalSecret, StrictModel, url_without_password
 
 
 class SentinelConfig(StrictModel):
@@ -30,6 +30,11 @@ class RedisConfig(StrictModel):
     socket_timeout_s: float = Field(default=5.0, gt=0)
     health_check_interval_s: float = Field(default=15.0, ge=0)
 
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, url: str) -> str:
+        return url_without_password(url)
+
     @model_validator(mode="after")
     def _sentinel_needs_section(self) -> RedisConfig:
         if self.mode == "sentinel" and self.sentinel is None:
@@ -47,6 +52,11 @@ class DatabaseConfig(StrictModel):
     password: OptionalSecret = Field(default=None, description="Inserted into the URL.")
     pool_size: int = Field(default=5, ge=1)
     echo: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _no_password_in_url(cls, url: str) -> str:
+        return url_without_password(url)
 
 
 class HttpConfig(StrictModel):

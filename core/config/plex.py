@@ -278,7 +278,12 @@ class PlexConfig(StrictModel):
     soap_version: Literal["1.1", "1.2"] = Field(default="1.1", description="SOAP binding used.")
     wsdl: str = Field(default="", description="WSDL file; empty = the one shipped in plex/wsdl.")
     connect_timeout_s: float = Field(default=5.0, gt=0, description="TCP/TLS connect timeout.")
-    operation_timeout_s: float = Field(default=30.0, gt=0, description="Wait for a response.")
+    operation_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Total deadline of one call (connect, send and read together); "
+        "then the call is ambiguous.",
+    )
     connect_retries: int = Field(
         default=2, ge=0, le=10, description="Retries of a failed connect (never of a sent call)."
     )

@@ -152,11 +152,18 @@ class CounterJumpRule(RuleBase):
 
 
 class CounterRollbackRule(RuleBase):
-    """The plants' counter roll-back: no jump, but not the previous counter + increment."""
+    """The plants' counter roll-back: no jump, but not the other pallet's last + increment."""
 
     type: Literal["counter_rollback"]
     jump_factor: float = Field(
         default=5.0, gt=0, description="Factor of the jump test that excludes jumps (5)."
+    )
+    loop_out_events: int = Field(
+        default=5,
+        ge=2,
+        le=50,
+        description="A run of this many events on one pallet is a loop-out, not roll-backs "
+        "(pallet_looped_out's events).",
     )
 
 
@@ -325,7 +332,10 @@ class SpindleLoadDriftRule(RuleBase):
 
     type: Literal["spindle_load_drift"]
     for_s: float = Field(default=60.0, ge=0, description="See RuleBase.")
-    keep_firing_for_s: float = Field(default=0.0, ge=0, description="See RuleBase.")
+    # A worn tool's smoothed load dips under the clear level now and then (noise, a light
+    # cut): without keep-firing each dip resolved the episode and the next rise filed a
+    # second ticket (the demo's cnc120: two tickets 15-28 s apart).
+    keep_firing_for_s: float = Field(default=900.0, ge=0, description="See RuleBase.")
     threshold: float = Field(default=30.0, gt=0, description="Drift in load percent points.")
     baseline_samples: int = Field(default=30, ge=1, description="Samples after a change: level.")
     smoothing_samples: int = Field(default=30, ge=1, description="EWMA span of the current load.")

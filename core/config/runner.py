@@ -16,9 +16,9 @@ import re
 from datetime import time
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
-from core.config.base import OptionalSecret, StrictModel
+from core.config.base import OptionalSecret, StrictModel, odbc_without_password
 
 #: Kind names appear in Redis keys (hash tags), metric labels and file names.
 KIND_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
@@ -77,6 +77,11 @@ class PipelineConfig(StrictModel):
         return steps
 
 
+#: What a command step gets from the runner's environment by default: enough to find and
+#: run programs, nothing that holds a credential.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "PYTHONPATH")
+
+
 class CommandConfig(StrictModel):
     """An external step: a program run with the request's parameters in its environment.
 
@@ -89,6 +94,11 @@ class CommandConfig(StrictModel):
     argv: list[str] = Field(min_length=1, description="Program and arguments (no shell).")
     timeout_s: float = Field(default=600.0, gt=0, description="Killed after this long.")
     env: dict[str, str] = Field(default_factory=dict, description="Extra environment.")
+    inherit_env: list[str] = Field(
+        default_factory=lambda: list(INHERITED_ENV),
+        description="Names of the runner's environment variables the command gets; the "
+        "runner's secrets (Plex, database, ODBC passwords) are not passed unless named.",
+    )
     cwd: str | None = Field(default=None, description="Working directory (default: the runner's).")
 
 
@@ -105,6 +115,12 @@ class OdbcConfig(StrictModel):
     connection_string: str = Field(
         default="", description="pyodbc connection string without the password."
     )
+
+    @field_validator("connection_string")
+    @classmethod
+    def _no_password_in_string(cls, text: str) -> str:
+        return odbc_without_password(text)
+
     password: OptionalSecret = Field(default=None, description="Appended as PWD=...")
     timeout_s: int = Field(default=600, ge=0, description="Query timeout; 0 = none.")
 
@@ -148,12 +164,26 @@ class EscalationLevel(StrictModel):
     to: list[str] = Field(default_factory=list, description="E-mail recipients of this level.")
 
 
+class BreakConfig(StrictModel):
+    """A planned stop inside a shift (meal, break, meeting): not planned production time."""
+
+    start: time = Field(description="HH:MM plant time; before the shift start = the next day.")
+    minutes: float = Field(gt=0, le=24 * 60, description="How long the break lasts.")
+
+
 class ShiftConfig(StrictModel):
-    """A shift of the plant, in the plant's time zone. It may cross midnight."""
+    """A shift of the plant, in the plant's time zone. It may cross midnight.
+
+    Its length is the real elapsed time between start and end: a night across the
+    autumn DST change lasts an hour longer, across the spring change an hour shorter.
+    """
 
     name: str = Field(min_length=1)
     start: time = Field(description="HH:MM local time.")
     end: time = Field(description="HH:MM local time; before start = ends the next day.")
+    breaks: list[BreakConfig] = Field(
+        default_factory=list, description="Breaks and planned stops, excluded from planned time."
+    )
 
 
 def _default_levels() -> list[EscalationLevel]:
@@ -194,9 +224,14 @@ class EscalationConfig(StrictModel):
         description="Rule types whose episodes are downtime (OEE availability).",
     )
     shifts: list[ShiftConfig] = Field(default_factory=_default_shifts)
-    standard_cycle_s: dict[str, float] = Field(
+    standard_cycle_s: dict[str, PositiveFloat] = Field(
         default_factory=dict,
-        description="Standard cycle time per machine id; else the fastest seen is used.",
+        description="Ideal cycle time in seconds per part, by 'machine/program' or 'machine'; "
+        "else the rules' fastest_cycle_time_s, else the fastest cycle seen in the shift.",
+    )
+    setup_modes: list[str] = Field(
+        default_factory=lambda: ["setup"],
+        description="Operation modes whose time is an availability loss (setup, changeover).",
     )
     to: list[str] = Field(default_factory=list, description="E-mail recipients of the report.")
     teams: bool = Field(default=False, description="Also post the report to Teams.")

@@ -63,6 +63,9 @@ class SimMachine(StrictModel):
     )
     spindle_base: float = Field(default=35.0, ge=0, description="Spindle load, fresh tool %.")
     spindle_wear: float = Field(default=25.0, ge=0, description="Added at end of life %.")
+    tool_share: float = Field(
+        default=0.8, gt=0, le=1, description="Share of its slot of the cut a tool cuts."
+    )
 
 
 class SimFault(StrictModel):

@@ -21,6 +21,7 @@ FAULT_KINDS = (
     "malformed_xml",
     "xxe",
     "timeout_after_commit",
+    "commit_late",
 )
 
 
@@ -37,9 +38,19 @@ class SimFaultsConfig(StrictModel):
     timeout_after_commit: float = Field(
         default=0.0, ge=0, le=1, description="Commit, then never answer (hang, then close)."
     )
+    commit_late: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Hold the request commit_delay_s (the client gives up), then commit and "
+        "close without an answer: Plex finishing a request after the client's timeout.",
+    )
     latency_s: float = Field(default=0.5, ge=0, description="Delay of the latency fault.")
     hang_s: float = Field(
         default=35.0, ge=0, description="How long timeout_after_commit holds the connection."
+    )
+    commit_delay_s: float = Field(
+        default=20.0, ge=0, description="When commit_late commits, after the request arrived."
     )
     retry_after_s: int = Field(default=2, ge=0, description="Retry-After of the 429 fault.")
     seed: int = Field(default=1, description="Seed of the fault dice (repeatable runs).")

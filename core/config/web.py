@@ -31,8 +31,11 @@ def _check_roles(roles: list[str]) -> list[str]:
 class TrustedProxyConfig(StrictModel):
     """An authenticating gateway (Kong with OIDC) that tells us who the user is.
 
-    The headers are believed only on connections coming straight from one of ``proxies``;
-    from anywhere else they are ignored, so a user cannot name themselves admin.
+    The headers are believed only when the gateway proves itself: the connection comes
+    straight from one of ``proxies`` **and** carries ``secret_header`` with the shared
+    secret (compared in constant time). An address alone proves little in a pod network:
+    any pod there could send ``X-Authenticated-Groups: admin``. Groups become roles only
+    through ``role_map``.
     """
 
     enabled: bool = Field(default=False, description="Take users from the proxy's headers.")
@@ -50,7 +53,24 @@ class TrustedProxyConfig(StrictModel):
     )
     role_map: dict[str, str] = Field(
         default_factory=dict,
-        description="Group name -> RepSys role; empty means the groups are the role names.",
+        description="Identity-provider group -> RepSys role; required when enabled (a group "
+        "not in it gives no role).",
+    )
+    secret: OptionalSecret = Field(
+        default=None,
+        description="The shared secret the gateway adds in secret_header; required when "
+        "enabled ({env: NAME} or {file: PATH}).",
+    )
+    secret_header: str = Field(
+        default="X-RepSys-Proxy-Secret",
+        min_length=1,
+        description="Header the gateway adds with the shared secret (and strips from clients).",
+    )
+    client_address_header: str = Field(
+        default="X-Forwarded-For",
+        min_length=1,
+        description="The gateway's header with the client's address; its last entry is the "
+        "address the gateway saw (used for login limits once the gateway is proven).",
     )
 
     @field_validator("proxies")
@@ -73,6 +93,16 @@ class TrustedProxyConfig(StrictModel):
     def _enabled_needs_proxies(self) -> TrustedProxyConfig:
         if self.enabled and not self.proxies:
             raise ValueError("trusted_proxy.enabled needs at least one address in 'proxies'")
+        if self.enabled and self.secret is None:
+            raise ValueError(
+                "trusted_proxy.enabled needs 'secret': the header the gateway adds to prove "
+                "itself (an address alone does not)"
+            )
+        if self.enabled and not self.role_map:
+            raise ValueError(
+                "trusted_proxy.enabled needs 'role_map' (identity-provider group -> role), so "
+                "no group name becomes a RepSys role by accident"
+            )
         return self
 
 

@@ -24,8 +24,10 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Named constraints so migrations are the same on every database.
@@ -42,10 +44,34 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class UtcDateTime(TypeDecorator[datetime]):
+    """An instant, stored and compared as UTC on every database.
+
+    SQLite has no timezone-aware type: SQLAlchemy writes an aware value's wall-clock
+    digits as text and drops the offset, so a plant-time bound (06:00 CST) compared with
+    UTC rows was off by the offset. Binding converts every value to UTC first (a naive
+    value is taken as UTC, RepSys's convention everywhere), and reading attaches UTC.
+    PostgreSQL's ``timestamptz`` gets the same UTC values. The DDL is unchanged.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
     type_annotation_map = {
-        datetime: DateTime(timezone=True),
+        datetime: UtcDateTime(),
         dict[str, Any]: JSON,
     }
 

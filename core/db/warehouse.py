@@ -8,8 +8,11 @@ The trial balance tables follow the production pipeline (DOMAIN.md section 5), o
 per step that loads: year category types, accounts, periods (the previous load kept as
 ordinal 0), the period ranges of the last run, closed-period balances from ODBC, open-period
 activity from data source 4814, and the recreated account period balances the report
-reads. Amounts are integer cents (``*_cents``): exact on every database, and what the
-transform adds up.
+reads. Amounts copied from Plex are integer micros (``*_micros``, millionths of the
+currency unit): exact on every database whatever decimals Plex sends, and what the
+transform adds up. The trial balance's lines are integer cents (``*_cents``), rounded once
+from the exact micros; their exact year-to-date micros are kept beside them as the anchor
+of a later run.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ __all__ = [
 ]
 
 _CENTS = BigInteger
+_MICROS = BigInteger
 
 
 class TBAccountYearCategoryType(Base):
@@ -122,8 +126,8 @@ class TBBalance(Base):
     pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
     period: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
-    debit_cents: Mapped[int] = mapped_column(_CENTS)
-    credit_cents: Mapped[int] = mapped_column(_CENTS)
+    debit_micros: Mapped[int] = mapped_column(_MICROS)
+    credit_micros: Mapped[int] = mapped_column(_MICROS)
     fence: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -135,20 +139,26 @@ class TBOpenActivity(Base):
     pcn: Mapped[int] = mapped_column(Integer, primary_key=True)
     period: Mapped[int] = mapped_column(Integer, primary_key=True)
     account_no: Mapped[str] = mapped_column(String(32), primary_key=True)
-    beginning_cents: Mapped[int] = mapped_column(_CENTS)
-    debit_cents: Mapped[int] = mapped_column(_CENTS)
-    credit_cents: Mapped[int] = mapped_column(_CENTS)
-    ending_cents: Mapped[int] = mapped_column(_CENTS)
+    beginning_micros: Mapped[int] = mapped_column(_MICROS)
+    debit_micros: Mapped[int] = mapped_column(_MICROS)
+    credit_micros: Mapped[int] = mapped_column(_MICROS)
+    ending_micros: Mapped[int] = mapped_column(_MICROS)
     fence: Mapped[int] = mapped_column(BigInteger)
 
 
 class TBAccountPeriodBalance(Base):
-    """Period and year-to-date amounts per account and period (steps 8 and 9).
+    """Period and year-to-date amounts per account and period (written by step 10,
+    ``check_balanced``, once the whole run balances).
 
-    ``balance`` is debit minus credit; the report's ``current_debit_credit`` and
-    ``ytd_debit_credit`` are ``balance_cents`` and ``ytd_balance_cents``. A period's rows
-    serve as the anchor of a later run only while they are closed and ``source_update``
-    still equals the period's update date in Plex (step 5 checks it).
+    The report's ``current_debit_credit`` and ``ytd_debit_credit`` are ``balance_cents``
+    and ``ytd_balance_cents``: each line's exact debit minus credit rounded half up, so
+    within half a cent of the ledger; ``*_debit_cents`` / ``*_credit_cents`` are the
+    exact columns rounded alike (their difference may be a cent off the balance). A
+    period whose rounded lines would not foot has one more row, account ``ROUNDING``
+    (runner/README.md, "Money and rounding"). ``ytd_*_micros`` are the exact year-to-date
+    amounts a later run starts from. A period's rows serve as the anchor of a later run
+    only while they are closed and ``source_update`` still equals the period's update
+    date in Plex (step 5 checks it).
     """
 
     __tablename__ = "tb_account_period_balance"
@@ -163,6 +173,8 @@ class TBAccountPeriodBalance(Base):
     ytd_debit_cents: Mapped[int] = mapped_column(_CENTS)
     ytd_credit_cents: Mapped[int] = mapped_column(_CENTS)
     ytd_balance_cents: Mapped[int] = mapped_column(_CENTS)
+    ytd_debit_micros: Mapped[int] = mapped_column(_MICROS, server_default="0")
+    ytd_credit_micros: Mapped[int] = mapped_column(_MICROS, server_default="0")
     closed: Mapped[bool] = mapped_column(Boolean, doc="False: from open-period activity.")
     source_update: Mapped[str] = mapped_column(
         String(32), default="", doc="The period's Plex update_date these amounts come from."

@@ -8,9 +8,11 @@ falls on the next shift). For a machining event of tool T on pallet P::
                                   x increment x pallets_running_tool
     fire when current > limit
 
-``fastest_cycle_time`` is the machine's configured value or the fastest cycle learned for
-its current program. Without a previous event on the pallet, or before any cycle was
-learned, there is nothing to compare with and the rule stays quiet.
+``fastest_cycle_time`` is the machine's configured value or the plants' fastest cycle
+learned for its current program (:meth:`rules.derive.Facts.fastest_cycle`, this event's
+cycle included). ``last_same_pallet`` is a reading of the tool's current life: the first
+event on a pallet after start or after a tool change has none, and the jump test does
+not run ("no jump"; ``counter_rollback`` then judges the value).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ from typing import Any
 from core.config.rules import CounterJumpRule
 from core.model import Signal
 from rules.alerts import Lifecycle
-from rules.derive import Facts
+from rules.derive import Facts, event_start
 from rules.state import MachineState, ToolState
-from rules.types.base import BaseRule, counter_of, fmt, num, tool_of
+from rules.types.base import BaseRule, counter_of, fmt, tool_of
 
 
 def jump_limit(
@@ -37,10 +39,11 @@ def jump_limit(
 ) -> tuple[float, dict[str, Any]] | None:
     """The formula's limit and its inputs, or None when it cannot be evaluated."""
     last = state.by_pallet.get(pallet)
-    fastest = facts.fastest(m)
-    if last is None or not fastest:
+    last_start = state.starts.get(pallet)
+    fastest = facts.fastest_cycle(m)
+    if last is None or last_start is None or not fastest:
         return None
-    cycle = start - last[1]
+    cycle = start - last_start
     if cycle <= 0:
         return None
     inc = facts.increment(m.id, tool, state)
@@ -55,11 +58,6 @@ def jump_limit(
         "factor": factor,
         "limit": round(limit, 3),
     }
-
-
-def event_start(sig: Signal) -> float:
-    start = num(sig.attrs.get("start"))
-    return sig.source_ts if start is None else start
 
 
 class CounterJump(BaseRule):

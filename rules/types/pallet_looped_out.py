@@ -5,7 +5,9 @@ The plants' rule: for a tool run by ``pallets_per_tool > 1`` pallets, among its 
 differs from ``pallets_per_tool``. ``pallets_per_tool`` is the tool list's value, or the
 most pallets ever seen running the tool. The episode's subject is the missing pallet, so
 every tool of a looped-out pallet reports the same one episode; it clears when the window
-covers every pallet again.
+covers every pallet again. At the start of a stream, before the tool ever ran on another
+pallet, the missing pallet has no name: the episode (subject ``""``) names the pallet that
+repeated.
 """
 
 from __future__ import annotations
@@ -17,6 +19,16 @@ from rules.derive import Facts
 from rules.state import MachineState
 from rules.text import local_time
 from rules.types.base import BaseRule, tool_of
+
+
+def _headline(missing: str, distinct: set[str], machine: str) -> str:
+    # At the start of a stream the tool may never have run on the other pallet, so the
+    # missing one has no name; the pallet that kept repeating has one.
+    if missing:
+        return f"Pallet {missing} looped out on {machine}"
+    if len(distinct) == 1:
+        return f"Pallet {next(iter(distinct))} repeated on {machine}"
+    return f"Pallets out of sequence on {machine}"
 
 
 class PalletLoopedOut(BaseRule):
@@ -65,11 +77,7 @@ class PalletLoopedOut(BaseRule):
             return
         tools.append(tool)
         machine = self.facts.machine_name(m.id)
-        headline = (
-            f"Pallet {missing} looped out on {machine}"
-            if missing
-            else f"Pallets out of sequence on {machine}"
-        )
+        headline = _headline(missing, distinct, machine)
         ctx.active(
             m,
             self.name,
@@ -85,5 +93,6 @@ class PalletLoopedOut(BaseRule):
                 "distinct": len(distinct),
                 "pallets_per_tool": wanted,
                 "shift_start_ts": shift,
+                **({} if missing or len(distinct) > 1 else {"repeated_pallet": last[-1]}),
             },
         )

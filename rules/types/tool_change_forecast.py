@@ -5,8 +5,9 @@ The plants' formula::
     minutes_remaining = floor((tool_life - current) / increment x fastest_cycle_time / 60)
 
 Every tool due within ``horizon_min`` is kept in the sorted set
-``core.keys.UPCOMING_TOOL_CHANGES`` (member ``machine|tool``, score = minutes); a tool
-further out, or without a known life or cycle time, is removed from it.
+``core.keys.UPCOMING_TOOL_CHANGES`` (member ``machine|tool``, score = minutes, negative
+when overdue) with the time it was computed at in ``UPCOMING_TOOL_CHANGES_AT``; a tool
+further out, or without a known life or cycle time, is removed from both.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from rules.types.base import BaseRule
 
 
 def minutes_remaining(life: float, current: float, increment: float, fastest_s: float) -> int:
-    """The plants' forecast, never below 0 (a tool past its life is due now)."""
-    return max(0, math.floor((life - current) / increment * fastest_s / 60))
+    """The plants' forecast; negative for a tool past its life (overdue by that long), so
+    the boards list it before a tool exactly at its life and can mark it."""
+    return math.floor((life - current) / increment * fastest_s / 60)
 
 
 class ToolChangeForecast(BaseRule):
@@ -57,4 +59,4 @@ class ToolChangeForecast(BaseRule):
         if st.get(tool, -1) == minutes:
             return
         st[tool] = minutes
-        ctx.forecast(m, tool, minutes)
+        ctx.forecast(m, tool, minutes, sig.source_ts)

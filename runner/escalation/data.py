@@ -13,13 +13,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from core.config.runner import EscalationConfig, ShiftConfig
+from core.config.runner import EscalationConfig
 from core.db.schema import Episode, Ticket
+from runner.escalation.shift import ShiftWindow, Span, merge
 
 OPEN_TICKET_STATES = ("pending", "sending", "filed", "dead")
 
@@ -59,50 +60,9 @@ class ToolShort:
     example: str
 
 
-@dataclass(frozen=True)
-class ShiftWindow:
-    name: str
-    start: datetime
-    end: datetime
-
-    @property
-    def hours(self) -> float:
-        return (self.end - self.start).total_seconds() / 3600
-
-
 def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back without a zone; RepSys stores UTC everywhere.
+    # The UTC column type already attaches UTC; this keeps rows built in memory safe too.
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def shift_window(
-    shifts: list[ShiftConfig],
-    tz: tzinfo,
-    *,
-    now: datetime,
-    name: str | None = None,
-    end: datetime | None = None,
-) -> ShiftWindow:
-    """The shift to report on: the named one (ending at ``end`` or most recently), or
-    else whichever shift ended last before ``now``."""
-    local_now = (end or now).astimezone(tz)
-    best: ShiftWindow | None = None
-    for shift in shifts:
-        if name is not None and shift.name != name:
-            continue
-        for days_back in (0, 1, 2):
-            day = local_now.date() - timedelta(days=days_back)
-            start = datetime.combine(day, shift.start, tzinfo=tz)
-            stop = datetime.combine(day, shift.end, tzinfo=tz)
-            if stop <= start:
-                stop += timedelta(days=1)
-            if stop <= local_now + timedelta(seconds=1):
-                if best is None or stop > best.end:
-                    best = ShiftWindow(shift.name, start, stop)
-                break
-    if best is None:  # pragma: no cover - a shift always ended within two days
-        raise ValueError(f"no shift named {name!r}")
-    return best
 
 
 def open_tickets(session: Session, cfg: EscalationConfig, now: datetime) -> list[OpenTicket]:
@@ -177,11 +137,15 @@ def tools_short(session: Session, cfg: EscalationConfig, window: ShiftWindow) ->
     ]
 
 
-def downtime_hours(
+def downtime_spans(
     session: Session, cfg: EscalationConfig, window: ShiftWindow
-) -> dict[str, float]:
-    """Hours of downtime episodes inside the window, per machine (overlaps merged)."""
-    spans: dict[str, list[tuple[datetime, datetime]]] = {}
+) -> dict[str, list[Span]]:
+    """Per machine, the downtime episodes' time inside the window (UTC, overlaps merged).
+
+    An episode still open counts until the window's end. Bounds are UTC instants, so the
+    comparison is the same on SQLite and PostgreSQL.
+    """
+    spans: dict[str, list[Span]] = {}
     for ep in session.scalars(
         select(Episode).where(
             Episode.rule_type.in_(cfg.downtime_rule_types),
@@ -192,17 +156,4 @@ def downtime_hours(
         stop = min(_aware(ep.resolved_at) if ep.resolved_at else window.end, window.end)
         if stop > start:
             spans.setdefault(ep.machine_id, []).append((start, stop))
-    out = {}
-    for machine, items in spans.items():
-        items.sort()
-        total = 0.0
-        cur_start, cur_end = items[0]
-        for start, stop in items[1:]:
-            if start <= cur_end:
-                cur_end = max(cur_end, stop)
-            else:
-                total += (cur_end - cur_start).total_seconds()
-                cur_start, cur_end = start, stop
-        total += (cur_end - cur_start).total_seconds()
-        out[machine] = total / 3600
-    return out
+    return {machine: merge(items) for machine, items in spans.items()}

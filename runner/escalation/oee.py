@@ -1,174 +1,293 @@
-"""OEE per machine and shift, from what RepSys keeps: episodes and the signal streams.
+"""OEE per machine and shift, by the standard definition (see ``runner/README.md``).
 
-RepSys stores no long-term signal history, so each factor says where it comes from:
+* **planned time** = the shift's real elapsed length minus its configured breaks, counted
+  only from when the signal streams cover the shift (the covered share is reported);
+* **availability** = run time / planned time, run time being planned time minus downtime
+  (the downtime episodes in the database) and setup (time in a ``setup_modes`` operation
+  mode, from the ``operation_mode`` signal): setup is an availability loss;
+* **performance** = ideal cycle x total count / run time, per program: the ideal is the
+  configured ``standard_cycle_s`` (``machine/program`` or ``machine``), else the rules'
+  ``fastest_cycle_time_s``, else the fastest cycle seen in the shift that is not a glitch
+  (shorter than ``rules.min_cycle_time_s``, as the rules engine ignores them);
+* **quality** = good / total count; counter rises are counted from the last value before
+  the shift, a drop being a reset to zero.
 
-* **availability** = (shift - downtime) / shift, downtime being the downtime episodes in
-  the database that overlap the shift (planned stops are not known: the whole shift is
-  planned time);
-* **performance** = cycles x ideal cycle time / run time, cycles and cycle times read
-  from the signal streams (``cycle_time`` samples in the shift); the ideal is the
-  configured standard (``runner.escalation.standard_cycle_s``) or else the fastest cycle
-  seen in the shift (the rules learn the same "fastest" over a longer history);
-* **quality** = good / (good + bad), from the increase of ``part_count_good`` and
-  ``part_count_bad`` in the shift.
-
-The streams are capped (``streams.max_len``): when their oldest entry is younger than the
-shift start, performance and quality cover only the part of the shift still in the
-stream, and the row's note says from when.
+Nothing is capped: a factor above 100 % is shown and flagged as impossible (a wrong ideal
+cycle, a double-counting counter). A factor the data cannot give is ``None`` with the
+reason in the notes, never a guess: a machine that sent nothing in the shift and has no
+downtime episode is "n/a", not 100 % available.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from itertools import pairwise
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
-from core import keys
-from core.model import DecodeError, Signal, SignalName
-from runner.escalation.data import ShiftWindow
+from core.model import SignalName, Value
+from runner.escalation.shift import ShiftWindow, Span, intersect, merge, seconds, subtract
+from runner.escalation.signals import COUNTERS, MachineSignals
 
-#: Stream entries read per XRANGE call, and at most per report (a bound on the work).
-_PAGE = 5_000
-_MAX_ENTRIES = 2_000_000
-_WANTED = frozenset(
-    {SignalName.CYCLE_TIME.value, SignalName.PART_COUNT_GOOD.value, SignalName.PART_COUNT_BAD.value}
-)
+_GOOD = SignalName.PART_COUNT_GOOD.value
+_BAD = SignalName.PART_COUNT_BAD.value
+_ALL = SignalName.PART_COUNT.value
 
 
-@dataclass
-class MachineSignals:
-    cycle_times: list[float] = field(default_factory=list)
-    good: list[float] = field(default_factory=list)
-    bad: list[float] = field(default_factory=list)
+@dataclass(frozen=True)
+class OeeSettings:
+    """What configuration says about OEE (one value per report)."""
+
+    standard_cycle_s: dict[str, float] = field(default_factory=dict)
+    rules_fastest_s: dict[str, float] = field(default_factory=dict)
+    min_cycle_s: float = 1.0
+    setup_modes: frozenset[str] = frozenset({"setup"})
 
 
 @dataclass(frozen=True)
 class OeeRow:
+    """One machine's shift: the times and counts an OEE is checked with, and the factors."""
+
     machine_id: str
+    name: str
+    covered_share: float | None
+    covered_from: datetime | None
+    planned_s: float
+    downtime_s: float
+    setup_s: float
+    run_s: float | None  # None: unknown (a silent machine)
+    total: int | None
+    good: int | None
+    scrap: int | None
+    ideal_cycle_s: float | None
+    ideal_source: str
     availability: float | None
     performance: float | None
     quality: float | None
-    note: str = ""
+    notes: tuple[str, ...] = ()
+    impossible: tuple[str, ...] = ()
 
     @property
     def oee(self) -> float | None:
-        if None in (self.availability, self.performance, self.quality):
+        if self.availability is None or self.performance is None or self.quality is None:
             return None
-        assert self.availability is not None
-        assert self.performance is not None
-        assert self.quality is not None
         return self.availability * self.performance * self.quality
+
+    @property
+    def note(self) -> str:
+        return "; ".join(self.impossible + self.notes)
+
+
+def _number(value: Value) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 @dataclass
-class SignalHistory:
-    """Per machine, the samples of the signals OEE needs that the streams hold."""
+class _Walk:
+    """Counter rises, cycles and setup spans of one machine, by program."""
 
-    machines: dict[str, MachineSignals] = field(default_factory=dict)
-    #: partition -> its oldest entry, where that is later than the shift start
-    covered_from: dict[int, datetime] = field(default_factory=dict)
-    truncated: bool = False
+    rises: dict[str, dict[str, float]] = field(default_factory=dict)  # counter -> program -> n
+    cycles: dict[str, list[float]] = field(default_factory=dict)  # program -> cycle times
+    setup: list[Span] = field(default_factory=list)
+    unbased: list[str] = field(default_factory=list)  # counters without a value before
 
 
-def _add(history: SignalHistory, fields: dict[str, str]) -> None:
-    try:
-        sig = Signal.from_fields(fields)
-    except DecodeError:
+def _count(
+    out: _Walk, last: dict[str, float], name: str, value: float | None, program: str
+) -> None:
+    if value is None:
         return
-    if not isinstance(sig.value, int | float) or isinstance(sig.value, bool):
-        return
-    m = history.machines.setdefault(sig.machine, MachineSignals())
-    value = float(sig.value)
-    if sig.name == SignalName.CYCLE_TIME.value:
-        m.cycle_times.append(value)
-    elif sig.name == SignalName.PART_COUNT_GOOD.value:
-        m.good.append(value)
+    by_program = out.rises.setdefault(name, {})
+    if name not in last:
+        # No reading before the shift: rises count from this first one.
+        out.unbased.append(name)
+        by_program.setdefault(program, 0.0)
     else:
-        m.bad.append(value)
+        before = last[name]
+        rise = value - before if value >= before else value  # a drop is a reset to zero
+        by_program[program] = by_program.get(program, 0.0) + rise
+    last[name] = value
 
 
-def _scan(
-    client: Any, partition: int, window: ShiftWindow, history: SignalHistory, budget: int
-) -> int:
-    """Read one partition's entries of the window; returns how many were read."""
-    stream = keys.signal_stream(partition)
-    start_ms = int(window.start.timestamp() * 1000)
-    end_ms = int(window.end.timestamp() * 1000)
-    oldest = client.xrange(stream, count=1)
-    if oldest:
-        first_ms = int(oldest[0][0].split("-")[0])
-        if first_ms > start_ms:
-            history.covered_from[partition] = datetime.fromtimestamp(first_ms / 1000, tz=UTC)
-    read = 0
-    cursor = f"{start_ms}-0"
-    while read < budget:
-        page = client.xrange(stream, min=cursor, max=f"{end_ms}-0", count=_PAGE)
-        for _entry_id, fields in page:
-            if fields.get("n") in _WANTED:
-                _add(history, fields)
-        read += len(page)
-        if len(page) < _PAGE:
-            return read
-        cursor = "(" + page[-1][0]
-    history.truncated = True
-    return read
+def _walk(sig: MachineSignals, start: datetime, end: datetime, modes: frozenset[str]) -> _Walk:
+    out = _Walk()
+    last: dict[str, float] = {}
+    for name in COUNTERS:
+        base = _number(sig.before.get(name))
+        if base is not None:
+            last[name] = base
+            # A counter that did not move (and was not sent again) rose by zero.
+            out.rises[name] = {}
+    program = str(sig.before.get(SignalName.PROGRAM.value, ""))
+    mode = str(sig.before.get(SignalName.OPERATION_MODE.value, ""))
+    mode_since = start
+    for sample in sig.samples:
+        if sample.name == SignalName.PROGRAM.value:
+            program = str(sample.value)
+        elif sample.name == SignalName.OPERATION_MODE.value:
+            if mode in modes:
+                out.setup.append((mode_since, sample.at))
+            mode, mode_since = str(sample.value), sample.at
+        elif sample.name == SignalName.CYCLE_TIME.value:
+            value = _number(sample.value)
+            if value is not None:
+                out.cycles.setdefault(program, []).append(value)
+        elif sample.name in COUNTERS:
+            _count(out, last, sample.name, _number(sample.value), program)
+    if mode in modes:
+        out.setup.append((mode_since, end))
+    return out
 
 
-def read_history(client: Any, partitions: int, window: ShiftWindow) -> SignalHistory:
-    """Scan every partition stream for the shift's entries (by stream id time)."""
-    history = SignalHistory()
-    budget = _MAX_ENTRIES
-    for partition in range(partitions):
-        budget -= _scan(client, partition, window, history, budget)
-        if budget <= 0:
-            history.truncated = True
-            break
-    return history
+def _ideal(machine: str, program: str, walk: _Walk, cfg: OeeSettings) -> tuple[float | None, str]:
+    for key in (f"{machine}/{program}", machine):
+        if key in cfg.standard_cycle_s:
+            return cfg.standard_cycle_s[key], "standard"
+    if machine in cfg.rules_fastest_s:
+        return cfg.rules_fastest_s[machine], "rules"
+    real = [c for c in walk.cycles.get(program, []) if c >= cfg.min_cycle_s]
+    return (min(real), "fastest seen") if real else (None, "")
 
 
-def _increase(samples: list[float]) -> float:
-    """How much a counter rose, counting a reset (a drop) as a restart from zero."""
-    total = 0.0
-    for before, after in pairwise(samples):
-        total += after - before if after >= before else after
-    return total
+def _counts(walk: _Walk) -> tuple[dict[str, float], float | None, float | None]:
+    """Total per program, good and scrap (``None`` where the counters do not tell)."""
+    good_by = walk.rises.get(_GOOD)
+    bad_by = walk.rises.get(_BAD)
+    all_by = walk.rises.get(_ALL)
+    good = sum(good_by.values()) if good_by is not None else None
+    bad = sum(bad_by.values()) if bad_by is not None else None
+    if all_by is not None:
+        totals = dict(all_by) or {"": 0.0}
+        if good is None and bad is not None:
+            good = sum(totals.values()) - bad
+        elif bad is None and good is not None:
+            bad = sum(totals.values()) - good
+        return totals, good, bad
+    if good_by is None and bad_by is None:
+        return {}, None, None
+    summed: dict[str, float] = {}
+    for part in (good_by or {}, bad_by or {}):
+        for program, n in part.items():
+            summed[program] = summed.get(program, 0.0) + n
+    return summed or {"": 0.0}, good, bad
 
 
-def oee_rows(
-    machines: list[str],
+def _performance(
+    machine: str, totals: dict[str, float], run_s: float, walk: _Walk, cfg: OeeSettings
+) -> tuple[float | None, float | None, str, list[str], list[str]]:
+    """Performance, the ideal shown (the fastest of the programs'), its source, notes and
+    impossibilities."""
+    if not totals:
+        return None, None, "", ["no part counts or cycle times in the signal streams"], []
+    earned = 0.0
+    shown: float | None = None
+    source = ""
+    for program, n in totals.items():
+        if n == 0:
+            continue
+        ideal, source = _ideal(machine, program, walk, cfg)
+        if ideal is None:
+            return None, None, "", [f"no ideal cycle for program {program or '(none)'}"], []
+        shown = ideal if shown is None else min(shown, ideal)
+        earned += ideal * n
+    if earned == 0:
+        return 0.0, shown, source, [], []
+    if run_s <= 0:
+        return None, shown, source, [], ["parts counted with no run time"]
+    value = earned / run_s
+    bad = ["performance above 100 %: check the ideal cycle"] if value > 1.0 + 1e-9 else []
+    return value, shown, source, [], bad
+
+
+def _quality(
+    total: float | None, good: float | None, bad: float | None
+) -> tuple[float | None, list[str], list[str]]:
+    if total is None:
+        return None, [], []
+    if total == 0:
+        return None, ["no parts counted"], []
+    if good is None or bad is None:
+        # Without both sides (or a total and one side) scrap is unknown, not zero.
+        return None, ["no good/scrap counts in the signal streams"], []
+    value = good / total
+    wrong = ["good count outside 0..total"] if not 0 <= value <= 1.0 + 1e-9 else []
+    return value, [], wrong
+
+
+def compute(
+    machine: str,
+    name: str,
     window: ShiftWindow,
     *,
-    downtime_h: dict[str, float],
-    history: SignalHistory,
-    standard_cycle_s: dict[str, float],
-    partitions: int,
-) -> list[OeeRow]:
-    rows = []
-    shift_s = window.hours * 3600
-    for machine in machines:
-        down_s = min(shift_s, downtime_h.get(machine, 0.0) * 3600)
-        availability = (shift_s - down_s) / shift_s if shift_s else None
-        run_s = shift_s - down_s
-        signals = history.machines.get(machine, MachineSignals())
-        performance = None
-        cycles = [c for c in signals.cycle_times if c > 0]
-        if cycles and run_s > 0:
-            ideal = standard_cycle_s.get(machine) or min(cycles)
-            performance = min(1.0, len(cycles) * ideal / run_s)
-        quality = None
-        good, bad = _increase(signals.good), _increase(signals.bad)
-        if good + bad > 0:
-            quality = good / (good + bad)
-        notes = []
-        if performance is None:
-            notes.append("no cycle times in the signal streams")
-        if quality is None:
-            notes.append("no good/bad counts in the signal streams")
-        covered = history.covered_from.get(keys.partition_of(machine, partitions))
-        if covered is not None and (performance is not None or quality is not None):
-            notes.append(f"signals only from {covered:%H:%M} UTC")
-        if history.truncated:
-            notes.append("signal scan truncated")
-        rows.append(OeeRow(machine, availability, performance, quality, "; ".join(notes)))
-    return rows
+    covered_from: datetime | None,
+    downtime: list[Span],
+    signals: MachineSignals,
+    cfg: OeeSettings,
+    truncated: bool = False,
+) -> OeeRow:
+    """The OEE row of one machine over the covered part of ``window``."""
+    notes: list[str] = []
+    start = max(covered_from or window.start, window.start)
+    planned = window.planned(start)
+    planned_s = seconds(planned)
+    whole_s = seconds(window.planned())
+    shown_from = covered_from if covered_from is not None and covered_from > window.start else None
+    if shown_from is not None:
+        notes.append(f"signals only from {window.local(shown_from):%H:%M %Z}")
+    if truncated:
+        notes.append("signal scan truncated")
+    walk = _walk(signals, start, window.end, cfg.setup_modes)
+    down = intersect(downtime, planned)
+    setup = subtract(intersect(walk.setup, planned), down)
+    run_s = planned_s - seconds(merge(down + setup))
+    row = OeeRow(
+        machine_id=machine,
+        name=name,
+        covered_share=planned_s / whole_s if whole_s else None,
+        covered_from=shown_from,
+        planned_s=planned_s,
+        downtime_s=seconds(down),
+        setup_s=seconds(setup),
+        run_s=run_s,
+        total=None,
+        good=None,
+        scrap=None,
+        ideal_cycle_s=None,
+        ideal_source="",
+        availability=None,
+        performance=None,
+        quality=None,
+    )
+    if planned_s <= 0:
+        notes.append("no planned time covered by the signal streams")
+        return replace(row, notes=tuple(notes))
+    if signals.seen == 0 and not down:
+        notes.append("no signals from the machine in the shift (no data is not downtime)")
+        return replace(row, run_s=None, notes=tuple(notes))
+
+    totals, good, bad = _counts(walk)
+    if walk.unbased:
+        notes.append("no count before the shift: counted from the first reading")
+    if not totals:
+        # No counters: one valid cycle is one part.
+        totals = {
+            p: float(len([c for c in cs if c >= cfg.min_cycle_s])) for p, cs in walk.cycles.items()
+        }
+        if totals:
+            notes.append("total from cycle times (no part counters)")
+    total = sum(totals.values()) if totals else None
+    performance, ideal, source, p_notes, p_bad = _performance(machine, totals, run_s, walk, cfg)
+    quality, q_notes, q_bad = _quality(total, good, bad)
+    return replace(
+        row,
+        total=None if total is None else round(total),
+        good=None if good is None else round(good),
+        scrap=None if bad is None else round(bad),
+        ideal_cycle_s=ideal,
+        ideal_source=source,
+        availability=run_s / planned_s,
+        performance=performance,
+        quality=quality,
+        notes=tuple(notes + p_notes + q_notes),
+        impossible=tuple(p_bad + q_bad),
+    )

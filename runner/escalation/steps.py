@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -9,13 +10,25 @@ from sqlalchemy import select
 
 from core import keys
 from core.db.schema import Episode
+from core.logs import get_logger
 from runner.errors import NotifyError, StepFailed
 from runner.escalation import data
-from runner.escalation.oee import SignalHistory, oee_rows, read_history
-from runner.escalation.render import EscalationData, render_html, title, write_xlsx
+from runner.escalation.oee import OeeRow, OeeSettings, compute
+from runner.escalation.render import (
+    EscalationData,
+    figures,
+    render_html,
+    render_text,
+    title,
+)
+from runner.escalation.shift import ShiftWindow, Span, shift_window
+from runner.escalation.signals import SignalHistory, read_history
+from runner.escalation.xlsx import write_xlsx
 from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.report import XLSX_MIME
+
+log = get_logger(__name__)
 
 
 def _deliver(ctx: StepContext, to: list[str], message: Message, *, teams: bool) -> list[str]:
@@ -40,45 +53,88 @@ def _deliver(ctx: StepContext, to: list[str], message: Message, *, teams: bool) 
 class EscalationReport:
     name = "escalation_report"
 
+    @staticmethod
+    def _oee(
+        ctx: StepContext,
+        window: ShiftWindow,
+        machines: dict[str, str],
+        downtime: dict[str, list[Span]],
+    ) -> list[OeeRow]:
+        cfg = ctx.cfg.runner.escalation
+        partitions = ctx.cfg.streams.partitions
+        history = (
+            read_history(ctx.services.redis, partitions, window.start, window.end, list(machines))
+            if ctx.services.redis is not None
+            else SignalHistory()
+        )
+        fastest = {
+            m: spec.fastest_cycle_time_s
+            for m in machines
+            if (spec := ctx.cfg.rules.machine_spec(m)).fastest_cycle_time_s is not None
+        }
+        settings = OeeSettings(
+            standard_cycle_s=dict(cfg.standard_cycle_s),
+            rules_fastest_s=fastest,
+            min_cycle_s=ctx.cfg.rules.min_cycle_time_s,
+            setup_modes=frozenset(cfg.setup_modes),
+        )
+        if history.truncated or history.covered_from:
+            # Partial figures are labelled in the report; the log says why, once per run.
+            log.warning(
+                "escalation_signals_partial",
+                shift=window.name,
+                truncated=history.truncated,
+                partitions_late=len(history.covered_from),
+            )
+        return [
+            compute(
+                machine,
+                name,
+                window,
+                covered_from=history.covered_from.get(keys.partition_of(machine, partitions)),
+                downtime=downtime.get(machine, []),
+                signals=history.machine(machine),
+                cfg=settings,
+                truncated=history.truncated,
+            )
+            for machine, name in machines.items()
+        ]
+
     def run(self, ctx: StepContext) -> StepResult:
         cfg = ctx.cfg.runner.escalation
         now = ctx.services.clock()
         params = ctx.params
+        zone = ZoneInfo(ctx.cfg.plant.timezone)
         end = datetime.fromisoformat(params["end"]) if params.get("end") else None
-        window = data.shift_window(
+        if end is not None and end.tzinfo is None:
+            end = end.replace(tzinfo=zone)  # a bare time is plant time, as shifts are
+        window = shift_window(
             cfg.shifts,
-            ZoneInfo(ctx.cfg.plant.timezone),
+            zone,
             now=now,
             name=params.get("shift"),
             end=end,
         )
+        machines = {m.id: m.display_name for m in ctx.cfg.machines}
         with ctx.sessions() as session:
             tickets = data.open_tickets(session, cfg, now)
             recurring = data.recurring(session, cfg, now)
             tools = data.tools_short(session, cfg, window)
-            downtime = data.downtime_hours(session, cfg, window)
-        machines = [m.id for m in ctx.cfg.machines]
-        history = (
-            read_history(ctx.services.redis, ctx.cfg.streams.partitions, window)
-            if ctx.services.redis is not None
-            else None
+            downtime = data.downtime_spans(session, cfg, window)
+        oee = self._oee(ctx, window, machines, downtime)
+        report = EscalationData(
+            ctx.cfg.plant.name, now, window, tickets, recurring, tools, oee, machines
         )
-        oee = oee_rows(
-            machines,
-            window,
-            downtime_h=downtime,
-            history=history or SignalHistory(),
-            standard_cycle_s=cfg.standard_cycle_s,
-            partitions=ctx.cfg.streams.partitions,
-        )
-        report = EscalationData(ctx.cfg.plant.name, now, window, tickets, recurring, tools, oee)
         html = render_html(report)
         folder = ctx.output_dir()
-        stem = f"Escalation-{window.name}-{window.end:%Y-%m-%d}"
+        stem = f"Escalation-{window.name}-{window.local(window.end):%Y-%m-%d}"
         html_path = folder / f"{stem}.html"
         html_path.write_text(html, encoding="utf-8")
         xlsx_path = folder / f"{stem}.xlsx"
         write_xlsx(xlsx_path, report)
+        (folder / f"{stem}.json").write_text(
+            json.dumps(figures(report), indent=1, ensure_ascii=False), encoding="utf-8"
+        )
         ctx.set_result(html_path)
         reached = {t.level for t in tickets if t.level}
         levels = sorted(cfg.levels, key=lambda lv: lv.after_hours)
@@ -88,15 +144,11 @@ class EscalationReport:
                 to += [a for a in level.to if a not in to]
         message = Message(
             subject=title(report),
-            text=(
-                f"{len(tickets)} open tickets ({len(report.breached)} past SLA), "
-                f"{len(recurring)} recurring episodes, {len(tools)} machines with tools "
-                "not reaching tool life. The full report is attached."
-            ),
+            text=render_text(report),
             html=html,
             attachments=(Attachment(xlsx_path.name, xlsx_path.read_bytes(), XLSX_MIME),),
             facts=(
-                ("Shift", f"{window.name} ending {window.end:%Y-%m-%d %H:%M}"),
+                ("Shift", f"{window.name} ending {report.when(window.end)}"),
                 ("Open tickets", str(len(tickets))),
                 ("Past SLA", str(len(report.breached))),
                 ("Recurring", str(len(recurring))),
@@ -140,11 +192,15 @@ class ToolCheck:
             ]
         if not shorts and not due:
             return StepResult(0, "nothing to report")
+        names = {m.id: m.display_name for m in ctx.cfg.machines}
         lines = [f"Tooling Issue: {e.summary}" for e in shorts]
-        lines += [
-            f"Upcoming tool change: {member.replace('|', ' tool ')} in {score:.0f} min"
-            for member, score in due
-        ]
+        for member, score in due:  # soonest first: overdue tools (below zero) lead
+            machine, _, tool = member.partition("|")
+            name = names.get(machine, machine)
+            if score < 0:
+                lines.append(f"Tool change OVERDUE: {name} tool {tool}, {-score:.0f} min past life")
+            else:
+                lines.append(f"Upcoming tool change: {name} tool {tool} in {score:.0f} min")
         subject = lines[0] if len(lines) == 1 else f"Tooling Issues: {len(lines)}"
         message = Message(subject=subject, text="\n".join(lines))
         sent = _deliver(ctx, list(cfg.to), message, teams=cfg.teams)

@@ -174,12 +174,5 @@ def _literal(dialect: Dialect, value: int | str) -> str:
     return str(literal(value).compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
 
 
-def fmt_cents(cents: int) -> str:
-    """1234550 -> '12,345.50' (for messages)."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{whole:,}.{frac:02d}"
-
-
 def describe(pcns: Sequence[int]) -> str:
     return "PCN " + ", ".join(map(str, pcns))

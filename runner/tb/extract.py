@@ -43,9 +43,10 @@ from runner.tb.common import (
 )
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
 from runner.tb.loaded import remember_loaded
+from runner.tb.money import to_micros
 from runner.tb.prefetch import Key, Prefetch, params_of
 from runner.tb.reader import balances_in_child
-from runner.tb.source import BalanceBatch, DataSourceClient, ResultRows, SourcePeriod, to_cents
+from runner.tb.source import BalanceBatch, DataSourceClient, ResultRows, SourcePeriod
 
 
 def _source_calendar(pcn: int, periods: list[SourcePeriod]) -> FiscalCalendar:
@@ -293,7 +294,7 @@ class ClosedBalances:
                     written += fast_insert(
                         session,
                         TBBalance,
-                        ("period", "account_no", "debit_cents", "credit_cents"),
+                        ("period", "account_no", "debit_micros", "credit_micros"),
                         zip(
                             batch.periods, batch.accounts, batch.debits, batch.credits, strict=True
                         ),
@@ -392,10 +393,10 @@ class OpenActivity:
                     "pcn": pcn,
                     "period": period,
                     "account_no": values[_ACCOUNT],
-                    "beginning_cents": to_cents(values[_BEGIN]),
-                    "debit_cents": to_cents(values[_DEBIT]),
-                    "credit_cents": to_cents(values[_CREDIT]),
-                    "ending_cents": to_cents(values[_END]),
+                    "beginning_micros": to_micros(values[_BEGIN]),
+                    "debit_micros": to_micros(values[_DEBIT]),
+                    "credit_micros": to_micros(values[_CREDIT]),
+                    "ending_micros": to_micros(values[_END]),
                     "fence": ctx.fence,
                 }
             )

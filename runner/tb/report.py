@@ -7,7 +7,9 @@ PCN with exact decimal amounts; named like ``TB-202306_to_202406_on_07-07_DM``; 
 "Trial Balance Report - <date>" to ``runner.tb.report_to``.
 
 An account appears from its first period on (``start_period``); before it existed the
-trial balance does not list it.
+trial balance does not list it. A period whose rounded lines would not foot has one more
+line, ``ROUNDING`` "Rounding difference (cents)", last (runner/README.md, "Money and
+rounding").
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from runner.errors import NotifyError, StepFailed
 from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range, request_pcns
+from runner.tb.recreate import ROUNDING_ACCOUNT, ROUNDING_NAME
+from runner.xlsxtext import as_text
 
 COLUMNS = (
     "period",
@@ -86,20 +90,28 @@ def report_lines(session: Session, pcn: int, start: int, end: int) -> list[TBLin
             a.category_type,
             a.category_name,
             a.sub_category_name,
-            a.account_no,
+            b.account_no,
             a.account_name,
             b.balance_cents,
             b.ytd_balance_cents,
         )
-        .join(a, and_(a.pcn == b.pcn, a.account_no == b.account_no))
+        .join(a, and_(a.pcn == b.pcn, a.account_no == b.account_no), isouter=True)
         .where(
             b.pcn == pcn,
             b.period.between(start, end),
-            or_(a.start_period == 0, a.start_period <= b.period),
+            or_(
+                b.account_no == ROUNDING_ACCOUNT,
+                a.start_period == 0,
+                a.start_period <= b.period,
+            ),
         )
         .order_by(b.period, b.account_no)
     )
-    return [TBLine(*row) for row in rows]
+    # The rounding line has no account of Plex's chart: no category, its own name.
+    rounding = ("", "", "", ROUNDING_ACCOUNT, ROUNDING_NAME)
+    return [
+        TBLine(*row[:2], *(row[2:7] if row[6] is not None else rounding), *row[7:]) for row in rows
+    ]
 
 
 def file_stem(start: int, end: int, day: datetime, suffix: str) -> str:
@@ -129,7 +141,9 @@ def write_xlsx(path: Path, sheets: dict[int, list[TBLine]]) -> None:
                 cell = WriteOnlyCell(sheet, value=float(amount))
                 cell.number_format = "#,##0.00;(#,##0.00)"
                 amounts.append(cell)
-            sheet.append([*values[:6], *amounts])
+            texts = [WriteOnlyCell(sheet, value=value) for value in values[:6]]
+            as_text(texts)  # account names come from Plex: never a formula
+            sheet.append([*texts, *amounts])
     workbook.save(path)
 
 

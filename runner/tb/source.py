@@ -8,61 +8,23 @@ the real ODBC source with pyodbc (:class:`OdbcAccountingSource`) and calls data 
 The ODBC queries read the views production reads (``accounting_v_Account_e``,
 ``accounting_v_Category_Account_e``, ``accounting_v_Category_Type``,
 ``accounting_v_Period_e``, ``accounting_v_Balance_e``), by the column names documented in
-``sim/accounting/odbc.py``. Amounts become integer cents on the way in, rounded half up
-(Plex keeps five decimals; a trial balance is in cents).
+``sim/accounting/odbc.py``. Amounts become exact integer micros on the way in
+(``runner/tb/money.py``); only the trial balance's lines are rounded to cents.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, NamedTuple, Protocol
 
-import numpy as np
-
 from runner.errors import SourceError
-
-_CENT = Decimal("0.01")
-
-
-def to_cents(value: Any) -> int:
-    """An amount as Plex or a driver hands it (Decimal, float, int, str) -> cents."""
-    if type(value) is float:
-        # Exact for amounts below about 10^13: the float's error is far under half a cent.
-        return round(value * 100)
-    if value is None or value == "":
-        return 0
-    if isinstance(value, int):
-        return value * 100
-    try:
-        dec = value if isinstance(value, Decimal) else Decimal(str(value).strip())
-        return int((dec / _CENT).to_integral_value(ROUND_HALF_UP))
-    except (InvalidOperation, ValueError) as exc:
-        raise SourceError(f"amount {value!r} is not a number", reason="bad_amount") from exc
-
-
-def cents_column(values: Sequence[Any]) -> list[int]:
-    """:func:`to_cents` of a whole column; vectorized when the driver gave floats."""
-    # set(map(type, ...)) checks the column's types at C speed (a generator per value
-    # cost as much as the conversion).
-    if values and set(map(type, values)) == {float}:
-        return list(np.rint(np.array(values, dtype=np.float64) * 100).astype(np.int64).tolist())
-    return [to_cents(v) for v in values]
-
+from runner.tb.money import arrow_micros
 
 #: The longest account number the bulk read makes room for (the warehouse keeps 32).
 _MAX_ACCOUNT_TEXT = 256
-
-
-def _arrow_cents(column: Any) -> list[int]:
-    """:func:`cents_column` of an Arrow column: floats vectorized, anything else
-    (decimals from drivers that report DECIMAL) value by value as :func:`to_cents`."""
-    if str(column.type) == "double" and column.null_count == 0:
-        return list(np.rint(column.to_numpy() * 100).astype(np.int64).tolist())
-    return cents_column(column.to_pylist())
 
 
 def _date(value: Any) -> date:
@@ -92,8 +54,8 @@ class SourceAccount:
 
 class BalanceBatch(NamedTuple):
     """Closed-period balances of one fetch, by column: the rows' account numbers,
-    periods, debit cents and credit cents (a million rows travel as a few hundred of
-    these, never as a Python object per row)."""
+    periods, debit micros and credit micros (exact: ``runner/tb/money.py``); a million
+    rows travel as a few hundred of these, never as a Python object per row."""
 
     accounts: list[str]
     periods: list[int]
@@ -275,8 +237,8 @@ class OdbcAccountingSource:
                 yield BalanceBatch(
                     list(map(str, accounts.to_pylist())),
                     list(map(int, periods.to_pylist())),
-                    _arrow_cents(debits),
-                    _arrow_cents(credits),
+                    arrow_micros(debits),
+                    arrow_micros(credits),
                 )
         except Error as exc:
             raise SourceError(f"ODBC read failed: {exc}", reason="odbc") from exc

@@ -9,8 +9,14 @@ The production procedure walked the periods of a window one at a time from its a
   alone; balance-sheet accounts keep accumulating across years;
 * an account with no row at the anchor (new in the window) starts from zero.
 
-The same walk, vectorized over accounts with numpy on integer cents: one pass per period,
-exact, and fast enough for a million balance rows.
+The same walk, vectorized over accounts with numpy on integer micros (exact amounts,
+``runner/tb/money.py``): one pass per period, exact, and fast enough for a million
+balance rows. :func:`round_lines` then turns the exact amounts into the trial balance's
+cents by the rule in ``runner/README.md`` ("Money and rounding"): every line's balance
+(debit minus credit) rounded half up from its exact amount (a year-to-date figure from
+the exact year-to-date total, never a sum of rounded periods), and where a period's
+rounded lines do not foot to its exact total rounded, the difference on one explicit
+rounding line.
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from itertools import repeat
 import numpy as np
 import numpy.typing as npt
 
+from runner.tb.money import cents_array
+
+Micros = npt.NDArray[np.int64]
 Cents = npt.NDArray[np.int64]
 
 
 @dataclass
 class Window:
-    """Inputs of one recreation: accounts x periods, everything in cents.
+    """Inputs of one recreation: accounts x periods, every amount in exact micros.
 
     ``revenue_or_expense[i, j]`` is account ``i``'s flag in the fiscal year of period
     ``j``; ``first_of_year[j]`` says whether period ``j`` opens a fiscal year.
@@ -37,10 +46,10 @@ class Window:
     periods: list[int]
     first_of_year: list[bool]
     revenue_or_expense: npt.NDArray[np.bool_]
-    debit: Cents
-    credit: Cents
-    anchor_ytd_debit: Cents
-    anchor_ytd_credit: Cents
+    debit: Micros
+    credit: Micros
+    anchor_ytd_debit: Micros
+    anchor_ytd_credit: Micros
 
     @classmethod
     def empty(
@@ -105,12 +114,13 @@ class Window:
 
 @dataclass
 class Recreated:
-    """Outputs: period and YTD debit/credit per account (rows) and period (columns)."""
+    """Outputs: period and YTD debit/credit per account (rows) and period (columns),
+    exact micros."""
 
-    debit: Cents
-    credit: Cents
-    ytd_debit: Cents
-    ytd_credit: Cents
+    debit: Micros
+    credit: Micros
+    ytd_debit: Micros
+    ytd_credit: Micros
 
 
 def recreate(window: Window) -> Recreated:
@@ -133,3 +143,50 @@ def recreate(window: Window) -> Recreated:
         prev_debit = ytd_debit[:, j]
         prev_credit = ytd_credit[:, j]
     return Recreated(window.debit, window.credit, ytd_debit, ytd_credit)
+
+
+@dataclass
+class Lines:
+    """The trial balance's lines in cents, accounts x periods, and per period the
+    rounding line.
+
+    ``balance`` and ``ytd_balance`` (the report's two figures) are each line's exact
+    debit minus credit rounded half up, so every figure shown is within half a cent of
+    the ledger's; ``debit`` / ``credit`` (and the YTD pair) are the exact columns rounded
+    alike, kept for reference, and need not differ by exactly ``balance``.
+    ``rounding[j]`` is period ``j``'s rounding line, ``(balance, ytd_balance)``: what
+    the rounded lines lack to foot to the period's exact total rounded (zero, for a
+    ledger that balances); ``(0, 0)`` means the period needs no such line.
+    """
+
+    debit: Cents
+    credit: Cents
+    balance: Cents
+    ytd_debit: Cents
+    ytd_credit: Cents
+    ytd_balance: Cents
+    rounding: list[tuple[int, int]]
+
+
+def _rounding(exact_net: Micros, lines: Cents) -> list[int]:
+    """Per period: the exact total of the nets rounded, less the rounded nets' total."""
+    return list((cents_array(exact_net.sum(axis=0)) - lines.sum(axis=0)).tolist())
+
+
+def round_lines(out: Recreated) -> Lines:
+    """Round the exact amounts to the trial balance's cents (the rule: module docstring)."""
+    net, ytd_net = out.debit - out.credit, out.ytd_debit - out.ytd_credit
+    balance, ytd_balance = cents_array(net), cents_array(ytd_net)
+    rounding = list(zip(_rounding(net, balance), _rounding(ytd_net, ytd_balance), strict=True))
+    return Lines(
+        cents_array(out.debit),
+        cents_array(out.credit),
+        balance,
+        cents_array(out.ytd_debit),
+        cents_array(out.ytd_credit),
+        ytd_balance,
+        rounding,
+    )
+
+
+__all__ = ["Lines", "Recreated", "Window", "recreate", "round_lines"]

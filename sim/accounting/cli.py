@@ -16,8 +16,10 @@ def _build(args: argparse.Namespace) -> int:
     from sim.accounting.ledger import Ledger  # noqa: PLC0415 - loaded only when the command runs
     from sim.accounting.odbc import build_database, connection_string  # noqa: PLC0415 - loaded only when the command runs
 
-    ledger = Ledger.seeded(args.seed, fiscal_start_month=args.fiscal_start_month)
-    path = build_database(ledger, args.path)
+    ledger = Ledger.seeded(
+        args.seed, fiscal_start_month=args.fiscal_start_month, sub_cent=args.sub_cent
+    )
+    path = build_database(ledger, args.path, amounts=args.amounts)
     print(connection_string(path))
     return EXIT_OK
 
@@ -36,6 +38,17 @@ def add_parser(sub: Any) -> None:
         choices=range(1, 13),
         metavar="M",
         help="first month of the fiscal year (default 1, calendar years)",
+    )
+    p.add_argument(
+        "--amounts",
+        choices=("real", "decimal", "text"),
+        default="real",
+        help="how the ODBC balance view types amounts (default real: doubles)",
+    )
+    p.add_argument(
+        "--sub-cent",
+        action="store_true",
+        help="entries with five decimals, as Plex keeps them (default whole cents)",
     )
     p.set_defaults(func=_build)
 

@@ -9,8 +9,10 @@ trial balance of a seeded ledger is one, whichever way it is read.
 Periods are ``YYYYPP`` integers where ``YYYY`` is the *fiscal* year and ``PP`` the period
 within it (``01`` first, ``13`` the adjustment period where a year has one). A fiscal year
 need not be a calendar year: with ``fiscal_start_month=7`` period ``202401`` is July 2023.
-Amounts are integer cents, so every sum is exact; they leave the ledger as Plex sends
-them, decimal strings with two places.
+Amounts are integer micros (millionths of the currency unit), so every sum is exact
+and a ledger may hold sub-cent amounts as Plex does (it keeps five decimals); they leave
+the ledger as decimal strings (:func:`money`) or, over ODBC, typed as
+:mod:`sim.accounting.odbc` is told (``REAL``, ``DECIMAL`` or text).
 
 Every journal entry balances, and each fiscal year before the current one is closed in
 its last period (13 where present, else 12): its revenue and expense balances move to
@@ -57,11 +59,17 @@ def check_period(period: int) -> None:
         raise LedgerError(f"period {period} is not YYYYPP with PP from 01 to 13")
 
 
-def money(cents: int) -> str:
-    """Cents as Plex writes an amount: ``-1234.50``."""
-    sign = "-" if cents < 0 else ""
-    whole, frac = divmod(abs(cents), 100)
-    return f"{sign}{whole}.{frac:02d}"
+#: Micros per currency unit and per cent.
+MICROS = 1_000_000
+CENT = 10_000
+
+
+def money(micros: int) -> str:
+    """Micros as Plex writes an amount: ``-1234.50``, with the sub-cent digits there are
+    (``0.015``, ``0.00001``)."""
+    sign = "-" if micros < 0 else ""
+    whole, frac = divmod(abs(micros), MICROS)
+    return f"{sign}{whole}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
 
 
 @dataclass(frozen=True)
@@ -154,11 +162,11 @@ def fiscal_calendar(
 
 @dataclass
 class Ledger:
-    """Accounts, the fiscal calendar and per-period debit and credit totals (cents)."""
+    """Accounts, the fiscal calendar and per-period debit and credit totals (micros)."""
 
     accounts: list[Account] = field(default_factory=list)
     periods: list[Period] = field(default_factory=list)
-    #: (pcn, account_no, period) -> [debit cents, credit cents]
+    #: (pcn, account_no, period) -> [debit micros, credit micros]
     postings: dict[tuple[int, str, int], list[int]] = field(default_factory=dict)
     #: pcn -> account -> [(period, debit, credit)], built on demand for data source 4814
     _index: dict[int, dict[str, list[tuple[int, int, int]]]] | None = field(
@@ -169,11 +177,15 @@ class Ledger:
 
     def post(self, pcn: int, period: int, debit: str, credit: str, cents: int) -> None:
         """One balanced entry: ``cents`` debited to ``debit`` and credited to ``credit``."""
-        if cents <= 0:
+        self.post_micros(pcn, period, debit, credit, cents * CENT)
+
+    def post_micros(self, pcn: int, period: int, debit: str, credit: str, micros: int) -> None:
+        """One balanced entry of ``micros`` (sub-cent amounts: ``15_000`` is 0.015)."""
+        if micros <= 0:
             raise LedgerError("an entry's amount must be positive")
         self._index = None
-        self.postings.setdefault((pcn, debit, period), [0, 0])[0] += cents
-        self.postings.setdefault((pcn, credit, period), [0, 0])[1] += cents
+        self.postings.setdefault((pcn, debit, period), [0, 0])[0] += micros
+        self.postings.setdefault((pcn, credit, period), [0, 0])[1] += micros
 
     def close_year(self, pcn: int, fiscal_year: int, retained_earnings: str) -> None:
         """Move the year's revenue and expense balances to ``retained_earnings``.
@@ -190,9 +202,9 @@ class Ledger:
                     d, c = self.balance(pcn, account.account_no, p.period)
                     net += d - c
             if net > 0:
-                self.post(pcn, last, retained_earnings, account.account_no, net)
+                self.post_micros(pcn, last, retained_earnings, account.account_no, net)
             elif net < 0:
-                self.post(pcn, last, account.account_no, retained_earnings, -net)
+                self.post_micros(pcn, last, account.account_no, retained_earnings, -net)
 
     def close_years(self, pcn: int, years: Iterable[int], retained_earnings: str) -> None:
         """:meth:`close_year` for several years in one pass over the postings."""
@@ -208,9 +220,9 @@ class Ledger:
             last[calendar_period.fiscal_year] = calendar_period.period
         for (account_no, year), net in sorted(nets.items()):
             if net > 0:
-                self.post(pcn, last[year], retained_earnings, account_no, net)
+                self.post_micros(pcn, last[year], retained_earnings, account_no, net)
             elif net < 0:
-                self.post(pcn, last[year], account_no, retained_earnings, -net)
+                self.post_micros(pcn, last[year], account_no, retained_earnings, -net)
 
     # --- reading ----------------------------------------------------------------------
 
@@ -233,7 +245,7 @@ class Ledger:
         return sorted((p for p in self.periods if p.pcn == pcn), key=lambda p: p.period)
 
     def balance(self, pcn: int, account_no: str, period: int) -> tuple[int, int]:
-        """(debit, credit) cents of one account in one period."""
+        """(debit, credit) micros of one account in one period."""
         d, c = self.postings.get((pcn, account_no, period), (0, 0))
         return d, c
 
@@ -299,13 +311,16 @@ class Ledger:
     # --- the seeded ledger ------------------------------------------------------------
 
     @classmethod
-    def seeded(cls, seed: int = 1, *, fiscal_start_month: int = 1) -> Ledger:
+    def seeded(
+        cls, seed: int = 1, *, fiscal_start_month: int = 1, sub_cent: bool = False
+    ) -> Ledger:
         """The demo's and tests' ledger: two PCNs, fiscal years 2021 to 2024.
 
         2021 and 2023 have a period 13; 2022 has twelve periods. Periods through 202404
         are closed, 202405 onwards open, with activity through 202406 (the "current"
         period). Account ``52500-000-0000`` (Tooling - Inserts) of PCN 123681 is new in
-        202403. ``fiscal_start_month=7`` gives a July-to-June fiscal year instead.
+        202403. ``fiscal_start_month=7`` gives a July-to-June fiscal year instead;
+        ``sub_cent`` gives every entry five decimals, as Plex keeps them.
         """
         return cls.generate(
             seed,
@@ -317,6 +332,7 @@ class Ledger:
             last_active=202406,
             fiscal_start_month=fiscal_start_month,
             new_accounts={123681: {"52500-000-0000": 202403}},
+            sub_cent=sub_cent,
         )
 
     @classmethod
@@ -334,13 +350,21 @@ class Ledger:
         new_accounts: dict[int, dict[str, int]] | None = None,
         extra_accounts: int = 0,
         entries_per_period: int = 40,
+        sub_cent: bool = False,
     ) -> Ledger:
-        """A random but balanced ledger; ``extra_accounts`` adds expense sub-accounts.
+        """A random but balanced ledger; ``extra_accounts`` adds expense sub-accounts;
+        ``sub_cent`` draws amounts with five decimals (0.00001 steps) instead of cents.
 
         Years before ``last_year`` are closed into Retained Earnings. Benchmarks use
         ``extra_accounts`` to reach a million balance rows.
         """
         rng = random.Random(seed)
+
+        def amount(low_cents: int, high_cents: int) -> int:
+            if sub_cent:  # five decimals: steps of ten micros
+                return rng.randint(low_cents * 1000, high_cents * 1000) * 10
+            return rng.randint(low_cents, high_cents) * CENT
+
         ledger = cls()
         new_accounts = new_accounts or {}
         thirteen = tuple(thirteen)
@@ -392,10 +416,10 @@ class Ledger:
                         debit, credit = "53000-000-0000", "21000-000-0000"
                     if starts.get(debit, 0) > p.period or starts.get(credit, 0) > p.period:
                         continue
-                    ledger.post(pcn, p.period, debit, credit, rng.randint(5_00, 250_000_00))
+                    ledger.post_micros(pcn, p.period, debit, credit, amount(5_00, 250_000_00))
                 for number in extra:
-                    ledger.post(
-                        pcn, p.period, number, "20100-000-0000", rng.randint(1_00, 5_000_00)
+                    ledger.post_micros(
+                        pcn, p.period, number, "20100-000-0000", amount(1_00, 5_000_00)
                     )
             ledger.close_years(pcn, range(first_year, last_year), RETAINED_EARNINGS)
         return ledger

@@ -18,15 +18,28 @@ Views (columns as the runner reads them; ``plexus_customer_no`` is the PCN):
 * ``accounting_v_Balance_e``: plexus_customer_no, account_key, account_no, period,
   debit, credit, closed periods only (open periods are data source 4814's)
 
-Amounts are stored as integer cents and shown as decimals by the views.
+Amounts are served in the type :func:`build_database` is told (``amounts``), so the
+tests see what a real driver might send: ``real`` (a ``REAL`` column: doubles),
+``decimal`` (a ``DECIMAL(19,6)`` column: SQLite keeps the number, a double by its
+numeric affinity, and its ODBC driver reports the column as a decimal and hands each
+value over as text of up to 15 significant digits, as some drivers do) or ``text`` (fixed
+six decimals, so trailing zeros). The ledger's sub-cent amounts go through unchanged in
+all three, for amounts below about 10^9 (15 significant digits).
 """
 
 from __future__ import annotations
 
 import sqlite3
+from decimal import Decimal
 from pathlib import Path
+from typing import Any, Literal
 
-from sim.accounting.ledger import CATEGORY_TYPES, Ledger
+from sim.accounting.ledger import CATEGORY_TYPES, Ledger, money
+
+#: How the balance view types its amounts (``repsys sim accounting build --amounts``).
+AmountType = Literal["real", "decimal", "text"]
+AMOUNT_TYPES: tuple[AmountType, ...] = ("real", "decimal", "text")
+_COLUMN_TYPES = {"real": "REAL", "decimal": "DECIMAL(19,6)", "text": "TEXT"}
 
 #: Debian's SQLite 3 ODBC driver (package libsqliteodbc).
 #: The driver by the name Debian's libsqliteodbc registers in /etc/odbcinst.ini, so the
@@ -50,7 +63,7 @@ CREATE TABLE period (
   PRIMARY KEY (pcn, period));
 CREATE TABLE balance (
   pcn INTEGER NOT NULL, account_key INTEGER NOT NULL, account_no TEXT NOT NULL,
-  period INTEGER NOT NULL, debit_cents INTEGER NOT NULL, credit_cents INTEGER NOT NULL,
+  period INTEGER NOT NULL, debit {amount} NOT NULL, credit {amount} NOT NULL,
   PRIMARY KEY (pcn, period, account_no));
 
 CREATE VIEW accounting_v_Account_e AS
@@ -66,21 +79,33 @@ CREATE VIEW accounting_v_Period_e AS
          begin_date, end_date, period_status, update_date FROM period;
 CREATE VIEW accounting_v_Balance_e AS
   SELECT b.pcn AS plexus_customer_no, b.account_key, b.account_no, b.period,
-         b.debit_cents / 100.0 AS debit, b.credit_cents / 100.0 AS credit
+         b.debit, b.credit
   FROM balance b JOIN period p ON p.pcn = b.pcn AND p.period = b.period
   WHERE p.period_status = 1;
 """
 
 
-def build_database(ledger: Ledger, path: str | Path) -> Path:
-    """Write ``ledger`` to a fresh SQLite file at ``path`` (replaced if it exists)."""
+def _amount(micros: int, amounts: AmountType) -> Any:
+    if amounts == "real":
+        return micros / 1_000_000  # the double nearest the decimal, as a REAL column holds it
+    if amounts == "decimal":
+        return money(micros)
+    return f"{Decimal(micros).scaleb(-6):.6f}"
+
+
+def build_database(ledger: Ledger, path: str | Path, *, amounts: AmountType = "real") -> Path:
+    """Write ``ledger`` to a fresh SQLite file at ``path`` (replaced if it exists), its
+    balances typed ``amounts``."""
+    if amounts not in _COLUMN_TYPES:
+        raise ValueError(f"amounts must be one of {', '.join(AMOUNT_TYPES)}, not {amounts!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.unlink(missing_ok=True)
     conn = sqlite3.connect(tmp)
     try:
-        conn.executescript(_SCHEMA)
+        # Our own constant type names, not input.
+        conn.executescript(_SCHEMA.replace("{amount}", _COLUMN_TYPES[amounts]))
         conn.executemany(
             "INSERT INTO category_type VALUES (?, ?)",
             [(k, int(v)) for k, v in CATEGORY_TYPES.items()],
@@ -128,7 +153,14 @@ def build_database(ledger: Ledger, path: str | Path) -> Path:
         conn.executemany(
             "INSERT INTO balance VALUES (?, ?, ?, ?, ?, ?)",
             (
-                (pcn, keys[(pcn, account_no)], account_no, period, d, c)
+                (
+                    pcn,
+                    keys[(pcn, account_no)],
+                    account_no,
+                    period,
+                    _amount(d, amounts),
+                    _amount(c, amounts),
+                )
                 for (pcn, account_no, period), (d, c) in ledger.postings.items()
             ),
         )

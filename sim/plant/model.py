@@ -14,12 +14,16 @@ API::
     plant.take_transport_faults()         # silent subscription / restart / outage now due
 
 How a machine behaves: it alternates pallets (load ``load_time_s``, then cut
-``cycle_time_s`` with Gaussian noise). At the end of a cut every tool used on that pallet
-advances its counter by its ``increment`` (a tool shared by two pallets counts on both)
-and reports a ``machining_event`` (subject ``T<n>``, value = counter, attrs ``pallet``,
-``tool``, ``counter``, ``increment``, ``start``, ``end``, ``cmd``) and its ``tool_life``
-(attrs ``limit``, ``warning``, ``increment``, ``counting``); a tool reaching its life is
-changed (``tool_change``, counter back to 0). Spindle load is sampled every
+``cycle_time_s`` with Gaussian noise). The cut is shared by the tools used on that pallet,
+in order, one slot each; a tool cuts ``tool_share`` of its slot (the rest is the tool
+change and rapid moves), as each tool assembly of an Okuma reports its own start and end
+(set 60). When a tool ends it advances its counter by its ``increment`` (a tool shared
+by two pallets counts on both) and reports a ``machining_event`` (subject ``T<n>``,
+value = counter, attrs ``pallet``, ``tool``, ``counter``, ``increment``, ``start``,
+``end`` of that tool, ``cmd``) and its ``tool_life`` (attrs ``limit``, ``warning``,
+``increment``, ``counting``); a tool reaching its life is changed (``tool_change``,
+counter back to 0). A machine that goes down in the middle of a cut finishes the cut's
+remaining tools on the same pallet when it recovers. Spindle load is sampled every
 ``sample_interval_s`` and rises with the wear of the tools in the cut. Signals emitted:
 run_state, operation_mode, program, part_count, part_count_good, cycle_start, cycle_time,
 pallet_id, pallet_change, tool_number, tool_life, tool_change, machining_event,
@@ -84,6 +88,11 @@ class MachineSpec:
     spindle_base: float = 35.0  # percent with a fresh tool
     spindle_wear: float = 25.0  # percent added at the end of the tool's life
     sample_interval_s: float = 1.0
+    tool_share: float = 0.8  # share of its slot of the cut a tool spends cutting
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.tool_share <= 1.0:
+            raise ValueError("tool_share must be in (0, 1]")
 
     def tool(self, name: str) -> ToolSpec | None:
         return next((t for t in self.tools if t.name == name), None)
@@ -112,6 +121,9 @@ class _Machine:
         self.phase = "load"
         self.phase_started = 0.0
         self.cut_started = 0.0
+        # The tools of the cut not yet ended: (tool, start, end) in simulated seconds.
+        self.plan: list[tuple[ToolSpec, float, float]] = []
+        self.resume: list[ToolSpec] = []  # a cut's tools left when the machine went down
         self.generation = 0  # bumped when a fault cancels the scheduled phase change
         self.down_until = -1.0
         self.alarm = 0
@@ -177,46 +189,62 @@ class _Machine:
         return t + self.spec.load_time_s
 
     def start_cut(self, t: float) -> float:
+        """Begin a cut; plans each tool's start and end in it. Returns when it ends."""
         self.phase = "cut"
         self.cut_started = t
         self.emit(t, "cycle_start", self.pallet)
+        everyone = self.spec.tools_on(self.pallet)
+        tools, self.resume = (self.resume or everyone), []
         factor = 1.0 + self.rng.gauss(0.0, self.spec.cycle_noise)
         for name, drift in self.drift.items():
-            if drift.until > t and any(x.name == name for x in self.spec.tools_on(self.pallet)):
+            if drift.until > t and any(x.name == name for x in tools):
                 factor += 0.002 * drift.cycles
-        return t + max(1.0, self.spec.cycle_time_s * factor)
+        # A resumed cut only has its remaining tools' share of the cycle to do.
+        share = len(tools) / len(everyone) if everyone else 1.0
+        duration = max(1.0, self.spec.cycle_time_s * factor * share)
+        slot = duration / max(1, len(tools))
+        end = t + duration
+        # min(): with a share of 1 the last tool ends with the cut, not a rounding later.
+        self.plan = [
+            (tool, t + i * slot, min(end, t + i * slot + slot * self.spec.tool_share))
+            for i, tool in enumerate(tools)
+        ]
+        return end
+
+    def end_tool(self, t: float) -> None:
+        """The next tool of the cut ends at ``t``: it counts and reports its machining event."""
+        tool, start, _ = self.plan.pop(0)
+        name = tool.name
+        if name in self.premature:
+            self.premature.discard(name)
+            self.emit(t, "tool_change", self.counters[name], name, reason="premature")
+            self.counters[name] = 0
+        self.counters[name] += tool.increment + self.jump.pop(name, 0)
+        self.counters[name] = max(0, self.counters[name])
+        if name in self.drift and self.drift[name].until > t:
+            self.drift[name].cycles += 1
+        self.emit(t, "tool_number", tool.number)
+        self.emit(
+            t,
+            "machining_event",
+            self.counters[name],
+            name,
+            pallet=str(self.pallet),
+            tool=name,
+            counter=str(self.counters[name]),
+            increment=str(tool.increment),
+            start=repr(self.start_ts + start),
+            end=repr(self.start_ts + t),
+            cmd="51",
+        )
+        self.tool_life(t, tool)
+        if self.counters[name] >= tool.life:
+            self.emit(t, "tool_change", self.counters[name], name, reason="life")
+            self.counters[name] = 0
+            self.tool_life(t, tool)
 
     def end_cut(self, t: float) -> float:
-        start = self.cut_started
-        for tool in self.spec.tools_on(self.pallet):
-            name = tool.name
-            if name in self.premature:
-                self.premature.discard(name)
-                self.emit(t, "tool_change", self.counters[name], name, reason="premature")
-                self.counters[name] = 0
-            self.counters[name] += tool.increment + self.jump.pop(name, 0)
-            self.counters[name] = max(0, self.counters[name])
-            if name in self.drift and self.drift[name].until > t:
-                self.drift[name].cycles += 1
-            self.emit(t, "tool_number", tool.number)
-            self.emit(
-                t,
-                "machining_event",
-                self.counters[name],
-                name,
-                pallet=str(self.pallet),
-                tool=name,
-                counter=str(self.counters[name]),
-                increment=str(tool.increment),
-                start=repr(self.start_ts + start),
-                end=repr(self.start_ts + t),
-                cmd="51",
-            )
-            self.tool_life(t, tool)
-            if self.counters[name] >= tool.life:
-                self.emit(t, "tool_change", self.counters[name], name, reason="life")
-                self.counters[name] = 0
-                self.tool_life(t, tool)
+        self.plan = []
         self.part_count += self.spec.parts_per_cycle
         self.emit(t, "part_count", self.part_count)
         self.emit(t, "part_count_good", self.part_count)
@@ -247,6 +275,13 @@ class _Machine:
             return None
         self.down_until = until
         self.generation += 1
+        # The pallet stays in the machine: its remaining tools (all of them while it was
+        # still being loaded) cut after the recovery, so no pallet is skipped.
+        if self.phase == "cut":
+            self.resume = [tool for tool, _, _ in self.plan]
+        elif self.phase == "load":
+            self.resume = self.spec.tools_on(self.pallet)
+        self.plan = []
         self.phase = "down"
         if fault.kind is FaultKind.MACHINE_DOWN:
             self.alarm = ALARM_SPINDLE_DRIVE
@@ -265,6 +300,8 @@ class _Machine:
         self.down_until = -1.0
         self.generation += 1
         self.emit(t, "run_state", "executing")
+        if self.resume:
+            return t  # cut the loaded pallet's remaining tools at once
         return self.start_load(t)
 
     def apply(self, t: float, fault: Fault) -> float | None:
@@ -385,7 +422,12 @@ class Plant:
         if gen != m.generation:
             return  # a fault replaced this phase change
         if what == "cut":
-            self._push(m.start_cut(t), i, "end", m.generation)
+            end = m.start_cut(t)
+            for _, _, tool_end in m.plan:
+                self._push(tool_end, i, "tool", m.generation)
+            self._push(end, i, "end", m.generation)
+        elif what == "tool":
+            m.end_tool(t)
         elif what == "end":
             self._push(m.end_cut(t), i, "cut", m.generation)
 

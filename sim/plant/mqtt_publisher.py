@@ -83,6 +83,16 @@ class PlantPublisher:
         self.published += 1
 
     def publish(self, signals: list[Signal]) -> None:
+        for topic, payload, retain in self.messages(signals):
+            self._send(topic, payload, retain=retain)
+
+    def messages(self, signals: list[Signal]) -> list[tuple[str, str, bool]]:
+        """The MQTT messages of ``signals``: ``(topic, payload, retain)``, in order.
+
+        No I/O: the tests put the demo plant's messages through the collector's decoder
+        without a broker, to see exactly what the rules see in the demo.
+        """
+        out: list[tuple[str, str, bool]] = []
         for sig in signals:
             machine = self.machines.get(sig.machine)
             if machine is None:
@@ -91,9 +101,8 @@ class PlantPublisher:
                 topic = self.cfg.value_topic.format(
                     pcn=machine.pcn, machine=machine.id, signal=sig.name
                 )
-                self._send(
-                    topic, json.dumps(sig.value) if not isinstance(sig.value, str) else sig.value
-                )
+                value = json.dumps(sig.value) if not isinstance(sig.value, str) else sig.value
+                out.append((topic, value, False))
             if self.cfg.counter_topic and sig.name == "part_count":
                 body = {
                     "PCN": machine.pcn,
@@ -102,13 +111,15 @@ class PlantPublisher:
                     "NodeId": f"ns=2;s={machine.id}.{machine.id}.Cycle_Counter_Shift_SL",
                     "Cycle_Counter_Shift_SL": sig.value,
                 }
-                self._send(
-                    self.cfg.counter_topic.format(machine=machine.id), json.dumps(body), retain=True
-                )
+                topic = self.cfg.counter_topic.format(machine=machine.id)
+                out.append((topic, json.dumps(body), True))
             if self.cfg.tool_tracker:
-                self._tool_tracker(machine, sig)
+                tracked = self._tool_tracker(machine, sig)
+                if tracked is not None:
+                    out.append(tracked)
+        return out
 
-    def _tool_tracker(self, machine: Machine, sig: Signal) -> None:
+    def _tool_tracker(self, machine: Machine, sig: Signal) -> tuple[str, str, bool] | None:
         if sig.name == "machining_event":
             key = (machine.id, sig.subject)
             self._running_total[key] += int(sig.attrs.get("increment", "1"))
@@ -121,12 +132,13 @@ class PlantPublisher:
                 "Start_Time": self._local(float(sig.attrs.get("start", sig.source_ts))),
                 "End_Time": self._local(sig.source_ts),
             }
-            self._send(MACHINING_TOPIC, json.dumps(body))
-        elif sig.name == "tool_change":
+            return MACHINING_TOPIC, json.dumps(body), False
+        if sig.name == "tool_change":
             body = {
                 "Workcenter_Key": machine.workcenter_key,
                 "Tool_Var": int(sig.subject.lstrip("T") or 0),
                 "Run_Quantity": sig.value,
                 "Run_Date": self._local(sig.source_ts),
             }
-            self._send(TOOL_LIFE_TOPIC, json.dumps(body))
+            return TOOL_LIFE_TOPIC, json.dumps(body), False
+        return None

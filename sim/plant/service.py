@@ -40,6 +40,7 @@ def spec_of(m: SimMachine) -> MachineSpec:
         parts_per_cycle=m.parts_per_cycle,
         spindle_base=m.spindle_base,
         spindle_wear=m.spindle_wear,
+        tool_share=m.tool_share,
         **kwargs,  # type: ignore[arg-type]  # only tools, typed above
     )
 

@@ -214,6 +214,15 @@ class _Handler(BaseHTTPRequestHandler):
         if status is not None:
             sim.record(RequestRecord(at, request.operation, request.data_source_key, fault, status))
             return
+        if fault == "commit_late":
+            # Plex still working when the client gave up: the work commits later, maybe
+            # after the client's lookup; the answer never arrives.
+            if sim.stopping.wait(max(0.0, at + sim.faults.cfg.commit_delay_s - time.time())):
+                return
+            sim.answer(request)
+            sim.record(RequestRecord(at, request.operation, request.data_source_key, fault, 200))
+            self.close_connection = True
+            return
         answer = sim.answer(request)
         sim.record(RequestRecord(at, request.operation, request.data_source_key, fault, 200))
         if fault == "timeout_after_commit":

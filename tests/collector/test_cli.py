@@ -182,6 +182,26 @@ def test_collector_once_fails_with_1_naming_the_source_that_is_down(tmp_path: Pa
             "collector.sources[0].security: Basic256Sha256 needs certificate and private_key",
         ),
         (
+            {
+                "sources": [
+                    {
+                        "type": "opcua",
+                        "name": "k",
+                        "endpoint": "opc.tcp://h:1",
+                        "security": {
+                            "policy": "Basic256Sha256",
+                            "mode": "Sign",
+                            "certificate": "c.der",
+                            "private_key": "k.pem",
+                        },
+                    }
+                ]
+            },
+            "collector.sources[0].security: Basic256Sha256 needs server_certificate (the "
+            "server's certificate, pinned; with trust_on_first_use: true, the file to keep "
+            "the first one seen in)",
+        ),
+        (
             {"sources": [{"type": "udp", "name": "k"}]},
             "collector.sources[0].type: must be one of opcua, mqtt",
         ),

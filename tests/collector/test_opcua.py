@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from collector.opcua.reader import quality_of
+from collector.opcua.resolve import first_certificate
 from core import keys
 from core.config import RepsysConfig
 from core.metrics import sample
@@ -429,3 +430,105 @@ def test_basic256sha256_sign_and_encrypt_with_username(
             what="refused connects",
         )
         assert _names(redis_client) == set()
+
+
+def _secured(
+    make_config: Factory,
+    opcua_port: int,
+    mqtt_port: int,
+    tmp_path: Path,
+    *,
+    server_certificate: Path,
+    trust_on_first_use: bool = False,
+) -> tuple[RepsysConfig, Path]:
+    """A SignAndEncrypt source and a simulator serving ``server.der``; returns that file."""
+    server_cert, server_key = _self_signed(tmp_path, "server", "urn:freeopcua:python:server")
+    client_cert, client_key = _self_signed(tmp_path, "client", "urn:freeopcua:client")
+    source = opcua_source(
+        opcua_port,
+        [kepware_node("cnc101", "SpindleLoad", "spindle_load")],
+        security={
+            "policy": "Basic256Sha256",
+            "mode": "SignAndEncrypt",
+            "certificate": str(client_cert),
+            "private_key": str(client_key),
+            "server_certificate": str(server_certificate),
+            "trust_on_first_use": trust_on_first_use,
+        },
+    )
+    cfg = _config(
+        make_config,
+        opcua_port,
+        mqtt_port,
+        source,
+        opcua={
+            "port": opcua_port,
+            "security": ["Basic256Sha256_SignAndEncrypt"],
+            "certificate": str(server_cert),
+            "private_key": str(server_key),
+        },
+    )
+    return cfg, server_cert
+
+
+def test_a_server_with_another_certificate_than_the_pinned_one_is_refused(
+    make_config: Factory,
+    opcua_port: int,
+    mqtt_port: int,
+    redis_client: redis.Redis,
+    started: list[InThread],
+    tmp_path: Path,
+) -> None:
+    """Someone else answering on the address, with a certificate of their own."""
+    other, _ = _self_signed(tmp_path, "other", "urn:freeopcua:python:server")
+    cfg, _ = _secured(make_config, opcua_port, mqtt_port, tmp_path, server_certificate=other)
+    started.append(run_sim(cfg)[1])
+    _, registry, coll = run_collector(cfg)
+    started.append(coll)
+    labels = {"reader": "opcua", "source": "plant", "reason": "connect"}
+    wait_until(
+        lambda: sample(registry, "repsys_collector_reconnects_total", labels) >= 2,
+        timeout=20,
+        what="refused connects",
+    )
+    assert _names(redis_client) == set()
+
+
+def test_trust_on_first_use_keeps_the_first_certificate_and_pins_it(
+    make_config: Factory,
+    opcua_port: int,
+    mqtt_port: int,
+    redis_client: redis.Redis,
+    started: list[InThread],
+    tmp_path: Path,
+) -> None:
+    kept = tmp_path / "trust" / "plant-server.der"
+    cfg, server_cert = _secured(
+        make_config,
+        opcua_port,
+        mqtt_port,
+        tmp_path,
+        server_certificate=kept,
+        trust_on_first_use=True,
+    )
+    started.append(run_sim(cfg)[1])
+    _, registry, coll = run_collector(cfg)
+    started.append(coll)
+    wait_until(
+        lambda: ("cnc101", "spindle_load") in _names(redis_client),
+        timeout=20,
+        what="encrypted data after trusting on first use",
+    )
+    assert kept.read_bytes() == server_cert.read_bytes()
+    labels = {"reader": "opcua", "source": "plant", "reason": "connect"}
+    assert sample(registry, "repsys_collector_reconnects_total", labels) == 0
+
+
+def test_first_certificate_of_a_chain() -> None:
+    one = b"\x30\x03\x02\x01\x05"
+    long_form = b"\x30\x81\x80" + bytes(128)
+    assert first_certificate(one + long_form) == one
+    assert first_certificate(long_form + one) == long_form
+    for bad in (b"", b"\x31\x00", b"\x30\x85\x00\x00\x00\x00\x00", b"\x30\x81\x80\x00"):
+        with pytest.raises(ValueError):
+            first_certificate(bad)

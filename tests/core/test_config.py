@@ -88,6 +88,27 @@ def test_check_config_prints_normalized_config_and_exits_0() -> None:
             "database:\n  password: {env: REPSYS_TEST_UNSET_VAR}\n",
             "database.password: environment variable REPSYS_TEST_UNSET_VAR is not set",
         ),
+        (
+            "redis:\n  url: redis://:hunter2@redis:6379/0\n",
+            "redis.url: a password in the URL is refused: give it as password: {env: NAME} or"
+            " {file: PATH}",
+        ),
+        (
+            "database:\n  url: postgresql+psycopg://repsys:hunter2@db/repsys\n",
+            "database.url: a password in the URL is refused: give it as password: {env: NAME}"
+            " or {file: PATH}",
+        ),
+        (
+            "database:\n  url: postgresql+psycopg://repsys@db/repsys?PassWord=hunter2\n",
+            "database.url: a password in the URL is refused: give it as password: {env: NAME}"
+            " or {file: PATH}",
+        ),
+        (
+            "runner:\n  tb:\n    odbc:\n"
+            "      connection_string: 'DSN=plex;UID=ws; pwd = hunter2'\n",
+            "runner.tb.odbc.connection_string: a password in the connection string is refused:"
+            " give it as password: {env: NAME} or {file: PATH} (appended as PWD=...)",
+        ),
         ("- just\n- a list\n", "the top level must be a mapping of sections"),
         (
             "redis: {mode: cluster}\ncollector: {sink: {wait_replicas: 1}}\n",

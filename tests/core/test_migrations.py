@@ -8,14 +8,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, inspect, select
+from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
 import core.db
 from core.config.infra import DatabaseConfig
 from core.db import current_revision, make_engine, session_factory, upgrade
+from core.db.engine import alembic_config
 from core.db.schema import Base, Episode, MachineRow
 from tests.conftest import REPO
 
@@ -93,3 +95,51 @@ def test_every_table_is_registered() -> None:
     # core.db imports the warehouse module, so Alembic sees its tables too.
     assert core.db.Base is Base
     assert "tickets" in Base.metadata.tables
+
+
+@pytest.mark.parametrize("url_fixture", ["pg_url", "sqlite_url"])
+def test_tb_amounts_migrate_from_cents_to_exact_micros_and_back(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """0002 (issue 21): stored cents become micros exactly; a downgrade rounds micros
+    back to cents half up, away from zero, as the TB rounds."""
+    engine = make_engine(DatabaseConfig(url=request.getfixturevalue(url_fixture)))
+    try:
+        upgrade(engine, "0001")
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tb_balances VALUES (1, 202401, 'A', 12345, -7, 3)"))
+            conn.execute(
+                text("INSERT INTO tb_open_activity VALUES (1, 202405, 'A', 1, 2, 3, -4, 3)")
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO tb_account_period_balance VALUES (1, 202401, 'A', '2024-01', "
+                    "5, 2, 3, 105, -20, 125, TRUE, 'u', 3)"
+                )
+            )
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert conn.execute(
+                text("SELECT debit_micros, credit_micros FROM tb_balances")
+            ).one() == (123_450_000, -70_000)
+            assert conn.execute(
+                text(
+                    "SELECT beginning_micros, debit_micros, credit_micros, ending_micros "
+                    "FROM tb_open_activity"
+                )
+            ).one() == (10_000, 20_000, 30_000, -40_000)
+            assert conn.execute(
+                text("SELECT ytd_debit_micros, ytd_credit_micros FROM tb_account_period_balance")
+            ).one() == (1_050_000, -200_000)
+            # Sub-cent amounts a run stored since: half up, away from zero, on the way back.
+            conn.execute(text("UPDATE tb_balances SET debit_micros = 15000, credit_micros = -5000"))
+        command.downgrade(alembic_config(engine), "0001")
+        with engine.connect() as conn:
+            assert conn.execute(
+                text("SELECT debit_cents, credit_cents FROM tb_balances")
+            ).one() == (2, -1)
+            assert conn.execute(
+                text("SELECT ytd_debit_cents FROM tb_account_period_balance")
+            ).one() == (105,)
+    finally:
+        engine.dispose()

@@ -594,3 +594,19 @@ def test_values_yaml_documents_every_key() -> None:
                 break
             node = node[part]
     assert missing == {"*.pdb.minAvailable", "*.successThreshold", "*.initialDelaySeconds"}
+
+
+def test_network_policy_admits_only_the_ingress_to_the_web_port_by_default() -> None:
+    (policy,) = of_kind(render_ci("standalone"), "NetworkPolicy")
+    web_rule = policy["spec"]["ingress"][1]
+    assert web_rule["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert web_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kong"}}}
+    ]
+    msg = helm_error(merge(BASE, {"networkPolicy": {"webFrom": []}}))
+    assert "networkPolicy.webFrom is empty: name the ingress controller" in msg
+    open_policy = of_kind(
+        render(merge(BASE, {"networkPolicy": {"webFrom": [], "webFromAnywhere": True}})),
+        "NetworkPolicy",
+    )
+    assert "from" not in open_policy[0]["spec"]["ingress"][1]

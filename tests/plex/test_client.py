@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -276,3 +277,84 @@ def test_retry_after_http_date() -> None:
 
     value = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 27 <= retry_after_seconds(value) <= 30
+
+
+class _Redirector(BaseHTTPRequestHandler):
+    """Answers every POST with a 307 to ``server.target`` (keeps method and body)."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self.send_response(307)
+        self.send_header("Location", self.server.target)  # type: ignore[attr-defined]
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_a_redirect_is_refused_and_never_followed(sim: PlexSimServer) -> None:
+    """A 307 would re-post the SOAP body with Basic auth to its target: refused instead."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Redirector)
+    server.target = sim.url  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}/DataSource/Service.asmx"
+        client = client_for(sim, endpoint=endpoint)
+        before = len(sim.requests())
+        with pytest.raises(PlexUnavailableError) as caught:
+            client.execute_data_source(910012, {"@PCN": "123681"})
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert caught.value.reason == "http_redirect"
+    assert sim.url in str(caught.value)
+    assert len(sim.requests()) == before  # the body and the credentials went nowhere
+
+
+def test_a_dripping_answer_is_cut_at_the_total_deadline() -> None:
+    """Every byte within the read timeout, the whole answer far past the call's deadline."""
+    body = GOLDEN.joinpath("execute_data_source_9726.xml").read_bytes()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+    sent = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/xml; charset=utf-8\r\n"
+                + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            )
+            # 0.2 s between chunks (read timeout 1 s): the body takes far longer than 1 s.
+            for i in range(0, len(body), len(body) // 20 + 1):
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(body[i : i + len(body) // 20 + 1])
+                except OSError:
+                    return  # the client gave up and its connection was closed
+            sent.set()
+        listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    cfg = PlexConfig(
+        endpoint=f"http://127.0.0.1:{port}/DataSource/Service.asmx",
+        operation_timeout_s=1.0,
+        connect_timeout_s=1.0,
+    )
+    try:
+        with pytest.raises(PlexTimeoutError) as caught:
+            PlexClient(cfg).execute_data_source(9726, {})
+        assert not sent.is_set()  # given up while the answer was still coming
+    finally:
+        stop.set()
+        thread.join(5)
+    assert caught.value.ambiguous is True
+    assert "1 s deadline" in str(caught.value.__cause__)

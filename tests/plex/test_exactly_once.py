@@ -103,12 +103,19 @@ def test_1000_tickets_with_30_percent_faults_three_senders_on_postgresql(
             **dict.fromkeys(FAULT_KINDS, each),
             "latency_s": 0.05,
             "hang_s": 1.0,
+            "commit_delay_s": 0.5,
             "retry_after_s": 0,
             "seed": 7,
         }
     )
     cfg = plex_config(
-        {"endpoint": sim.url, "operation_timeout_s": 0.3, "connect_timeout_s": 1.0},
+        {
+            "endpoint": sim.url,
+            "operation_timeout_s": 0.3,
+            "connect_timeout_s": 1.0,
+            # The lookup after a timeout comes after any late commit (0.3 + 0.5 > 0.5).
+            "sender": {"ambiguous_delay_s": 0.5},
+        },
         database={"url": pg_engine.url.render_as_string(hide_password=False)},
     )
     sessions = session_factory(pg_engine)
@@ -125,9 +132,10 @@ def test_1000_tickets_with_30_percent_faults_three_senders_on_postgresql(
     ]
     run_senders(senders, sessions, deadline_s=240)
 
-    # Every fault kind was injected, timeout-after-commit included.
+    # Every fault kind was injected, timeout-after-commit and late commits included.
     assert set(sim.faults.counts) == set(FAULT_KINDS), sim.faults.counts
     assert sim.faults.counts["timeout_after_commit"] >= 10
+    assert sim.faults.counts["commit_late"] >= 10
     rows = assert_once_each(sim, sessions, refs)
     states = Counter(t.state for t in rows.values())
     assert set(states) <= {"filed", "dead"}

@@ -39,8 +39,11 @@ def test_limit_holds_across_two_clients(plex_config, sim, redis_client) -> None:
     arrivals = sorted(r.at for r in sim.requests())
     assert len(arrivals) == 10
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
-    # 200 ms apart, less a little for the clock of Redis vs. the simulator's thread.
-    assert min(gaps) >= 0.18, gaps
+    # Granted 200 ms apart, so the ten span at least 1.8 s; each client alone would take
+    # 0.8 s for its five. An arrival lags its grant by the client's own work (thread start,
+    # zeep), which on a busy machine varies by a tenth of a second or more, so single gaps
+    # are noise; the span only loses that lag at its two ends.
+    assert arrivals[-1] - arrivals[0] >= 9 * 0.2 - 0.15, gaps
     assert redis_client.exists(keys.PLEX_RATE_LIMIT)
 
 

@@ -175,3 +175,87 @@ def test_flushes_come_at_most_every_interval_and_a_forced_one_at_once(redis_clie
     at = T0 + 10 + FLUSH_INTERVAL_S * 1.5  # within the interval, but forced
     assert board.flush(redis_client, [machines], at, force=True) == 1
     assert redis_client.hmget(key, "state", "part_count") == ["running", "7"]
+
+
+def test_the_machine_tile_shows_the_fastest_cycle_learned_start_to_start_on_one_pallet(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    section = {
+        "machines": {"cnc102": {"cycle_source": "machining_event",
+                                "tools": {"T1": {"pallets": 2}, "T2": {"pallets": 2}}}},
+        "rules": [{"name": "counter_jump", "type": "counter_jump"}],
+    }  # fmt: skip
+    cfg = make_config({"streams": {"partitions": P}, "rules": section})
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: T0 + 300)
+
+    def event(tool: str, pallet: str, counter: int, start: float) -> Signal:
+        # Each tool its own 10 s inside the pallet's cut.
+        attrs = {"pallet": pallet, "counter": str(counter), "start": repr(start)}
+        return sig("machining_event", counter, start + 10, "cnc102", subject=tool, attrs=attrs)
+
+    # Cuts of 30 s on alternating pallets, 2 s to load: pallet 1 starts again 64 s later
+    # (each tool's run is 10 s, a cut 32 s: neither is the plants' cycle time).
+    cuts = [(T0 + n * 32, "1" if n % 2 == 0 else "2", 10 + n) for n in range(4)]
+    signals = [sig("run_state", "executing", T0 - 1, "cnc102")]
+    for start, pallet, counter in cuts:
+        signals += [event("T1", pallet, counter, start), event("T2", pallet, counter, start + 15)]
+    push(redis_client, signals, P)
+    worker.once(now=T0 + 300)
+
+    live = redis_client.hgetall(keys.machine_live("cnc102"))
+    assert live["fastest_cycle_time"] == "64 s"
+    [status] = machine_statuses(
+        redis_client,
+        [m for m in cfg.machines if m.id == "cnc102"],
+        now=datetime.fromtimestamp(T0 + 300, UTC),
+        no_data_after_s=600,
+    )
+    assert ("fastest cycle time", "64 s") in status.labelled_signals
+
+
+def test_a_machine_stopped_with_an_alarm_standing_is_down_until_the_alarm_clears(
+    make_config, redis_client, sqlite_engine
+) -> None:
+    # The simulated plant's breakdown (and a FANUC control): run state "stopped", then an
+    # alarm; the board said "idle" through the whole breakdown.
+    cfg = live_cfg(make_config)
+    clock = [T0 + 10]
+    worker = make_worker(cfg, redis_client, sqlite_engine, clock=lambda: clock[0])
+    alarm = {"text": "Spindle drive fault", "severity": "high"}
+    push(
+        redis_client,
+        [
+            sig("run_state", "executing", T0),
+            sig("run_state", "stopped", T0 + 5),
+            sig("alarm", 1001, T0 + 5, attrs={**alarm, "active": "true"}),
+        ],
+        P,
+    )
+    worker.once(now=T0 + 10)
+    live = redis_client.hgetall(keys.machine_live("cnc103"))
+    assert (live["state"], live["state_since"]) == ("down", repr(T0 + 5))
+
+    # Another alarm's clearing leaves it down; its own clearing leaves a stopped machine.
+    clock[0] = T0 + 30
+    push(redis_client, [sig("alarm", 2002, T0 + 20, attrs={"active": "false"})], P)
+    worker.once(now=T0 + 30)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "down"
+    clock[0] = T0 + 50
+    push(redis_client, [sig("alarm", 1001, T0 + 40, attrs={"active": "false"})], P)
+    worker.once(now=T0 + 50)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "idle"
+    clock[0] = T0 + 70
+    push(redis_client, [sig("run_state", "executing", T0 + 60)], P)
+    worker.once(now=T0 + 70)
+    assert redis_client.hget(keys.machine_live("cnc103"), "state") == "running"
+
+
+def test_an_alarm_while_running_is_not_down() -> None:
+    board = LiveBoard(frozenset())
+    m = MachineState("cnc103")
+    m.run_state, m.last_alarm = "executing", ["3001", "Coolant low", T0, True]
+    assert board._state(m)[0] == "running"
+    m.run_state = "stopped"
+    assert board._state(m)[0] == "down"
+    m.last_alarm = ["3001", "Coolant low", T0]  # a checkpoint of before: nothing assumed
+    assert board._state(m)[0] == "idle"

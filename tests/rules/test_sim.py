@@ -87,6 +87,8 @@ def test_a_fault_free_shift_of_50_machines_gives_no_episode() -> None:
         assert all("mean" in b for b in baselines.values()), m.id
         assert m.rules["spindle_load_drift"]["spindle"][0] >= 30  # its level is set
         assert {"T1", "T2", "T3"} <= set(m.tools)
-        assert m.fastest
-    assert len([v for v in result.forecasts.values() if v is not None]) >= 50
+        assert m.fastest and m.fastest_cycle
+    # The forecast's fastest cycle is the plants' (start to start on one pallet, two cuts
+    # on these machines), so fewer tools fall within its 480-minute horizon.
+    assert len([v for v in result.forecasts.values() if v is not None]) >= 30
     assert result.engine.signals > 300_000

@@ -101,6 +101,7 @@ def test_signals_become_one_episode_and_one_ticket_and_are_acknowledged(
         *(keys.signal_stream(q) for q in range(P)),
         keys.rules_state(p),
         keys.UPCOMING_TOOL_CHANGES,
+        keys.UPCOMING_TOOL_CHANGES_AT,
         keys.machine_live("cnc103"),
     }
     assert {g["name"] for g in redis_client.xinfo_groups(keys.signal_stream(0))} == {"rules"}
@@ -173,8 +174,12 @@ def test_replay_after_a_crash_between_commit_and_checkpoint_writes_nothing_twice
     )
 
     stats = make_worker(cfg, redis_client, pg_engine, worker_id="next").once(now=T0 + 2)
-    assert (stats.entries, stats.replays, stats.episodes, stats.tickets) == (2, 1, 0, 0)
-    assert [(e.fingerprint, e.occurrence) for e in episodes(pg_engine)] == [(FP, 1)]
+    # The machine had no checkpoint: its open episode came from the database at the take,
+    # and the replayed change is the anomaly that opened it (not a repeat, not a write).
+    assert (stats.entries, stats.replays, stats.episodes, stats.tickets) == (2, 0, 0, 0)
+    assert [(e.fingerprint, e.occurrence, e.repeat_count) for e in episodes(pg_engine)] == [
+        (FP, 1, 0)
+    ]
     assert [(t.id, t.external_ref) for t in tickets(pg_engine)] == [
         (first_ticket.id, first_ticket.external_ref)
     ]
@@ -195,12 +200,14 @@ def test_occurrence_moves_on_when_the_database_holds_another_history(
     make_config, redis_client, sqlite_engine
 ) -> None:
     cfg = rules_cfg(make_config, short={"keep_firing_for_s": 0})
+    worker = make_worker(cfg, redis_client, sqlite_engine)
+    worker.round()  # the partitions are taken (and the database read) before the row exists
     with Session(sqlite_engine) as s, s.begin():
         s.add(Episode(fingerprint=FP, occurrence=1, machine_id="cnc103", rule="tool_life_short",
                       rule_type="tool_life_short", started_at=datetime.fromtimestamp(T0 - 999, UTC),
                       last_seen_at=datetime.fromtimestamp(T0 - 999, UTC)))  # fmt: skip
     push(redis_client, early_change(T0), P)
-    stats = make_worker(cfg, redis_client, sqlite_engine).once(now=T0 + 2)
+    stats = worker.once(now=T0 + 2)
     assert (stats.episodes, stats.tickets, stats.replays) == (1, 1, 0)
     assert [e.occurrence for e in episodes(sqlite_engine)] == [1, 2]
     assert [t.external_ref for t in tickets(sqlite_engine)] == [episode_ref(FP, 2)]

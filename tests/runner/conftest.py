@@ -35,7 +35,7 @@ from runner.services import build_services
 from runner.steps import Services
 from runner.worker import Runner
 from sim.accounting.ledger import Ledger
-from sim.accounting.odbc import build_database, connection_string
+from sim.accounting.odbc import AmountType, build_database, connection_string
 from sim.plex.server import PlexSimServer
 from tests.conftest import _merge
 
@@ -132,6 +132,7 @@ class Accounting:
     ledger: Ledger
     db_path: Path
     sim: PlexSimServer
+    amounts: AmountType = "real"
 
     @property
     def odbc(self) -> str:
@@ -139,15 +140,17 @@ class Accounting:
 
     def rebuild(self) -> None:
         """Write the (changed) ledger again; the simulator reads the same object."""
-        build_database(self.ledger, self.db_path)
+        build_database(self.ledger, self.db_path, amounts=self.amounts)
 
 
 @pytest.fixture
-def make_accounting(tmp_path: Path, plex_password: str) -> Iterator[Callable[[Ledger], Accounting]]:
+def make_accounting(tmp_path: Path, plex_password: str) -> Iterator[Callable[..., Accounting]]:
+    """Factory: ``ledger`` behind ODBC (its balances typed ``amounts``: real, decimal or
+    text) and behind the simulated Plex."""
     started: list[PlexSimServer] = []
 
-    def factory(ledger: Ledger) -> Accounting:
-        path = build_database(ledger, tmp_path / f"accounting{len(started)}.db")
+    def factory(ledger: Ledger, amounts: AmountType = "real") -> Accounting:
+        path = build_database(ledger, tmp_path / f"accounting{len(started)}.db", amounts=amounts)
         cfg = SimPlexConfig.model_validate({"username": SIM_USER}).model_copy(
             update={"password": SecretStr(plex_password)}
         )
@@ -155,7 +158,7 @@ def make_accounting(tmp_path: Path, plex_password: str) -> Iterator[Callable[[Le
         # is served them.
         sim = PlexSimServer(cfg, ledger=ledger.account_activity_summary).start()
         started.append(sim)
-        return Accounting(ledger, path, sim)
+        return Accounting(ledger, path, sim, amounts)
 
     yield factory
     for sim in started:

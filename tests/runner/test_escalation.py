@@ -133,14 +133,18 @@ def seed_plant(cfg: RepsysConfig, sessions: sessionmaker[Session], client: redis
                 occurrence=2,
             )
         )
-    # cnc101's signals in its partition: 300 cycles of 60 s, 270 good and 30 bad parts.
+    # cnc101's signals in its partition: 300 cycles of 60 s, 270 good and 30 bad parts,
+    # counted from the counters' last values before the shift.
     stream = keys.signal_stream(keys.partition_of("cnc101", cfg.streams.partitions))
     base_ms = int((SHIFT_START + timedelta(minutes=30)).timestamp() * 1000)
+    before_ms = int((SHIFT_START - timedelta(minutes=1)).timestamp() * 1000)
     pipe: Any = client.pipeline()
+    pipe.xadd(stream, Signal("cnc101", "part_count_good", 100).to_fields(), id=f"{before_ms}-1")
+    pipe.xadd(stream, Signal("cnc101", "part_count_bad", 2).to_fields(), id=f"{before_ms}-2")
     for i in range(300):
         sig = Signal("cnc101", "cycle_time", 60.0, source_ts=0.0, receive_ts=0.0)
         pipe.xadd(stream, sig.to_fields(), id=f"{base_ms + i * 60_000}-0")
-    for i, (good, bad) in enumerate(((100, 2), (370, 32))):
+    for i, (good, bad) in enumerate(((150, 12), (370, 32))):
         ms = base_ms + 300 * 60_000 + i * 1000
         pipe.xadd(stream, Signal("cnc101", "part_count_good", good).to_fields(), id=f"{ms}-1")
         pipe.xadd(stream, Signal("cnc101", "part_count_bad", bad).to_fields(), id=f"{ms}-2")
@@ -183,26 +187,75 @@ def test_escalation_report_by_mail_and_teams(
     assert sorted(rcpts) == ["eng@plant.example", "mgr@plant.example", "sup@plant.example"]
     html = report.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert "3 open tickets, 1 past their SLA." in html  # cnc101: high, 5 h > 4 h
+    text = report.get_body(("plain",)).get_content().splitlines()  # type: ignore[union-attr]
+    assert text[3] == (
+        "3 open tickets, 1 past their SLA; 1 recurring episode; "
+        "1 machine with tools not reaching tool life."
+    )
+    assert (
+        "- cnc102: ticket 2 (low), pending, open 1 d 6 h (SLA 72 h), manager: cnc102 problem"
+        in text
+    )
+    assert (
+        "- cnc101: OEE 50.6 % = availability 75.0 % x performance 75.0 % x quality 90.0 %; "
+        "covered 100.0 %, planned 480, downtime 120, setup 0, run 360; "
+        "total 300, good 270, scrap 30"
+    ) in text
     attachment = next(report.iter_attachments())
     book = load_workbook(io.BytesIO(attachment.get_content()))
     assert book.sheetnames == ["Open tickets", "Recurring", "Tools", "OEE"]
     tickets = {r[0]: r for r in book["Open tickets"].iter_rows(min_row=2, values_only=True)}
-    assert tickets["cnc101"][2:8] == ("high", "pending", 5.0, 4, True, "supervisor")
-    assert tickets["cnc102"][6:8] == (False, "manager")
+    assert tickets["cnc101"][2:9] == ("high", "pending", 0, 5.0, 4, True, "supervisor")
+    assert tickets["cnc102"][4:9] == (1, 6.0, 72, False, "manager")
     recurring = list(book["Recurring"].iter_rows(min_row=2, values_only=True))
     assert [r[:4] for r in recurring] == [("cnc103", "spindle", "T7", 3)]
     tools = list(book["Tools"].iter_rows(min_row=2, values_only=True))
     assert tools == [("cnc101", 1, "T1", "Tool 1 on CNC 101 is not reaching tool life")]
-    oee = {r[0]: r[1:5] for r in book["OEE"].iter_rows(min_row=2, values_only=True)}
+    oee = {r[0]: r[10:14] for r in book["OEE"].iter_rows(min_row=2, values_only=True)}
     # cnc101: 2 h down of 8 -> 0.75; 300 x 54 s / 6 h run -> 0.75; 270 / 300 -> 0.9.
     assert oee["cnc101"] == (0.75, 0.75, 0.9, 0.75 * 0.75 * 0.9)
-    assert oee["cnc102"] == (1.0, None, None, None)  # no signals: said so, not invented
-    assert book["OEE"]["A1"].font.bold
+    assert oee["cnc102"] == (None, None, None, None)  # no signals: said so, not invented
+    sheet = book["OEE"]
+    assert sheet["A1"].font.bold and sheet.freeze_panes == "A2"
+    assert [sheet.cell(2, c).number_format for c in (2, 11, 12, 13, 14)] == ["0.0%"] * 5
+    assert sheet.column_dimensions["O"].width >= len("no signals from the machine")
 
     assert len(teams.posts) == 1
     card = teams.posts[0]["attachments"][0]["content"]
     facts = {f["title"]: f["value"] for f in card["body"][2]["facts"]}
     assert facts["Open tickets"] == "3" and facts["Past SLA"] == "1"
+
+
+def test_text_from_the_floor_is_text_in_the_xlsx_never_a_formula(
+    runner_config: Callable[..., RepsysConfig],
+    make_runner: Callable[..., Harness],
+    smtp: tuple[int, Mailbox],
+    teams: Webhook,
+    redis_client: redis.Redis,
+    monkeypatch: Any,
+) -> None:
+    port, box = smtp
+    monkeypatch.setenv("REPSYS_TEST_TEAMS_URL", teams.url)
+    cfg = escalation_cfg(runner_config, port, teams)
+    harness = make_runner(cfg, clock=lambda: NOW)
+    title = '=HYPERLINK("http://evil.example/x","Open")'
+    with harness.sessions.begin() as s:
+        add_ticket(
+            s,
+            machine=cfg.machines[0],
+            source="operator",
+            severity="high",
+            title=title,
+            description="typed on the tablet",
+            now=NOW - timedelta(hours=1),
+        )
+    submit(harness.sessions, redis_client, cfg, kind="escalation", params={}, requester="s")
+    assert harness.burst() == 1
+    report = next(m for m in box.messages if m["Subject"].startswith("Escalation report"))
+    book = load_workbook(io.BytesIO(next(report.iter_attachments()).get_content()))
+    (row,) = book["Open tickets"].iter_rows(min_row=2)
+    cell = row[-1]
+    assert (cell.value, cell.data_type) == (title, "s")  # openpyxl reads a formula as "f"
 
 
 def test_a_refused_teams_post_fails_the_report_with_the_reason(
@@ -259,7 +312,9 @@ def test_tool_check_sends_only_when_there_is_something_to_say(
                 summary="Tool 1 on CNC 120 is not reaching tool life",
             )
         )
-    redis_client.zadd(keys.UPCOMING_TOOL_CHANGES, {"cnc101|T3": 10, "cnc102|T9": 90})
+    redis_client.zadd(
+        keys.UPCOMING_TOOL_CHANGES, {"cnc101|T3": 10, "cnc102|T9": 90, "cnc103|T2": -20}
+    )
     busy = submit(
         harness.sessions,
         redis_client,
@@ -273,9 +328,10 @@ def test_tool_check_sends_only_when_there_is_something_to_say(
         assert {s.get(ReportRequestRow, i).state for i in (quiet.id, busy.id)} == {"completed"}  # type: ignore[union-attr]
     wait_until(lambda: len(box.messages) == 1, timeout=10, what="one tool mail")
     mail = box.messages[0]
-    assert mail["Subject"] == "Tooling Issues: 2"
+    assert mail["Subject"] == "Tooling Issues: 3"
     assert mail.get_content().splitlines() == [
         "Tooling Issue: Tool 1 on CNC 120 is not reaching tool life",
+        "Tool change OVERDUE: cnc103 tool T2, 20 min past life",
         "Upcoming tool change: cnc101 tool T3 in 10 min",
     ]
     assert not teams.posts

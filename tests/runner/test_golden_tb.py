@@ -4,7 +4,10 @@ The ledger is read the way production reads Plex: closed periods through a real 
 driver (unixODBC + Debian's SQLite ODBC driver, ``accounting_v_*`` views) and the open
 period through SOAP data source 4814 of the simulated Plex, called by the real Plex
 client. The expected numbers below are written out by hand from the postings; nothing
-here computes them with the code under test.
+here computes them with the code under test. Each golden runs with the ODBC balance view
+typed ``REAL`` (doubles), ``DECIMAL`` and text, as a real driver might send amounts; the
+second golden has half-cent and five-decimal amounts and the rounding lines of
+runner/README.md ("Money and rounding").
 
 Calendar of PCN 123681: fiscal 2022 has 12 periods, 2023 has 13 (the adjustment period
 202313), 2024 has 12. Closed through 202402; 202403 onwards open.
@@ -18,6 +21,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import pytest
 from openpyxl import load_workbook
 from sqlalchemy import select
 
@@ -26,6 +30,7 @@ from core.db.warehouse import TBOpenActivity, TBPeriodRange
 from core.metrics import sample
 from runner.tb.report import COLUMNS
 from sim.accounting.ledger import Account, Ledger, fiscal_calendar
+from sim.accounting.odbc import AMOUNT_TYPES, AmountType
 from tests.runner.conftest import Accounting, Harness
 
 PCN = 123681
@@ -139,12 +144,14 @@ def expected_lines() -> dict[tuple[int, str], tuple[Decimal, Decimal]]:
     return out
 
 
+@pytest.mark.parametrize("amounts", AMOUNT_TYPES)
 def test_golden_trial_balance_through_odbc_and_4814(
-    make_accounting: Callable[[Ledger], Accounting],
+    amounts: AmountType,
+    make_accounting: Callable[..., Accounting],
     runner_config: Callable[..., object],
     make_runner: Callable[..., Harness],
 ) -> None:
-    accounting = make_accounting(golden_ledger())
+    accounting = make_accounting(golden_ledger(), amounts)
     cfg = runner_config(accounting, runner={"tb": {"pcns": [PCN]}})
     harness = make_runner(cfg, clock=lambda: datetime(2024, 7, 7, 9, 30, tzinfo=UTC))
 
@@ -251,3 +258,87 @@ def test_rerun_recalculates_from_a_changed_closed_period(
     assert rows[("2024-03", CASH)] == ("950.00", "2530.14")  # 10.00 more since 202306
     assert rows[("2024-03", AP)] == ("50.00", "-85.99")
     assert rows[("2024-03", SALES)] == ("-1000.00", "-1200.00")  # untouched
+
+
+def sub_cent_ledger() -> Ledger:
+    """Half cents and five decimals; the README's worked example is its 202401."""
+
+    def account(no: str, name: str, ctype: str, key: int) -> Account:
+        return Account(PCN, no, name, ctype, key, f"{ctype} cat", key, f"{ctype} sub", key)
+
+    ledger = Ledger(
+        accounts=[
+            account(CASH, "Cash", "Asset", 1),
+            account(AP, "Accounts Payable", "Liability", 2),
+            account(SALES, "Sales", "Revenue", 4),
+            account(MATERIAL, "Material", "Expense", 5),
+            account(INSERTS, "Tooling - Inserts", "Expense", 6),
+        ],
+        periods=fiscal_calendar(PCN, 2024, 2024, closed_through=202402),
+    )
+    post = ledger.post_micros
+    post(PCN, 202401, CASH, SALES, 100_004_000)  # 100.004
+    post(PCN, 202401, CASH, AP, 5_000)  # three half cents against one 0.015 credit
+    post(PCN, 202401, MATERIAL, AP, 5_000)
+    post(PCN, 202401, INSERTS, AP, 5_000)
+    post(PCN, 202402, MATERIAL, CASH, 10_000_010)  # 10.00001
+    post(PCN, 202402, CASH, SALES, 4_990)  # 0.00499
+    post(PCN, 202403, CASH, SALES, 15_000)  # open: data source 4814 sends "0.015"
+    post(PCN, 202403, AP, CASH, 5_000)
+    post(PCN, 202403, MATERIAL, AP, 14_900)  # AP nets -0.0099: -0.01, though 0.01 - 0.01
+    return ledger
+
+
+# By hand, each figure the exact amount rounded half up; (current, YTD):
+#   202401 exact: cash 100.009, AP -0.015, sales -100.004, material 0.005, inserts 0.005;
+#          rounded 100.01 - 0.02 - 100.00 + 0.01 + 0.01 = 0.01, so the rounding line -0.01.
+#   202402 exact: cash -9.99502 (YTD 90.01398), sales -0.00499 (YTD -100.00899),
+#          material 10.00001 (YTD 10.00501): both columns foot without a rounding line.
+#   202403 exact: cash 0.010 (YTD 90.02398), AP 0.005 - 0.0149 = -0.0099 (YTD -0.0249),
+#          sales -0.015 (YTD -100.02399), material 0.0149 (YTD 10.01991): current
+#          0.01 - 0.01 - 0.02 + 0.01 = -0.01, rounding 0.01; YTD 90.02 - 0.02 - 100.02
+#          + 10.02 + 0.01 = 0.01, rounding -0.01.
+SUB_CENT_EXPECTED = {
+    (202401, CASH): ("100.01", "100.01"),
+    (202401, AP): ("-0.02", "-0.02"),
+    (202401, SALES): ("-100.00", "-100.00"),
+    (202401, MATERIAL): ("0.01", "0.01"),
+    (202401, INSERTS): ("0.01", "0.01"),
+    (202401, "ROUNDING"): ("-0.01", "-0.01"),
+    (202402, CASH): ("-10.00", "90.01"),
+    (202402, AP): ("0.00", "-0.02"),
+    (202402, SALES): ("0.00", "-100.01"),
+    (202402, MATERIAL): ("10.00", "10.01"),
+    (202402, INSERTS): ("0.00", "0.01"),
+    (202403, CASH): ("0.01", "90.02"),
+    (202403, AP): ("-0.01", "-0.02"),
+    (202403, SALES): ("-0.02", "-100.02"),
+    (202403, MATERIAL): ("0.01", "10.02"),
+    (202403, INSERTS): ("0.00", "0.01"),
+    (202403, "ROUNDING"): ("0.01", "-0.01"),
+}
+
+
+@pytest.mark.parametrize("amounts", AMOUNT_TYPES)
+def test_golden_sub_cent_trial_balance_with_rounding_lines(
+    amounts: AmountType,
+    make_accounting: Callable[..., Accounting],
+    runner_config: Callable[..., object],
+    make_runner: Callable[..., Harness],
+) -> None:
+    """The ledger balances exactly, so the TB is produced (rounding each source row to
+    cents first made 202401's debits 100.03 against credits 100.02 and refused it)."""
+    accounting = make_accounting(sub_cent_ledger(), amounts)
+    cfg = runner_config(accounting, runner={"tb": {"pcns": [PCN]}})
+    harness = make_runner(cfg, clock=lambda: datetime(2024, 4, 2, 9, 30, tzinfo=UTC))
+
+    done = harness.run_tb(202401, 202403)
+
+    assert done.state == "completed", done.error
+    with open(str(done.result_path)[: -len(".xlsx")] + ".csv", newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    assert [(int(r[0].replace("-", "")), r[4]) for r in rows] == list(SUB_CENT_EXPECTED)
+    got = {(int(r[0].replace("-", "")), r[4]): (r[6], r[7]) for r in rows}
+    assert got == SUB_CENT_EXPECTED
+    rounding = next(r for r in rows if r[0] == "2024-01" and r[4] == "ROUNDING")
+    assert rounding[1:6] == ["", "", "", "ROUNDING", "Rounding difference (cents)"]

@@ -3,6 +3,7 @@ resume after a crash, graceful stop, poison pills, config errors with their key 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -24,7 +25,7 @@ from runner.outcome import notify_outcome
 from runner.registry import build_pipelines
 from runner.requests import submit
 from runner.steps import StepContext, StepResult
-from sim.accounting.ledger import Ledger
+from sim.accounting.ledger import CENT, Ledger
 from tests.runner.conftest import Accounting, Harness, Mailbox
 
 PY = sys.executable
@@ -65,7 +66,7 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
     port, box = smtp
     ledger = Ledger.seeded()
     # A posting Plex lost half of: 202402 debits exceed credits by 0.01.
-    ledger.postings[(123681, "10000-000-0000", 202402)][0] += 1
+    ledger.postings[(123681, "10000-000-0000", 202402)][0] += CENT
     accounting = make_accounting(ledger)
     harness = make_runner(runner_config(accounting, runner=mail_cfg(port)), clock=lambda: NOW)
     row = submit(
@@ -84,7 +85,10 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
         "step 'check_balanced' failed: PCN 123681 period 202402: debits "
         + done.error.split("debits ", 1)[1]  # type: ignore[union-attr]
     )
-    assert done.error.endswith("by 0.01")  # type: ignore[union-attr]
+    assert done.error.endswith(  # type: ignore[union-attr]
+        "by 0.01; the period's amounts come from the closed-period balances "
+        "(ODBC accounting_v_Balance_e)"
+    )
     statuses = [(step, status) for _, step, status in steps_of(harness.sessions, row.id)]
     assert statuses[-2:] == [("recreate_open", "completed"), ("check_balanced", "failed")]
     assert "report" not in [step for step, _ in statuses]  # stopped at the first failure
@@ -94,7 +98,7 @@ def test_failing_step_fails_the_request_and_the_failure_mail_is_sent_once(
     mail = box.messages[0]
     assert mail["Subject"] == "TrialBalance Pipeline Failure"
     body = mail.get_content()
-    assert "Failed step: check_balanced" in body and "by 0.01" in body
+    assert "Failed step: check_balanced" in body and "by 0.01;" in body
     assert sorted(box.envelopes[0][1]) == ["controller@plant.example", "dan@plant.example"]
 
     # The same request delivered again (a duplicate entry) or a second notify: no mail.
@@ -202,6 +206,35 @@ def test_command_step_gets_parameters_and_fence_and_reports_rows(
     assert step.output is not None
     assert "fence 1 plant albion" in step.output
     assert "params {'plant': 'albion'}" in step.output
+
+
+def test_command_step_gets_only_the_environment_it_is_given(
+    runner_config: Callable[..., RepsysConfig],
+    make_runner: Callable[..., Harness],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's credentials stay with the runner; a command gets what is named."""
+    monkeypatch.setenv("REPSYS_PLEX_PASSWORD", "hunter2")
+    monkeypatch.setenv("PLANT_SHARE", "/mnt/share")
+    # The REPSYS_* variables the runner sets for the request are not the point here.
+    script = (
+        "import os, json; print('env', json.dumps(sorted(k for k in os.environ"
+        " if not k.startswith('REPSYS_') or k == 'REPSYS_PLEX_PASSWORD')))"
+    )
+    cfg = command_cfg(
+        runner_config,
+        extract={"argv": [PY, "-c", script], "inherit_env": ["PATH", "PLANT_SHARE"]},
+    )
+    harness = make_runner(cfg)
+    row = submit(harness.sessions, harness.redis, cfg, kind="etl", params={}, requester="dan")
+    assert harness.burst() == 1
+    assert request_row(harness.sessions, row.id).state == "completed"
+    with harness.sessions() as s:
+        step = s.scalars(select(StepRun).where(StepRun.request_id == row.id)).one()
+    assert step.output is not None
+    # Python itself may add LC_CTYPE on a C locale; nothing else beyond the named two.
+    names = set(json.loads(step.output.split("env ", 1)[1].splitlines()[0])) - {"LC_CTYPE"}
+    assert names == {"PATH", "PLANT_SHARE"}
 
 
 @pytest.mark.parametrize(

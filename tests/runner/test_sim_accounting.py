@@ -3,6 +3,10 @@ the same ledger read back through the real SQLite ODBC driver as Plex-named view
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import sys
+from decimal import Decimal
 from pathlib import Path
 
 import pyodbc
@@ -100,7 +104,7 @@ def test_the_ledger_through_a_real_odbc_driver(ledger: Ledger, tmp_path: Path) -
         )
         debit, credit = cur.fetchone()
         d, c = ledger.balance(123681, "10000-000-0000", 202401)
-        assert (round(debit * 100), round(credit * 100)) == (d, c)
+        assert (round(debit * 1_000_000), round(credit * 1_000_000)) == (d, c)
         cur.execute(
             "SELECT revenue_or_expense FROM accounting_v_Category_Type "
             "WHERE category_type = 'Expense'"
@@ -108,3 +112,43 @@ def test_the_ledger_through_a_real_odbc_driver(ledger: Ledger, tmp_path: Path) -
         assert cur.fetchone()[0] == 1
     finally:
         conn.close()
+
+
+@pytest.mark.parametrize(("amounts", "stored"), [("real", "real"), ("text", "text")])
+def test_the_build_command_types_amounts_and_draws_five_decimals(
+    amounts: str, stored: str, tmp_path: Path
+) -> None:
+    """``repsys sim accounting build --amounts ... --sub-cent``: the same ledger as
+    ``Ledger.seeded(sub_cent=True)``, its balances stored as asked."""
+    path = tmp_path / "accounting.db"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sim.accounting",
+            "build",
+            str(path),
+            "--amounts",
+            amounts,
+            "--sub-cent",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == connection_string(path)
+    ledger = Ledger.seeded(sub_cent=True)
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute(
+            "SELECT pcn, account_no, period, typeof(debit), debit, credit FROM balance"
+        ).fetchall()
+    assert {r[3] for r in rows} == {stored}
+    got = {(pcn, a, p): (_micros(d), _micros(c)) for pcn, a, p, _, d, c in rows}
+    assert got == {k: tuple(v) for k, v in ledger.postings.items()}
+    assert any(d % 10_000 for d, _ in got.values())  # sub-cent amounts came through
+
+
+def _micros(value: float | str) -> int:
+    return int(Decimal(repr(value) if isinstance(value, float) else value) * 1_000_000)

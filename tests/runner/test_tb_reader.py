@@ -5,7 +5,7 @@ child's message; a child that dies silently fails it with its exit status; no ch
 outlives the read (the reader stopped early, or the parent process killed). A run that
 goes straight on (step 8 takes step 6's batches) and a resumed one (step 8 reads the
 warehouse back) write identical period balances. The bulk (arrow-odbc) read turns amounts
-into cents exactly as :func:`to_cents` does, decimals half up.
+into exact micros as :func:`runner.tb.money.to_micros` does.
 """
 
 from __future__ import annotations
@@ -34,8 +34,9 @@ from runner.registry import build_pipeline
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range
 from runner.tb.loaded import remember_loaded, take_loaded
+from runner.tb.money import arrow_micros
 from runner.tb.reader import balances_in_child
-from runner.tb.source import AccountingSource, BalanceBatch, OdbcAccountingSource, _arrow_cents
+from runner.tb.source import AccountingSource, BalanceBatch, OdbcAccountingSource
 from tests.runner.conftest import Accounting, Harness
 
 PCN = 123681
@@ -255,12 +256,14 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
     assert in_memory == read_back
 
 
-def test_bulk_read_amounts_become_cents_as_to_cents_makes_them() -> None:
+def test_bulk_read_amounts_become_micros_as_to_micros_makes_them() -> None:
     import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type information
 
-    floats = pa.array([12.34, -0.01, 1e9 + 0.07], type=pa.float64())
+    floats = pa.array([12.34, -0.01, 1e9 + 0.07, 0.015, -0.005], type=pa.float64())
     with_null = pa.array([12.34, None], type=pa.float64())
     decimals = pa.array([Decimal("1.00500"), Decimal("-2.00001"), None], type=pa.decimal128(18, 5))
-    assert _arrow_cents(floats) == [1234, -1, 100_000_000_007]
-    assert _arrow_cents(with_null) == [1234, 0]
-    assert _arrow_cents(decimals) == [101, -200, 0]  # half up, as Plex's five decimals
+    text = pa.array(["0.015", " -0.00001 ", ""], type=pa.string())
+    assert arrow_micros(floats) == [12_340_000, -10_000, 1_000_000_000_070_000, 15_000, -5_000]
+    assert arrow_micros(with_null) == [12_340_000, 0]
+    assert arrow_micros(decimals) == [1_005_000, -2_000_010, 0]  # exact, no rounding
+    assert arrow_micros(text) == [15_000, -10, 0]

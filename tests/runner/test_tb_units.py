@@ -7,10 +7,12 @@ import csv
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select
 
 from core.config import RepsysConfig
@@ -20,7 +22,8 @@ from plex.errors import PlexDataSourceError
 from runner.errors import SourceError, StepFailed
 from runner.requests import submit
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
-from runner.tb.source import OdbcAccountingSource, to_cents
+from runner.tb.money import cents, fmt_micros, micros_column, to_micros
+from runner.tb.source import OdbcAccountingSource
 from runner.tb.transform import Window, recreate
 from sim.accounting.ledger import Ledger, fiscal_calendar
 from tests.runner.conftest import Accounting, Harness
@@ -81,14 +84,64 @@ def test_ytd_resets_only_revenue_and_expense_at_the_first_fiscal_period() -> Non
     assert pl.ytd_debit.dtype == np.int64
 
 
-def test_amounts_become_cents_exactly() -> None:
-    assert to_cents(Decimal("6353429.89999998")) == 635342990
-    assert to_cents(1234.56) == 123456
-    assert to_cents("-0.005") == -1  # half up, away from zero
-    assert to_cents(None) == 0 and to_cents(7) == 700
-    with pytest.raises(SourceError) as err:
-        to_cents("12,00")
-    assert str(err.value) == "amount '12,00' is not a number"
+def test_amounts_become_micros_exactly_and_cents_round_half_up() -> None:
+    # Beyond the sixth decimal: half up at the sixth, then cents from the micros.
+    assert to_micros(Decimal("6353429.89999998")) == 6_353_429_900_000
+    assert cents(to_micros(Decimal("6353429.89999998"))) == 635342990
+    assert to_micros(1234.56) == 1_234_560_000
+    # A float goes through its shortest repr: 0.005 and 1.005 are not below the half cent
+    # they print as (1.005 * 100 is 100.49999999999999 in binary).
+    assert [cents(to_micros(v)) for v in (0.005, 1.005, 2.675, -0.005)] == [1, 101, 268, -1]
+    assert micros_column([0.005, 1.005, 2.675, -0.005]) == [5_000, 1_005_000, 2_675_000, -5_000]
+    assert to_micros("-0.005") == -5_000 and cents(-5_000) == -1  # half up, away from zero
+    assert cents(4_999) == 0 and cents(-4_999) == 0 and cents(15_000) == 2
+    assert to_micros(None) == 0 and to_micros(7) == 7_000_000 and to_micros("") == 0
+    assert fmt_micros(-1_234_550_000) == "-1,234.55" and fmt_micros(10) == "0.00001"
+    for bad in ("12,00", "NaN", float("inf"), True):
+        with pytest.raises(SourceError) as err:
+            to_micros(bad)
+        assert str(err.value) == f"amount {bad!r} is not a number"
+        assert err.value.reason == "bad_amount"
+
+
+#: Amounts as Plex keeps them (five decimals), up to ten billion: 15 significant digits,
+#: so the double a REAL column holds prints back as the same decimal.
+plex_amounts = st.decimals(
+    min_value=Decimal("-9999999999.99999"),
+    max_value=Decimal("9999999999.99999"),
+    places=5,
+    allow_nan=False,
+    allow_infinity=False,
+)
+
+
+@given(st.lists(plex_amounts, min_size=1, max_size=50))
+def test_an_amount_is_the_same_micros_as_decimal_float_text_or_int(
+    values: list[Decimal],
+) -> None:
+    exact = [int(v * 1_000_000) for v in values]  # five places: exact in micros
+    assert [to_micros(v) for v in values] == exact
+    assert [to_micros(str(v)) for v in values] == exact
+    assert [to_micros(float(v)) for v in values] == exact
+    assert micros_column([float(v) for v in values]) == exact  # the vectorized path
+    whole = [int(v) for v in values]
+    assert [to_micros(w) for w in whole] == [w * 1_000_000 for w in whole]
+
+
+@given(st.lists(st.floats(min_value=-1e12, max_value=1e12), min_size=1, max_size=50))
+def test_the_vectorized_float_path_equals_the_repr_rule(values: list[float]) -> None:
+    """Any double, not only ones printed from five decimals: ``micros_column`` takes its
+    fast path only where it gives what ``repr`` then half up at the sixth decimal gives."""
+    reference = [
+        int(Decimal(repr(v)).quantize(Decimal("0.000001"), ROUND_HALF_UP).scaleb(6)) for v in values
+    ]
+    assert micros_column(values) == reference
+
+
+@given(st.integers(-(10**15), 10**15))
+def test_cents_are_micros_rounded_half_up_away_from_zero(micros: int) -> None:
+    reference = (Decimal(micros) / 1_000_000).quantize(Decimal("0.01"), ROUND_HALF_UP)
+    assert Decimal(cents(micros)).scaleb(-2) == reference
 
 
 def test_a_missing_odbc_driver_is_a_clear_source_error() -> None:

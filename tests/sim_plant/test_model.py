@@ -72,6 +72,47 @@ def test_cycles_alternate_pallets_and_tools_count_per_pallet_and_change_at_life(
     assert signals[0].source_ts == DEFAULT_START_TS
 
 
+@pytest.mark.parametrize("share", [0.5, 0.8, 1.0])
+def test_each_tool_has_its_own_start_and_end_inside_the_pallets_cut(share: float) -> None:
+    spec = MachineSpec(
+        "cnc103",
+        cycle_time_s=30.0,
+        tools=(ToolSpec(1, life=998), ToolSpec(2, life=998), ToolSpec(3, life=998, pallets=(1,))),
+        tool_share=share,
+    )
+    signals = Plant([spec], seed=2).advance(600)
+    starts = [s.source_ts for s in signals if s.name == "cycle_start"]
+    ends = [s.source_ts for s in signals if s.name == "part_count"][1:]  # [0]: the snapshot
+    cuts = list(zip(starts, ends, strict=False))
+    assert len(cuts) >= 15
+    for lo, hi in cuts:
+        inside = [s for s in signals if s.name == "machining_event" and lo <= s.source_ts <= hi]
+        pallet = {s.attrs["pallet"] for s in inside}
+        assert len(pallet) == 1
+        expected_tools = ["T1", "T2", "T3"] if pallet == {"1"} else ["T1", "T2"]
+        assert [s.subject for s in inside] == expected_tools
+        slot = (hi - lo) / len(inside)
+        previous_end = lo
+        for s in inside:
+            start, end = float(s.attrs["start"]), float(s.attrs["end"])
+            # Each tool cuts `share` of its slot, one after the other, inside the cut.
+            assert previous_end <= start < end == s.source_ts <= hi
+            assert end - start == pytest.approx(slot * share)
+            previous_end = end
+
+
+def test_a_machine_down_in_a_cut_finishes_the_cut_on_the_same_pallet() -> None:
+    spec = MachineSpec("cnc103", cycle_time_s=30.0, tools=(ToolSpec(1, life=998), ToolSpec(2)))
+    # Cuts of about 30 s after 5 s loads: at 50 s the machine is in its second cut.
+    fault = Fault(50, FaultKind.MACHINE_DOWN, machine="cnc103", duration_s=60)
+    signals = Plant([spec], Scenario(faults=(fault,)), seed=1).advance(400)
+    for tool in ("T1", "T2"):
+        pallets = [e.attrs["pallet"] for e in events(signals, tool)]
+        assert all(a != b for a, b in itertools.pairwise(pallets)), (tool, pallets)
+        values = [e.value for e in events(signals, tool)]
+        assert values == list(range(1, len(values) + 1))
+
+
 def test_premature_tool_change_resets_the_counter_early() -> None:
     spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=198),))
     fault = Fault(100, FaultKind.PREMATURE_TOOL_CHANGE, machine="cnc103", tool="T1")

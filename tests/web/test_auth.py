@@ -205,36 +205,56 @@ def test_disabling_a_user_ends_their_sessions_at_once(start_web) -> None:
     assert _post_login(web.client(), username="sam", password=PASSWORD).status_code == 401
 
 
-def test_trusted_proxy_headers_from_an_unlisted_address_are_ignored(start_web) -> None:
-    web = start_web({"web": {"trusted_proxy": {"enabled": True, "proxies": ["10.0.0.0/8"]}}})
-    c = web.client(headers={"X-Authenticated-User": "mallory", "X-Authenticated-Groups": "admin"})
+PROXY_SECRET = "gateway-secret-for-tests"
+
+
+def proxy_settings(monkeypatch, **extra):
+    monkeypatch.setenv("REPSYS_TEST_PROXY_SECRET", PROXY_SECRET)
+    return {
+        "enabled": True,
+        "secret": {"env": "REPSYS_TEST_PROXY_SECRET"},
+        "role_map": {"cnc-supervisors": "supervisor", "plant-ops": "operator"},
+        **extra,
+    }
+
+
+def test_trusted_proxy_headers_from_an_unlisted_address_are_ignored(start_web, monkeypatch) -> None:
+    web = start_web({"web": {"trusted_proxy": proxy_settings(monkeypatch, proxies=["10.0.0.0/8"])}})
+    c = web.client(
+        headers={
+            "X-Authenticated-User": "mallory",
+            "X-Authenticated-Groups": "cnc-supervisors",
+            "X-RepSys-Proxy-Secret": PROXY_SECRET,
+        }
+    )
     resp = c.get("/silences")
     assert resp.status_code == 303 and resp.headers["location"].startswith("/login")
     assert c.get("/api/v1/tickets").status_code == 401
 
 
-def test_trusted_proxy_headers_from_a_listed_address_identify_the_user(start_web) -> None:
+def test_trusted_proxy_headers_from_a_listed_address_identify_the_user(
+    start_web, monkeypatch
+) -> None:
     web = start_web(
-        {
-            "web": {
-                "trusted_proxy": {
-                    "enabled": True,
-                    "proxies": ["127.0.0.0/8"],
-                    "role_map": {"cnc-supervisors": "supervisor", "plant-ops": "operator"},
-                }
-            }
-        }
+        {"web": {"trusted_proxy": proxy_settings(monkeypatch, proxies=["127.0.0.0/8"])}}
     )
     sup = web.client(
         headers={
             "X-Authenticated-User": "kim@plant",
             "X-Authenticated-Groups": "cnc-supervisors, unrelated",
+            "X-RepSys-Proxy-Secret": PROXY_SECRET,
         }
     )
     page = sup.get("/silences")
     assert page.status_code == 200 and "kim@plant" in page.text
     # Groups the map does not know give no role: a gateway group named "admin" is not admin.
-    nobody = web.client(headers={"X-Authenticated-User": "eve", "X-Authenticated-Groups": "admin"})
+    nobody = web.client(
+        headers={
+            "X-Authenticated-User": "eve",
+            "X-Authenticated-Groups": "admin",
+            "X-RepSys-Proxy-Secret": PROXY_SECRET,
+        }
+    )
     assert nobody.get("/silences").status_code == 403
 
 

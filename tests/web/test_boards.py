@@ -243,6 +243,27 @@ def test_tool_changes_board_lists_the_soonest_first(start_web, redis_client) -> 
     ]
 
 
+def test_tool_changes_board_puts_overdue_tools_first_with_their_as_of(
+    start_web, redis_client
+) -> None:
+    web = start_web()
+    # T5 is past its life (minutes below 0), T3 exactly at it: the overdue one comes first.
+    redis_client.zadd(keys.UPCOMING_TOOL_CHANGES, {"cnc101|T3": 0, "cnc102|T5": -15})
+    stamp = datetime(2024, 7, 8, 13, 5, tzinfo=UTC).timestamp()
+    redis_client.hset(keys.UPCOMING_TOOL_CHANGES_AT, mapping={"cnc101|T3": repr(stamp)})
+    page = web.login("olga").get("/boards/tool-changes").text
+    rows = re.findall(
+        r"<tr class=\"(\w*)\"><td>(\w+)</td><td>(\w+)</td><td>([^<]+)</td>.*?"
+        r"<td class=\"as-of\">([^<]*)</td>",
+        page,
+        re.S,
+    )
+    assert [(cls, m, t, left, as_of) for cls, m, t, left, as_of in rows] == [
+        ("overdue", "cnc102", "T5", "OVERDUE 15 min", "unknown"),
+        ("soon", "cnc101", "T3", "0 min", "2024-07-08 13:05 UTC"),
+    ]
+
+
 def test_empty_boards_say_so(start_web) -> None:
     web = start_web()
     c = web.login("sam")

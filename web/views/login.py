@@ -1,7 +1,8 @@
 """Logging in and out: user name and password, or an operator's badge and PIN.
 
-Both forms go through the same steps: refuse when the name or the address is locked
-(``web/ratelimit.py``), check the secret, count a failure or start a session. A wrong
+Both forms go through the same steps: count the attempt and refuse it when the name or
+the address is over its limit (``web/ratelimit.py``), check the secret, then give the
+attempt back and start a session, or leave it counted as a failure. A wrong
 name and a wrong password get the same message, so the form does not reveal which
 accounts exist.
 """
@@ -51,7 +52,7 @@ def _login(
     address = client_address(request)
     context = {"next": _safe_next(next_path), **keep}
     try:
-        svc.limiter.check(who, address)
+        svc.limiter.attempt(who, address)
     except LoginLocked as exc:
         svc.metrics.logins.labels(method=method, result="locked").inc()
         log.warning("login_locked", who=who, address=address)
@@ -65,11 +66,10 @@ def _login(
     with svc.sessions() as session:
         principal = check(session)
     if principal is None:
-        svc.limiter.failed(who, address)
         svc.metrics.logins.labels(method=method, result="bad_credentials").inc()
         log.info("login_failed", who=who, method=method, address=address)
         return render(request, "login.html", {**context, "error": bad_message}, status_code=401)
-    svc.limiter.succeeded(who)
+    svc.limiter.succeeded(who, address)
     start_session(request, principal)
     svc.metrics.logins.labels(method=method, result="ok").inc()
     log.info("login_ok", user=principal.username, method=method, address=address)
