@@ -10,9 +10,10 @@ baseline the way a quality engineer does it by hand:
    (both unmoved by a few wild values such as a setup cycle; the mean moving range / d2
    when most moving ranges are 0, as with whole seconds); values farther than
    ``OUTLIER_Z`` of that spread from the centre are removed;
-2. estimate: the mean of what is left and sigma = mean moving range / d2 (d2 = 1.128), the
-   short-term sigma of an individuals chart, which a slow drift or a step inside the
-   stretch does not inflate the way the standard deviation is inflated;
+2. estimate: the mean of what is left, and sigma the larger of the mean moving range / d2
+   (d2 = 1.128, the short-term sigma of an individuals chart) and the standard deviation:
+   a stretch that passes step 3 has the two close, and taking the larger trims the false
+   alarms that an underestimated sigma causes (docs/decisions/0271);
 3. judge the stretch: it is refused when more than ``MAX_REMOVED_SHARE`` of it had to be
    removed, or when the von Neumann ratio (mean squared successive difference over the
    variance, 2 for independent values) is below its one-sided ``VN_Z`` critical value,
@@ -104,7 +105,10 @@ def phase_one(xs: Sequence[float], min_sigma_fraction: float) -> Baseline:
     if removed > MAX_REMOVED_SHARE * len(xs):
         return Baseline(center, robust, len(kept), removed, "outliers")
     mean = sum(kept) / len(kept)
-    sigma = max(moving_range_sigma(kept), min_sigma_fraction * abs(mean), RESOLUTION_S)
+    # The larger of the short-term and the overall estimate: the stretch passed the tests
+    # below only if they agree, and a sigma too small is what makes false tickets.
+    overall = statistics.stdev(kept) if len(kept) > 1 else 0.0
+    sigma = max(moving_range_sigma(kept), overall, min_sigma_fraction * abs(mean), RESOLUTION_S)
     refused = ""
     if len(kept) > 2 and von_neumann_ratio(kept) < von_neumann_limit(len(kept)):
         refused = "not_random"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,7 +133,8 @@ def reference_baseline(xs: list[float], floor_share: float) -> tuple[float, floa
         return None
     mean = sum(kept) / len(kept)
     mr = [abs(b - a) for a, b in itertools.pairwise(kept)]
-    sigma = max(sum(mr) / len(mr) / 1.128 if mr else 0.0, floor_share * abs(mean), 0.001)
+    sd = statistics.stdev(kept) if len(kept) > 1 else 0.0
+    sigma = max(sum(mr) / len(mr) / 1.128 if mr else 0.0, sd, floor_share * abs(mean), 0.001)
     n = len(kept)
     if n > 2:
         ss = sum((x - mean) ** 2 for x in kept)
