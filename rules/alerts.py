@@ -110,6 +110,8 @@ class Lifecycle:
         self.actions: list[Action] = []
         self.forecasts: dict[tuple[str, str], Forecast] = {}
         self.stats: dict[tuple[str, str], int] = defaultdict(int)
+        #: Derived cycles a rule left out, by (rule, reason): glitch, stop, alarm, ...
+        self.excluded: dict[tuple[str, str], int] = defaultdict(int)
         self.evaluations = 0
         #: Set by every transition, so the engine knows which machines to checkpoint.
         self.changed = False

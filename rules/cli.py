@@ -54,6 +54,13 @@ def add_commands(sub: Any) -> None:
     b.add_argument("--limit", type=int, default=50, help="episodes listed in the report")
     b.set_defaults(func=_lazy("_backtest"))
 
+    r = rsub.add_parser(
+        "relearn", help="learn cycle_time baselines of a machine again (a new setup or fixture)"
+    )
+    r.add_argument("machine", help="machine id")
+    r.add_argument("--program", default="", help="only this program (default: every program)")
+    r.set_defaults(func=_lazy("_relearn"))
+
 
 def demo_processes() -> list[DemoProcess]:
     """The demo runs one rules worker."""

@@ -9,9 +9,11 @@ import argparse
 import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from core import keys
 from core.cli import (
     EXIT_CONFIG,
     EXIT_FAILURE,
@@ -24,7 +26,7 @@ from core.cli import (
 from core.db import make_engine, session_factory
 from core.errors import ConfigError
 from core.lifecycle import Stopper, install_signal_handlers, run_until_stopped
-from core.model import DecodeError
+from core.model import DecodeError, Signal
 from core.redis import connect_sync
 from rules.backtest import backtest_report, stream_items
 from rules.engine import Program
@@ -132,4 +134,26 @@ def _backtest(args: argparse.Namespace) -> int:
     else:
         print(backtest_report(result, limit=args.limit))
         print(f"\n{result.engine.signals} signals replayed, {bad} entries did not decode")
+    return EXIT_OK
+
+
+def _relearn(args: argparse.Namespace) -> int:
+    """Ask the rules to learn a machine's cycle baselines again, in stream order.
+
+    A ``baseline_reset`` signal (subject: the program, empty for all) goes into the
+    machine's partition stream like any signal, so the worker applies it exactly between the
+    cycles before and after it, and a replay of the stream does the same.
+    """
+    cfg = config_from_args(args)
+    if args.machine not in {m.id for m in cfg.machines}:
+        print(f"repsys: {args.machine!r} is not a configured machine", file=sys.stderr)
+        return EXIT_CONFIG
+    now = time.time()
+    sig = Signal(args.machine, "baseline_reset", args.program, source_ts=now, receive_ts=now,
+                 subject=args.program)  # fmt: skip
+    redis = connect_sync(cfg.redis)
+    stream = keys.signal_stream(keys.partition_of(args.machine, cfg.streams.partitions))
+    entry = redis.xadd(stream, sig.to_fields())
+    what = f"program {args.program}" if args.program else "every program"
+    print(f"rules: baselines of {args.machine} ({what}) will be learned again (entry {entry!s})")
     return EXIT_OK

@@ -109,6 +109,12 @@ class RulesMetrics:
             "Episodes found already written (a replay after a crash or takeover).",
             registry=registry,
         )
+        self.cycles_excluded = Counter(
+            "repsys_rules_cycles_excluded_total",
+            "Derived cycles a statistical rule left out (not cycles), by reason.",
+            ["rule", "reason"],
+            registry=registry,
+        )
         self.checkpoints = Counter(
             "repsys_rules_checkpoints_total",
             "Rule state checkpoints written (with their entries acknowledged).",
@@ -116,9 +122,12 @@ class RulesMetrics:
         )
 
     def count(self, engine: Engine) -> None:
-        """Add what ``engine`` counted since the last call (anomalies, evaluations)."""
+        """Add what ``engine`` counted since the last call (anomalies, exclusions, evaluations)."""
         for (rule, state), n in engine.stats().items():
             self.anomalies.labels(rule, state).inc(n)
+        for (rule, reason), n in engine.ctx.excluded.items():
+            self.cycles_excluded.labels(rule, reason).inc(n)
+        engine.ctx.excluded.clear()
         if engine.ctx.evaluations:
             self.evaluations.inc(engine.ctx.evaluations)
             engine.ctx.evaluations = 0

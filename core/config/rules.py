@@ -24,6 +24,7 @@ from core.model import Severity
 RULE_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 
 RunRule = Literal[1, 2, 3, 4]
+Chart = Literal["ewma", "cusum"]
 CycleSource = Literal["part_count", "cycle_time", "cycle_edges", "run_state", "machining_event"]
 
 
@@ -276,23 +277,53 @@ class CycleTimeRule(RuleBase):
     )
     max_ratio: float = Field(default=1.2, gt=1, description="Slower than standard x this fires.")
     learned: bool = Field(default=True, description="Also watch a baseline learned per program.")
-    warmup_cycles: int = Field(default=100, ge=5, description="Cycles that set the baseline.")
+    warmup_cycles: int = Field(
+        default=200, ge=5, description="Accepted cycles of a phase I stretch (baseline)."
+    )
+    charts: list[Chart] = Field(
+        default_factory=lambda: list[Chart](["cusum"]),
+        description="Charts on the learned baseline; the default design is the CUSUM alone.",
+    )
     ewma_lambda: float = Field(default=0.1, gt=0, le=1, description="EWMA weight of a cycle.")
-    ewma_limit: float = Field(default=4.5, gt=0, description="EWMA control limit (L sigma).")
-    cusum_k: float = Field(default=1.5, ge=0, description="CUSUM allowance k (sigma).")
-    cusum_h: float = Field(default=10.0, gt=0, description="CUSUM decision interval h (sigma).")
+    ewma_limit: float = Field(
+        default=4.7, gt=0, description="EWMA limit L (sigmas of z): ARL0 5.6e5 at lambda 0.1."
+    )
+    cusum_k: float = Field(default=0.5, ge=0, description="CUSUM allowance k (sigma).")
+    cusum_h: float = Field(
+        default=12.0, gt=0, description="CUSUM decision interval h (sigma): ARL0 5.2e5 at k 0.5."
+    )
+    z_clip: float = Field(
+        default=4.0, gt=0, description="z is clipped to +-this before the charts (spikes)."
+    )
+    clear_cycles: int = Field(
+        default=30, ge=1, description="Cycles without a new chart signal that clear it."
+    )
     run_rules: list[RunRule] = Field(
         default_factory=list,
         description="Western Electric rules applied (1-4); off by default: noisy per cycle.",
     )
     min_cycles: int = Field(
-        default=5, ge=1, description="Consecutive out-of-control cycles before it is raised."
+        default=5,
+        ge=1,
+        description="Consecutive cycles out of standard or of a run rule before it is raised.",
     )
     normalize_feed_override: bool = Field(
         default=True, description="Scale cycle times by feed override / 100."
     )
     min_sigma_fraction: float = Field(
-        default=0.01, gt=0, description="Sigma floor as a fraction of the mean."
+        default=0.001, gt=0, description="Sigma floor as a fraction of the mean."
+    )
+    relearn_on_program_change: bool = Field(
+        default=True, description="A program started again learns its baseline again."
+    )
+    running_states: list[str] = Field(
+        default_factory=lambda: ["executing", "active"],
+        description="Run states (any case) in which the machine runs; others are a pause.",
+    )
+    stop_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="A pause this long within a cycle is a stop: the cycle is left out.",
     )
 
 
@@ -309,6 +340,11 @@ class SpindleLoadDriftRule(RuleBase):
     baseline_samples: int = Field(default=30, ge=1, description="Samples after a change: level.")
     smoothing_samples: int = Field(default=30, ge=1, description="EWMA span of the current load.")
     min_load: float = Field(default=5.0, ge=0, description="Samples below this are not cutting.")
+    sample_clip: float = Field(
+        default=2.0,
+        gt=1,
+        description="A sample counts at most this x threshold above the level (spikes).",
+    )
 
 
 class AlarmFrequencyRule(RuleBase):
@@ -367,7 +403,7 @@ class RulesConfig(StrictModel):
         description="Shift start times (HH:MM, plant time zone).",
     )
     min_cycle_time_s: float = Field(
-        default=1.0, ge=0, description="Cycles shorter than this are glitches, not learned."
+        default=1.0, ge=0, description="Shorter cycles are glitches: not cycles, not learned."
     )
     ticket_kind: str = Field(
         default="maintenance_work_request", min_length=1, description="Plex action of tickets."

@@ -8,6 +8,13 @@ EWMA exceeds the level by ``threshold`` percent points for ``for_s``, and clears
 (``tool_number`` without subject), else to ``spindle``; with the machine's ``load_by_tool:
 false`` always to ``spindle``, whose level then restarts at any tool change. A tool change
 starts the tool over.
+
+A drift persists; an overload spike does not. Each sample enters the EWMA clipped to
+``level + sample_clip x threshold``, so a spike of any height lifts the EWMA no more than a
+spike of twice the threshold (by default) and decays from there within about
+``ln(sample_clip / 0.8) / alpha`` samples (14 at the defaults): with ``for_s`` 60 and a
+sample a second, a spike shorter than about 55 s never holds long enough to fire, while a
+drift of any size past the threshold still does (``rules/README.md`` works it out).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ class SpindleLoadDrift(BaseRule):
         super().__init__(spec.name)
         self.spec = spec
         self.alpha = 2.0 / (spec.smoothing_samples + 1)
+        self.pull = spec.sample_clip * spec.threshold
         self.facts = facts
 
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
@@ -66,6 +74,7 @@ class SpindleLoadDrift(BaseRule):
             t[2] = t[1] / t[0]
             return
         base = t[1] / n
+        load = min(load, base + self.pull)  # a spike pulls no harder than this (see above)
         ewma = t[2] = t[2] + self.alpha * (load - t[2])
         drift = ewma - base
         if not t[3]:

@@ -146,7 +146,8 @@ def test_a_clean_demo_shift_files_no_drift_or_any_other_ticket_but_cycle_time() 
             yield from (c for c in map(_as_collected, plant.advance(3600.0)) if c is not None)
 
     rows = replay(Program(cfg), shift()).ledger.rows()
-    # cycle_time's "fast" EWMA alarms on a clean day belong to the cycle-time rule's
-    # work (issue 24); once that is done this is: rows == [].
+    # cycle_time (issue 27): the designed defaults file about 0.08 false tickets per
+    # machine-week; this shift (cnc103: 2,400 cycles of 12 s) has one, a stretch of 34
+    # cycles 0.85 sigma fast at 04:05 (about a 0.5 % chance under the design).
     assert [(r["machine"], r["rule"]) for r in rows if r["rule"] != "cycle_time"] == []
     assert len(rows) <= 1

@@ -17,6 +17,7 @@ from core.config import Machine
 from core.model import TicketState
 from web.accounts import Principal
 from web.auth import require
+from web.baselines import cycle_baselines
 from web.csrf import check_csrf
 from web.live import MachineStatus, machine_statuses, upcoming_tool_changes
 from web.queries import episodes, get_episode, silenced_machines, tickets
@@ -61,6 +62,7 @@ def machines_board(
         {
             "groups": list(groups.items()),
             "silenced": silenced,
+            "baselines": cycle_baselines(svc.redis, svc.cfg),
             "refresh_s": svc.cfg.web.board_refresh_s,
         },
     )
