@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import random
 import socket
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -100,7 +100,7 @@ class Sender:
         if ticket.claimed_until is None:
             return False
         needed = timedelta(seconds=claim_margin_s(self.timeout_s, self.max_wait_s))
-        return utcnow() + needed < _aware(ticket.claimed_until)
+        return utcnow() + needed < ticket.claimed_until
 
     def process(self, ticket: Ticket, *, recovered: bool = False) -> str:
         """File one claimed ticket; the outcome (filed, found, retry, dead, lost)."""
@@ -202,13 +202,8 @@ class Sender:
         for state in ("pending", "sending", "filed", "dead", "cancelled", "closed"):
             count, oldest = depth.get(state, (0, None))
             self.metrics.outbox_tickets.labels(state).set(count)
-            age = (now - _aware(oldest)).total_seconds() if oldest is not None else 0.0
+            age = (now - oldest).total_seconds() if oldest is not None else 0.0
             self.metrics.outbox_oldest_age_seconds.labels(state).set(age)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes for timezone-aware columns: they are UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def describe(ticket: Ticket) -> dict[str, Any]:

@@ -9,7 +9,7 @@ of a ticket still open raises its ``escalation_level`` at the configured thresho
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,10 +28,6 @@ log = get_logger(__name__)
 def escalation_level(age_h: float, thresholds: list[float]) -> int:
     """How many thresholds (hours, ascending) an open ticket of this age has passed."""
     return sum(1 for h in thresholds if age_h >= h)
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class StatusFollowUp:
@@ -111,7 +107,7 @@ class StatusFollowUp:
             else:
                 if status is not None:
                     self._count("open")
-                since = _aware(ticket.filed_at or ticket.created_at)
+                since = ticket.filed_at or ticket.created_at
                 level = escalation_level(
                     (at - since).total_seconds() / 3600, self.cfg.escalate_after_h
                 )

@@ -77,11 +77,6 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-def _ts(value: datetime) -> float:
-    # SQLite hands timezone-aware columns back naive (in UTC).
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
-
-
 class EpisodeSink:
     """Applies engine actions to the database."""
 
@@ -135,7 +130,7 @@ class EpisodeSink:
         }
         while occurrence in rows:
             started, row_id = rows[occurrence]
-            if abs(_ts(started) - draft.started) < 0.001:
+            if abs(started.timestamp() - draft.started) < 0.001:
                 result.replays += 1
                 return occurrence, row_id
             occurrence += 1
@@ -347,8 +342,8 @@ def load_episodes(sessions: sessionmaker[Session], machine_ids: list[str]) -> li
                         subject=ep.subject,
                         summary=ep.summary,
                         values=values if isinstance(values, dict) else {},
-                        started=_ts(ep.started_at),
-                        last_seen=_ts(ep.last_seen_at),
+                        started=ep.started_at.timestamp(),
+                        last_seen=ep.last_seen_at.timestamp(),
                         repeats=ep.repeat_count,
                         level=level or 0,
                         # An episode grouped into another's ticket has no ticket of its
@@ -372,4 +367,4 @@ def load_silences(sessions: sessionmaker[Session], now: float) -> list[ActiveSil
             ).all()
     except DBAPIError as exc:
         raise RulesTransientError(f"cannot read silences: {exc.orig}", reason="db") from exc
-    return [ActiveSilence(m, r, _ts(s), _ts(e)) for m, r, s, e in rows]
+    return [ActiveSilence(m, r, s.timestamp(), e.timestamp()) for m, r, s, e in rows]

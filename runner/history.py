@@ -13,7 +13,7 @@ valid, see :func:`resumable_steps`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, exists, func, select, update
@@ -23,11 +23,6 @@ from core.db.schema import Fence, ReportRequestRow, ReportRun, StepRun, utcnow
 from core.model import ReportState
 
 DONE_STEP_STATES = ("completed", "skipped")
-
-
-def aware(value: datetime) -> datetime:
-    """A timestamp read back from the database, as UTC (SQLite drops the zone)."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def _is_latest(run_id: int, request_id: str) -> Any:

@@ -241,7 +241,7 @@ class Runner:
         if run is None:
             return Outcome.SKIPPED
         if (row.attempts or 0) == 0:
-            waited = (run.started_at - history.aware(row.created_at)).total_seconds()
+            waited = (run.started_at - row.created_at).total_seconds()
             self.metrics.queue_wait.labels(kind=row.kind).observe(max(0.0, waited))
         resume = history.resumable_steps(self.sessions, row.id, row.kind, run.id)
         if resume:

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -60,11 +60,6 @@ class ToolShort:
     example: str
 
 
-def _aware(value: datetime) -> datetime:
-    # The UTC column type already attaches UTC; this keeps rows built in memory safe too.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
 def open_tickets(session: Session, cfg: EscalationConfig, now: datetime) -> list[OpenTicket]:
     """Open tickets, oldest first, with SLA and escalation level."""
     levels = sorted(cfg.levels, key=lambda lv: lv.after_hours)
@@ -73,7 +68,7 @@ def open_tickets(session: Session, cfg: EscalationConfig, now: datetime) -> list
     for t in session.scalars(
         select(Ticket).where(Ticket.state.in_(OPEN_TICKET_STATES)).order_by(Ticket.created_at)
     ):
-        age = (now - _aware(t.created_at)).total_seconds() / 3600
+        age = (now - t.created_at).total_seconds() / 3600
         level = 0
         for i, lv in enumerate(levels, start=1):
             if age >= lv.after_hours:
@@ -111,7 +106,7 @@ def recurring(session: Session, cfg: EscalationConfig, now: datetime) -> list[Re
         .having(func.count() >= cfg.recurring_min)
         .order_by(func.count().desc(), Episode.machine_id)
     )
-    return [Recurring(m, r, s, int(n), _aware(last)) for m, r, s, n, last in rows]
+    return [Recurring(m, r, s, int(n), last) for m, r, s, n, last in rows]
 
 
 def tools_short(session: Session, cfg: EscalationConfig, window: ShiftWindow) -> list[ToolShort]:
@@ -152,8 +147,8 @@ def downtime_spans(
             Episode.started_at < window.end,
         )
     ):
-        start = max(_aware(ep.started_at), window.start)
-        stop = min(_aware(ep.resolved_at) if ep.resolved_at else window.end, window.end)
+        start = max(ep.started_at, window.start)
+        stop = min(ep.resolved_at or window.end, window.end)
         if stop > start:
             spans.setdefault(ep.machine_id, []).append((start, stop))
     return {machine: merge(items) for machine, items in spans.items()}
