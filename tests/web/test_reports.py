@@ -190,14 +190,19 @@ def test_reports_api(start_web, accounting) -> None:
         json={"kind": "tb", "params": {"start": 202403, "end": 202404}},
         headers=h,
     )
-    assert again.json()["id"] == made.json()["id"]  # identical pending request coalesced
+    # An identical request made again soon is the same one: 200 and no new resource.
+    assert (again.status_code, again.json()["id"]) == (200, made.json()["id"])
     bad = c.post(
         "/api/v1/reports",
         json={"kind": "tb", "params": {"start": 202405, "end": 202401}},
         headers=h,
     )
     assert bad.status_code == 422
-    assert bad.json() == {"detail": "start period 202405 is after end period 202401"}
+    assert bad.json() == {
+        "detail": "start period 202405 is after end period 202401",
+        "reason": "bad_input",
+        "errors": {"params": "start period 202405 is after end period 202401"},
+    }
     assert [r["id"] for r in c.get("/api/v1/reports").json()] == [made.json()["id"]]
     cancelled = c.post(f"/api/v1/reports/{made.json()['id']}/cancel", headers=h)
     assert cancelled.json() == {"cancelled": True}

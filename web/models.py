@@ -1,0 +1,191 @@
+"""The JSON API's bodies: what ``/api/v1`` takes and gives, as the OpenAPI document shows it.
+
+Inputs refuse unknown keys and carry static bounds (lengths, finite numbers); what only
+the configuration knows (machine ids, categories, report kinds, silence lengths) is
+checked by the same functions as the pages (``web/forms.py``, ``runner.params``) and
+written into the document by ``web/openapi.py``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from web.queries import as_utc
+
+#: Longest identifier-like field the API reads (machine ids, categories, rules, badges).
+NAME_MAX = 64
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        # SQLite returns stored UTC times without their zone; put it back.
+        return as_utc(value) if isinstance(value, datetime) else value
+
+
+class TicketOut(_Out):
+    id: int
+    external_ref: str
+    source: str = Field(description="operator or rule")
+    machine_id: str
+    category: str
+    severity: str
+    title: str
+    description: str
+    reporter: str
+    state: str = Field(description="pending, sending, filed, dead, cancelled or closed")
+    attempts: int
+    plex_number: str | None
+    last_error: str | None
+    episode_id: int | None
+    created_at: datetime
+    filed_at: datetime | None
+
+
+class TicketEventOut(_Out):
+    at: datetime
+    event: str
+    detail: str
+
+
+class TicketDetail(TicketOut):
+    events: list[TicketEventOut]
+
+
+class TicketIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "machine": "cnc103",
+                    "category": "tool",
+                    "severity": "high",
+                    "description": "Tool T12 chipped, parts show chatter marks.",
+                    "badge": "1001",
+                }
+            ]
+        },
+    )
+
+    machine: str = Field(max_length=NAME_MAX, description="Configured machine id, e.g. cnc103.")
+    category: str = Field(max_length=NAME_MAX, description="A category id from web.categories.")
+    severity: str = Field(default="medium", max_length=16, description="low, medium or high.")
+    description: str = Field(
+        description="What is wrong. Stored NFC-normalized; refused when nothing visible is "
+        "left without spaces and invisible characters, or with control or text-direction "
+        "characters."
+    )
+    badge: str = Field(
+        default="", max_length=NAME_MAX, description="Reporter's badge (a badge login's wins)."
+    )
+
+
+class EpisodeOut(_Out):
+    id: int
+    machine_id: str
+    rule: str
+    rule_type: str
+    subject: str
+    severity: str
+    state: str
+    summary: str
+    evidence: dict[str, Any]
+    started_at: datetime
+    last_seen_at: datetime
+    resolved_at: datetime | None
+
+
+class SilenceOut(_Out):
+    id: int
+    machine_id: str | None
+    rule: str | None
+    author: str
+    reason: str
+    starts_at: datetime
+    ends_at: datetime
+    expired_by: str | None
+
+
+class SilenceIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"machine": "cnc103", "hours": 2, "reason": "Spindle probe swap."}]
+        },
+    )
+
+    machine: str = Field(
+        default="", max_length=NAME_MAX, description="Machine id; empty = any machine."
+    )
+    rule: str = Field(default="", max_length=NAME_MAX, description="Rule name; empty = every rule.")
+    hours: float = Field(
+        allow_inf_nan=False,
+        description="Duration from now, hours: web.silence_min_minutes to web.silence_max_hours.",
+    )
+    reason: str = Field(description="Why; the next shift reads it (at most 512 characters).")
+
+
+class MachineOut(BaseModel):
+    id: str
+    name: str
+    pcn: int
+    workcenter_key: int
+    workcenter_code: str
+    building: str
+    cell: str
+    state: str = Field(description="running, idle, down, no_data, or the engine's word")
+    since: datetime | None
+    last_seen: datetime | None
+    signals: dict[str, str]
+
+
+class ToolChangeOut(BaseModel):
+    machine: str
+    tool: str
+    minutes_remaining: float
+
+
+class ReportOut(_Out):
+    id: str
+    kind: str
+    name: str = Field(description="e.g. TB_202404_to_202404")
+    params: dict[str, Any]
+    requester: str
+    state: str = Field(description="pending, running, completed, failed or cancelled")
+    current_step: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    download: str | None = Field(default=None, description="Path of the finished file.")
+
+
+class ReportIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"kind": "tb", "params": {"start": 202401, "end": 202406, "pcns": [123681]}},
+                {"kind": "tool_check", "params": {"window_minutes": 30}},
+            ]
+        },
+    )
+
+    kind: str = Field(max_length=32, description="A runner.pipelines kind: tb, escalation, ...")
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description='tb: {"start": 202401, "end": 202406, "pcns": [...]}; '
+        'tool_check: {"window_minutes": 15}; escalation: {"shift": "first"}. '
+        "Periods and numbers are ASCII digits.",
+    )
+
+
+class CancelOut(BaseModel):
+    cancelled: bool = Field(description="False when the request was no longer pending.")
