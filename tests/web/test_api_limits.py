@@ -1,0 +1,232 @@
+"""What fuzzing the API found (issue 28), one test per finding.
+
+Each input here earned a 500, a body unlike the document, or a stored row before: now
+each earns a classified 4xx in the one documented error shape, and nothing is stored.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from core.db.schema import ReportRequestRow, Silence, Ticket
+from tests.web.conftest import csrf_of
+from web import accounts
+
+ERROR_KEYS = {"detail", "reason", "errors"}
+
+
+@pytest.fixture
+def bot_web(start_web):
+    """The app on SQLite (the demo's database, where big ids overflowed) and a token."""
+
+    def factory(overrides=None):
+        web = start_web(overrides)
+        with web.sessions.begin() as s:
+            _, token = accounts.add_token(s, name="bot", roles=["supervisor", "controller"])
+        return web, web.client(headers={"Authorization": f"Bearer {token}"})
+
+    return factory
+
+
+def _post(client, path: str, body: dict[str, Any]):
+    """POST ``body`` as JSON text; json.dumps escapes a lone surrogate as a client would."""
+    return client.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def _is_error(resp, status: int, reason: str) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    body = resp.json()
+    assert set(body) == ERROR_KEYS and body["reason"] == reason, body
+    assert isinstance(body["detail"], str) and isinstance(body["errors"], dict)
+    return body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/tickets/{}"),
+        ("GET", "/api/v1/episodes/{}"),
+        ("POST", "/api/v1/silences/{}/expire"),
+    ],
+)
+def test_ids_past_63_bits_are_refused_not_a_500(bot_web, method: str, path: str) -> None:
+    _, bot = bot_web()
+    for impossible in (2**63, 10**30, 0, -1):
+        body = _is_error(bot.request(method, path.format(impossible)), 422, "bad_input")
+        assert list(body["errors"]) == [path.split("/")[3].rstrip("s") + "_id"]
+    # The largest possible id is a question with an answer: no such row.
+    _is_error(bot.request(method, path.format(2**63 - 1)), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("kind", "params"),
+    [
+        ("tool_check", {"window_minutes": "\u00b2"}),
+        ("tb", {"start": "\u00b2" * 6, "end": 202401}),
+        ("tb", {"pcns": "\u00b9"}),
+        ("tb", {"pcns": "1\ud800"}),
+    ],
+)
+def test_unicode_digits_in_report_parameters_are_a_422(bot_web, kind: str, params) -> None:
+    web, bot = bot_web()
+    body = _is_error(
+        _post(bot, "/api/v1/reports", {"kind": kind, "params": params}), 422, "bad_input"
+    )
+    assert list(body["errors"]) == ["params"]
+    with web.sessions() as s:
+        assert s.scalars(select(ReportRequestRow)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x\ud800", "holds a character that cannot be stored"),
+        ("\x85\x9f\x80", "contains a control character"),
+        ("\u200b", None),
+        ("\u200b\ufeff \u2060", None),
+        ("Tool \u202eok\u202c", "contains a text-direction control character"),
+    ],
+)
+def test_unstorable_invisible_or_misleading_text_is_refused(bot_web, text, message) -> None:
+    web, bot = bot_web()
+    ticket = {"machine": "cnc101", "category": "tool", "description": text, "badge": "1"}
+    silence = {"machine": "cnc101", "hours": 1, "reason": text}
+    for path, body, field, empty in [
+        ("/api/v1/tickets", ticket, "description", "Describe the problem."),
+        ("/api/v1/silences", silence, "reason", "Say why (the next shift reads it)."),
+    ]:
+        errors = _is_error(_post(bot, path, body), 422, "bad_input")["errors"]
+        assert list(errors) == [field]
+        assert (message or empty) in errors[field]
+    with web.sessions() as s:
+        assert s.scalars(select(Ticket)).all() == []
+        assert s.scalars(select(Silence)).all() == []
+
+
+def test_text_is_stored_nfc_normalized(bot_web) -> None:
+    _, bot = bot_web()
+    made = bot.post(
+        "/api/v1/tickets",
+        json={
+            "machine": "cnc101",
+            "category": "tool",
+            "description": "Fre\u0301quence",
+            "badge": "1",
+        },
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["description"] == "Fr\u00e9quence"
+
+
+@pytest.mark.parametrize("hours", [1e-300, 0.01, 0, -1, 337, 1e300])
+def test_silences_shorter_or_longer_than_allowed_are_refused(bot_web, hours: float) -> None:
+    web, bot = bot_web()
+    resp = bot.post("/api/v1/silences", json={"machine": "cnc101", "hours": hours, "reason": "x"})
+    errors = _is_error(resp, 422, "bad_input")["errors"]
+    assert errors == {"hours": "The duration is at least 5 minutes and at most 336 hours."}
+    with web.sessions() as s:
+        assert s.scalars(select(Silence)).all() == []
+
+
+def test_the_422_body_is_the_documented_shape(bot_web) -> None:
+    web, bot = bot_web()
+    doc = web.client().get("/api/openapi.json").json()
+    shape = doc["components"]["schemas"]["ErrorOut"]
+    assert shape["required"] == ["detail", "reason"]
+    assert {k: v["type"] for k, v in shape["properties"].items()} == {
+        "detail": "string",
+        "reason": "string",
+        "errors": "object",
+    }
+    for path, method in [("/api/v1/tickets", "post"), ("/api/v1/silences", "post")]:
+        declared = doc["paths"][path][method]["responses"]["422"]["content"]["application/json"]
+        assert declared["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
+    # A pydantic check (wrong type) and a form check (unknown machine) answer alike.
+    typed = _is_error(
+        bot.post("/api/v1/silences", json={"hours": "x", "reason": 1}), 422, "bad_input"
+    )
+    assert set(typed["errors"]) == {"hours", "reason"}
+    checked = _is_error(
+        bot.post(
+            "/api/v1/tickets", json={"machine": "cnc999", "category": "tool", "description": "x"}
+        ),
+        422,
+        "bad_input",
+    )
+    assert checked["errors"]["machine"] == "Unknown machine 'cnc999': pick one from the list."
+
+
+def test_the_document_declares_security_and_every_error_status(bot_web) -> None:
+    web, _ = bot_web()
+    doc = web.client().get("/api/openapi.json").json()
+    schemes = doc["components"]["securitySchemes"]
+    assert schemes["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schemes["bearer"]["description"],
+    }
+    assert (schemes["session"]["in"], schemes["session"]["name"]) == ("cookie", "repsys_session")
+    assert (schemes["csrf"]["in"], schemes["csrf"]["name"]) == ("header", "X-CSRF-Token")
+    for path, operations in doc["paths"].items():
+        for method, op in operations.items():
+            codes = set(op["responses"])
+            assert {"401", "403", "500"} <= codes, (method, path)
+            assert op["security"], (method, path)
+            if "{" in path:
+                assert {"404", "422"} <= codes, (method, path)
+            if "requestBody" in op:
+                assert {"400", "413", "422"} <= codes, (method, path)
+                assert op["requestBody"]["content"]["application/json"]["schema"], (method, path)
+            if method == "post":
+                assert {"csrf": [], "session": []} in op["security"], (method, path)
+
+
+def test_report_requests_are_limited_per_user_and_kind(bot_web) -> None:
+    web, bot = bot_web({"web": {"reports": {"per_hour_by_kind": {"tool_check": 2}}}})
+
+    def ask(client, minutes: int):
+        return client.post(
+            "/api/v1/reports", json={"kind": "tool_check", "params": {"window_minutes": minutes}}
+        )
+
+    assert [ask(bot, m).status_code for m in (10, 20)] == [201, 201]
+    over = ask(bot, 30)
+    body = _is_error(over, 429, "rate_limited")
+    assert 3540 <= int(over.headers["Retry-After"]) <= 3600
+    assert "2 tool_check reports in the last hour" in body["detail"]
+    # An identical request is the existing one: it costs no quota, even over it.
+    again = ask(bot, 20)
+    assert again.status_code == 200
+    # Another user has their own quota; another kind has its own too.
+    dan = web.login("dan")
+    csrf = {"X-CSRF-Token": csrf_of(dan.get("/account").text)}
+    assert (
+        dan.post(
+            "/api/v1/reports",
+            json={"kind": "tool_check", "params": {"window_minutes": 30}},
+            headers=csrf,
+        ).status_code
+        == 201
+    )
+    with web.sessions() as s:
+        assert len(s.scalars(select(ReportRequestRow)).all()) == 3
+
+
+def test_an_identical_request_soon_after_returns_the_existing_one(bot_web) -> None:
+    web, bot = bot_web()
+    body = {"kind": "tool_check", "params": {"window_minutes": 15}}
+    first = bot.post("/api/v1/reports", json=body).json()
+    # It ran and completed: asked again within the window, it is still that one.
+    with web.sessions.begin() as s:
+        s.get(ReportRequestRow, first["id"]).state = "completed"
+    again = bot.post("/api/v1/reports", json=body)
+    assert (again.status_code, again.json()["id"]) == (200, first["id"])
+    # A failed one is no answer: asking again makes a new request.
+    with web.sessions.begin() as s:
+        s.get(ReportRequestRow, first["id"]).state = "failed"
+    retried = bot.post("/api/v1/reports", json=body)
+    assert retried.status_code == 201 and retried.json()["id"] != first["id"]
