@@ -214,6 +214,13 @@ def test_report_requests_are_limited_per_user_and_kind(bot_web) -> None:
     )
     with web.sessions() as s:
         assert len(s.scalars(select(ReportRequestRow)).all()) == 3
+    counted = {
+        result: web.registry.get_sample_value(
+            "repsys_web_report_requests_total", {"kind": "tool_check", "result": result}
+        )
+        for result in ("created", "same", "rate_limited")
+    }
+    assert counted == {"created": 3.0, "same": 1.0, "rate_limited": 1.0}
 
 
 def test_an_identical_request_soon_after_returns_the_existing_one(bot_web) -> None:

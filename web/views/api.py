@@ -2,7 +2,7 @@
 
 The same checks and the same outbox as the pages: a ticket posted here goes through
 ``web.forms.parse_ticket`` and ``core.outbox.add_ticket``, a report request through
-``web.views.reports.request_report`` (quota, same-request window). Callers authenticate
+``web.views.reports.submit_report`` (quota, same-request window). Callers authenticate
 with an API token (``Authorization: Bearer rs_...``, made by ``repsys web token add``) or,
 from the app's own pages, with the session cookie plus the ``X-CSRF-Token`` header. Every
 error answers ``web.openapi.ErrorOut``; each route lists the statuses it can answer.

@@ -67,16 +67,24 @@ def submit_report(
     """
     if kind in svc.cfg.runner.pipelines and not principal.has_any(kind_roles(kind)):
         raise Forbidden(f"A {KIND_LABELS.get(kind, kind)} needs the {kind_roles(kind)[0]} role.")
-    return submit_request(
-        svc.sessions,
-        svc.redis,
-        svc.cfg,
-        kind=kind,
-        params=params,
-        requester=principal.username,
-        same_request_window_s=svc.cfg.web.reports.same_request_window_s,
-        admit=lambda: svc.quota.take(principal.username, kind),
-    )
+    try:
+        done = submit_request(
+            svc.sessions,
+            svc.redis,
+            svc.cfg,
+            kind=kind,
+            params=params,
+            requester=principal.username,
+            same_request_window_s=svc.cfg.web.reports.same_request_window_s,
+            admit=lambda: svc.quota.take(principal.username, kind),
+        )
+    except RateLimited:
+        svc.metrics.report_requests.labels(kind=kind, result="rate_limited").inc()
+        log.info("report_request_rate_limited", kind=kind, user=principal.username)
+        raise
+    result = "created" if done.created else "same"
+    svc.metrics.report_requests.labels(kind=kind, result=result).inc()
+    return done
 
 
 def check_may_cancel(svc: Services, principal: Principal, request_id: str) -> None:
