@@ -13,10 +13,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.config.machines import MACHINE_ID_PATTERN
+from core.config.web import BADGE_PATTERN, CATEGORY_ID_PATTERN
+from core.model import Severity
+from web.forms import REASON_MAX, RULE_PATTERN
 from web.queries import as_utc
 
-#: Longest identifier-like field the API reads (machine ids, categories, rules, badges).
-NAME_MAX = 64
+#: The API takes identifiers exactly as the configuration spells them: a space around
+#: one, which the pages forgive, is refused here, so the document's patterns are the truth.
+OPTIONAL_MACHINE = f"^({MACHINE_ID_PATTERN.strip('^$')})?$"
+OPTIONAL_RULE = f"^({RULE_PATTERN.strip('^$')})?$"
+OPTIONAL_BADGE = f"^({BADGE_PATTERN.strip('^$')})?$"
 
 
 class _Out(BaseModel):
@@ -74,16 +81,25 @@ class TicketIn(BaseModel):
         },
     )
 
-    machine: str = Field(max_length=NAME_MAX, description="Configured machine id, e.g. cnc103.")
-    category: str = Field(max_length=NAME_MAX, description="A category id from web.categories.")
-    severity: str = Field(default="medium", max_length=16, description="low, medium or high.")
+    machine: str = Field(
+        pattern=MACHINE_ID_PATTERN, description="Configured machine id, e.g. cnc103."
+    )
+    category: str = Field(
+        pattern=CATEGORY_ID_PATTERN, description="A category id from web.categories."
+    )
+    severity: Severity = Field(default=Severity.MEDIUM, description="low, medium or high.")
     description: str = Field(
+        # Only the document's: an empty description gets the form's own message, and the
+        # longest one (web.description_max_chars) is checked by the route on the raw text.
+        json_schema_extra={"minLength": 1},
         description="What is wrong. Stored NFC-normalized; refused when nothing visible is "
         "left without spaces and invisible characters, or with control or text-direction "
-        "characters."
+        "characters.",
     )
     badge: str = Field(
-        default="", max_length=NAME_MAX, description="Reporter's badge (a badge login's wins)."
+        default="",
+        pattern=OPTIONAL_BADGE,
+        description="Reporter's badge (a badge login's wins); needed otherwise.",
     )
 
 
@@ -122,14 +138,23 @@ class SilenceIn(BaseModel):
     )
 
     machine: str = Field(
-        default="", max_length=NAME_MAX, description="Machine id; empty = any machine."
+        default="", pattern=OPTIONAL_MACHINE, description="Machine id; empty = any machine."
     )
-    rule: str = Field(default="", max_length=NAME_MAX, description="Rule name; empty = every rule.")
+    rule: str = Field(
+        default="",
+        pattern=OPTIONAL_RULE,
+        description="Rule name (letters, digits and _ . -); empty = every rule.",
+    )
     hours: float = Field(
         allow_inf_nan=False,
         description="Duration from now, hours: web.silence_min_minutes to web.silence_max_hours.",
     )
-    reason: str = Field(description="Why; the next shift reads it (at most 512 characters).")
+    reason: str = Field(
+        # Only the document's, like a ticket's description: the route checks the length
+        # as sent, the form's checks say what is missing or wrong.
+        json_schema_extra={"minLength": 1, "maxLength": REASON_MAX},
+        description="Why; the next shift reads it. Cleaned like a ticket's description.",
+    )
 
 
 class MachineOut(BaseModel):

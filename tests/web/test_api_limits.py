@@ -237,3 +237,29 @@ def test_an_identical_request_soon_after_returns_the_existing_one(bot_web) -> No
         s.get(ReportRequestRow, first["id"]).state = "failed"
     retried = bot.post("/api/v1/reports", json=body)
     assert retried.status_code == 201 and retried.json()["id"] != first["id"]
+
+
+def test_what_the_document_forbids_the_api_refuses(bot_web) -> None:
+    """The pages forgive a space around a machine id; the API keeps to its document."""
+    web, bot = bot_web()
+    doc = web.client().get("/api/openapi.json").json()["components"]["schemas"]
+    limit = doc["TicketIn"]["properties"]["description"]["maxLength"]
+    assert limit == web.cfg.web.description_max_chars
+    good = {"machine": "cnc101", "category": "tool", "description": "chipped", "badge": "1"}
+    for field, value in [
+        ("machine", " cnc101"),
+        ("category", "tool "),
+        ("severity", "HIGH"),
+        ("badge", "1 "),
+        # Longer than maxLength as sent, though only spaces make it so.
+        ("description", "chipped" + " " * limit),
+    ]:
+        body = _is_error(bot.post("/api/v1/tickets", json={**good, field: value}), 422, "bad_input")
+        assert list(body["errors"]) == [field], body
+    silence = {"rule": "counter_jump", "hours": 1, "reason": "x"}
+    for field, value in [("rule", "counter jump"), ("machine", "cnc101 "), ("reason", "x" * 513)]:
+        resp = bot.post("/api/v1/silences", json={**silence, field: value})
+        assert list(_is_error(resp, 422, "bad_input")["errors"]) == [field]
+    with web.sessions() as s:
+        assert s.scalars(select(Ticket)).all() == []
+        assert s.scalars(select(Silence)).all() == []

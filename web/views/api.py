@@ -21,8 +21,8 @@ from runner.requests import cancel, get_request, list_queue
 from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
-from web.errors import NotFound
-from web.forms import add_silence, file_ticket, parse_silence, parse_ticket
+from web.errors import FormError, NotFound
+from web.forms import REASON_MAX, add_silence, file_ticket, parse_silence, parse_ticket
 from web.live import machine_statuses, upcoming_tool_changes
 from web.models import (
     CancelOut,
@@ -58,6 +58,18 @@ router = APIRouter(prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_cs
 ANY_ROLE = ("operator", "supervisor", "controller")
 REPORTERS = ("operator", "supervisor")
 SUPERVISOR = ("supervisor",)
+
+
+def _check_length(field: str, text: str, limit: int) -> None:
+    """Refuse free text longer than the document's maxLength, counted as sent.
+
+    The forms count a text once cleaned (a textarea's CRLF as one character); a client
+    generated from the document is held to what the document says.
+    """
+    if len(text) > limit:
+        raise FormError(
+            {field: f"The {field} is too long: {len(text)} characters, at most {limit}."}
+        )
 
 
 def _ticket_out(row: Any) -> TicketOut:
@@ -98,7 +110,8 @@ def create_ticket(
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
 ) -> TicketOut:
     svc = services(request)
-    checked = parse_ticket(svc.cfg, body.model_dump(), badge=principal.badge)
+    _check_length("description", body.description, svc.cfg.web.description_max_chars)
+    checked = parse_ticket(svc.cfg, body.model_dump(mode="json"), badge=principal.badge)
     with svc.sessions() as session:
         row = file_ticket(session, checked, now=svc.clock())
         svc.metrics.tickets_filed.labels(category=checked.category.id).inc()
@@ -190,7 +203,8 @@ def create_silence(
     principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> SilenceOut:
     svc = services(request)
-    checked = parse_silence(svc.cfg, body.model_dump(), now=svc.clock())
+    _check_length("reason", body.reason, REASON_MAX)
+    checked = parse_silence(svc.cfg, body.model_dump(mode="json"), now=svc.clock())
     with svc.sessions() as session:
         row = add_silence(session, checked, author=principal.username)
         log.info("silence_created", silence=row.id, user=principal.username)
