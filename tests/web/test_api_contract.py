@@ -13,7 +13,7 @@ a TB's start is not after its end), so a schema-valid request may earn a 422; th
 still checked against the document like every answer.
 
 ``REPSYS_API_EXAMPLES`` sets the examples per operation, mode and role: 10 in ``make
-test`` (well under a minute), a few hundred in the soak profile (``make api-fuzz``).
+test`` (well under a minute), a few hundred in the soak profile (``make soak-api``).
 """
 
 from __future__ import annotations
