@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from core.db.schema import ReportRequestRow, Silence, Ticket
+from repsys.servers import free_port
 from tests.web.conftest import csrf_of
 from web import accounts
 
@@ -263,3 +264,12 @@ def test_what_the_document_forbids_the_api_refuses(bot_web) -> None:
     with web.sessions() as s:
         assert s.scalars(select(Ticket)).all() == []
         assert s.scalars(select(Silence)).all() == []
+
+
+def test_a_report_request_without_redis_is_a_503_not_a_500(bot_web) -> None:
+    """The quota is counted in the queue's Redis: when it is away, nothing is queued."""
+    web, bot = bot_web({"redis": {"url": f"redis://127.0.0.1:{free_port()}/0"}})
+    resp = bot.post("/api/v1/reports", json={"kind": "tool_check", "params": {}})
+    assert "the report queue is unavailable" in _is_error(resp, 503, "queue_unavailable")["detail"]
+    with web.sessions() as s:
+        assert s.scalars(select(ReportRequestRow)).all() == []

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
 
 from core import keys
 from core.config import RepsysConfig
@@ -76,7 +77,7 @@ def submit_report(
             params=params,
             requester=principal.username,
             same_request_window_s=svc.cfg.web.reports.same_request_window_s,
-            admit=lambda: svc.quota.take(principal.username, kind),
+            admit=lambda: _take_quota(svc, principal, kind),
         )
     except RateLimited:
         svc.metrics.report_requests.labels(kind=kind, result="rate_limited").inc()
@@ -85,6 +86,15 @@ def submit_report(
     result = "created" if done.created else "same"
     svc.metrics.report_requests.labels(kind=kind, result=result).inc()
     return done
+
+
+def _take_quota(svc: Services, principal: Principal, kind: str) -> None:
+    # The quota lives in the queue's Redis: when it does not answer, nothing could be
+    # queued either, and the requester hears that (503), not an unexpected error.
+    try:
+        svc.quota.take(principal.username, kind)
+    except RedisError as exc:
+        raise QueueUnavailable(f"the report queue is unavailable: {exc}") from exc
 
 
 def check_may_cancel(svc: Services, principal: Principal, request_id: str) -> None:
