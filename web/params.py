@@ -5,15 +5,20 @@ make the database driver fail: ids are positive and fit a signed 64-bit column (
 raises ``OverflowError`` past 2**63 - 1, PostgreSQL an out-of-range error), names follow
 the patterns the configuration gives them (PostgreSQL refuses a NUL in any text), and
 report ids are the runner's (a uuid's hex, or ``sched-<schedule>-<time>``).
+
+A query parameter is one value: ``?machine=a&machine=b`` is refused rather than read as
+its last value (what Starlette does), which would answer for a question not asked.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
-from fastapi import Path, Query
+from fastapi import Path, Query, Request
 
 from core.config.machines import MACHINE_ID_PATTERN
+from web.errors import FormError
 
 #: Largest id a row can have: a signed 64-bit integer.
 MAX_ID = 2**63 - 1
@@ -44,3 +49,15 @@ MachineFilter = Annotated[
         examples=["cnc103"],
     ),
 ]
+
+
+def single_valued(request: Request) -> None:
+    """Refuse a request that gives a query parameter more than once (a dependency).
+
+    Raises:
+        FormError: naming each repeated parameter (422).
+    """
+    counts = Counter(key for key, _ in request.query_params.multi_items())
+    repeated = sorted(key[:64] for key, n in counts.items() if n > 1)
+    if repeated:
+        raise FormError({key: "Give this parameter once." for key in repeated})

@@ -273,3 +273,19 @@ def test_a_report_request_without_redis_is_a_503_not_a_500(bot_web) -> None:
     assert "the report queue is unavailable" in _is_error(resp, 503, "queue_unavailable")["detail"]
     with web.sessions() as s:
         assert s.scalars(select(ReportRequestRow)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "good"),
+    [
+        ("/api/v1/episodes", "machine", "cnc101"),
+        ("/api/v1/tickets", "machine", "cnc101"),
+        ("/api/v1/silences", "include_ended", "true"),
+    ],
+)
+def test_a_query_parameter_given_twice_is_refused(bot_web, path: str, name: str, good: str) -> None:
+    """Found by the soak run: the last of ?machine=<invalid>&machine=cnc101 was read."""
+    _, bot = bot_web()
+    resp = bot.get(path, params=[(name, "\n\x84"), (name, good)])
+    assert _is_error(resp, 422, "bad_input")["errors"] == {name: "Give this parameter once."}
+    assert bot.get(path, params={name: good}).status_code == 200

@@ -39,7 +39,14 @@ from web.models import (
     ToolChangeOut,
 )
 from web.openapi import ALWAYS, WITH_BODY, WITH_PARAMS, responses
-from web.params import EpisodeId, MachineFilter, RequestId, SilenceId, TicketId
+from web.params import (
+    EpisodeId,
+    MachineFilter,
+    RequestId,
+    SilenceId,
+    TicketId,
+    single_valued,
+)
 from web.queries import (
     episodes,
     expire_silence,
@@ -53,7 +60,9 @@ from web.services import services
 from web.views.reports import REPORT_ROLES, check_may_cancel, submit_report
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf)])
+router = APIRouter(
+    prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf), Depends(single_valued)]
+)
 
 ANY_ROLE = ("operator", "supervisor", "controller")
 REPORTERS = ("operator", "supervisor")
