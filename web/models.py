@@ -36,7 +36,30 @@ class _Out(BaseModel):
         return as_utc(value) if isinstance(value, datetime) else value
 
 
+#: One ticket as the API shows it (the documents' example).
+TICKET_EXAMPLE: dict[str, Any] = {
+    "id": 42,
+    "external_ref": "RS-5f0c6a1e9b7d4c3a8e2f1",
+    "source": "operator",
+    "machine_id": "cnc103",
+    "category": "tool",
+    "severity": "high",
+    "title": "Tool on cnc103: Tool T12 chipped, parts show chatter marks.",
+    "description": "Tool T12 chipped, parts show chatter marks.",
+    "reporter": "1001",
+    "state": "filed",
+    "attempts": 1,
+    "plex_number": "WR-118204",
+    "last_error": None,
+    "episode_id": None,
+    "created_at": "2026-04-02T06:14:09Z",
+    "filed_at": "2026-04-02T06:14:11Z",
+}
+
+
 class TicketOut(_Out):
+    model_config = ConfigDict(json_schema_extra={"examples": [TICKET_EXAMPLE]})
+
     id: int
     external_ref: str
     source: str = Field(description="operator or rule")
@@ -62,6 +85,20 @@ class TicketEventOut(_Out):
 
 
 class TicketDetail(TicketOut):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    **TICKET_EXAMPLE,
+                    "events": [
+                        {"at": "2026-04-02T06:14:09Z", "event": "created", "detail": ""},
+                        {"at": "2026-04-02T06:14:11Z", "event": "filed", "detail": "WR-118204"},
+                    ],
+                }
+            ]
+        }
+    )
+
     events: list[TicketEventOut]
 
 
@@ -119,6 +156,23 @@ class EpisodeOut(_Out):
 
 
 class SilenceOut(_Out):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 7,
+                    "machine_id": "cnc103",
+                    "rule": None,
+                    "author": "sam",
+                    "reason": "Spindle probe swap.",
+                    "starts_at": "2026-04-02T06:00:00Z",
+                    "ends_at": "2026-04-02T08:00:00Z",
+                    "expired_by": None,
+                }
+            ]
+        }
+    )
+
     id: int
     machine_id: str | None
     rule: str | None
@@ -178,6 +232,27 @@ class ToolChangeOut(BaseModel):
 
 
 class ReportOut(_Out):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "5f0c6a1e9b7d4c3a8e2f1d0b9a8c7e6f",
+                    "kind": "tb",
+                    "name": "TB_202401_to_202406",
+                    "params": {"start": 202401, "end": 202406, "pcns": [123681]},
+                    "requester": "dan",
+                    "state": "completed",
+                    "current_step": None,
+                    "error": None,
+                    "created_at": "2026-07-01T07:00:00Z",
+                    "started_at": "2026-07-01T07:00:01Z",
+                    "finished_at": "2026-07-01T07:03:40Z",
+                    "download": "/reports/5f0c6a1e9b7d4c3a8e2f1d0b9a8c7e6f/download",
+                }
+            ]
+        }
+    )
+
     id: str
     kind: str
     name: str = Field(description="e.g. TB_202404_to_202404")

@@ -24,6 +24,7 @@ from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
 from core.config import RepsysConfig
+from web import models
 
 SESSION_COOKIE = "repsys_session"
 API_DESCRIPTION = """Tickets, episodes, machines, silences and report requests of a plant.
@@ -177,6 +178,18 @@ def _configured(doc: dict[str, Any], cfg: RepsysConfig) -> None:
     _schema(doc, "ReportIn")["kind"]["enum"] = sorted(cfg.runner.pipelines)
 
 
+def _examples(doc: dict[str, Any]) -> None:
+    """Put the bodies' examples back whole.
+
+    FastAPI writes the document without nulls, examples included, so an example ticket
+    would lack its required ``last_error: null``; the models' own examples are the truth.
+    """
+    for name, schema in doc["components"]["schemas"].items():
+        model = getattr(models, name, None)
+        if isinstance(model, type) and issubclass(model, BaseModel) and "examples" in schema:
+            schema["examples"] = model.model_json_schema()["examples"]
+
+
 def install(app: FastAPI, cfg: RepsysConfig) -> None:
     """Make ``app`` serve the finished document (built once, on first request)."""
 
@@ -195,6 +208,7 @@ def install(app: FastAPI, cfg: RepsysConfig) -> None:
                     read = method in ("get", "head")
                     operation["security"] = _READ_SECURITY if read else _WRITE_SECURITY
             _configured(doc, cfg)
+            _examples(doc)
             app.openapi_schema = doc
         return app.openapi_schema
 

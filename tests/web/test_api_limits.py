@@ -15,7 +15,7 @@ from sqlalchemy import select
 from core.db.schema import ReportRequestRow, Silence, Ticket
 from repsys.servers import free_port
 from tests.web.conftest import csrf_of
-from web import accounts
+from web import accounts, models
 
 ERROR_KEYS = {"detail", "reason", "errors"}
 
@@ -184,6 +184,13 @@ def test_the_document_declares_security_and_every_error_status(bot_web) -> None:
                 assert op["requestBody"]["content"]["application/json"]["schema"], (method, path)
             if method == "post":
                 assert {"csrf": [], "session": []} in op["security"], (method, path)
+    # Every body in and out has an example, and the example is one the app would accept
+    # or give.
+    for name in ("TicketIn", "SilenceIn", "ReportIn", "TicketOut", "TicketDetail", "SilenceOut"):
+        for example in doc["components"]["schemas"][name]["examples"]:
+            getattr(models, name).model_validate(example)
+    for example in doc["components"]["schemas"]["ReportOut"]["examples"]:
+        models.ReportOut.model_validate(example)
 
 
 def test_report_requests_are_limited_per_user_and_kind(bot_web) -> None:
