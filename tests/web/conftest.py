@@ -234,9 +234,10 @@ def run_sender(web: RunningWeb) -> int:
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """What the schemathesis run walked per role (tests/web/test_api_contract.py)."""
-    from tests.web.test_api_contract import WALKED
+    from tests.web.test_api_contract import OPERATIONS, WALKED
 
     if WALKED:
         terminalreporter.section("API contract (schemathesis)")
+        terminalreporter.write_line("operations: " + ", ".join(OPERATIONS))
         for role, line in WALKED.items():
             terminalreporter.write_line(f"{role}: {line}")

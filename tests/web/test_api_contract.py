@@ -53,8 +53,10 @@ CHECKS: list[CheckFunction] = [
     response_schema_conformance,
     negative_data_rejection,
 ]
-#: Walked operations per role, printed at the end of the run (tests/web/conftest.py).
+#: What each role walked, printed at the end of the run (tests/web/conftest.py).
 WALKED: dict[str, str] = {}
+#: The operations of the document, in its order.
+OPERATIONS: list[str] = []
 
 
 def _credentials(web: RunningWeb, role: str) -> dict[str, str]:
@@ -117,10 +119,12 @@ def test_every_operation_keeps_to_the_document(start_web, pg_engine, role: str) 
     failures: dict[str, BaseException] = {}
     requests = 0
     operations = list(schema.get_all_operations())
+    labels: list[str] = []
     for result in operations:
         # An operation schemathesis cannot read is a document that does not tell the truth.
         assert isinstance(result, Ok), result.err()
         operation = result.ok()
+        labels.append(operation.label)
         for mode in MODES:
             try:
                 requests += _walk(operation, mode, headers, checks)
@@ -130,6 +134,7 @@ def test_every_operation_keeps_to_the_document(start_web, pg_engine, role: str) 
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 failures[f"{operation.label} {mode.value}"] = exc
+    OPERATIONS[:] = labels
     WALKED[role] = (
         f"{len(operations)} operations, {requests} requests, {len(failures)} failures "
         f"({EXAMPLES} examples per operation and mode)"
