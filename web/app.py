@@ -45,7 +45,7 @@ from web.errors import (
 )
 from web.metrics import WebMetrics
 from web.middleware import WebMiddleware
-from web.openapi import SESSION_COOKIE, ErrorOut
+from web.openapi import REASONS, SESSION_COOKIE
 from web.openapi import install as install_openapi
 from web.ratelimit import LoginLimiter, ReportQuota
 from web.render import STATIC, build_templates, render, url
@@ -87,13 +87,20 @@ def api_error(
     errors: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
-    """The API's one error answer (``web.openapi.ErrorOut``)."""
-    body = ErrorOut(
-        detail=_printable(detail),
-        reason=reason,
-        errors={_printable(k): _printable(v) for k, v in (errors or {}).items()},
-    )
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    """The API's one error answer (``web.openapi.ErrorOut``).
+
+    A ``reason`` the document does not list is a bug here: it is logged and answered as
+    ``http`` rather than letting the answer itself fail.
+    """
+    if reason not in REASONS:
+        log.error("web_error_reason_undocumented", reason=reason, status=status)
+        reason = "http"
+    body = {
+        "detail": _printable(detail),
+        "reason": reason,
+        "errors": {_printable(k): _printable(v) for k, v in (errors or {}).items()},
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _error(
@@ -124,7 +131,8 @@ async def _on_not_authenticated(request: Request, exc: Exception) -> Response:
 
 
 async def _on_forbidden(request: Request, exc: Exception) -> Response:
-    reason = exc.reason if isinstance(exc, WebError) else "forbidden"
+    # Also the answer to any other WebError (a lock, the root class): refused, 403.
+    reason = exc.reason if isinstance(exc, WebError) and exc.reason in REASONS else "forbidden"
     return _error(request, 403, "Not allowed", exc, reason=reason)
 
 

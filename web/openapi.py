@@ -17,7 +17,7 @@ client generated from it, and the property-based tests in ``tests/web``, see the
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -36,15 +36,30 @@ Report requests are limited per user and kind per hour (429 with `Retry-After`);
 identical request made again soon returns the existing one (200 instead of 201)."""
 
 
+#: The words ``ErrorOut.reason`` can be, an enum in the document so a client can switch
+#: on them; ``http`` is any other HTTP error the framework raises.
+ErrorReason = Literal[
+    "bad_input",
+    "bad_body",
+    "not_authenticated",
+    "forbidden",
+    "csrf",
+    "not_found",
+    "method_not_allowed",
+    "too_large",
+    "rate_limited",
+    "queue_unavailable",
+    "internal",
+    "http",
+]
+REASONS: frozenset[str] = frozenset(get_args(ErrorReason))
+
+
 class ErrorOut(BaseModel):
     """The body of every error answer of the API."""
 
     detail: str = Field(description="What went wrong, in a sentence for a person.")
-    reason: str = Field(
-        description="One word a program can act on: bad_input, bad_body, not_authenticated, "
-        "forbidden, csrf, not_found, method_not_allowed, too_large, rate_limited, "
-        "queue_unavailable, internal."
-    )
+    reason: ErrorReason = Field(description="One word a program can act on.")
     errors: dict[str, str] = Field(
         default_factory=dict, description="Field (body key, path or query parameter) -> message."
     )

@@ -143,6 +143,9 @@ def test_the_422_body_is_the_documented_shape(bot_web) -> None:
         "reason": "string",
         "errors": "object",
     }
+    assert {"bad_input", "not_authenticated", "rate_limited"} <= set(
+        shape["properties"]["reason"]["enum"]
+    )
     for path, method in [("/api/v1/tickets", "post"), ("/api/v1/silences", "post")]:
         declared = doc["paths"][path][method]["responses"]["422"]["content"]["application/json"]
         assert declared["schema"] == {"$ref": "#/components/schemas/ErrorOut"}
@@ -296,3 +299,13 @@ def test_a_query_parameter_given_twice_is_refused(bot_web, path: str, name: str,
     resp = bot.get(path, params=[(name, "\n\x84"), (name, good)])
     assert _is_error(resp, 422, "bad_input")["errors"] == {name: "Give this parameter once."}
     assert bot.get(path, params={name: good}).status_code == 200
+
+
+def test_a_reason_the_document_does_not_list_is_never_answered() -> None:
+    from web.app import api_error
+
+    def reason(resp) -> str:
+        return str(json.loads(bytes(resp.body))["reason"])
+
+    assert reason(api_error(400, "locked", "x")) == "http"
+    assert reason(api_error(429, "rate_limited", "x")) == "rate_limited"
