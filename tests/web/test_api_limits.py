@@ -283,6 +283,9 @@ def test_a_report_request_without_redis_is_a_503_not_a_500(bot_web) -> None:
     assert "the report queue is unavailable" in _is_error(resp, 503, "queue_unavailable")["detail"]
     with web.sessions() as s:
         assert s.scalars(select(ReportRequestRow)).all() == []
+    # What has no classified answer is still a 500 in the documented shape, not text.
+    broken = bot.get("/api/v1/machines")
+    assert _is_error(broken, 500, "internal")["detail"] == "An unexpected error; it is logged."
 
 
 @pytest.mark.parametrize(
