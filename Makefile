@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest fuzz bench migration lock screenshots clean
+.PHONY: setup system-packages run test lint typecheck pytest fuzz bench soak-api migration lock screenshots clean
 
 setup: system-packages $(STAMP)
 
@@ -47,6 +47,12 @@ fuzz: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# The soak profile of the API contract test: schemathesis walks every operation for every
+# role with API_EXAMPLES cases per operation and mode (make test walks 10, the same each run).
+API_EXAMPLES ?= 200
+soak-api: setup
+	REPSYS_API_EXAMPLES=$(API_EXAMPLES) $(BIN)/pytest -q --timeout=1800 tests/web/test_api_contract.py
 
 # Refresh the screenshots web/README.md shows (the browser tests take them).
 screenshots: setup

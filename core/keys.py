@@ -135,6 +135,11 @@ def login_attempts(who: str) -> str:
     return f"{PREFIX}web:login_attempts:{who}"
 
 
+def report_quota(kind: str, who: str) -> str:
+    """Report requests one user made of one kind in the current hour (int, with a TTL)."""
+    return f"{PREFIX}web:report_quota:{kind}:{who}"
+
+
 def web_session(session_id: str) -> str:
     """A web login (string: the user's principal as JSON) with the session's TTL.
 

@@ -8,6 +8,8 @@ same parameters (which is what coalescing compares).
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,6 +20,20 @@ from runner.errors import BadRequest
 
 #: Answers "which periods does this PCN's fiscal calendar have?"; ``None``: not loaded yet.
 CalendarLookup = Callable[[int], set[int] | None]
+
+#: Whole numbers as people type them in a plant: ASCII digits only. ``str.isdigit`` also
+#: accepts superscripts and other scripts' digits ('²', '٣'), which ``int`` then refuses
+#: or reads as something nobody typed.
+_DIGITS = re.compile(r"[0-9]+")
+#: Characters no parameter may hold: C0 and C1 controls (they reach command environments,
+#: file names and mail subjects) and lone surrogates (no database or Redis can store them).
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+#: Longest text a parameter value may be; every real parameter is far shorter.
+VALUE_MAX = 256
+
+
+def _digits(text: str) -> bool:
+    return _DIGITS.fullmatch(text) is not None
 
 
 @dataclass(frozen=True)
@@ -39,7 +55,7 @@ def known_pcns(cfg: RepsysConfig) -> list[int]:
 def parse_period(value: Any, what: str) -> int:
     """``202401`` / ``"202401"`` -> 202401; anything else is a :class:`BadRequest`."""
     text = str(value).strip()
-    if isinstance(value, bool) or not (text.isdigit() and len(text) == 6):
+    if isinstance(value, bool) or not (_digits(text) and len(text) == 6):
         raise BadRequest(f"{what} {text!r} is not a period like 202401 (YYYYPP)")
     period = int(text)
     if not 1 <= period % 100 <= 13:
@@ -56,10 +72,31 @@ def _pcn_list(value: Any) -> list[int]:
     out = []
     for item in items:
         text = str(item).strip()
-        if isinstance(item, bool) or not text.isdigit():
+        if isinstance(item, bool) or not _digits(text) or len(text) > 18:
             raise BadRequest(f"PCN {text!r} is not a number")
         out.append(int(text))
     return sorted(set(out))
+
+
+def _plain(value: Any) -> bool:
+    if isinstance(value, str):
+        return len(value) <= VALUE_MAX and _UNSAFE.search(value) is None
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and infinity are JSON no database stores
+    return True
+
+
+def _check_plain(params: Mapping[str, Any]) -> None:
+    """Refuse names and values that no queue entry, table or command could carry."""
+    for key, value in params.items():
+        if not _plain(key):
+            raise BadRequest(f"parameter name {str(key)[:32]!a} is not plain text")
+        for item in value if isinstance(value, list | tuple) else [value]:
+            if not _plain(item):
+                raise BadRequest(
+                    f"parameter {key!r}: {str(item)[:32]!a} holds a control or invalid "
+                    f"character, is not a finite number or has more than {VALUE_MAX} characters"
+                )
 
 
 def _check_keys(kind: str, params: Mapping[str, Any], allowed: set[str]) -> None:
@@ -140,9 +177,10 @@ def _escalation(cfg: RepsysConfig, params: Mapping[str, Any]) -> Normalized:
 def _tool_check(params: Mapping[str, Any]) -> Normalized:
     _check_keys("tool_check", params, {"window_minutes"})
     window = params.get("window_minutes", 15)
-    if isinstance(window, bool) or not str(window).isdigit() or not 1 <= int(window) <= 1440:
+    text = str(window).strip()
+    if isinstance(window, bool) or not _digits(text) or not 1 <= int(text) <= 1440:
         raise BadRequest(f"window_minutes {window!r} must be a whole number from 1 to 1440")
-    return Normalized({"window_minutes": int(window)}, "Tool_check")
+    return Normalized({"window_minutes": int(text)}, "Tool_check")
 
 
 def _other(kind: str, params: Mapping[str, Any]) -> Normalized:
@@ -163,6 +201,7 @@ def normalize(
         raise BadRequest(f"unknown report kind {kind!r} (known: {known})")
     if not isinstance(params, Mapping):
         raise BadRequest("parameters must be a mapping of names to values")
+    _check_plain(params)
     if kind == "tb":
         return _tb(cfg, params, calendars)
     if kind == "escalation":

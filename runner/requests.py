@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import redis
@@ -43,6 +44,17 @@ log = get_logger(__name__)
 
 PROGRESS_VERSION = 1
 ACTIVE_STATES = (ReportState.PENDING.value, ReportState.RUNNING.value)
+#: States in which an earlier identical request stands for a new one inside the window:
+#: not failed or cancelled, whose repeat is a deliberate retry.
+SAME_REQUEST_STATES = (*ACTIVE_STATES, ReportState.COMPLETED.value)
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What :func:`submit_request` did: the request's row, and whether it is a new one."""
+
+    row: ReportRequestRow
+    created: bool
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,40 @@ def submit(
             PCN, unknown parameter; ``str()`` is the message for the requester.
         QueueUnavailable: Redis did not take the entry (nothing is left queued).
     """
+    return submit_request(
+        sessions,
+        redis_client,
+        cfg,
+        kind=kind,
+        params=params,
+        requester=requester,
+        request_id=request_id,
+    ).row
+
+
+def submit_request(
+    sessions: sessionmaker[Session],
+    redis_client: Any,
+    cfg: RepsysConfig,
+    *,
+    kind: str,
+    params: dict[str, Any],
+    requester: str,
+    request_id: str | None = None,
+    same_request_window_s: float = 0.0,
+    admit: Callable[[], None] | None = None,
+) -> Submitted:
+    """:func:`submit`, telling whether the request is new, for requesters with limits.
+
+    Args:
+        same_request_window_s: an identical request made this many seconds ago or less
+            that is running or completed is returned too (a pending one always is).
+        admit: called once, before a new request is recorded (never for one that returns
+            an existing request); it may raise to refuse it, e.g. over a quota.
+
+    Raises:
+        BadRequest, QueueUnavailable: as :func:`submit`; and whatever ``admit`` raises.
+    """
     with sessions() as session:
         norm = normalize(cfg, kind, params, calendar_lookup(session))
     dedupe = norm.dedupe_key(kind)
@@ -140,6 +186,8 @@ def submit(
             requester=requester,
             request_id=request_id,
             now=now,
+            window=timedelta(seconds=same_request_window_s),
+            admit=admit,
         )
     except IntegrityError:
         # Another scheduler queued the same scheduled request at the same moment.
@@ -147,7 +195,7 @@ def submit(
             again = session.get(ReportRequestRow, request_id) if request_id else None
         if again is None:
             raise
-        return again
+        return Submitted(again, created=False)
     if not created:
         if row.state == ReportState.PENDING.value and row.id not in queued_request_ids(
             redis_client
@@ -155,7 +203,7 @@ def submit(
             # Coalesced into a request whose queue entry Redis lost: queue it again, or
             # this request and every identical one after it would wait forever.
             _queue(redis_client, row, reason="coalesced")
-        return row
+        return Submitted(row, created=False)
     entry = ReportRequest(
         id=row.id, kind=kind, params=norm.params, requester=row.requester, requested_at=now
     )
@@ -169,7 +217,7 @@ def submit(
         raise QueueUnavailable(f"the report queue is unavailable: {exc}") from exc
     log.info("report_requested", request=row.id, kind=kind, name=row.name, requester=requester)
     publish_progress(redis_client, row.id, ReportState.PENDING.value)
-    return row
+    return Submitted(row, created=True)
 
 
 def queued_request_ids(redis_client: Any) -> set[str]:
@@ -184,7 +232,7 @@ def queued_request_ids(redis_client: Any) -> set[str]:
 
 
 def _queue(redis_client: Any, row: ReportRequestRow, *, reason: str) -> None:
-    created = row.created_at if row.created_at.tzinfo else row.created_at.replace(tzinfo=UTC)
+    created = row.created_at
     entry = ReportRequest(
         id=row.id,
         kind=row.kind,
@@ -242,25 +290,33 @@ def _insert(
     requester: str,
     request_id: str | None,
     now: datetime,
+    window: timedelta = timedelta(0),
+    admit: Callable[[], None] | None = None,
 ) -> tuple[ReportRequestRow, bool]:
-    """The new row, or an existing one (same id, or identical and pending) and False."""
+    """The new row, or an existing one (same id, or identical: pending, or running or
+    completed within ``window``) and False."""
     with sessions.begin() as session:
         if request_id is not None:
             existing = session.get(ReportRequestRow, request_id)
             if existing is not None:
                 return existing, False
-        pending = session.scalars(
-            select(ReportRequestRow)
-            .where(
-                ReportRequestRow.dedupe_key == dedupe,
-                ReportRequestRow.state == ReportState.PENDING.value,
+        same = ReportRequestRow.state == ReportState.PENDING.value
+        if window > timedelta(0):
+            same = same | (
+                ReportRequestRow.state.in_(SAME_REQUEST_STATES)
+                & (ReportRequestRow.created_at >= now - window)
             )
-            .order_by(ReportRequestRow.created_at)
+        existing = session.scalars(
+            select(ReportRequestRow)
+            .where(ReportRequestRow.dedupe_key == dedupe, same)
+            .order_by(ReportRequestRow.created_at.desc())
             .limit(1)
         ).first()
-        if pending is not None:
-            log.info("report_request_coalesced", request=pending.id, kind=kind)
-            return pending, False
+        if existing is not None:
+            log.info("report_request_coalesced", request=existing.id, kind=kind)
+            return existing, False
+        if admit is not None:
+            admit()
         row = ReportRequestRow(
             id=request_id or uuid.uuid4().hex,
             kind=kind,
@@ -346,4 +402,5 @@ __all__ = [
     "queued_request_ids",
     "requeue_orphans",
     "submit",
+    "submit_request",
 ]

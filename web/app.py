@@ -6,7 +6,7 @@ their own engine, Redis and metrics registry) or built from the configuration; t
 owns and closes them. ``repsys web`` (``web/cli.py``) serves the app with uvicorn.
 
 Errors raised anywhere in a handler become responses here, once: an HTML page for people,
-JSON for the API (paths under ``/api/``).
+JSON for the API (paths under ``/api/``), always the one shape ``web.openapi.ErrorOut``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,16 +33,26 @@ from core.lifecycle import Stopper
 from core.logs import get_logger
 from core.metrics import new_registry
 from core.redis import connect, connect_sync
-from web.errors import CsrfError, Forbidden, FormError, NotAuthenticated, NotFound, WebError
+from runner.errors import BadRequest, QueueUnavailable
+from web.errors import (
+    CsrfError,
+    Forbidden,
+    FormError,
+    NotAuthenticated,
+    NotFound,
+    RateLimited,
+    WebError,
+)
 from web.metrics import WebMetrics
 from web.middleware import WebMiddleware
-from web.ratelimit import LoginLimiter
+from web.openapi import REASONS, SESSION_COOKIE
+from web.openapi import install as install_openapi
+from web.ratelimit import LoginLimiter, ReportQuota
 from web.render import STATIC, build_templates, render, url
 from web.services import Services, services
 from web.views import api, boards, login, operator, reports, silences
 
 log = get_logger(__name__)
-SESSION_COOKIE = "repsys_session"
 
 
 def check_ready(svc: Services) -> tuple[bool, str]:
@@ -63,17 +74,53 @@ def _is_api(request: Request) -> bool:
     return request.url.path.startswith(f"{root}/api/")
 
 
-def _error(request: Request, status: int, title: str, message: str) -> Response:
+def _printable(text: str) -> str:
+    # A message may quote what the client sent; a lone surrogate in it would make the
+    # answer itself unencodable.
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def api_error(
+    status: int,
+    reason: str,
+    detail: str,
+    errors: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """The API's one error answer (``web.openapi.ErrorOut``).
+
+    A ``reason`` the document does not list is a bug here: it is logged and answered as
+    ``http`` rather than letting the answer itself fail.
+    """
+    if reason not in REASONS:
+        log.error("web_error_reason_undocumented", reason=reason, status=status)
+        reason = "http"
+    body = {
+        "detail": _printable(detail),
+        "reason": reason,
+        "errors": {_printable(k): _printable(v) for k, v in (errors or {}).items()},
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _error(
+    request: Request,
+    status: int,
+    title: str,
+    exc: Exception,
+    *,
+    reason: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
     if _is_api(request):
-        return JSONResponse({"detail": message}, status_code=status)
-    return render(request, "error.html", {"title": title, "message": message}, status_code=status)
+        return api_error(status, reason, str(exc), headers=headers)
+    context = {"title": title, "message": str(exc)}
+    return render(request, "error.html", context, status_code=status, headers=headers)
 
 
 async def _on_not_authenticated(request: Request, exc: Exception) -> Response:
     if _is_api(request):
-        return JSONResponse(
-            {"detail": str(exc)}, status_code=401, headers={"WWW-Authenticate": "Bearer"}
-        )
+        return api_error(401, "not_authenticated", str(exc), headers={"WWW-Authenticate": "Bearer"})
     target = request.url.path
     root = str(request.scope.get("root_path", ""))
     if root and target.startswith(root):
@@ -84,27 +131,91 @@ async def _on_not_authenticated(request: Request, exc: Exception) -> Response:
 
 
 async def _on_forbidden(request: Request, exc: Exception) -> Response:
-    return _error(request, 403, "Not allowed", str(exc))
+    # Also the answer to any other WebError (a lock, the root class): refused, 403.
+    reason = exc.reason if isinstance(exc, WebError) and exc.reason in REASONS else "forbidden"
+    return _error(request, 403, "Not allowed", exc, reason=reason)
 
 
 async def _on_csrf(request: Request, exc: Exception) -> Response:
-    return _error(request, 403, "Form expired", str(exc))
+    return _error(request, 403, "Form expired", exc, reason="csrf")
 
 
 async def _on_not_found(request: Request, exc: Exception) -> Response:
-    return _error(request, 404, "Not found", str(exc))
+    return _error(request, 404, "Not found", exc, reason="not_found")
+
+
+async def _on_rate_limited(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RateLimited)
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return _error(request, 429, "Too many requests", exc, reason="rate_limited", headers=headers)
 
 
 async def _on_form_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FormError)
-    return JSONResponse({"detail": str(exc), "errors": exc.errors}, status_code=422)
+    return api_error(422, "bad_input", str(exc), exc.errors)
+
+
+async def _on_bad_report(request: Request, exc: Exception) -> Response:
+    # The runner's words for a report request it refuses (the pages catch it themselves).
+    return api_error(422, "bad_input", str(exc), {"params": str(exc)})
+
+
+async def _on_queue_unavailable(request: Request, exc: Exception) -> Response:
+    return api_error(503, "queue_unavailable", str(exc))
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    # ("body", "hours") -> "hours"; ("path", "ticket_id") -> "ticket_id"; ("body",) -> "body"
+    parts = [str(p) for p in loc[1:]] or [str(p) for p in loc[:1]]
+    return ".".join(parts)
+
+
+async def _on_invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors: dict[str, str] = {}
+    for error in exc.errors():
+        errors.setdefault(_field(tuple(error.get("loc", ()))), str(error.get("msg", "invalid")))
+    detail = "; ".join(f"{k}: {v}" for k, v in errors.items())
+    if _is_api(request):
+        return api_error(422, "bad_input", detail, errors)
+    if any(e.get("loc", ("",))[0] == "path" for e in exc.errors()):
+        # A page's address with an impossible id names nothing: the page does not exist.
+        return render(
+            request,
+            "error.html",
+            {"title": "Not found", "message": "There is no such page."},
+            status_code=404,
+        )
+    message = f"The request is not valid: {_printable(detail)}"
+    context = {"title": "Bad request", "message": message}
+    return render(request, "error.html", context, status_code=422)
+
+
+_HTTP_REASONS = {400: "bad_body", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
     if _is_api(request) or exc.status_code not in (404, 405):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-    return _error(request, exc.status_code, "Not found", "There is no such page.")
+        reason = _HTTP_REASONS.get(exc.status_code, "http")
+        return api_error(exc.status_code, reason, str(exc.detail), headers=headers)
+    context = {"title": "Not found", "message": "There is no such page."}
+    return render(request, "error.html", context, status_code=exc.status_code, headers=headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # Starlette re-raises the exception after this answer, so it is still logged with
+    # its traceback; the client gets the documented shape instead of plain text.
+    log.error("web_unexpected_error", path=request.url.path, error=type(exc).__name__)
+    if _is_api(request):
+        return api_error(500, "internal", "An unexpected error; it is logged.")
+    return render(
+        request,
+        "error.html",
+        {"title": "Something went wrong", "message": "An unexpected error; it is logged."},
+        status_code=500,
+    )
 
 
 def create_app(
@@ -130,6 +241,7 @@ def create_app(
         metrics=metrics,
         limiter=LoginLimiter(redis, cfg.web.login),
         stopper=stopper or Stopper(),
+        quota=ReportQuota(redis, cfg.web.reports),
         clock=clock,
     )
     if cfg.web.session_secret is not None:
@@ -173,9 +285,15 @@ def create_app(
     app.add_exception_handler(Forbidden, _on_forbidden)
     app.add_exception_handler(CsrfError, _on_csrf)
     app.add_exception_handler(NotFound, _on_not_found)
+    app.add_exception_handler(RateLimited, _on_rate_limited)
     app.add_exception_handler(FormError, _on_form_error)
     app.add_exception_handler(WebError, _on_forbidden)
+    app.add_exception_handler(BadRequest, _on_bad_report)
+    app.add_exception_handler(QueueUnavailable, _on_queue_unavailable)
+    app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(HTTPException, _on_http)
+    app.add_exception_handler(Exception, _on_unexpected)
+    install_openapi(app, cfg)
 
     # Added last = outermost: the security headers and metrics wrap the session cookie.
     app.add_middleware(

@@ -12,6 +12,7 @@ Tree::
     ├── Forbidden (RejectedError)        logged in, but without the role the page needs
     ├── CsrfError (RejectedError)        a form post without the session's CSRF token
     ├── LoginLocked (RejectedError)      too many failed logins; ``retry_after_s`` says when
+    ├── RateLimited (RejectedError)      over a request quota (reports); ``retry_after_s`` too
     └── NotFound (RejectedError)         no such ticket, episode, silence or report
 """
 
@@ -58,6 +59,16 @@ class LoginLocked(WebError, RejectedError):  # noqa: N818 - named for the answer
     """Too many failed logins for this user name or address."""
 
     reason = "locked"
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class RateLimited(WebError, RejectedError):  # noqa: N818 - named for the answer it becomes
+    """Over a quota, e.g. report requests per user and kind per hour; answers 429."""
+
+    reason = "rate_limited"
 
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)

@@ -3,12 +3,14 @@
 The HTML forms and the JSON API share these functions, so a ticket filed by a Teams bot
 is held to the same rules as one typed on a tablet. Each returns a clean value or raises
 :class:`web.errors.FormError` with one message per field that is wrong, worded for the
-person at the form. Text is stored as typed (HTML in it is shown escaped, never run);
-only what no database or Plex field can hold, control characters, is refused.
+person at the form. Text is stored as typed, NFC-normalized (HTML in it is shown
+escaped, never run); what no database or Plex field can hold, or what shows nothing or
+reads otherwise than it is, is refused (``web/text.py``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -23,12 +25,35 @@ from core.db.schema import Silence, Ticket
 from core.model import Severity
 from core.outbox import add_ticket
 from web.errors import FormError
+from web.text import TextProblem, clean_text
 
-#: Characters refused in free text: C0 controls except tab and newlines, and DEL.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 RULE_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 TITLE_TEXT_LEN = 100
 REASON_MAX = 512
+#: A duration as typed on the form: ASCII digits, an optional decimal part.
+HOURS_PATTERN = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6})?")
+
+#: What each text problem means for the person at the form, by field label.
+_TEXT_MESSAGES = {
+    TextProblem.UNENCODABLE: "The {what} holds a character that cannot be stored; retype it.",
+    TextProblem.CONTROL: "The {what} contains a control character; retype it.",
+    TextProblem.DIRECTION: "The {what} contains a text-direction control character; retype it.",
+}
+
+
+def _free_text(
+    data: Mapping[str, Any], key: str, *, what: str, empty: str, limit: int
+) -> tuple[str, str | None]:
+    """A free-text field, cleaned, and its error message (``None`` when it is fine)."""
+    raw = data.get(key, "")
+    text, problem = clean_text(raw if isinstance(raw, str) else "")
+    if problem is TextProblem.EMPTY:
+        return text, empty
+    if problem is not None:
+        return text, _TEXT_MESSAGES[problem].format(what=what)
+    if len(text) > limit:
+        return text, f"The {what} is too long: {len(text)} characters, at most {limit}."
+    return text, None
 
 
 def _text(data: Mapping[str, Any], key: str) -> str:
@@ -84,17 +109,15 @@ def parse_ticket(
         errors["severity"] = "Severity is low, medium or high."
         severity = Severity.MEDIUM
 
-    raw = data.get("description", "")
-    description = raw.strip().replace("\r\n", "\n") if isinstance(raw, str) else ""
-    limit = cfg.web.description_max_chars
-    if not description:
-        errors["description"] = "Describe the problem."
-    elif len(description) > limit:
-        errors["description"] = (
-            f"The description is too long: {len(description)} characters, at most {limit}."
-        )
-    elif CONTROL_CHARS.search(description):
-        errors["description"] = "The description contains a control character; retype it."
+    description, problem = _free_text(
+        data,
+        "description",
+        what="description",
+        empty="Describe the problem.",
+        limit=cfg.web.description_max_chars,
+    )
+    if problem is not None:
+        errors["description"] = problem
 
     who = badge or _text(data, "badge")
     if not who:
@@ -154,24 +177,19 @@ def parse_silence(cfg: RepsysConfig, data: Mapping[str, Any], *, now: datetime) 
     if machine_id is None and rule is None and "machine" not in errors:
         errors["machine"] = "Pick a machine or a rule: a silence never covers everything."
 
-    max_hours = cfg.web.silence_max_hours
-    hours_text = _text(data, "hours")
-    try:
-        hours = float(hours_text)
-    except ValueError:
-        hours = float("nan")
-    if not 0 < hours <= max_hours:  # also false for NaN
-        errors["hours"] = f"The duration is a number of hours above 0, at most {max_hours}."
-
-    reason = _text(data, "reason")
-    if not reason:
-        errors["reason"] = "Say why (the next shift reads it)."
-    elif len(reason) > REASON_MAX:
-        errors["reason"] = (
-            f"The reason is too long: {len(reason)} characters, at most {REASON_MAX}."
+    hours = _hours(data.get("hours"))
+    low, high = cfg.web.silence_min_minutes / 60, cfg.web.silence_max_hours
+    if not low <= hours <= high:  # also false for NaN
+        errors["hours"] = (
+            f"The duration is at least {cfg.web.silence_min_minutes:g} minutes "
+            f"and at most {high} hours."
         )
-    elif CONTROL_CHARS.search(reason):
-        errors["reason"] = "The reason contains a control character; retype it."
+
+    reason, problem = _free_text(
+        data, "reason", what="reason", empty="Say why (the next shift reads it).", limit=REASON_MAX
+    )
+    if problem is not None:
+        errors["reason"] = problem
 
     if errors:
         raise FormError(errors)
@@ -182,6 +200,20 @@ def parse_silence(cfg: RepsysConfig, data: Mapping[str, Any], *, now: datetime) 
         starts_at=now,
         ends_at=now + timedelta(hours=hours),
     )
+
+
+def _hours(value: Any) -> float:
+    """A duration in hours from a number (API) or from ASCII text (form); NaN otherwise."""
+    if isinstance(value, bool):
+        return math.nan
+    if isinstance(value, int | float):
+        try:
+            return float(value)
+        except OverflowError:  # an int past the float range, e.g. 10**400 in JSON
+            return math.nan
+    # float() alone would take "inf", "1_0" and other scripts' digits.
+    text = value.strip() if isinstance(value, str) else ""
+    return float(text) if HOURS_PATTERN.fullmatch(text) else math.nan
 
 
 def add_silence(session: Session, silence: SilenceInput, *, author: str) -> Silence:

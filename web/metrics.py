@@ -6,10 +6,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class WebMetrics:
-    """Requests, logins, filed tickets, rejected form input and live-queue listeners.
+    """Requests, logins, filed tickets, report requests, rejected input, live listeners.
 
     Labels stay bounded: ``route`` is the route's path template (``/tickets/{ticket_id}``),
-    never the concrete URL; ``field`` and ``category`` come from fixed lists.
+    never the concrete URL; ``field``, ``category`` and ``kind`` come from fixed lists
+    (a report's kind is counted only once the runner knows it).
     """
 
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -42,6 +43,13 @@ class WebMetrics:
             "repsys_web_form_rejections_total",
             "Form submissions rejected, by form and first offending field.",
             ["form", "field"],
+            registry=registry,
+        )
+        self.report_requests = Counter(
+            "repsys_web_report_requests_total",
+            "Report requests by kind and result: created, same (an identical recent one "
+            "returned) or rate_limited (over web.reports).",
+            ["kind", "result"],
             registry=registry,
         )
         self.csrf_rejections = Counter(

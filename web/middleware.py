@@ -11,6 +11,7 @@ by counting for chunked bodies), so a 100 MB post cannot fill the server's memor
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -68,7 +69,7 @@ class WebMiddleware:
         status = {"code": 500, "sent": False}
         declared = _content_length(scope)
         if declared is not None and declared > self.max_body_bytes:
-            await self._too_large(send, status)
+            await self._too_large(scope, send, status)
             self._count(scope, status["code"], started)
             return
 
@@ -98,16 +99,22 @@ class WebMiddleware:
             await self.app(scope, limited_receive, send_with_headers)
         except BodyTooLargeError:
             if not status["sent"]:
-                await self._too_large(send, status)
+                await self._too_large(scope, send, status)
         finally:
             self._count(scope, status["code"], started)
 
-    async def _too_large(self, send: Send, status: dict[str, Any]) -> None:
-        body = f"Request body larger than {self.max_body_bytes} bytes.\n".encode()
+    async def _too_large(self, scope: Scope, send: Send, status: dict[str, Any]) -> None:
+        message = f"Request body larger than {self.max_body_bytes} bytes."
         status["code"] = 413
         status["sent"] = True
         headers = [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        headers += [(b"content-type", b"text/plain; charset=utf-8")]
+        if scope["path"].startswith(f"{scope.get('root_path', '')}/api/"):
+            # The API's one error shape (web.openapi.ErrorOut), as its document says.
+            body = json.dumps({"detail": message, "reason": "too_large", "errors": {}}).encode()
+            headers += [(b"content-type", b"application/json")]
+        else:
+            body = f"{message}\n".encode()
+            headers += [(b"content-type", b"text/plain; charset=utf-8")]
         headers += [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

@@ -1,4 +1,4 @@
-"""Login rate limiting in Redis, shared by every replica of the web app.
+"""Login rate limiting and the report quota in Redis, shared by every replica of the web app.
 
 Two counters per login attempt: one for the user name (or badge), one for the client's
 address (``web.auth.client_address``: behind the proven gateway, the address the gateway
@@ -15,6 +15,10 @@ refuses every attempt until its window expires, whether the password is right or
 Each counter lives on its own key and is changed by its own transaction: the two are
 independent facts, and keeping them apart keeps them valid on a Redis Cluster, where
 the two keys may live on different nodes.
+
+The report quota (:class:`ReportQuota`) counts the requests one user makes of one kind in
+a fixed hour that starts with the first; a Lua script checks and counts in one step, so
+two replicas cannot both let the last request through.
 """
 
 from __future__ import annotations
@@ -22,8 +26,23 @@ from __future__ import annotations
 from typing import Any
 
 from core import keys
-from core.config.web import LoginLimitConfig
-from web.errors import LoginLocked
+from core.config.web import LoginLimitConfig, ReportLimitConfig
+from web.errors import LoginLocked, RateLimited
+
+QUOTA_WINDOW_S = 3600
+
+#: Count one request if the quota allows it.
+#: KEYS[1] the user's counter for the kind; ARGV[1] limit; ARGV[2] window in seconds.
+#: Returns {1, ttl} when counted, {0, ttl} when the quota is used up (ttl: seconds left).
+TAKE = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then
+  return {0, redis.call('TTL', KEYS[1])}
+end
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2], 'NX')
+return {1, redis.call('TTL', KEYS[1])}
+"""
 
 # KEYS[1] an attempt counter. Gives one attempt back; never creates the key (a DECR of a
 # missing key would leave -1 without an expiry).
@@ -82,3 +101,25 @@ def _locked_message(ttl: int) -> str:
     minutes = max(1, (int(ttl) + 59) // 60)
     unit = "minute" if minutes == 1 else "minutes"
     return f"Too many failed logins. Try again in {minutes} {unit}."
+
+
+class ReportQuota:
+    """Report requests per user and kind per hour (``web.reports``)."""
+
+    def __init__(self, redis: Any, cfg: ReportLimitConfig) -> None:
+        self._cfg = cfg
+        self._take = redis.register_script(TAKE)
+
+    def take(self, who: str, kind: str) -> None:
+        """Count one request of ``kind`` by ``who``; raise :class:`RateLimited` when over."""
+        limit = self._cfg.limit(kind)
+        counted, ttl = self._take(keys=[keys.report_quota(kind, who)], args=[limit, QUOTA_WINDOW_S])
+        if not int(counted):
+            wait = max(1, int(ttl))
+            minutes = max(1, (wait + 59) // 60)
+            unit = "minute" if minutes == 1 else "minutes"
+            raise RateLimited(
+                f"You asked for {limit} {kind} reports in the last hour, the most one person "
+                f"may. Try again in {minutes} {unit}.",
+                retry_after_s=wait,
+            )

@@ -21,7 +21,7 @@ from core.config import RepsysConfig
 from core.db.schema import utcnow
 from core.lifecycle import Stopper
 from web.metrics import WebMetrics
-from web.ratelimit import LoginLimiter
+from web.ratelimit import LoginLimiter, ReportQuota
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -48,6 +48,7 @@ class Services:
     metrics: WebMetrics
     limiter: LoginLimiter
     stopper: Stopper
+    quota: ReportQuota
     clock: Callable[[], datetime] = utcnow
     proxy_networks: list[Network] = field(default_factory=list)
 

@@ -120,6 +120,41 @@ class LoginLimitConfig(StrictModel):
     )
 
 
+class ReportLimitConfig(StrictModel):
+    """How many report requests one user may make, and when a repeat is the same request.
+
+    A trial balance reads a whole fiscal window from Plex and the accounting database;
+    a tool check may mail a shift. Neither should run hundreds of times an hour because a
+    script or a double click asked for it.
+    """
+
+    per_hour: int = Field(
+        default=20, ge=1, description="Requests one user may make of one kind per hour."
+    )
+    per_hour_by_kind: dict[str, int] = Field(
+        default_factory=lambda: {"tb": 6},
+        description="Report kind -> its own hourly limit per user (else per_hour).",
+    )
+    same_request_window_s: int = Field(
+        default=600,
+        ge=0,
+        description="An identical request this soon after another (not failed or "
+        "cancelled) returns that one; 0: only while it is pending.",
+    )
+
+    @field_validator("per_hour_by_kind")
+    @classmethod
+    def _positive(cls, limits: dict[str, int]) -> dict[str, int]:
+        for kind, limit in limits.items():
+            if limit < 1:
+                raise ValueError(f"the hourly limit of {kind!r} must be at least 1")
+        return limits
+
+    def limit(self, kind: str) -> int:
+        """The hourly limit per user for ``kind``."""
+        return self.per_hour_by_kind.get(kind, self.per_hour)
+
+
 class CategoryConfig(StrictModel):
     """A ticket category on the operator's form."""
 
@@ -193,9 +228,16 @@ class WebConfig(StrictModel):
         default=15, ge=2, description="How often boards reload themselves, seconds."
     )
     board_limit: int = Field(default=100, ge=1, le=1000, description="Rows shown per board table.")
+    silence_min_minutes: float = Field(
+        default=5.0,
+        gt=0,
+        le=60,
+        description="Shortest maintenance window a supervisor may create, minutes.",
+    )
     silence_max_hours: int = Field(
         default=24 * 14, ge=1, description="Longest maintenance window a supervisor may create."
     )
+    reports: ReportLimitConfig = ReportLimitConfig()
     login: LoginLimitConfig = LoginLimitConfig()
     trusted_proxy: TrustedProxyConfig = TrustedProxyConfig()
     bootstrap_users: list[BootstrapUser] = Field(

@@ -83,6 +83,38 @@ def count(sessions: sessionmaker[Session]) -> int:
             {"window_minutes": 0},
             "window_minutes 0 must be a whole number from 1 to 1440",
         ),
+        # Digits of other scripts pass str.isdigit() but are not what anyone typed.
+        (
+            "tool_check",
+            {"window_minutes": "\u00b2"},
+            "window_minutes '\u00b2' must be a whole number from 1 to 1440",
+        ),
+        (
+            "tb",
+            {"start": "\u00b2" * 6, "end": 202401},
+            "start period '\u00b2\u00b2\u00b2\u00b2\u00b2\u00b2' is not a period like 202401 "
+            "(YYYYPP)",
+        ),
+        (
+            "tb",
+            {"start": "\u0662\u0660\u0662\u0664\u0660\u0661", "end": 202401},
+            "start period '\u0662\u0660\u0662\u0664\u0660\u0661' is not a period like "
+            "202401 (YYYYPP)",
+        ),
+        ("tb", {"pcns": "\u00b9"}, "PCN '\u00b9' is not a number"),
+        # What no queue entry or table can carry is refused before anything is stored.
+        (
+            "tb",
+            {"pcns": "1\ud800"},
+            "parameter 'pcns': '1\\ud800' holds a control or invalid character, is not a "
+            "finite number or has more than 256 characters",
+        ),
+        (
+            "tool_check",
+            {"window_minutes": float("nan")},
+            "parameter 'window_minutes': 'nan' holds a control or invalid character, is not "
+            "a finite number or has more than 256 characters",
+        ),
     ],
 )
 def test_bad_requests_are_refused_with_a_clear_message_and_nothing_is_queued(

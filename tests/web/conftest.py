@@ -230,3 +230,14 @@ def run_runner(web: RunningWeb) -> int:
 def run_sender(web: RunningWeb) -> int:
     """``repsys plex-sender --once`` in this process, on the web app's config and database."""
     return int(build_sender(web.cfg, sessions=web.sessions).drain())
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """What the schemathesis run walked per role (tests/web/test_api_contract.py)."""
+    from tests.web.test_api_contract import OPERATIONS, WALKED
+
+    if WALKED:
+        terminalreporter.section("API contract (schemathesis)")
+        terminalreporter.write_line("operations: " + ", ".join(OPERATIONS))
+        for role, line in WALKED.items():
+            terminalreporter.write_line(f"{role}: {line}")

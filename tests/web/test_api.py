@@ -89,7 +89,11 @@ def test_bad_ticket_fields_answer_422_with_every_message(api_web) -> None:
 def test_tokens_are_checked_and_roles_apply(api_web) -> None:
     assert api_web.client(headers={"Authorization": "Bearer rs_nope"}).get(
         "/api/v1/tickets"
-    ).json() == {"detail": "invalid or revoked API token"}
+    ).json() == {
+        "detail": "invalid or revoked API token",
+        "reason": "not_authenticated",
+        "errors": {},
+    }
     controller = _bot(api_web, "controller")
     assert controller.get("/api/v1/tickets").status_code == 200
     refused = controller.post(

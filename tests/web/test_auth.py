@@ -139,7 +139,11 @@ def test_operator_on_a_supervisor_page_gets_403(start_web) -> None:
         headers={"X-CSRF-Token": token},
     )
     assert api.status_code == 403
-    assert api.json() == {"detail": "This page needs the supervisor role."}
+    assert api.json() == {
+        "detail": "This page needs the supervisor role.",
+        "reason": "forbidden",
+        "errors": {},
+    }
 
 
 def test_admin_passes_every_role_check(start_web) -> None:
@@ -155,7 +159,8 @@ def test_anonymous_page_redirects_to_login_and_api_answers_401(start_web) -> Non
     assert resp.status_code == 303
     assert resp.headers["location"] == "/login?next=/boards/machines"
     api = c.get("/api/v1/tickets")
-    assert api.status_code == 401 and api.json() == {"detail": "log in first"}
+    assert api.status_code == 401
+    assert api.json() == {"detail": "log in first", "reason": "not_authenticated", "errors": {}}
     # After login the user lands where they were going; a foreign target is ignored.
     token = csrf_of(c.get("/login?next=/boards/machines").text)
     ok = c.post(

@@ -120,9 +120,16 @@ def test_silence_form_rejects_bad_input_with_messages(start_web) -> None:
             "rule",
             "A rule name is letters, digits and _ . - (at most 64).",
         ),
-        ({"hours": "0"}, "hours", "The duration is a number of hours above 0, at most 48."),
-        ({"hours": "49"}, "hours", "The duration is a number of hours above 0, at most 48."),
-        ({"hours": "nan"}, "hours", "The duration is a number of hours above 0, at most 48."),
+        ({"hours": "0"}, "hours", BAD_HOURS),
+        ({"hours": "49"}, "hours", BAD_HOURS),
+        ({"hours": "nan"}, "hours", BAD_HOURS),
+        # Shorter than web.silence_min_minutes (5): a window nobody could use.
+        ({"hours": "0.05"}, "hours", BAD_HOURS),
+        ({"hours": "1e-300"}, "hours", BAD_HOURS),
+        # float() would read these; a person did not type them as a duration.
+        ({"hours": "\u0663"}, "hours", BAD_HOURS),
+        ({"hours": "inf"}, "hours", BAD_HOURS),
+        ({"hours": "1_0"}, "hours", BAD_HOURS),
         ({"reason": ""}, "reason", "Say why (the next shift reads it)."),
         (
             {"reason": "<script>" * 100},
@@ -144,6 +151,9 @@ def test_silence_form_rejects_bad_input_with_messages(start_web) -> None:
         assert f'id="err-{field}" role="alert">{escape(message)}</p>' in resp.text, fields
     with web.sessions() as s:
         assert s.scalars(select(Silence)).all() == []
+
+
+BAD_HOURS = "The duration is at least 5 minutes and at most 48 hours."
 
 
 def _episode(s, **kw) -> Episode:

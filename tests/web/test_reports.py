@@ -17,6 +17,7 @@ from sqlalchemy import select
 from core.db.schema import ReportRequestRow
 from core.metrics import sample
 from repsys.servers import wait_until
+from tests.conftest import _merge
 from tests.web.conftest import RunningWeb, csrf_of, run_runner
 
 
@@ -190,14 +191,31 @@ def test_reports_api(start_web, accounting) -> None:
         json={"kind": "tb", "params": {"start": 202403, "end": 202404}},
         headers=h,
     )
-    assert again.json()["id"] == made.json()["id"]  # identical pending request coalesced
+    # An identical request made again soon is the same one: 200 and no new resource.
+    assert (again.status_code, again.json()["id"]) == (200, made.json()["id"])
     bad = c.post(
         "/api/v1/reports",
         json={"kind": "tb", "params": {"start": 202405, "end": 202401}},
         headers=h,
     )
     assert bad.status_code == 422
-    assert bad.json() == {"detail": "start period 202405 is after end period 202401"}
+    assert bad.json() == {
+        "detail": "start period 202405 is after end period 202401",
+        "reason": "bad_input",
+        "errors": {"params": "start period 202405 is after end period 202401"},
+    }
     assert [r["id"] for r in c.get("/api/v1/reports").json()] == [made.json()["id"]]
     cancelled = c.post(f"/api/v1/reports/{made.json()['id']}/cancel", headers=h)
     assert cancelled.json() == {"cancelled": True}
+
+
+def test_over_the_hourly_quota_the_page_answers_429_with_retry_after(start_web, accounting) -> None:
+    web = start_web(_merge(accounting, {"web": {"reports": {"per_hour_by_kind": {"tb": 1}}}}))
+    c = web.login("dan")
+    assert _request(c, kind="tb", start="202401", end="202402").status_code == 303
+    # The same request again is the one already made, over the quota or not.
+    assert _request(c, kind="tb", start="202401", end="202402").status_code == 303
+    over = _request(c, kind="tb", start="202401", end="202403")
+    assert over.status_code == 429 and 3540 <= int(over.headers["Retry-After"]) <= 3600
+    assert "You asked for 1 tb reports in the last hour, the most one person may." in over.text
+    assert len(_rows(web)) == 1

@@ -1,32 +1,53 @@
 """The JSON API (``/api/v1``) for other systems, e.g. a Teams bot; documented by OpenAPI.
 
 The same checks and the same outbox as the pages: a ticket posted here goes through
-``web.forms.parse_ticket`` and ``core.outbox.add_ticket``. Callers authenticate with an
-API token (``Authorization: Bearer rs_...``, made by ``repsys web token add``) or, from
-the app's own pages, with the session cookie plus the ``X-CSRF-Token`` header. A bad
-field answers 422 with ``{"detail": ..., "errors": {field: message}}``.
+``web.forms.parse_ticket`` and ``core.outbox.add_ticket``, a report request through
+``web.views.reports.submit_report`` (quota, same-request window). Callers authenticate
+with an API token (``Authorization: Bearer rs_...``, made by ``repsys web token add``) or,
+from the app's own pages, with the session cookie plus the ``X-CSRF-Token`` header. Every
+error answers ``web.openapi.ErrorOut``; each route lists the statuses it can answer.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.logs import get_logger
-from runner.errors import BadRequest, QueueUnavailable
-from runner.requests import cancel, get_request, list_queue, submit
+from core.model import TicketState
+from runner.requests import cancel, get_request, list_queue
 from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
-from web.errors import Forbidden, NotFound
-from web.forms import add_silence, file_ticket, parse_silence, parse_ticket
+from web.errors import FormError, NotFound
+from web.forms import REASON_MAX, add_silence, file_ticket, parse_silence, parse_ticket
 from web.live import machine_statuses, upcoming_tool_changes
+from web.models import (
+    CancelOut,
+    EpisodeOut,
+    MachineOut,
+    ReportIn,
+    ReportOut,
+    SilenceIn,
+    SilenceOut,
+    TicketDetail,
+    TicketEventOut,
+    TicketIn,
+    TicketOut,
+    ToolChangeOut,
+)
+from web.openapi import ALWAYS, WITH_BODY, WITH_PARAMS, responses
+from web.params import (
+    EpisodeId,
+    MachineFilter,
+    RequestId,
+    SilenceId,
+    TicketId,
+    single_valued,
+)
 from web.queries import (
-    as_utc,
     episodes,
     expire_silence,
     get_episode,
@@ -36,130 +57,40 @@ from web.queries import (
     tickets,
 )
 from web.services import services
-from web.views.reports import REPORT_ROLES, kind_roles
+from web.views.reports import REPORT_ROLES, check_may_cancel, submit_report
 
 log = get_logger(__name__)
-router = APIRouter(prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf)])
+router = APIRouter(
+    prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf), Depends(single_valued)]
+)
 
 ANY_ROLE = ("operator", "supervisor", "controller")
 REPORTERS = ("operator", "supervisor")
 SUPERVISOR = ("supervisor",)
 
 
-class _Out(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
+def _check_length(field: str, text: str, limit: int) -> None:
+    """Refuse free text longer than the document's maxLength, counted as sent.
 
-    @field_validator("*")
-    @classmethod
-    def _utc(cls, value: Any) -> Any:
-        # SQLite returns stored UTC times without their zone; put it back.
-        return as_utc(value) if isinstance(value, datetime) else value
-
-
-class TicketOut(_Out):
-    id: int
-    external_ref: str
-    source: str = Field(description="operator or rule")
-    machine_id: str
-    category: str
-    severity: str
-    title: str
-    description: str
-    reporter: str
-    state: str = Field(description="pending, sending, filed, dead, cancelled or closed")
-    attempts: int
-    plex_number: str | None
-    last_error: str | None
-    episode_id: int | None
-    created_at: datetime
-    filed_at: datetime | None
-
-
-class TicketEventOut(_Out):
-    at: datetime
-    event: str
-    detail: str
-
-
-class TicketDetail(TicketOut):
-    events: list[TicketEventOut]
-
-
-class TicketIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    machine: str = Field(description="Configured machine id, e.g. cnc103.")
-    category: str = Field(description="A category id from web.categories.")
-    severity: str = Field(default="medium", description="low, medium or high.")
-    description: str
-    badge: str = Field(default="", description="Reporter's badge (a badge login's wins).")
-
-
-class EpisodeOut(_Out):
-    id: int
-    machine_id: str
-    rule: str
-    rule_type: str
-    subject: str
-    severity: str
-    state: str
-    summary: str
-    evidence: dict[str, Any]
-    started_at: datetime
-    last_seen_at: datetime
-    resolved_at: datetime | None
-
-
-class SilenceOut(_Out):
-    id: int
-    machine_id: str | None
-    rule: str | None
-    author: str
-    reason: str
-    starts_at: datetime
-    ends_at: datetime
-    expired_by: str | None
-
-
-class SilenceIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    machine: str = Field(default="", description="Machine id; empty = any machine.")
-    rule: str = Field(default="", description="Rule name; empty = every rule.")
-    hours: float = Field(description="Duration from now, hours.")
-    reason: str
-
-
-class MachineOut(BaseModel):
-    id: str
-    name: str
-    pcn: int
-    workcenter_key: int
-    workcenter_code: str
-    building: str
-    cell: str
-    state: str = Field(description="running, idle, down, no_data, or the engine's word")
-    since: datetime | None
-    last_seen: datetime | None
-    signals: dict[str, str]
-
-
-class ToolChangeOut(BaseModel):
-    machine: str
-    tool: str
-    minutes_remaining: float
+    The forms count a text once cleaned (a textarea's CRLF as one character); a client
+    generated from the document is held to what the document says.
+    """
+    if len(text) > limit:
+        raise FormError(
+            {field: f"The {field} is too long: {len(text)} characters, at most {limit}."}
+        )
 
 
 def _ticket_out(row: Any) -> TicketOut:
     return TicketOut.model_validate(row)
 
 
-@router.get("/tickets", response_model=list[TicketOut])
+@router.get("/tickets", response_model=list[TicketOut], responses=responses(*WITH_PARAMS))
 def list_tickets(
     request: Request,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
-    state: str | None = None,
-    machine: str | None = None,
+    state: TicketState | None = None,
+    machine: MachineFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[TicketOut]:
     with services(request).sessions() as session:
@@ -167,10 +98,12 @@ def list_tickets(
         return [_ticket_out(r) for r in rows]
 
 
-@router.get("/tickets/{ticket_id}", response_model=TicketDetail)
+@router.get(
+    "/tickets/{ticket_id}", response_model=TicketDetail, responses=responses(*WITH_PARAMS, 404)
+)
 def one_ticket(
     request: Request,
-    ticket_id: int,
+    ticket_id: TicketId,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
 ) -> TicketDetail:
     with services(request).sessions() as session:
@@ -179,14 +112,15 @@ def one_ticket(
         return TicketDetail(**_ticket_out(row).model_dump(), events=events)
 
 
-@router.post("/tickets", response_model=TicketOut, status_code=201)
+@router.post("/tickets", response_model=TicketOut, status_code=201, responses=responses(*WITH_BODY))
 def create_ticket(
     request: Request,
     body: TicketIn,
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
 ) -> TicketOut:
     svc = services(request)
-    checked = parse_ticket(svc.cfg, body.model_dump(), badge=principal.badge)
+    _check_length("description", body.description, svc.cfg.web.description_max_chars)
+    checked = parse_ticket(svc.cfg, body.model_dump(mode="json"), badge=principal.badge)
     with svc.sessions() as session:
         row = file_ticket(session, checked, now=svc.clock())
         svc.metrics.tickets_filed.labels(category=checked.category.id).inc()
@@ -194,12 +128,12 @@ def create_ticket(
         return _ticket_out(row)
 
 
-@router.get("/episodes", response_model=list[EpisodeOut])
+@router.get("/episodes", response_model=list[EpisodeOut], responses=responses(*WITH_PARAMS))
 def list_episodes(
     request: Request,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
     open_only: bool = True,
-    machine: str | None = None,
+    machine: MachineFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[EpisodeOut]:
     with services(request).sessions() as session:
@@ -207,17 +141,19 @@ def list_episodes(
         return [EpisodeOut.model_validate(r) for r in rows]
 
 
-@router.get("/episodes/{episode_id}", response_model=EpisodeOut)
+@router.get(
+    "/episodes/{episode_id}", response_model=EpisodeOut, responses=responses(*WITH_PARAMS, 404)
+)
 def one_episode(
     request: Request,
-    episode_id: int,
+    episode_id: EpisodeId,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
 ) -> EpisodeOut:
     with services(request).sessions() as session:
         return EpisodeOut.model_validate(get_episode(session, episode_id))
 
 
-@router.get("/machines", response_model=list[MachineOut])
+@router.get("/machines", response_model=list[MachineOut], responses=responses(*ALWAYS))
 def list_machines(
     request: Request, principal: Annotated[Principal, Depends(require(*ANY_ROLE))]
 ) -> list[MachineOut]:
@@ -243,7 +179,7 @@ def list_machines(
     ]
 
 
-@router.get("/tool-changes", response_model=list[ToolChangeOut])
+@router.get("/tool-changes", response_model=list[ToolChangeOut], responses=responses(*WITH_PARAMS))
 def list_tool_changes(
     request: Request,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
@@ -255,7 +191,7 @@ def list_tool_changes(
     ]
 
 
-@router.get("/silences", response_model=list[SilenceOut])
+@router.get("/silences", response_model=list[SilenceOut], responses=responses(*WITH_PARAMS))
 def list_silences(
     request: Request,
     principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
@@ -267,25 +203,31 @@ def list_silences(
         return [SilenceOut.model_validate(r) for r in rows]
 
 
-@router.post("/silences", response_model=SilenceOut, status_code=201)
+@router.post(
+    "/silences", response_model=SilenceOut, status_code=201, responses=responses(*WITH_BODY)
+)
 def create_silence(
     request: Request,
     body: SilenceIn,
     principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> SilenceOut:
     svc = services(request)
-    data = {**body.model_dump(), "hours": str(body.hours)}
-    checked = parse_silence(svc.cfg, data, now=svc.clock())
+    _check_length("reason", body.reason, REASON_MAX)
+    checked = parse_silence(svc.cfg, body.model_dump(mode="json"), now=svc.clock())
     with svc.sessions() as session:
         row = add_silence(session, checked, author=principal.username)
         log.info("silence_created", silence=row.id, user=principal.username)
         return SilenceOut.model_validate(row)
 
 
-@router.post("/silences/{silence_id}/expire", response_model=SilenceOut)
+@router.post(
+    "/silences/{silence_id}/expire",
+    response_model=SilenceOut,
+    responses=responses(*WITH_PARAMS, 404),
+)
 def expire_one_silence(
     request: Request,
-    silence_id: int,
+    silence_id: SilenceId,
     principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> SilenceOut:
     svc = services(request)
@@ -295,30 +237,6 @@ def expire_one_silence(
         return SilenceOut.model_validate(row)
 
 
-class ReportOut(_Out):
-    id: str
-    kind: str
-    name: str = Field(description="e.g. TB_202404_to_202404")
-    params: dict[str, Any]
-    requester: str
-    state: str = Field(description="pending, running, completed, failed or cancelled")
-    current_step: str | None
-    error: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    download: str | None = Field(default=None, description="Path of the finished file.")
-
-
-class ReportIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    kind: str = Field(description="A runner.pipelines kind: tb, escalation, ...")
-    params: dict[str, Any] = Field(
-        default_factory=dict, description='tb: {"start": 202401, "end": 202406, "pcns": [...]}'
-    )
-
-
 def _report_out(row: Any) -> ReportOut:
     out = ReportOut.model_validate(row)
     if row.state == "completed" and row.result_path:
@@ -326,7 +244,7 @@ def _report_out(row: Any) -> ReportOut:
     return out
 
 
-@router.get("/reports", response_model=list[ReportOut])
+@router.get("/reports", response_model=list[ReportOut], responses=responses(*WITH_PARAMS))
 def list_reports(
     request: Request,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
@@ -335,10 +253,12 @@ def list_reports(
     return [_report_out(r) for r in list_queue(services(request).sessions, limit=limit)]
 
 
-@router.get("/reports/{request_id}", response_model=ReportOut)
+@router.get(
+    "/reports/{request_id}", response_model=ReportOut, responses=responses(*WITH_PARAMS, 404)
+)
 def one_report(
     request: Request,
-    request_id: str,
+    request_id: RequestId,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
 ) -> ReportOut:
     row = get_request(services(request).sessions, request_id)
@@ -347,36 +267,38 @@ def one_report(
     return _report_out(row)
 
 
-@router.post("/reports", response_model=ReportOut, status_code=201)
+@router.post(
+    "/reports",
+    response_model=ReportOut,
+    status_code=201,
+    responses={
+        **responses(*WITH_BODY, 429, 503),
+        200: {"model": ReportOut, "description": "An identical request made shortly before."},
+    },
+)
 def create_report(
     request: Request,
     body: ReportIn,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
 ) -> Any:
-    svc = services(request)
-    if not principal.has_any(kind_roles(body.kind)):
-        raise Forbidden(f"A {body.kind} report needs the {kind_roles(body.kind)[0]} role.")
-    try:
-        row = submit(
-            svc.sessions,
-            svc.redis,
-            svc.cfg,
-            kind=body.kind,
-            params=body.params,
-            requester=principal.username,
-        )
-    except BadRequest as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-    except QueueUnavailable as exc:
-        return JSONResponse({"detail": str(exc)}, status_code=503)
-    return _report_out(row)
+    done = submit_report(services(request), principal, kind=body.kind, params=body.params)
+    out = _report_out(done.row)
+    if done.created:
+        return out
+    # The same request made shortly before: that one, and no new resource.
+    return JSONResponse(out.model_dump(mode="json"), status_code=200)
 
 
-@router.post("/reports/{request_id}/cancel")
+@router.post(
+    "/reports/{request_id}/cancel",
+    response_model=CancelOut,
+    responses=responses(*WITH_PARAMS, 404),
+)
 def cancel_report(
     request: Request,
-    request_id: str,
+    request_id: RequestId,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
-) -> dict[str, bool]:
+) -> CancelOut:
     svc = services(request)
-    return {"cancelled": cancel(svc.sessions, svc.redis, request_id, by=principal.username)}
+    check_may_cancel(svc, principal, request_id)
+    return CancelOut(cancelled=cancel(svc.sessions, svc.redis, request_id, by=principal.username))

@@ -20,6 +20,7 @@ from web.auth import require
 from web.baselines import cycle_baselines
 from web.csrf import check_csrf
 from web.live import MachineStatus, machine_statuses, upcoming_tool_changes
+from web.params import EpisodeId
 from web.queries import episodes, get_episode, silenced_machines, tickets
 from web.render import render, url
 from web.services import services
@@ -107,7 +108,7 @@ def episodes_board(
 @router.get("/episodes/{episode_id}")
 def episode_page(
     request: Request,
-    episode_id: int,
+    episode_id: EpisodeId,
     principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> Response:
     svc = services(request)

@@ -21,6 +21,7 @@ from web.auth import require
 from web.csrf import check_csrf
 from web.errors import FormError
 from web.forms import file_ticket, parse_ticket
+from web.params import TicketId
 from web.queries import get_ticket, ticket_events, tickets
 from web.render import machine_groups, render, url
 from web.services import services
@@ -141,7 +142,7 @@ def _ticket_context(request: Request, ticket_id: int) -> dict[str, Any]:
 @router.get("/tickets/{ticket_id}")
 def ticket_page(
     request: Request,
-    ticket_id: int,
+    ticket_id: TicketId,
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
 ) -> Response:
     context = _ticket_context(request, ticket_id)
@@ -152,7 +153,7 @@ def ticket_page(
 @router.get("/tickets/{ticket_id}/status")
 def ticket_status(
     request: Request,
-    ticket_id: int,
+    ticket_id: TicketId,
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
 ) -> Response:
     """The status block alone; the ticket page's script polls it while the ticket moves."""

@@ -18,17 +18,19 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from redis.exceptions import RedisError
 
 from core import keys
 from core.config import RepsysConfig
 from core.logs import get_logger
 from core.model import ReportState
 from runner.errors import BadRequest, QueueUnavailable
-from runner.requests import cancel, get_request, list_queue, submit
+from runner.requests import Submitted, cancel, get_request, list_queue, submit_request
 from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
-from web.errors import Forbidden, NotFound
+from web.errors import Forbidden, NotFound, RateLimited
+from web.params import RequestId
 from web.render import render, url
 from web.services import Services, services
 
@@ -47,6 +49,61 @@ HEARTBEAT_S = 15.0
 
 def kind_roles(kind: str) -> tuple[str, ...]:
     return KIND_ROLES.get(kind, ("controller",))
+
+
+def submit_report(
+    svc: Services, principal: Principal, *, kind: str, params: dict[str, Any]
+) -> Submitted:
+    """Request a report for ``principal``, from the page or the API, within the limits.
+
+    An identical request made within ``web.reports.same_request_window_s`` is returned
+    instead of a new one (and costs no quota); a new one counts against the user's hourly
+    quota for the kind.
+
+    Raises:
+        Forbidden: the kind needs a role the principal lacks.
+        BadRequest: unknown kind or parameters (the runner's message).
+        RateLimited: over ``web.reports`` for this user and kind.
+        QueueUnavailable: Redis did not take the request; nothing is queued.
+    """
+    if kind in svc.cfg.runner.pipelines and not principal.has_any(kind_roles(kind)):
+        raise Forbidden(f"A {KIND_LABELS.get(kind, kind)} needs the {kind_roles(kind)[0]} role.")
+    try:
+        done = submit_request(
+            svc.sessions,
+            svc.redis,
+            svc.cfg,
+            kind=kind,
+            params=params,
+            requester=principal.username,
+            same_request_window_s=svc.cfg.web.reports.same_request_window_s,
+            admit=lambda: _take_quota(svc, principal, kind),
+        )
+    except RateLimited:
+        svc.metrics.report_requests.labels(kind=kind, result="rate_limited").inc()
+        log.info("report_request_rate_limited", kind=kind, user=principal.username)
+        raise
+    result = "created" if done.created else "same"
+    svc.metrics.report_requests.labels(kind=kind, result=result).inc()
+    return done
+
+
+def _take_quota(svc: Services, principal: Principal, kind: str) -> None:
+    # The quota lives in the queue's Redis: when it does not answer, nothing could be
+    # queued either, and the requester hears that (503), not an unexpected error.
+    try:
+        svc.quota.take(principal.username, kind)
+    except RedisError as exc:
+        raise QueueUnavailable(f"the report queue is unavailable: {exc}") from exc
+
+
+def check_may_cancel(svc: Services, principal: Principal, request_id: str) -> None:
+    """Raise unless the request exists and ``principal`` requested it or is a controller."""
+    row = get_request(svc.sessions, request_id)
+    if row is None:
+        raise NotFound(f"There is no report request {request_id}.")
+    if row.requester != principal.username and not principal.has_any(("controller",)):
+        raise Forbidden("Only the requester or a controller may cancel this request.")
 
 
 def known_pcns(cfg: RepsysConfig) -> list[int]:
@@ -134,17 +191,14 @@ def request_report(
 ) -> Response:
     svc = services(request)
     form = {"kind": kind, "start": start.strip(), "end": end.strip(), "pcn": pcn, "shift": shift}
-    if kind in svc.cfg.runner.pipelines and not principal.has_any(kind_roles(kind)):
-        raise Forbidden(f"A {KIND_LABELS.get(kind, kind)} needs the {kind_roles(kind)[0]} role.")
     try:
-        row = submit(
-            svc.sessions,
-            svc.redis,
-            svc.cfg,
-            kind=kind,
-            params=report_params(kind, form),
-            requester=principal.username,
+        row = submit_report(svc, principal, kind=kind, params=report_params(kind, form)).row
+    except RateLimited as exc:
+        page = _page(
+            request, principal, values=form, error=str(exc), error_form=kind, status_code=429
         )
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     except BadRequest as exc:
         svc.metrics.form_rejections.labels(form="report", field="params").inc()
         return _page(
@@ -168,15 +222,11 @@ def request_report(
 @router.post("/reports/{request_id}/cancel")
 def cancel_report(
     request: Request,
-    request_id: str,
+    request_id: RequestId,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
 ) -> Response:
     svc = services(request)
-    row = get_request(svc.sessions, request_id)
-    if row is None:
-        raise NotFound(f"There is no report request {request_id}.")
-    if row.requester != principal.username and not principal.has_any(("controller",)):
-        raise Forbidden("Only the requester or a controller may cancel this request.")
+    check_may_cancel(svc, principal, request_id)
     cancel(svc.sessions, svc.redis, request_id, by=principal.username)
     return RedirectResponse(url(request, "/reports"), status_code=303)
 
@@ -195,7 +245,7 @@ def report_file(cfg: RepsysConfig, result_path: str | None) -> Path | None:
 @router.get("/reports/{request_id}/download")
 def download(
     request: Request,
-    request_id: str,
+    request_id: RequestId,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
 ) -> Response:
     svc = services(request)

@@ -18,6 +18,7 @@ from web.auth import require
 from web.csrf import check_csrf
 from web.errors import FormError
 from web.forms import add_silence, parse_silence
+from web.params import SilenceId
 from web.queries import as_utc, expire_silence, rule_names, silences
 from web.render import machine_groups, render, url
 from web.services import services
@@ -97,7 +98,7 @@ def create_silence(
 @router.post("/silences/{silence_id}/expire")
 def expire(
     request: Request,
-    silence_id: int,
+    silence_id: SilenceId,
     principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> Response:
     svc = services(request)
