@@ -56,17 +56,14 @@ from web.queries import (
     ticket_events,
     tickets,
 )
+from web.roles import FLOOR, REPORT_ROLES, REPORTERS, SUPERVISOR
 from web.services import services
-from web.views.reports import REPORT_ROLES, check_may_cancel, submit_report
+from web.views.reports import check_may_cancel, submit_report
 
 log = get_logger(__name__)
 router = APIRouter(
     prefix="/api/v1", tags=["v1"], dependencies=[Depends(check_csrf), Depends(single_valued)]
 )
-
-ANY_ROLE = ("operator", "supervisor", "controller")
-REPORTERS = ("operator", "supervisor")
-SUPERVISOR = ("supervisor",)
 
 
 def _check_length(field: str, text: str, limit: int) -> None:
@@ -88,7 +85,7 @@ def _ticket_out(row: Any) -> TicketOut:
 @router.get("/tickets", response_model=list[TicketOut], responses=responses(*WITH_PARAMS))
 def list_tickets(
     request: Request,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
     state: TicketState | None = None,
     machine: MachineFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -104,7 +101,7 @@ def list_tickets(
 def one_ticket(
     request: Request,
     ticket_id: TicketId,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*REPORTERS))],
 ) -> TicketDetail:
     with services(request).sessions() as session:
         row = get_ticket(session, ticket_id)
@@ -131,7 +128,7 @@ def create_ticket(
 @router.get("/episodes", response_model=list[EpisodeOut], responses=responses(*WITH_PARAMS))
 def list_episodes(
     request: Request,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
     open_only: bool = True,
     machine: MachineFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -147,7 +144,7 @@ def list_episodes(
 def one_episode(
     request: Request,
     episode_id: EpisodeId,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
 ) -> EpisodeOut:
     with services(request).sessions() as session:
         return EpisodeOut.model_validate(get_episode(session, episode_id))
@@ -155,7 +152,7 @@ def one_episode(
 
 @router.get("/machines", response_model=list[MachineOut], responses=responses(*ALWAYS))
 def list_machines(
-    request: Request, principal: Annotated[Principal, Depends(require(*ANY_ROLE))]
+    request: Request, principal: Annotated[Principal, Depends(require(*FLOOR))]
 ) -> list[MachineOut]:
     svc = services(request)
     statuses = machine_statuses(
@@ -182,7 +179,7 @@ def list_machines(
 @router.get("/tool-changes", response_model=list[ToolChangeOut], responses=responses(*WITH_PARAMS))
 def list_tool_changes(
     request: Request,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*FLOOR))],
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ToolChangeOut]:
     changes = upcoming_tool_changes(services(request).redis, limit=limit)
@@ -194,7 +191,7 @@ def list_tool_changes(
 @router.get("/silences", response_model=list[SilenceOut], responses=responses(*WITH_PARAMS))
 def list_silences(
     request: Request,
-    principal: Annotated[Principal, Depends(require(*ANY_ROLE))],
+    principal: Annotated[Principal, Depends(require(*SUPERVISOR))],
     include_ended: bool = False,
 ) -> list[SilenceOut]:
     svc = services(request)

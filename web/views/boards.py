@@ -23,11 +23,10 @@ from web.live import MachineStatus, machine_statuses, upcoming_tool_changes
 from web.params import EpisodeId
 from web.queries import episodes, get_episode, silenced_machines, tickets
 from web.render import render, url
+from web.roles import FLOOR, SUPERVISOR
 from web.services import services
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
-FLOOR = ("operator", "supervisor")
-SUPERVISOR = ("supervisor",)
 #: The tool changes bar spans this many minutes (a shift).
 TOOL_HORIZON_MIN = 480.0
 

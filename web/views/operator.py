@@ -24,11 +24,11 @@ from web.forms import file_ticket, parse_ticket
 from web.params import TicketId
 from web.queries import get_ticket, ticket_events, tickets
 from web.render import machine_groups, render, url
+from web.roles import REPORTERS
 from web.services import services
 
 log = get_logger(__name__)
 router = APIRouter(dependencies=[Depends(check_csrf)])
-REPORTERS = ("operator", "supervisor")
 
 #: What each outbox state means to the person who filed the ticket.
 STATE_WORDS = {

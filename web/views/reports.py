@@ -32,11 +32,11 @@ from web.csrf import check_csrf
 from web.errors import Forbidden, NotFound, RateLimited
 from web.params import RequestId
 from web.render import render, url
+from web.roles import REPORT_ROLES
 from web.services import Services, services
 
 log = get_logger(__name__)
 router = APIRouter(dependencies=[Depends(check_csrf)])
-REPORT_ROLES = ("controller", "supervisor")
 #: Who may request (and download) each kind; a kind not listed is the controller's.
 KIND_ROLES = {
     "tb": ("controller",),

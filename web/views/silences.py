@@ -21,11 +21,11 @@ from web.forms import add_silence, parse_silence
 from web.params import SilenceId
 from web.queries import as_utc, expire_silence, rule_names, silences
 from web.render import machine_groups, render, url
+from web.roles import SUPERVISOR
 from web.services import services
 
 log = get_logger(__name__)
 router = APIRouter(dependencies=[Depends(check_csrf)])
-SUPERVISOR = ("supervisor",)
 
 
 def _page(
