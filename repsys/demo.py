@@ -155,10 +155,8 @@ class Demo:
         jobs = {
             f"repsys-{name}": [f"127.0.0.1:{port}"]
             for name, port in self.ports.items()
-            if name in COMPONENTS and name != "web"
+            if name in COMPONENTS
         }
-        if "web" in self.children:
-            jobs["repsys-web"] = [f"127.0.0.1:{self.web_port}"]  # its app serves /metrics
         self.prometheus = PrometheusServer(
             self.workdir / "prometheus",
             jobs,

@@ -14,14 +14,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -34,6 +34,8 @@ from core.logs import get_logger
 from core.metrics import new_registry
 from core.redis import connect, connect_sync
 from runner.errors import BadRequest, QueueUnavailable
+from web.accounts import Principal
+from web.auth import current
 from web.errors import (
     CsrfError,
     Forbidden,
@@ -258,7 +260,8 @@ def create_app(
         version="1",
         docs_url=None,  # the stock docs pages load scripts from a CDN our CSP forbids
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        # Served below, to logged-in users only: the document maps every route and role.
+        openapi_url=None,
         root_path=cfg.web.root_path,
     )
     app.state.services = svc
@@ -277,9 +280,18 @@ def create_app(
         ready, why = check_ready(services(request))
         return PlainTextResponse((why or "ok") + "\n", status_code=200 if ready else 503)
 
-    @app.get("/metrics", include_in_schema=False)
-    def metrics_endpoint() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    # /metrics is served on http.port only (``repsys web`` starts it, like every process):
+    # the web port is what the ingress publishes.
+
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi_document(
+        request: Request, principal: Annotated[Principal, Depends(current)]
+    ) -> Response:
+        doc = app.openapi()
+        root = request.scope.get("root_path", "").rstrip("/")
+        if root and not doc.get("servers"):
+            doc = {**doc, "servers": [{"url": root}]}
+        return JSONResponse(doc)
 
     app.add_exception_handler(NotAuthenticated, _on_not_authenticated)
     app.add_exception_handler(Forbidden, _on_forbidden)

@@ -189,10 +189,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         endpoints = {
             job_of(name): f"http://127.0.0.1:{port}/metrics"
             for name, port in demo.ports.items()
-            if name in COMPONENTS and name != "web"
+            if name in COMPONENTS
         }
-        # The web app serves its metrics on its own port, as its Service does.
-        endpoints[job_of("web")] = f"http://127.0.0.1:{demo.web_port}/metrics"
         for url in endpoints.values():
             wait_until(functools.partial(_answers, url), timeout=60, what=url)
         # One payload that does not decode: the dead-letter series exist for real.

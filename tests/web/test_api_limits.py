@@ -134,8 +134,8 @@ def test_silences_shorter_or_longer_than_allowed_are_refused(bot_web, hours: flo
 
 
 def test_the_422_body_is_the_documented_shape(bot_web) -> None:
-    web, bot = bot_web()
-    doc = web.client().get("/api/openapi.json").json()
+    _, bot = bot_web()
+    doc = bot.get("/api/openapi.json").json()
     shape = doc["components"]["schemas"]["ErrorOut"]
     assert shape["required"] == ["detail", "reason"]
     assert {k: v["type"] for k, v in shape["properties"].items()} == {
@@ -165,8 +165,8 @@ def test_the_422_body_is_the_documented_shape(bot_web) -> None:
 
 
 def test_the_document_declares_security_and_every_error_status(bot_web) -> None:
-    web, _ = bot_web()
-    doc = web.client().get("/api/openapi.json").json()
+    _, bot = bot_web()
+    doc = bot.get("/api/openapi.json").json()
     schemes = doc["components"]["securitySchemes"]
     assert schemes["bearer"] == {
         "type": "http",
@@ -253,7 +253,7 @@ def test_an_identical_request_soon_after_returns_the_existing_one(bot_web) -> No
 def test_what_the_document_forbids_the_api_refuses(bot_web) -> None:
     """The pages forgive a space around a machine id; the API keeps to its document."""
     web, bot = bot_web()
-    doc = web.client().get("/api/openapi.json").json()["components"]["schemas"]
+    doc = bot.get("/api/openapi.json").json()["components"]["schemas"]
     limit = doc["TicketIn"]["properties"]["description"]["maxLength"]
     assert limit == web.cfg.web.description_max_chars
     good = {"machine": "cnc101", "category": "tool", "description": "chipped", "badge": "1"}

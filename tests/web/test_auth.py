@@ -6,6 +6,7 @@ clients are plain httpx, so every cookie, header and status is what a browser wo
 
 from __future__ import annotations
 
+from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
 from core import keys
@@ -296,7 +297,9 @@ def test_probes_and_metrics_with_bounded_route_labels(start_web) -> None:
     assert c.get("/no/such/page").status_code == 404
     assert c.get("/healthz").text == "ok\n"
     assert c.get("/readyz").text == "ok\n"
-    metrics = c.get("/metrics").text
+    # /metrics is served on http.port, not on the web port the ingress publishes.
+    assert c.get("/metrics").status_code == 404
+    metrics = generate_latest(web.registry).decode()
     assert (
         'repsys_web_requests_total{method="GET",route="/tickets/{ticket_id}",status="404"} 3.0'
         in metrics
