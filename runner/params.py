@@ -7,6 +7,7 @@ same parameters (which is what coalescing compares).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -44,7 +45,11 @@ class Normalized:
     name: str
 
     def dedupe_key(self, kind: str) -> str:
-        return f"{kind}:{json.dumps(self.params, sort_keys=True, separators=(',', ':'))}"[:256]
+        """``kind:sha256`` of the whole normalized parameters: identical requests coalesce,
+        different ones never (a cut-off text key once merged requests that differed after
+        its 256th character)."""
+        text = json.dumps(self.params, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return f"{kind}:{hashlib.sha256(text.encode()).hexdigest()}"
 
 
 def known_pcns(cfg: RepsysConfig) -> list[int]:

@@ -23,6 +23,7 @@ from core.db.warehouse import TBPeriod
 from core.metrics import sample
 from repsys.servers import RedisServer
 from runner.errors import BadRequest, QueueUnavailable
+from runner.params import Normalized
 from runner.requests import Progress, cancel, list_queue, submit
 from tests.runner.conftest import Harness
 
@@ -338,3 +339,15 @@ def test_entries_that_do_not_decode_or_name_no_request_are_dead_lettered(
         sample(harness.registry, "repsys_runner_dead_letters_total", {"reason": "unknown_request"})
         == 1
     )
+
+
+def test_requests_that_differ_anywhere_never_coalesce() -> None:
+    """The dedupe key is a hash of all the parameters, not a text cut at 256 characters."""
+    long = "x" * 300
+    one = Normalized(params={"note": long + "a", "pcns": [1]}, name="n")
+    two = Normalized(params={"note": long + "b", "pcns": [1]}, name="n")
+    same = Normalized(params={"pcns": [1], "note": long + "a"}, name="other name")
+    assert one.dedupe_key("tb") != two.dedupe_key("tb")
+    assert one.dedupe_key("tb") == same.dedupe_key("tb")  # key order does not matter
+    assert one.dedupe_key("tb") != one.dedupe_key("escalation")
+    assert len(one.dedupe_key("escalation")) <= 256  # fits the column
