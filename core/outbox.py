@@ -3,8 +3,9 @@
 The caller passes its open session; the ticket row (and, for automatic tickets, the
 episode row the caller added to the same session) commit together or not at all. The
 ``external_ref`` is the ticket's idempotency key in Plex: derived from the episode for
-automatic tickets (so a replay computes the same one and hits the unique constraint), or
-random for an operator's ticket.
+automatic tickets (so a replay computes the same one and hits the unique constraint), from
+the submit key for an operator's ticket (the form's one-time token or the API's
+``Idempotency-Key``: a second tap or a retried request finds the first ticket), or random.
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ EXTERNAL_REF_LEN = 24
 def episode_ref(fingerprint: str, occurrence: int) -> str:
     """The external reference of an episode's ticket: stable across replays."""
     digest = hashlib.sha256(f"{fingerprint}#{occurrence}".encode()).hexdigest()
+    return f"RS-{digest[: EXTERNAL_REF_LEN - 3]}"
+
+
+def submit_ref(user: str, key: str) -> str:
+    """The external reference of an operator's ticket filed with a submit key.
+
+    Scoped by the user, so one user's key can never name another's ticket.
+    """
+    digest = hashlib.sha256(f"submit:{user}:{key}".encode()).hexdigest()
     return f"RS-{digest[: EXTERNAL_REF_LEN - 3]}"
 
 

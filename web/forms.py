@@ -12,18 +12,21 @@ from __future__ import annotations
 
 import math
 import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.config import Machine, RepsysConfig
 from core.config.web import BADGE_PATTERN, CategoryConfig
 from core.db.schema import Silence, Ticket
 from core.model import Severity
-from core.outbox import add_ticket
+from core.outbox import add_ticket, submit_ref
 from web.errors import FormError
 from web.text import TextProblem, clean_text
 
@@ -137,8 +140,34 @@ def parse_ticket(
     )
 
 
-def file_ticket(session: Session, ticket: TicketInput, *, now: datetime) -> Ticket:
-    """Put the operator's ticket into the Plex outbox and commit."""
+#: A submit key: the form's one-time token (32 hex digits) or an API Idempotency-Key.
+SUBMIT_KEY_PATTERN = r"^[A-Za-z0-9_-]{8,64}$"
+
+
+def new_submit_token() -> str:
+    """A one-time token for a rendered ticket form."""
+    return secrets.token_hex(16)
+
+
+def submit_key(value: str) -> str | None:
+    """``value`` when it is a usable submit key, else ``None`` (the ticket gets a fresh ref)."""
+    return value if re.fullmatch(SUBMIT_KEY_PATTERN, value or "") else None
+
+
+def file_ticket(
+    session: Session, ticket: TicketInput, *, now: datetime, user: str = "", key: str | None = None
+) -> tuple[Ticket, bool]:
+    """Put the operator's ticket into the Plex outbox and commit; ``(row, created)``.
+
+    With a submit ``key`` the same user's repeat (a second tap, a retried request) finds the
+    first ticket instead of filing another: its reference is derived from the key, and the
+    unique constraint on references settles a race between two repeats.
+    """
+    ref = submit_ref(user, key) if key else None
+    if ref is not None:
+        first = session.scalar(select(Ticket).where(Ticket.external_ref == ref))
+        if first is not None:
+            return first, False
     row = add_ticket(
         session,
         machine=ticket.machine,
@@ -148,10 +177,20 @@ def file_ticket(session: Session, ticket: TicketInput, *, now: datetime) -> Tick
         severity=ticket.severity,
         category=ticket.category.id,
         reporter=ticket.badge,
+        external_ref=ref,
         now=now,
     )
-    session.commit()
-    return row
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        if ref is None:
+            raise
+        first = session.scalar(select(Ticket).where(Ticket.external_ref == ref))
+        if first is None:
+            raise
+        return first, False
+    return row, True
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 //    attribute (the ticket status, until the ticket is filed or failed).
 // 2. A block with data-events="URL" data-fragment="URL" follows server-sent events and
 //    reloads its fragment on each one (the report queue, live).
+// 3. A submit button with data-sending="text" is disabled after the first tap and says
+//    so (the server files one ticket per form anyway: its one-time token).
 "use strict";
 
 function swap(el, html) {
@@ -54,7 +56,21 @@ function follow(el) {
   source.onmessage = () => reload();
 }
 
+function guard(button) {
+  const form = button.form;
+  if (!form) return;
+  form.addEventListener("submit", (event) => {
+    if (button.disabled) { event.preventDefault(); return; }
+    // Disabled after this event: a button disabled now would not be sent with the form.
+    setTimeout(() => {
+      button.disabled = true;
+      button.textContent = button.getAttribute("data-sending");
+    }, 0);
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("button[data-sending]").forEach(guard);
   document.querySelectorAll("[data-poll]").forEach(poll);
   document.querySelectorAll("[data-events]").forEach(follow);
 });

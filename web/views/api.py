@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from core.logs import get_logger
@@ -22,7 +22,14 @@ from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
 from web.errors import FormError, NotFound
-from web.forms import REASON_MAX, add_silence, file_ticket, parse_silence, parse_ticket
+from web.forms import (
+    REASON_MAX,
+    SUBMIT_KEY_PATTERN,
+    add_silence,
+    file_ticket,
+    parse_silence,
+    parse_ticket,
+)
 from web.live import machine_statuses, upcoming_tool_changes
 from web.models import (
     CancelOut,
@@ -109,19 +116,52 @@ def one_ticket(
         return TicketDetail(**_ticket_out(row).model_dump(), events=events)
 
 
-@router.post("/tickets", response_model=TicketOut, status_code=201, responses=responses(*WITH_BODY))
+@router.post(
+    "/tickets",
+    response_model=TicketOut,
+    status_code=201,
+    responses={
+        200: {
+            "model": TicketOut,
+            "description": "A repeat of an Idempotency-Key: the first ticket.",
+        },
+        **responses(*WITH_BODY),
+    },
+)
 def create_ticket(
     request: Request,
+    response: Response,
     body: TicketIn,
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            pattern=SUBMIT_KEY_PATTERN,
+            description="Send the same key again (a retry after a timeout) and get the first "
+            "ticket back (200) instead of a second one.",
+        ),
+    ] = None,
 ) -> TicketOut:
     svc = services(request)
     _check_length("description", body.description, svc.cfg.web.description_max_chars)
     checked = parse_ticket(svc.cfg, body.model_dump(mode="json"), badge=principal.badge)
     with svc.sessions() as session:
-        row = file_ticket(session, checked, now=svc.clock())
+        row, created = file_ticket(
+            session, checked, now=svc.clock(), user=principal.username, key=idempotency_key
+        )
+        if not created:
+            response.status_code = 200
+            log.info("ticket_submit_repeated", ref=row.external_ref, ticket=row.id)
+            return _ticket_out(row)
         svc.metrics.tickets_filed.labels(category=checked.category.id).inc()
-        log.info("ticket_filed", ticket=row.id, machine=row.machine_id, user=principal.username)
+        log.info(
+            "ticket_filed",
+            ref=row.external_ref,
+            ticket=row.id,
+            machine=row.machine_id,
+            user=principal.username,
+        )
         return _ticket_out(row)
 
 

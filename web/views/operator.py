@@ -20,7 +20,7 @@ from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
 from web.errors import FormError
-from web.forms import file_ticket, parse_ticket
+from web.forms import file_ticket, new_submit_token, parse_ticket, submit_key
 from web.params import TicketId
 from web.queries import get_ticket, ticket_events, tickets
 from web.render import machine_groups, render, url
@@ -76,7 +76,9 @@ def report_form(
     principal: Annotated[Principal, Depends(require(*REPORTERS))],
     machine: str = "",
 ) -> Response:
-    return _form_page(request, principal, values={"machine": machine})
+    return _form_page(
+        request, principal, values={"machine": machine, "submit_token": new_submit_token()}
+    )
 
 
 @router.post("/report")
@@ -89,6 +91,7 @@ def report_submit(
     severity: Annotated[str, Form()] = "",
     description: Annotated[str, Form()] = "",
     badge: Annotated[str, Form()] = "",
+    submit_token: Annotated[str, Form()] = "",
 ) -> Response:
     svc = services(request)
     values = {
@@ -97,6 +100,8 @@ def report_submit(
         "severity": severity,
         "description": description,
         "badge": badge,
+        # Kept through a refused submit: fixing the form and sending it again is one ticket.
+        "submit_token": submit_key(submit_token) or new_submit_token(),
     }
     try:
         checked = parse_ticket(svc.cfg, values, badge=principal.badge)
@@ -109,7 +114,17 @@ def report_submit(
             values["description"] = description[: svc.cfg.web.description_max_chars]
         return _form_page(request, principal, values=values, errors=exc.errors, status_code=422)
     with svc.sessions() as session:
-        row = file_ticket(session, checked, now=svc.clock())
+        row, created = file_ticket(
+            session,
+            checked,
+            now=svc.clock(),
+            user=principal.username,
+            key=submit_key(submit_token),
+        )
+    if not created:
+        # The second tap of a slow network: the first tap's ticket, not a second one.
+        log.info("ticket_submit_repeated", ref=row.external_ref, ticket=row.id)
+        return RedirectResponse(url(request, f"/tickets/{row.id}"), status_code=303)
     svc.metrics.tickets_filed.labels(category=checked.category.id).inc()
     log.info(
         "ticket_filed",
