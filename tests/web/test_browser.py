@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -161,6 +162,44 @@ def test_operator_files_a_ticket_and_sees_it_filed_with_the_plex_number(
     phone.click("#badge-form button[type=submit]")
     expect(phone.locator("#file-ticket")).to_be_visible()
     shot(phone, "report-form-phone")
+
+
+def test_two_taps_on_a_slow_network_file_one_ticket_in_plex(
+    start_web, plex_world, open_page
+) -> None:
+    """1.5 s of network delay, two taps 0.4 s apart: one ticket in the simulated Plex."""
+    web = start_web(_merge(NAMED_MACHINES, plex_world.sections))
+    page = open_page(web)
+    page.goto("/login")
+    page.fill("#badge", "1001")
+    page.fill("#pin", PIN)
+    page.click("#badge-form button[type=submit]")
+    expect(page).to_have_url(f"{web.url}/report")
+
+    def slow(route: Any) -> None:
+        time.sleep(1.5)  # the plant's Wi-Fi: the answer takes a while
+        route.continue_()
+
+    page.route("**/report", slow)
+    page.select_option("#machine", "cnc103")
+    page.click("label.tile:has-text('Tool')")
+    page.fill("#description", "Insert chipped on the roughing tool")
+    # Two taps 0.4 s apart, while the first is still on its way; what the button said between.
+    between = page.evaluate(
+        """async () => {
+            const button = document.getElementById("file-ticket");
+            button.click();
+            await new Promise((done) => setTimeout(done, 400));
+            const seen = [button.textContent, button.disabled];
+            button.click();
+            return seen;
+        }"""
+    )
+    assert between == ["Sending…", True]
+    expect(page.locator("#ticket-state")).to_have_text("Waiting to be sent to Plex")
+    page.unroute("**/report")
+    assert run_sender(web) == 1
+    assert len(plex_world.sim.tickets()) == 1
 
 
 def _seed_plant(web: RunningWeb, redis_client) -> None:

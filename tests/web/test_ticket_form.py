@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from markupsafe import escape
 from sqlalchemy import func, select
@@ -206,3 +208,73 @@ def test_ticket_plex_refuses_shows_failed_with_why(start_web, plex_world) -> Non
         '<p class="message error" id="ticket-error">Why: data source 910001 failed: ErrorNo '
         "50003, StatusNo 1, &#39;Workcenter_Key 61777 does not exist&#39; (InstanceNo"
     ) in dead
+
+
+def _token_of(html: str) -> str:
+    marker = 'name="submit_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+def test_two_taps_of_one_form_file_one_ticket(start_web) -> None:
+    """The second tap of a slow network (the same rendered form) finds the first ticket."""
+    web = start_web()
+    c = web.login("olga")
+    page = c.get("/report").text
+    data = {
+        "machine": "cnc103",
+        "category": "quality",
+        "severity": "high",
+        "description": "Engraver skips the last digit",
+        "csrf_token": csrf_of(page),
+        "submit_token": _token_of(page),
+    }
+    results: list[str] = []
+
+    def tap() -> None:
+        with web.client(cookies=c.cookies) as own:
+            resp = own.post("/report", data=data)
+            results.append(f"{resp.status_code} {resp.headers.get('location')}")
+
+    threads = [threading.Thread(target=tap) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert _count(web) == 1
+    assert len(set(results)) == 1 and results[0].startswith("303 /tickets/"), results
+    # A new form is a new ticket; a refused form keeps its token, so fixing it is one ticket.
+    again = c.get("/report").text
+    assert _token_of(again) != data["submit_token"]
+    refused = c.post("/report", data={**data, "submit_token": _token_of(again), "machine": ""})
+    assert refused.status_code == 422 and _token_of(refused.text) == _token_of(again)
+    fixed = c.post("/report", data={**data, "submit_token": _token_of(refused.text)})
+    assert fixed.status_code == 303 and _count(web) == 2
+    assert (
+        c.post("/report", data={**data, "submit_token": _token_of(again)}).headers["location"]
+        == fixed.headers["location"]
+    )
+    assert _count(web) == 2
+
+
+def test_the_api_repeat_of_an_idempotency_key_returns_the_first_ticket(start_web) -> None:
+    web = start_web()
+    sam = web.login("sam")
+    token = csrf_of(sam.get("/report").text)
+    body = {"machine": "cnc101", "category": "tool", "description": "x", "badge": "1"}
+    key = {"X-CSRF-Token": token, "Idempotency-Key": "tablet-7-0001"}
+    first = sam.post("/api/v1/tickets", json=body, headers=key)
+    repeat = sam.post("/api/v1/tickets", json=body, headers=key)
+    assert (first.status_code, repeat.status_code) == (201, 200)
+    assert repeat.json()["id"] == first.json()["id"]
+    # Another user's same key is another ticket: keys are scoped by the user.
+    olga = web.login("olga")
+    other = olga.post(
+        "/api/v1/tickets",
+        json=body,
+        headers={**key, "X-CSRF-Token": csrf_of(olga.get("/report").text)},
+    )
+    assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
+    bad = sam.post("/api/v1/tickets", json=body, headers={**key, "Idempotency-Key": "a b"})
+    assert bad.status_code == 422
+    assert _count(web) == 2
