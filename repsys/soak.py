@@ -128,7 +128,9 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
     day_s = hours * 3600.0
     faults: list[Fault] = []
     kinds = [
-        (FaultKind.TOOL_WEAR_DRIFT, 3600.0),
+        # 1 point a cycle for 20 minutes: 30 to 50 points, past spindle_load_drift's 30
+        # but below spindle_overload's 130 (a drift to 150 % is an overload as well).
+        (FaultKind.TOOL_WEAR_DRIFT, 1200.0),
         (FaultKind.PREMATURE_TOOL_CHANGE, 0.0),
         (FaultKind.COUNTER_JUMP, 0.0),
         (FaultKind.COUNTER_ROLLBACK, 0.0),
@@ -143,7 +145,7 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
             if at + duration + GRACE_S + 600.0 > day_s:
                 continue
             tool = f"T{1 + (n + shift) % 2}"  # T1 and T2 run on both pallets
-            rate = 2.0 if kind is FaultKind.TOOL_WEAR_DRIFT else 0.5
+            rate = 1.0 if kind is FaultKind.TOOL_WEAR_DRIFT else 0.5
             faults.append(
                 Fault(at, kind, machine=machine, tool=tool, duration_s=duration, rate=rate)
             )
