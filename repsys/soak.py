@@ -24,6 +24,7 @@ import json
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from repsys.soak_match import Episode, Outcome, latency_by_kind, match
 from rules.actions import OpenEpisodes
 from rules.engine import Engine, Program
 from rules.replay import Ledger
-from sim.plant.ledger import write_ledger
+from sim.plant.ledger import Injected, write_ledger
 from sim.plant.model import MachineSpec, Plant, default_specs
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.scenario import Fault, FaultKind, Scenario
@@ -197,8 +198,7 @@ def run_rules(program: Program, signals: Iterable[Signal], end_ts: float) -> lis
     engine.tick(end_ts)
     drain()
     out = []
-    for key, ep in ledger.episodes.items():
-        draft_started = key  # noqa: F841 - (fingerprint, occurrence), kept for clarity
+    for ep in ledger.episodes.values():
         out.append(
             Episode(
                 machine=ep["machine"],
@@ -214,8 +214,6 @@ def run_rules(program: Program, signals: Iterable[Signal], end_ts: float) -> lis
 
 
 def _ts(iso: str) -> float:
-    from datetime import datetime  # noqa: PLC0415 - one use
-
     return datetime.fromisoformat(iso).timestamp()
 
 
@@ -329,8 +327,6 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     if args.ledger:
-        from sim.plant.ledger import Injected  # noqa: PLC0415 - one use
-
         write_ledger(Path(args.ledger), [Injected.from_json(e) for e in result["ledger"]])
     bad = result["counts"]
     failed = bad["false_positives"] or bad["missed"] or bad["duplicates"]

@@ -10,6 +10,7 @@ the full size (20 machines, a three-shift day).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ from tests.conftest import REPO
 START = 1_700_000_000.0
 
 
-def test_the_ledger_says_when_each_fault_shows_in_the_signals(tmp_path: object) -> None:
+def test_the_ledger_says_when_each_fault_shows_in_the_signals(tmp_path: Path) -> None:
     faults = (
         Fault(100.0, FaultKind.COUNTER_JUMP, machine="a", tool="T1", amount=50),
         Fault(300.0, FaultKind.MACHINE_DOWN, machine="a", duration_s=120.0),
@@ -55,7 +56,7 @@ def test_the_ledger_says_when_each_fault_shows_in_the_signals(tmp_path: object) 
     assert (down.start_ts, down.end_ts) == (stopped[0], running[0]) == (START + 300, START + 420)
     assert down.rules == ("downtime",)
     assert (outage.machine, outage.rules, outage.end_ts) == ("", (), START + 660.0)
-    path = tmp_path / "ledger.jsonl"  # type: ignore[operator]
+    path = tmp_path / "ledger.jsonl"
     write_ledger(path, plant.ledger)
     assert read_ledger(path) == plant.ledger
 
