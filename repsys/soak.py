@@ -52,6 +52,9 @@ DAY_START_TS = 1_700_049_600.0
 #: a loop-out's five events, a drift's smoothing all fit well inside it).
 GRACE_S = 900.0
 SCENARIOS = ("plant-day", "clean")
+#: A drift lasts this many cycles; the simulator's load time between cuts.
+DRIFT_CYCLES = 60
+LOAD_S = 5.0
 
 MQTT_SOURCE: dict[str, Any] = yaml.safe_load("""
 type: mqtt
@@ -127,11 +130,13 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
     inside ``hours`` is left out, so a reduced day is an honest subset.
     """
     day_s = hours * 3600.0
+    cycle_s = {s.id: s.cycle_time_s for s in default_specs(ids)}
     faults: list[Fault] = []
     kinds = [
-        # 1 point a cycle for 20 minutes: 30 to 50 points, past spindle_load_drift's 30
-        # but below spindle_overload's 130 (a drift to 150 % is an overload as well).
-        (FaultKind.TOOL_WEAR_DRIFT, 1200.0),
+        # 0.75 points a cycle for 60 cycles (duration set per machine below): 45 points,
+        # past spindle_load_drift's 30 but below spindle_overload's 130 (a drift to 150 %
+        # is an overload as well); the cuts slow by up to 12 % (0.2 % a cycle).
+        (FaultKind.TOOL_WEAR_DRIFT, 0.0),
         (FaultKind.PREMATURE_TOOL_CHANGE, 0.0),
         (FaultKind.COUNTER_JUMP, 0.0),
         (FaultKind.COUNTER_ROLLBACK, 0.0),
@@ -143,10 +148,12 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
         for shift in range(3):
             kind, duration = kinds[(n + 3 * shift) % len(kinds)]
             at = shift * 8 * 3600.0 + 1800.0 + (n * 613.0) % 5400.0
+            if kind is FaultKind.TOOL_WEAR_DRIFT:
+                duration = DRIFT_CYCLES * (cycle_s[machine] + LOAD_S)
             if at + duration + GRACE_S + 600.0 > day_s:
                 continue
             tool = f"T{1 + (n + shift) % 2}"  # T1 and T2 run on both pallets
-            rate = 1.0 if kind is FaultKind.TOOL_WEAR_DRIFT else 0.5
+            rate = 0.75 if kind is FaultKind.TOOL_WEAR_DRIFT else 0.5
             faults.append(
                 Fault(at, kind, machine=machine, tool=tool, duration_s=duration, rate=rate)
             )
