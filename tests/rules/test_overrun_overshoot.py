@@ -31,16 +31,28 @@ def _program() -> Program:
     return Program(cfg)
 
 
+def _signal(name: str, value: int, ts: float, attrs: dict[str, str]) -> Signal:
+    return Signal(
+        machine="cnc120",
+        name=name,
+        value=value,
+        source_ts=ts,
+        receive_ts=ts,
+        subject="T1",
+        attrs=attrs,
+    )
+
+
 def _readings(*values: int) -> list[Signal]:
     out = []
     for n, v in enumerate(values):
         ts = T0 + 60.0 * n
         if v < 0:  # a tool change
-            out.append(Signal("cnc120", "tool_change", 0, ts, ts, subject="T1"))
+            out.append(_signal("tool_change", 0, ts, {}))
         else:
             for name in ("machining_event", "tool_life"):  # both report each reading
                 attrs = {"pallet": "1", "counter": str(v)} if name == "machining_event" else {}
-                out.append(Signal("cnc120", name, v, ts, ts, subject="T1", attrs=attrs))
+                out.append(_signal(name, v, ts, attrs))
     return out
 
 
