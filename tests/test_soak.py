@@ -9,7 +9,10 @@ the full size (20 machines, a three-shift day).
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 from hypothesis import given
@@ -139,3 +142,44 @@ def test_a_reduced_plant_day_files_exactly_one_ticket_per_fault() -> None:
     }
     assert result["counts"]["not_shown"] == 0
     assert (REPO / "config" / "soak-rules.yaml").exists()
+
+
+def _repsys(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "repsys", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+
+
+def test_sim_plant_writes_its_ledger(tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("faults:\n  - {at: 60, kind: counter_jump, machine: cnc103, tool: T1}\n")
+    ledger = tmp_path / "ledger.jsonl"
+    cmd = ("-c", "config/example.yaml", "sim", "plant", "--scenario", str(scenario))
+    result = _repsys(*cmd, "--print", "300", "--ledger", str(ledger))
+    assert result.returncode == 0, result.stderr
+    [entry] = read_ledger(ledger)
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    shown = next(
+        e
+        for e in events
+        if (e["machine"], e["name"], e["subject"]) == ("cnc103", "machining_event", "T1")
+        and e["source_ts"] >= entry.injected_ts
+    )
+    assert (entry.kind, entry.machine, entry.subject) == ("counter_jump", "cnc103", "T1")
+    assert entry.start_ts == shown["source_ts"]
+
+
+def test_repsys_soak_prints_the_table_and_writes_the_json(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    result = _repsys("soak", "--scenario", "clean", "--hours", "0.5", "--machines", "2",
+                     "--json", str(out))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    assert data["counts"]["false_positives"] == 0
+    assert (data["scenario"], data["machines"], data["hours"]) == ("clean", 2, 0.5)
+    assert "false positives" in result.stdout
+    assert f"{data['signals']} signals" in result.stdout
