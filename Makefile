@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest fuzz bench soak-api migration lock screenshots clean
+.PHONY: setup system-packages run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
 
 setup: system-packages $(STAMP)
 
@@ -44,6 +44,13 @@ test: lint typecheck pytest
 # The fuzz tests at their soak size (10,000 examples each; make test runs 300).
 fuzz: setup
 	REPSYS_FUZZ_EXAMPLES=10000 $(BIN)/python -m pytest -q tests/test_fuzz_inputs.py
+
+# The ground-truth soak at full size: 20 machines, a three-shift day, in simulated time
+# (repsys/soak.py; make test runs a reduced size in tests/test_soak.py). Exit 1 on any
+# false, missed or duplicate episode.
+soak: setup
+	$(BIN)/python -m repsys soak --scenario clean --hours 24 --json soak-clean.json
+	$(BIN)/python -m repsys soak --scenario plant-day --hours 24 --json soak-plant-day.json
 
 bench: setup
 	$(BIN)/python -m bench

@@ -22,7 +22,7 @@ import web.cli
 from core.cli import EXIT_CONFIG, EXIT_OK, CommandModule, config_from_args
 from core.config import dump_config, load_config
 from core.errors import ConfigError
-from repsys import __version__, dbcli, demo
+from repsys import __version__, dbcli, demo, soak
 
 #: Package command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES: tuple[CommandModule, ...] = (
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         module.add_commands(sub)
     demo.add_commands(sub, COMMAND_MODULES)
+    soak.add_commands(sub)
     return parser
 
 

@@ -15,8 +15,10 @@ A pallet that repeats is reported too (its counter continues from itself, not fr
 other pallet), with one reading: a run of ``loop_out_events`` (5) events of the tool on
 one pallet since the shift started is the ``pallet_looped_out`` episode, so its repeats
 are not also roll-backs. A repeat is therefore held until its run ends: reported when
-another pallet (or a tool change) comes, dropped when the run reaches a loop-out. A run
-still open at the end of a replay is not reported.
+another pallet comes, dropped when the run reaches a loop-out. A tool change does not end
+the run (the soak found a looped-out pallet whose first repeat was filed as a roll-back
+because the tool reached its life one event later). A run still open at the end of a
+replay is not reported.
 """
 
 from __future__ import annotations
@@ -46,7 +48,9 @@ class CounterRollback(BaseRule):
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         tool = tool_of(sig)
         if sig.name == "tool_change":
-            self._flush(m, tool, ctx)  # a change ends a run of repeats
+            # A change does not end a run of repeats: the pallets go on as they did (a
+            # pallet looped out stays out while its tool is changed), so held repeats wait
+            # for another pallet or for the run to reach a loop-out, as before.
             return
         if sig.attrs.get("cmd") == "50":
             return
@@ -57,8 +61,9 @@ class CounterRollback(BaseRule):
         pallet = sig.attrs.get("pallet", "")
         pallets = self.facts.pallets(m.id, tool, state)
         repeat = pallets > 1 and state.prev is not None and state.prev[0] == pallet
-        if not repeat:
-            self._flush(m, tool, ctx)
+        held = self.state(m).get(tool)
+        if not repeat and not (held and held[-1][1] == pallet):
+            self._flush(m, tool, ctx)  # another pallet: the run of repeats has ended
         looped = pallets > 1 and self._looped(state, sig, pallets)
         if looped:
             self.state(m).pop(tool, None)  # the loop-out episode reports these repeats

@@ -1,7 +1,12 @@
 """``tool_life_overrun``: a tool used past its life without being changed.
 
-Fires when a tool's counter exceeds ``life + margin``; the episode holds until the tool
-is changed (then it resolves, after ``keep_firing_for_s``).
+Fires when a tool's counter exceeds ``life + margin`` on a use that started at or past its
+life: the tool was used again instead of being changed. A reading that overshoots the
+life from below (a counter jump past it, or an increment of 2 over an odd life) is not yet
+an overrun: the tool is changed at that very reading as a rule; only its next reading, if
+it is still past the life, is. The episode holds until the tool is changed (then it
+resolves, after ``keep_firing_for_s``). Before any earlier reading is known (the start
+of a stream), a reading past the life fires.
 """
 
 from __future__ import annotations
@@ -26,15 +31,28 @@ class ToolLifeOverrun(BaseRule):
 
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         tool = sig.subject or sig.attrs.get("tool", "")
+        seen = self.state(m)
         if sig.name == "tool_change":
+            seen.pop(tool, None)  # a new tool life: its readings start afresh
             ctx.inactive(m, self.name, tool)
             return
         state = m.tools.get(tool)
         if state is None or state.counter is None:
             return
+        # [the previous distinct reading, the current one]: a machining event and a
+        # tool_life signal often report the same reading one after the other.
+        readings = seen.get(tool)
+        if readings is None:
+            readings = [None, state.counter]
+        elif readings[1] != state.counter:
+            readings = [readings[1], state.counter]
+        seen[tool] = readings
         life = self.facts.life(m.id, tool, state)
         if life is None or state.counter <= life + self.margin:
             return
+        before = readings[0]
+        if before is not None and before < life:
+            return  # this use started under the life: changed now, it was not overrun
         ctx.active(
             m,
             self.name,

@@ -4,7 +4,8 @@
 with /metrics /healthz /readyz. ``--duration S`` stops after S simulated seconds (the
 one-shot mode). ``--print S`` serves nothing: it prints S simulated seconds of the model's
 signals as JSON lines and exits. ``--scenario FILE`` replaces the configured scenario
-(format in sim/README.md).
+(format in sim/README.md). ``--ledger FILE`` writes the ground truth of every fault injected
+(sim/plant/ledger.py) when the plant stops.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import asyncio
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from core.cli import EXIT_CONFIG, EXIT_OK, DemoProcess, setup_process, start_observability
@@ -21,6 +23,7 @@ from core.lifecycle import Stopper, install_signal_handlers
 
 def _run(args: argparse.Namespace) -> int:
     # asyncua and paho load only when the simulated plant runs.
+    from sim.plant.ledger import write_ledger  # noqa: PLC0415 - loaded only when the command runs
     from sim.plant.model import Plant  # noqa: PLC0415 - loaded only when the command runs
     from sim.plant.scenario import ScenarioError, load_scenario  # noqa: PLC0415 - loaded only when the command runs
     from sim.plant.service import SimPlant, machine_specs, scenario_of  # noqa: PLC0415 - loaded only when the command runs
@@ -31,6 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     except ScenarioError as err:
         print(f"repsys: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    ledger = Path(args.ledger) if args.ledger else None
     if args.print is not None:
         plant = Plant(machine_specs(cfg), scenario, seed=cfg.sim.plant.seed)
         for sig in plant.advance(args.print):
@@ -43,8 +47,10 @@ def _run(args: argparse.Namespace) -> int:
                 "attrs": sig.attrs,
             }
             print(json.dumps(line))
+        if ledger is not None:
+            write_ledger(ledger, plant.ledger)
         return EXIT_OK
-    sim = SimPlant(cfg, scenario)
+    sim = SimPlant(cfg, scenario, ledger=ledger)
     server = start_observability(cfg, registry)
     stopper = Stopper()
 
@@ -72,6 +78,11 @@ def add_commands(sim_sub: Any) -> None:
         default=None,
         metavar="SECONDS",
         help="print this many simulated seconds of signals as JSON lines; serve nothing",
+    )
+    p.add_argument(
+        "--ledger",
+        metavar="FILE",
+        help="write the ground truth (every fault injected) as JSON lines to FILE at the end",
     )
     p.set_defaults(func=_run)
 

@@ -12,6 +12,7 @@ API::
                   seed=7)
     signals = plant.advance(60.0)         # list[core.model.Signal], ordered by source_ts
     plant.take_transport_faults()         # silent subscription / restart / outage now due
+    plant.ledger                          # ground truth: every fault injected (ledger.py)
 
 How a machine behaves: it alternates pallets (load ``load_time_s``, then cut
 ``cycle_time_s`` with Gaussian noise). The cut is shared by the tools used on that pallet,
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.model import Signal, Value
+from sim.plant.ledger import Injected
 from sim.plant.scenario import Fault, FaultKind, Scenario
 
 #: 2023-11-14 22:13:20 UTC: a fixed start so that simulated timestamps are reproducible.
@@ -132,6 +134,10 @@ class _Machine:
         self.premature: set[str] = set()
         self.looped_out: dict[int, float] = {}
         self.out: list[Signal] = []
+        # Ground truth of faults injected but not yet shown in the signals (per tool), and
+        # of stops not yet recovered: their times are set when the machine acts them out.
+        self.truth_tool: dict[str, list[Injected]] = {}
+        self.truth_down: list[Injected] = []
 
     def emit(self, t: float, name: str, value: Value, subject: str = "", **attrs: str) -> None:
         ts = self.start_ts + t
@@ -215,6 +221,8 @@ class _Machine:
         """The next tool of the cut ends at ``t``: it counts and reports its machining event."""
         tool, start, _ = self.plan.pop(0)
         name = tool.name
+        for entry in self.truth_tool.pop(name, []):
+            entry.start_ts = entry.end_ts = self.start_ts + t
         if name in self.premature:
             self.premature.discard(name)
             self.emit(t, "tool_change", self.counters[name], name, reason="premature")
@@ -295,6 +303,9 @@ class _Machine:
         return until
 
     def recover(self, t: float) -> float:
+        for entry in self.truth_down:
+            entry.end_ts = self.start_ts + t
+        self.truth_down = []
         self.emit(t, "alarm", self.alarm, active="false")
         self.alarm = 0
         self.down_until = -1.0
@@ -304,9 +315,23 @@ class _Machine:
             return t  # cut the loaded pallet's remaining tools at once
         return self.start_load(t)
 
-    def apply(self, t: float, fault: Fault) -> float | None:
-        """Apply a machine fault; returns a recovery time when the machine went down."""
+    def apply(self, t: float, fault: Fault, entry: Injected) -> float | None:
+        """Apply a machine fault; returns a recovery time when the machine went down.
+
+        ``entry`` is the fault's ground truth: its times are set here, or when the fault
+        shows in the signals (the tool's next event, the recovery).
+        """
         kind = fault.kind
+        now = self.start_ts + t
+        lasts = fault.effective_duration_s
+        if kind in (FaultKind.TOOL_WEAR_DRIFT, FaultKind.PALLET_LOOPED_OUT):
+            entry.start_ts = now
+            entry.end_ts = now + lasts if lasts != float("inf") else None
+        elif kind in (FaultKind.STUCK_PALLET, FaultKind.MACHINE_DOWN):
+            entry.start_ts = now
+            self.truth_down.append(entry)
+        else:
+            self.truth_tool.setdefault(fault.tool, []).append(entry)
         if kind is FaultKind.TOOL_WEAR_DRIFT:
             self.drift[fault.tool] = _Drift(fault.rate, t + fault.effective_duration_s)
         elif kind is FaultKind.PREMATURE_TOOL_CHANGE:
@@ -354,6 +379,8 @@ class Plant:
         self._heap: list[tuple[float, int, int, str, int, Fault | None]] = []
         self._seq = 0
         self._transport_due: list[Fault] = []
+        #: Ground truth: every fault occurrence injected so far (sim/plant/ledger.py).
+        self.ledger: list[Injected] = []
         self._started = False
         for fault in self.scenario.faults:
             if fault.machine and fault.machine not in self._index:
@@ -434,11 +461,18 @@ class Plant:
     def _fault(self, t: float, fault: Fault) -> None:
         if fault.every_s > 0:
             self._push(t + fault.every_s, -1, "fault", 0, fault)
+        subject = str(fault.pallet) if fault.kind is FaultKind.PALLET_LOOPED_OUT else ""
+        entry = Injected.of(fault, self.start_ts + t, subject)
+        self.ledger.append(entry)
         if fault.transport:
+            # Acted out by the servers at once; a plant-wide fault with no machine signal.
+            entry.start_ts = self.start_ts + t
+            restart = fault.kind is FaultKind.SERVER_RESTART
+            entry.end_ts = entry.start_ts + (0.0 if restart else fault.effective_duration_s)
             self._transport_due.append(fault)
             return
         i = self._index[fault.machine]
-        recover_at = self._machines[i].apply(t, fault)
+        recover_at = self._machines[i].apply(t, fault, entry)
         if recover_at is not None:
             self._push(recover_at, i, "recover", 0)
         elif self._machines[i].down_until > t:

@@ -40,6 +40,23 @@ TRANSPORT_FAULTS = frozenset(
     {FaultKind.SILENT_SUBSCRIPTION, FaultKind.SERVER_RESTART, FaultKind.BROKER_OUTAGE}
 )
 
+#: The rule types that must open an episode for each fault kind (the ground truth the
+#: soak matches tickets against, ``repsys soak``). Transport faults change no machine
+#: signal: no rule is expected of them (the collector's own health checks see them).
+EXPECTED_RULES: dict[FaultKind, tuple[str, ...]] = {
+    # The drift slows the cuts with the tool too (0.2 % a cycle): cycle time creeps.
+    FaultKind.TOOL_WEAR_DRIFT: ("spindle_load_drift", "cycle_time"),
+    FaultKind.PREMATURE_TOOL_CHANGE: ("tool_life_short",),
+    FaultKind.COUNTER_JUMP: ("counter_jump",),
+    FaultKind.COUNTER_ROLLBACK: ("counter_rollback",),
+    FaultKind.PALLET_LOOPED_OUT: ("pallet_looped_out",),
+    FaultKind.STUCK_PALLET: ("downtime",),
+    FaultKind.MACHINE_DOWN: ("downtime",),
+    FaultKind.SILENT_SUBSCRIPTION: (),
+    FaultKind.SERVER_RESTART: (),
+    FaultKind.BROKER_OUTAGE: (),
+}
+
 #: Defaults of ``amount`` per kind when the scenario does not give one.
 DEFAULT_AMOUNT = {FaultKind.COUNTER_JUMP: 50, FaultKind.COUNTER_ROLLBACK: 3}
 

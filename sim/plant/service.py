@@ -10,11 +10,13 @@ the default specs of :func:`sim.plant.model.default_specs`.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from core.config import RepsysConfig
 from core.config.sim_plant import SimMachine
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from sim.plant.ledger import write_ledger
 from sim.plant.model import MachineSpec, Plant, ToolSpec, default_specs
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.opcua_server import PlantServer
@@ -64,8 +66,11 @@ def scenario_of(cfg: RepsysConfig) -> Scenario:
 class SimPlant:
     """The running simulated plant."""
 
-    def __init__(self, cfg: RepsysConfig, scenario: Scenario | None = None) -> None:
+    def __init__(
+        self, cfg: RepsysConfig, scenario: Scenario | None = None, *, ledger: Path | None = None
+    ) -> None:
         self.cfg = cfg
+        self.ledger_path = ledger  # the ground truth, written as JSON lines at stop
         sim = cfg.sim.plant
         self.specs = machine_specs(cfg)
         self.scenario = scenario if scenario is not None else scenario_of(cfg)
@@ -87,6 +92,9 @@ class SimPlant:
         )
 
     async def stop(self) -> None:
+        if self.ledger_path is not None and self.plant is not None:
+            n = write_ledger(self.ledger_path, self.plant.ledger)
+            log.info("sim_plant_ledger_written", path=str(self.ledger_path), faults=n)
         if self.mqtt is not None:
             self.mqtt.stop()
         if self.opcua is not None:

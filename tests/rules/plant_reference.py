@@ -98,6 +98,7 @@ def evaluate(events: list[Event], tools: dict[str, Tool], zone: str, shifts: lis
     seen_pallets: dict[str, list[str]] = {t: [] for t in tools}
     showing: dict[str, set[str]] = {}  # missing pallet -> tools whose last 5 show it
     run_id: dict[str, int] = {}
+    run_pallet: dict[str, str] = {}  # tool -> the pallet of its current run
     next_run = 0
 
     for ev in events:
@@ -122,11 +123,14 @@ def evaluate(events: list[Event], tools: dict[str, Tool], zone: str, shifts: lis
                 out.short_lives.append((ev.tool, ev.end))
             life_readings[ev.tool] = {}
             previous_pallet[ev.tool] = None
-            out.open_runs.discard(run_id.pop(ev.tool, -1))  # a change ends a run
 
         readings = life_readings[ev.tool]
         repeat = spec.pallets > 1 and previous_pallet[ev.tool] == ev.pallet
-        if not repeat:
+        # READING: a run of one pallet goes on across a tool change (the pallets do not
+        # change with the tool): it ends when another pallet comes.
+        goes_on = spec.pallets > 1 and run_pallet.get(ev.tool) == ev.pallet
+        run_pallet[ev.tool] = ev.pallet
+        if not (repeat or goes_on):
             out.open_runs.discard(run_id.get(ev.tool, -1))
             next_run += 1
             run_id[ev.tool] = next_run

@@ -13,8 +13,9 @@ reference's flags, but for these accepted readings (each one a rule below):
    later one of the same run, is not also a roll-back (``counter_rollback``'s
    ``loop_out_events``). The reference reports every repeat that does not continue from
    the other pallet.
-2. **Open runs**: a repeat's roll-back is reported when its run ends (another pallet, a
-   tool change); a run still open when the stream ends is not reported yet.
+2. **Open runs**: a repeat's roll-back is reported when its run ends (another pallet; a
+   tool change does not end it); a run still open when the stream ends is not reported
+   yet.
 3. Readings where DOMAIN.md is silent are read the same way on both sides and marked
    ``READING:`` in the reference: readings belong to a tool life; a reset comes from
    above twice the increment; a one-pallet tool continues from its own last reading;
