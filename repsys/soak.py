@@ -51,6 +51,10 @@ DAY_START_TS = 1_700_049_600.0
 #: An episode may start this long after its fault stopped showing (a downtime's ``for``,
 #: a loop-out's five events, a drift's smoothing all fit well inside it).
 GRACE_S = 900.0
+#: Faults start this long into a shift: cycle_time learns its baseline from its first
+#: 200 cycles (up to 65 s each here), and a drift before that cannot be, and must not be,
+#: seen by it.
+FIRST_FAULT_S = 4 * 3600.0
 SCENARIOS = ("plant-day", "clean")
 #: A drift lasts this many cycles; the simulator's load time between cuts.
 DRIFT_CYCLES = 60
@@ -123,11 +127,12 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
 def plant_day(ids: list[str], hours: float) -> Scenario:
     """Every fault kind the simulator knows, one per machine per shift, all in ``hours``.
 
-    Machine ``n`` gets kind ``(n + 3 s) mod 7`` in shift ``s``, 30 to 120 minutes into
-    the shift, so faults of one machine are eight hours apart (far beyond any rule's
-    ``keep_firing_for``) and every kind runs on several machines. The transport faults
-    run once each, at plant level. A fault that would not end (with its detection grace)
-    inside ``hours`` is left out, so a reduced day is an honest subset.
+    Machine ``n`` gets kind ``(n + 3 s) mod 7`` in shift ``s``, 4 to 5.5 hours into the
+    shift (after cycle_time's warm-up: before it the rule has no baseline, by design), so
+    faults of one machine are eight hours apart (far beyond any rule's ``keep_firing_for``)
+    and every kind runs on several machines. The transport faults run once each, at plant
+    level. A fault that would not end (with its detection grace) inside ``hours`` is left
+    out, so a reduced day is an honest subset.
     """
     day_s = hours * 3600.0
     cycle_s = {s.id: s.cycle_time_s for s in default_specs(ids)}
@@ -147,7 +152,7 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
     for n, machine in enumerate(ids):
         for shift in range(3):
             kind, duration = kinds[(n + 3 * shift) % len(kinds)]
-            at = shift * 8 * 3600.0 + 1800.0 + (n * 613.0) % 5400.0
+            at = shift * 8 * 3600.0 + FIRST_FAULT_S + (n * 613.0) % 5400.0
             if kind is FaultKind.TOOL_WEAR_DRIFT:
                 duration = DRIFT_CYCLES * (cycle_s[machine] + LOAD_S)
             if at + duration + GRACE_S + 600.0 > day_s:

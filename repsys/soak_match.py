@@ -81,7 +81,9 @@ def _fault_row(f: Injected, rule: str = "") -> dict[str, Any]:
 
 
 def _explains(f: Injected, ep: Episode, end_ts: float, grace_s: float) -> bool:
-    if f.machine != ep.machine or ep.rule not in f.rules or f.start_ts is None:
+    if f.machine != ep.machine or f.start_ts is None:
+        return False
+    if ep.rule not in f.rules and ep.rule not in f.optional:
         return False
     if f.kind in SUBJECT_KINDS and ep.subject != f.subject:
         return False
@@ -101,7 +103,7 @@ def match(
         grace_s: how long after a fault stopped showing an episode may still start.
     """
     out = Outcome()
-    expected = [f for f in ledger if f.rules and f.start_ts is not None]
+    expected = [f for f in ledger if (f.rules or f.optional) and f.start_ts is not None]
     out.not_shown = [_fault_row(f) for f in ledger if f.rules and f.start_ts is None]
     out.not_observable = [_fault_row(f) for f in ledger if not f.rules]
     hit: set[tuple[int, str]] = set()

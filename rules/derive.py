@@ -255,10 +255,6 @@ class Deriver:
         m.part_ts = sig.source_ts
         if edge_before is None or self.facts.spec(m.id).cycle_source != "part_count":
             return None
-        if m.run_since > edge_before:
-            # The machine left "executing" since the last part (a stop, an interruption):
-            # the interval holds the stop, which is downtime's, not a cycle time.
-            return None
         cycle = self._cycle(m, sig, sig.source_ts - edge_before)
         return [sig, cycle] if cycle is not None else None
 

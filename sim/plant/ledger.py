@@ -34,6 +34,10 @@ class Injected:
             was not used again before the end).
         end_ts: when it stopped showing (None: still going at the end of the run).
         rules: the rule types that must open an episode for it.
+        optional: rule types that may open one for it without being required to: a
+            wear drift cut short by the tool's change may or may not have moved the
+            cycle-time chart far enough (an episode of it is then no false positive, and
+            none is no miss).
     """
 
     machine: str
@@ -43,6 +47,7 @@ class Injected:
     start_ts: float | None
     end_ts: float | None
     rules: tuple[str, ...]
+    optional: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, fault: Fault, ts: float, subject: str = "") -> Injected:
@@ -60,6 +65,7 @@ class Injected:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data["rules"] = list(self.rules)
+        data["optional"] = list(self.optional)
         return data
 
     @classmethod
@@ -72,6 +78,7 @@ class Injected:
             start_ts=None if data.get("start_ts") is None else float(data["start_ts"]),
             end_ts=None if data.get("end_ts") is None else float(data["end_ts"]),
             rules=tuple(str(r) for r in data.get("rules", ())),
+            optional=tuple(str(r) for r in data.get("optional", ())),
         )
 
 

@@ -108,6 +108,7 @@ class _Drift:
     rate: float
     until: float
     cycles: int = 0
+    entry: Injected | None = None
 
 
 class _Machine:
@@ -227,6 +228,7 @@ class _Machine:
             self.premature.discard(name)
             self.emit(t, "tool_change", self.counters[name], name, reason="premature")
             self.counters[name] = 0
+            self.end_wear(name, t)
         self.counters[name] += tool.increment + self.jump.pop(name, 0)
         self.counters[name] = max(0, self.counters[name])
         if name in self.drift and self.drift[name].until > t:
@@ -249,7 +251,20 @@ class _Machine:
         if self.counters[name] >= tool.life:
             self.emit(t, "tool_change", self.counters[name], name, reason="life")
             self.counters[name] = 0
+            self.end_wear(name, t)
             self.tool_life(t, tool)
+
+    def end_wear(self, name: str, t: float) -> None:
+        """A new tool is not worn: a wear drift of the tool changed at ``t`` ends there."""
+        drift = self.drift.get(name)
+        if drift is None or drift.until <= t:
+            return
+        drift.until = t
+        if drift.entry is not None:
+            drift.entry.end_ts = self.start_ts + t
+            # Cut short, the slowdown may be too small for the cycle-time chart to see.
+            drift.entry.optional = tuple(r for r in drift.entry.rules if r == "cycle_time")
+            drift.entry.rules = tuple(r for r in drift.entry.rules if r != "cycle_time")
 
     def end_cut(self, t: float) -> float:
         self.plan = []
@@ -333,7 +348,7 @@ class _Machine:
         else:
             self.truth_tool.setdefault(fault.tool, []).append(entry)
         if kind is FaultKind.TOOL_WEAR_DRIFT:
-            self.drift[fault.tool] = _Drift(fault.rate, t + fault.effective_duration_s)
+            self.drift[fault.tool] = _Drift(fault.rate, t + fault.effective_duration_s, entry=entry)
         elif kind is FaultKind.PREMATURE_TOOL_CHANGE:
             self.premature.add(fault.tool)
         elif kind is FaultKind.COUNTER_JUMP:
