@@ -9,6 +9,13 @@ EWMA exceeds the level by ``threshold`` percent points for ``for_s``, and clears
 false`` always to ``spindle``, whose level then restarts at any tool change. A tool change
 starts the tool over.
 
+Except one: while the machine-level ``spindle`` load is drifting, another tool's change
+does not end it. The load cannot say which tool wears; if the worn one was changed the load
+falls back under the old level and the episode clears at once, but if another was, a level
+re-learned from the drifted load would clear the episode and open a second one (a second
+ticket for one worn tool: the ground-truth soak found it). So the old level is kept until
+the drift clears, and the level is learned afresh from there.
+
 A drift persists; an overload spike does not. Each sample enters the EWMA clipped to
 ``level + sample_clip x threshold``, so a spike of any height lifts the EWMA no more than a
 spike of twice the threshold (by default) and decays from there within about
@@ -18,6 +25,8 @@ drift of any size past the threshold still does (``rules/README.md`` works it ou
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from core.config.rules import SpindleLoadDriftRule
 from core.model import Signal
@@ -33,7 +42,8 @@ SPINDLE = "spindle"
 
 
 class SpindleLoadDrift(BaseRule):
-    """Per tool: [samples, baseline sum, ewma, on]."""
+    """Per tool: [samples, baseline sum, ewma, on] and, once a tool change is held back
+    while the machine-level load drifts, a fifth item ``True`` (re-learn when it clears)."""
 
     inputs = frozenset({"spindle_load", "tool_change"})
 
@@ -44,14 +54,27 @@ class SpindleLoadDrift(BaseRule):
         self.pull = spec.sample_clip * spec.threshold
         self.facts = facts
 
+    def _tool_changed(
+        self, m: MachineState, st: dict[str, list[Any]], changed: str, ctx: Lifecycle
+    ) -> None:
+        """The changed tool starts over; so does ``spindle``, unless it is drifting."""
+        for subject in (changed, SPINDLE):
+            held = st.get(subject)
+            if held is None:
+                continue
+            if subject == SPINDLE and subject != changed and held[3]:
+                if len(held) == 4:
+                    held.append(True)  # re-learn the level once this drift clears
+                continue
+            del st[subject]
+            ctx.inactive(m, self.name, subject)
+
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         st = m.rules.get(self.name)
         if st is None:
             st = m.rules[self.name] = {}
         if sig.name == "tool_change":
-            for subject in (sig.subject, SPINDLE):
-                if st.pop(subject, None) is not None:
-                    ctx.inactive(m, self.name, subject)
+            self._tool_changed(m, st, sig.subject, ctx)
             return
         load = sig.value
         if type(load) is not float:  # the common case skips the call (every sample)
@@ -100,3 +123,5 @@ class SpindleLoadDrift(BaseRule):
         elif drift < spec.threshold * CLEAR_SHARE:
             t[3] = False
             ctx.inactive(m, self.name, tool)
+            if len(t) > 4:
+                del st[tool]  # a tool was changed while it drifted: learn the level afresh

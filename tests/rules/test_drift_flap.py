@@ -53,3 +53,43 @@ def test_without_keep_firing_the_dip_made_a_second_episode(make_config: Any) -> 
         ("spindle_load_drift", "resolved"),
         ("spindle_load_drift", "firing"),
     ]
+
+
+def _changes_loads(after_change: list[float]) -> list[Signal]:
+    """Level 35, a worn tool drifting to 47, another tool's change, then ``after_change``."""
+    values = [35.0] * 10 + [47.0] * 20
+    sigs = [
+        Signal("cnc103", "spindle_load", v, source_ts=T0 + i, receive_ts=T0 + i)
+        for i, v in enumerate(values)
+    ]
+    t = T0 + len(values)
+    sigs.append(Signal("cnc103", "tool_change", 348, source_ts=t, receive_ts=t, subject="T2"))
+    sigs += [
+        Signal("cnc103", "spindle_load", v, source_ts=t + 1 + i, receive_ts=t + 1 + i)
+        for i, v in enumerate(after_change)
+    ]
+    return sigs
+
+
+def _episodes_of(cfg: RepsysConfig, signals: list[Signal]) -> list[tuple[str, str]]:
+    rows = replay(Program(cfg), signals).ledger.rows()
+    return [(r["rule"], r["state"]) for r in rows]
+
+
+def test_another_tools_change_does_not_end_a_machine_level_drift(make_config: Any) -> None:
+    """The wear goes on (47, then 58 past the re-learned level): one episode, one ticket."""
+    cfg = _cfg(make_config, keep_firing_for_s=0)
+    later = [47.0] * 20 + [58.0] * 20
+    assert _episodes_of(cfg, _changes_loads(later)) == [("spindle_load_drift", "firing")]
+
+
+def test_when_the_worn_tool_was_the_one_changed_the_drift_clears_and_relearns(
+    make_config: Any,
+) -> None:
+    cfg = _cfg(make_config, keep_firing_for_s=0)
+    # Back under the old level at once, then a fresh level of 30 and a new wear to 41.
+    later = [30.0] * 20 + [41.0] * 20
+    assert _episodes_of(cfg, _changes_loads(later)) == [
+        ("spindle_load_drift", "resolved"),
+        ("spindle_load_drift", "firing"),
+    ]
