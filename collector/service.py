@@ -68,6 +68,7 @@ async def supervise(
     *,
     cap_s: float = 10.0,
     lease: SourceLease | None = None,
+    leases: dict[str, str] | None = None,
 ) -> None:
     """Run ``reader`` until stopped, restarting it with backoff after each failure.
 
@@ -90,8 +91,12 @@ async def supervise(
             log.warning("collector_source_lease_unknown", source=reader.name, error=str(exc))
             mine = None
         if mine is False:
+            if leases is not None:
+                leases[reader.name] = "other"
             await stopper.wait_async(lease.renew_s)
             continue
+        if leases is not None:
+            leases[reader.name] = "mine"
         owned.set(1)
         log.info("collector_source_acquired", reader=reader.kind, source=reader.name, sure=mine)
         held = Stopper()
@@ -174,6 +179,10 @@ class Collector:
             heartbeat_s=cfg.collector.heartbeat_interval_s,
         )
         self.readers = build_readers(cfg, self.sink, metrics)
+        #: Source name -> "mine" / "other": who reads it, once the lease said so.
+        self.leases: dict[str, str] = {}
+        #: Sources this process has read, or another replica reads, since it started.
+        self._settled: set[str] = set()
 
     async def run(self, stopper: Stopper, *, grace_s: float = 10.0) -> None:
         """Read every source until stopped; then flush the buffer for up to ``grace_s``."""
@@ -189,6 +198,7 @@ class Collector:
                     self.metrics,
                     cap_s=cc.reconnect_max_s,
                     lease=SourceLease(self.client, cc.name, r.name, ttl_s=cc.source_lease_ttl_s),
+                    leases=self.leases,
                 )
                 for r in self.readers
             ]
@@ -211,7 +221,22 @@ class Collector:
         return True, ""
 
     def ready(self) -> tuple[bool, str]:
-        """Ready when the sink reaches Redis (sources come and go; the buffer covers)."""
+        """Ready when the sink reaches Redis and every source has been taken up once.
+
+        A source is taken up when another replica holds its lease, or this process holds
+        it and its reader has connected (subscribed, for MQTT) at least once: a process is
+        not ready while messages sent to it would find no subscription. After that, sources
+        come and go without readiness flapping (the outage buffer covers them).
+        """
         if not self.sink.redis_ok:
             return False, "redis unreachable"
+        for reader in self.readers:
+            if reader.name in self._settled:
+                continue
+            who = self.leases.get(reader.name)
+            connected = getattr(reader, "connected", None)
+            if who == "other" or (who == "mine" and (connected is None or connected.is_set())):
+                self._settled.add(reader.name)
+                continue
+            return False, f"source {reader.name} not taken up yet"
         return True, ""

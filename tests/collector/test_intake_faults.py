@@ -8,6 +8,7 @@ and OPC UA items the server refused vanished without a word.
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -277,3 +278,25 @@ def test_log_throttle_admits_once_per_period_with_the_held_back_count(
 def test_rejection_keeps_a_classified_reason() -> None:
     assert rejection(PayloadRejectedError("x", reason="bad_value")) == ("bad_value", "x")
     assert rejection(KeyError("k")) == ("internal_error", "KeyError: 'k'")
+
+
+def test_not_ready_until_each_source_is_taken_up(
+    make_config: Any, mqtt_port: int, started: list[InThread]
+) -> None:
+    """Readiness means a message sent now finds a subscription (deploy tests rely on it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        nobody = probe.getsockname()[1]
+    away = make_config({"collector": {"sources": [mqtt_source(nobody, TEST_TOPICS)]}})
+    waiting, _, thread = run_collector(away)
+    started.append(thread)
+    wait_until(lambda: waiting.leases == {"broker": "mine"}, timeout=20, what="lease")
+    assert waiting.ready() == (False, "source broker not taken up yet")
+    thread.stop()
+
+    cfg = make_config({"collector": {"sources": [mqtt_source(mqtt_port, TEST_TOPICS)]}})
+    service, _, thread = run_collector(cfg)
+    started.append(thread)
+    wait_until(lambda: service.ready()[0], timeout=20, what="ready")
+    [reader] = service.readers
+    assert reader.connected.is_set()  # subscribed before it said ready
