@@ -299,4 +299,5 @@ def test_not_ready_until_each_source_is_taken_up(
     started.append(thread)
     wait_until(lambda: service.ready()[0], timeout=20, what="ready")
     [reader] = service.readers
+    assert isinstance(reader, MqttReader)
     assert reader.connected.is_set()  # subscribed before it said ready
