@@ -55,11 +55,20 @@ def url(request: Request, path: str) -> str:
     return f"{request.scope.get('root_path', '')}{path}"
 
 
+#: Each role's own home, in this order for a user with several (an admin lands on the
+#: supervisors' board): the work a person of that role comes to do.
+HOMES = (
+    ("supervisor", "/boards/machines"),
+    ("controller", "/reports"),
+    ("operator", "/report"),
+)
+
+
 def home_path(principal: Principal) -> str:
-    """Where a user lands after login: the first page their roles open."""
-    for item in NAV:
-        if principal.has_any(item.roles):
-            return item.path
+    """Where a user lands after login: their role's own page."""
+    for role, path in HOMES:
+        if principal.has_any((role,)):
+            return path
     return "/account"
 
 

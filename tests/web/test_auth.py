@@ -6,6 +6,7 @@ clients are plain httpx, so every cookie, header and status is what a browser wo
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client import generate_latest
 from sqlalchemy import func, select
 
@@ -34,7 +35,7 @@ def test_password_login_lands_on_the_home_page(start_web) -> None:
     c = web.client()
     resp = _post_login(c, username="sam", password=PASSWORD)
     assert resp.status_code == 303
-    assert resp.headers["location"] == "/report"
+    assert resp.headers["location"] == "/boards/machines"  # a supervisor's own home
     assert "; secure" not in resp.headers["set-cookie"].lower()  # cookie_secure: false here
     assert "Sam Supervisor" in c.get("/report").text
     assert (
@@ -156,24 +157,24 @@ def test_admin_passes_every_role_check(start_web) -> None:
 def test_anonymous_page_redirects_to_login_and_api_answers_401(start_web) -> None:
     web = start_web()
     c = web.client()
-    resp = c.get("/boards/machines")
+    resp = c.get("/boards/tickets")
     assert resp.status_code == 303
-    assert resp.headers["location"] == "/login?next=/boards/machines"
+    assert resp.headers["location"] == "/login?next=/boards/tickets"
     api = c.get("/api/v1/tickets")
     assert api.status_code == 401
     assert api.json() == {"detail": "log in first", "reason": "not_authenticated", "errors": {}}
     # After login the user lands where they were going; a foreign target is ignored.
-    token = csrf_of(c.get("/login?next=/boards/machines").text)
+    token = csrf_of(c.get("/login?next=/boards/tickets").text)
     ok = c.post(
         "/login",
         data={
             "username": "sam",
             "password": PASSWORD,
             "csrf_token": token,
-            "next": "/boards/machines",
+            "next": "/boards/tickets",
         },
     )
-    assert ok.headers["location"] == "/boards/machines"
+    assert ok.headers["location"] == "/boards/tickets"
     other = web.client()
     token = csrf_of(other.get("/login").text)
     evil = other.post(
@@ -185,7 +186,7 @@ def test_anonymous_page_redirects_to_login_and_api_answers_401(start_web) -> Non
             "next": "//evil.example/x",
         },
     )
-    assert evil.headers["location"] == "/report"
+    assert evil.headers["location"] == "/boards/machines"  # the supervisor's home
 
 
 def test_logout_ends_the_session_on_the_server(start_web, redis_client) -> None:
@@ -314,3 +315,20 @@ def test_readiness_names_the_missing_dependency(start_web) -> None:
     assert c.get("/healthz").text == "ok\n"  # alive: do not restart it ...
     ready = c.get("/readyz")  # ... but send it no work
     assert ready.status_code == 503 and ready.text == "redis: ConnectionError\n"
+
+
+@pytest.mark.parametrize(
+    ("username", "home"),
+    [
+        ("olga", "/report"),
+        ("sam", "/boards/machines"),
+        ("dan", "/reports"),
+        ("ada", "/boards/machines"),
+    ],
+)
+def test_each_role_lands_on_its_own_home_page(start_web, username, home) -> None:
+    web = start_web()
+    c = web.client()
+    resp = _post_login(c, username=username, password=PASSWORD)
+    assert resp.headers["location"] == home
+    assert c.get("/").headers["location"] == home

@@ -278,3 +278,14 @@ def test_the_api_repeat_of_an_idempotency_key_returns_the_first_ticket(start_web
     bad = sam.post("/api/v1/tickets", json=body, headers={**key, "Idempotency-Key": "a b"})
     assert bad.status_code == 422
     assert _count(web) == 2
+
+
+def test_recent_tickets_name_the_machine_as_the_plant_does(start_web) -> None:
+    named = [{**m, "name": "CNC 103"} if m["id"] == "cnc103" else m for m in TEST_MACHINES]
+    web = start_web({"machines": named})
+    c = web.client()
+    token = csrf_of(c.get("/login").text)
+    c.post("/login/badge", data={"badge": "1001", "pin": "4321", "csrf_token": token})
+    assert _form(c).status_code == 303
+    recent = c.get("/report").text.split('id="recent-tickets"', 1)[1]
+    assert "<td>CNC 103</td>" in recent and "<td>cnc103</td>" not in recent

@@ -65,6 +65,7 @@ def _form_page(
             "values": values,
             "errors": errors or {},
             "recent": recent,
+            "machine_names": {m.id: m.display_name for m in svc.cfg.machines},
         },
         status_code=status_code,
     )
