@@ -168,19 +168,20 @@ def file_ticket(
         first = session.scalar(select(Ticket).where(Ticket.external_ref == ref))
         if first is not None:
             return first, False
-    row = add_ticket(
-        session,
-        machine=ticket.machine,
-        source="operator",
-        title=ticket.title,
-        description=ticket.description,
-        severity=ticket.severity,
-        category=ticket.category.id,
-        reporter=ticket.badge,
-        external_ref=ref,
-        now=now,
-    )
     try:
+        # add_ticket flushes: a repeat that raced past the check above fails there.
+        row = add_ticket(
+            session,
+            machine=ticket.machine,
+            source="operator",
+            title=ticket.title,
+            description=ticket.description,
+            severity=ticket.severity,
+            category=ticket.category.id,
+            reporter=ticket.badge,
+            external_ref=ref,
+            now=now,
+        )
         session.commit()
     except IntegrityError:
         session.rollback()

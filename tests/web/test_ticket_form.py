@@ -217,7 +217,8 @@ def _token_of(html: str) -> str:
 
 
 def test_two_taps_of_one_form_file_one_ticket(start_web) -> None:
-    """The second tap of a slow network (the same rendered form) finds the first ticket."""
+    """The second tap of a slow network (the same rendered form) finds the first ticket;
+    eight taps at once (the race between lookup and insert) file one too."""
     web = start_web()
     c = web.login("olga")
     page = c.get("/report").text
@@ -230,13 +231,16 @@ def test_two_taps_of_one_form_file_one_ticket(start_web) -> None:
         "submit_token": _token_of(page),
     }
     results: list[str] = []
+    taps = 8
+    together = threading.Barrier(taps)
 
     def tap() -> None:
         with web.client(cookies=c.cookies) as own:
+            together.wait(10)  # at once: the repeats race past the lookup to the insert
             resp = own.post("/report", data=data)
             results.append(f"{resp.status_code} {resp.headers.get('location')}")
 
-    threads = [threading.Thread(target=tap) for _ in range(4)]
+    threads = [threading.Thread(target=tap) for _ in range(taps)]
     for t in threads:
         t.start()
     for t in threads:
