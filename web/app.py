@@ -154,16 +154,24 @@ async def _on_rate_limited(request: Request, exc: Exception) -> Response:
 
 async def _on_form_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, FormError)
-    return api_error(422, "bad_input", str(exc), exc.errors)
+    if _is_api(request):
+        return api_error(422, "bad_input", str(exc), exc.errors)
+    # A form re-renders itself with its messages; one that reached here (a page without
+    # its own form) still answers a page a person can read.
+    return _page(request, 422, "Not accepted", str(exc))
 
 
 async def _on_bad_report(request: Request, exc: Exception) -> Response:
     # The runner's words for a report request it refuses (the pages catch it themselves).
-    return api_error(422, "bad_input", str(exc), {"params": str(exc)})
+    if _is_api(request):
+        return api_error(422, "bad_input", str(exc), {"params": str(exc)})
+    return _page(request, 422, "Not accepted", str(exc))
 
 
 async def _on_queue_unavailable(request: Request, exc: Exception) -> Response:
-    return api_error(503, "queue_unavailable", str(exc))
+    if _is_api(request):
+        return api_error(503, "queue_unavailable", str(exc))
+    return _page(request, 503, "Try again in a minute", str(exc), headers={"Retry-After": "30"})
 
 
 def _field(loc: tuple[Any, ...]) -> str:
@@ -196,14 +204,36 @@ async def _on_invalid_request(request: Request, exc: Exception) -> Response:
 _HTTP_REASONS = {400: "bad_body", 404: "not_found", 405: "method_not_allowed", 413: "too_large"}
 
 
+#: Page titles and messages of plain HTTP errors, in words (the API answers JSON instead).
+_HTTP_PAGES = {
+    400: ("Bad request", "The browser sent something this page cannot read."),
+    404: ("Not found", "There is no such page."),
+    405: ("Not found", "There is no such page."),
+    413: ("Too large", "What was sent is larger than this page accepts."),
+}
+
+
+def _page(
+    request: Request,
+    status: int,
+    title: str,
+    message: str,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    context = {"title": title, "message": _printable(message)}
+    return render(request, "error.html", context, status_code=status, headers=headers)
+
+
 async def _on_http(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     headers = dict(exc.headers or {})
-    if _is_api(request) or exc.status_code not in (404, 405):
+    if _is_api(request):
         reason = _HTTP_REASONS.get(exc.status_code, "http")
         return api_error(exc.status_code, reason, str(exc.detail), headers=headers)
-    context = {"title": "Not found", "message": "There is no such page."}
-    return render(request, "error.html", context, status_code=exc.status_code, headers=headers)
+    title, message = _HTTP_PAGES.get(
+        exc.status_code, ("Not possible", "This request cannot be answered.")
+    )
+    return _page(request, exc.status_code, title, message, headers=headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:

@@ -11,6 +11,7 @@ by counting for chunked bodies), so a 100 MB post cannot fill the server's memor
 
 from __future__ import annotations
 
+import html
 import json
 import time
 from typing import Any
@@ -34,6 +35,16 @@ CSP = "; ".join(
     ]
 )
 
+#: The 413 page: the body limit answers before any handler or template runs.
+TOO_LARGE_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Too large · RepSys</title><link rel="stylesheet" href="{root}/static/app.css"></head>
+<body><header class="top"><a class="brand" href="{root}/">RepSys</a></header>
+<main class="page"><section class="card narrow"><h1>Too large</h1>
+<p class="message" id="error-message">{message}</p>
+<p><a class="btn" href="{root}/">Back to the start page</a></p></section></main></body></html>
+"""
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-frame-options": "DENY",
@@ -113,8 +124,10 @@ class WebMiddleware:
             body = json.dumps({"detail": message, "reason": "too_large", "errors": {}}).encode()
             headers += [(b"content-type", b"application/json")]
         else:
-            body = f"{message}\n".encode()
-            headers += [(b"content-type", b"text/plain; charset=utf-8")]
+            # A page, in the app's style (no template here: the handler never ran).
+            root = html.escape(str(scope.get("root_path", "")))
+            body = TOO_LARGE_PAGE.format(root=root, message=html.escape(message)).encode()
+            headers += [(b"content-type", b"text/html; charset=utf-8")]
         headers += [(b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})

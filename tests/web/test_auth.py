@@ -287,7 +287,12 @@ def test_huge_body_is_refused_with_413_before_parsing(start_web) -> None:
     token = csrf_of(c.get("/report").text)
     resp = c.post("/report", data={"description": "x" * 200_000, "csrf_token": token})
     assert resp.status_code == 413
-    assert resp.text == "Request body larger than 65536 bytes.\n"
+    # A page in the app's style (the handler never ran), saying what happened.
+    assert resp.headers["content-type"].startswith("text/html")
+    assert "Request body larger than 65536 bytes." in resp.text
+    assert "/static/app.css" in resp.text
+    api = c.post("/api/v1/tickets", content=b"x" * 200_000, headers={"X-CSRF-Token": token})
+    assert api.status_code == 413 and api.json()["reason"] == "too_large"
 
 
 def test_probes_and_metrics_with_bounded_route_labels(start_web) -> None:
