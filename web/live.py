@@ -13,18 +13,29 @@ What the boards expect (written by the rules engine and the collector, names fro
 - ``keys.UPCOMING_TOOL_CHANGES``: a sorted set, member ``<machine>|<tool>``, score =
   minutes remaining.
 
-A machine not heard from for ``web.no_data_after_s`` (by the later of ``last_seen`` and
-``updated_at``) shows "no data", whatever its last state was: "no data" is not "stopped".
+The state is judged from the write that carries it: a hash whose ``updated_at`` is older
+than ``web.no_data_after_s`` shows "no data", whatever its last state was ("no data" is not
+"stopped"), and says why: the machine fell silent (``last_seen`` old too) or the rules
+engine stopped writing while the machine still sends (``last_seen`` fresh), which is a
+RepSys fault a supervisor must not mistake for a running machine. The hash's TTL only
+tidies up; it is never what makes a tile stale.
+
+Values are shown with the unit and rounding of :data:`SIGNAL_FORMATS` (``web.signals``
+adds to or overrides them): "cycle time 35.9 s", not "cycle_time 35.914".
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from core import keys
 from core.config import Machine
+from core.config.web import SignalDisplay
+from core.model import DecodeError, Signal
 
 #: States the board colours; anything else is shown as it is, uncoloured.
 KNOWN_STATES = ("running", "idle", "down", "no_data")
@@ -43,6 +54,49 @@ PREFERRED_SIGNALS = (
 )
 
 
+#: How the boards show a signal by default: label, unit and decimals (None: as text).
+SIGNAL_FORMATS: dict[str, SignalDisplay] = {
+    "program": SignalDisplay(label="program"),
+    "part_count": SignalDisplay(label="part count", decimals=0),
+    "tool_number": SignalDisplay(label="tool", decimals=0),
+    "pallet": SignalDisplay(label="pallet", decimals=0),
+    "cycle_time": SignalDisplay(label="cycle time", unit="s", decimals=1),
+    "fastest_cycle_time": SignalDisplay(label="fastest cycle"),
+    "spindle_load": SignalDisplay(label="spindle load", unit="%", decimals=0),
+    "spindle_speed": SignalDisplay(label="spindle speed", unit="rpm", decimals=0),
+    "feed_override": SignalDisplay(label="feed override", unit="%", decimals=0),
+    "feed_rate": SignalDisplay(label="feed rate", unit="mm/min", decimals=0),
+    "alarm": SignalDisplay(label="alarm"),
+    "run_state": SignalDisplay(label="run state"),
+}
+
+
+def signal_display(name: str, formats: Mapping[str, SignalDisplay] | None = None) -> SignalDisplay:
+    """How ``name`` is shown: configured, else built in, else its name in words, as text."""
+    fmt = (formats or {}).get(name) or SIGNAL_FORMATS.get(name)
+    return fmt if fmt is not None else SignalDisplay(label=name.replace("_", " "))
+
+
+def format_signal(
+    name: str, raw: str, formats: Mapping[str, SignalDisplay] | None = None
+) -> tuple[str, str]:
+    """(label, value text) of one signal as a tile shows it: rounded, with its unit."""
+    fmt = signal_display(name, formats)
+    label = fmt.label or name.replace("_", " ")
+    if fmt.decimals is None:
+        return label, raw
+    try:
+        number = float(raw)
+    except ValueError:
+        return label, raw  # a word where a number was expected: shown as it came
+    if not math.isfinite(number):
+        return label, raw
+    text = f"{number:.{fmt.decimals}f}"  # no separators: as the controller shows it
+    if not fmt.unit:
+        return label, text
+    return label, f"{text}{fmt.unit}" if fmt.unit == "%" else f"{text} {fmt.unit}"
+
+
 @dataclass(frozen=True)
 class MachineStatus:
     """What the machines board shows for one machine."""
@@ -52,6 +106,11 @@ class MachineStatus:
     since: datetime | None
     last_seen: datetime | None
     signals: list[tuple[str, str]] = field(default_factory=list)
+    #: Why the state is "no data": ``machine`` (silent) or ``rules`` (engine not writing).
+    stale: str = ""
+    #: When the rules engine last wrote the state.
+    updated: datetime | None = None
+    formats: Mapping[str, SignalDisplay] = field(default_factory=dict)
 
     @property
     def css_state(self) -> str:
@@ -63,8 +122,16 @@ class MachineStatus:
 
     @property
     def labelled_signals(self) -> list[tuple[str, str]]:
-        """The signals with readable labels (``part count``), for the board's tiles."""
-        return [(name.replace("_", " "), value) for name, value in self.signals]
+        """The signals with readable labels, units and rounding, for the board's tiles."""
+        return [format_signal(name, value, self.formats) for name, value in self.signals]
+
+    @property
+    def stale_text(self) -> str:
+        if self.stale == "rules":
+            return "RepSys is not updating this machine (rules engine silent)"
+        if self.stale == "machine":
+            return "the machine sends no data"
+        return ""
 
 
 @dataclass(frozen=True)
@@ -96,7 +163,12 @@ def _signals(live: dict[str, str], limit: int = 6) -> list[tuple[str, str]]:
 
 
 def machine_statuses(
-    redis: Any, machines: list[Machine], *, now: datetime, no_data_after_s: float
+    redis: Any,
+    machines: list[Machine],
+    *,
+    now: datetime,
+    no_data_after_s: float,
+    formats: Mapping[str, SignalDisplay] | None = None,
 ) -> list[MachineStatus]:
     """The live status of each machine, in configuration order."""
     pipe = redis.pipeline(transaction=False)
@@ -110,7 +182,11 @@ def machine_statuses(
         updated = _ts(live.get("updated_at"))
         heard = max((t for t in (last_seen, updated) if t is not None), default=None)
         state = live.get("state", "") or "unknown"
-        if heard is None or (now - heard).total_seconds() > no_data_after_s:
+        stale = ""
+        if updated is None or (now - updated).total_seconds() > no_data_after_s:
+            # The state is only as fresh as the write that carries it.
+            silent = last_seen is None or (now - last_seen).total_seconds() > no_data_after_s
+            stale = "machine" if silent else "rules"
             state = "no_data"
         out.append(
             MachineStatus(
@@ -119,6 +195,9 @@ def machine_statuses(
                 since=_ts(live.get("state_since")),
                 last_seen=heard,
                 signals=_signals(live),
+                stale=stale,
+                updated=updated,
+                formats=formats or {},
             )
         )
     return out
@@ -135,4 +214,44 @@ def upcoming_tool_changes(redis: Any, *, limit: int) -> list[ToolChange]:
         out.append(
             ToolChange(machine=machine, tool=tool or "?", minutes=float(score), as_of=_ts(stamp))
         )
+    return out
+
+
+#: Signals the machine page charts, when the machine sends them (numbers only).
+CHARTED_SIGNALS = ("cycle_time", "spindle_load", "part_count", "feed_override")
+
+
+def recent_signals(
+    redis: Any,
+    machine_id: str,
+    *,
+    partitions: int,
+    since: float,
+    scan: int = 5000,
+) -> dict[str, list[tuple[float, float]]]:
+    """The machine's recent numeric samples of :data:`CHARTED_SIGNALS`, oldest first.
+
+    Read from the tail of the machine's partition stream (its ``scan`` newest entries,
+    which other machines share): enough for the last hour of a busy partition, and a
+    bounded read however long the stream is. Entries that do not decode are skipped: a
+    chart is best effort, and the rules engine dead-letters them.
+    """
+    stream = keys.signal_stream(keys.partition_of(machine_id, partitions))
+    out: dict[str, list[tuple[float, float]]] = {}
+    for _id, fields in redis.xrevrange(stream, count=scan):
+        if fields.get("m") != machine_id or fields.get("n") not in CHARTED_SIGNALS:
+            continue
+        try:
+            sig = Signal.from_fields(fields)
+        except DecodeError:
+            continue
+        if sig.source_ts < since or sig.subject:
+            continue
+        value = sig.value
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if math.isfinite(float(value)):
+            out.setdefault(sig.name, []).append((sig.source_ts, float(value)))
+    for points in out.values():
+        points.reverse()
     return out

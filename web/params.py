@@ -41,6 +41,14 @@ RequestId = Annotated[
         examples=["5f0c6a1e9b7d4c3a8e2f1d0b9a8c7e6f"],
     ),
 ]
+MachineId = Annotated[
+    str,
+    Path(
+        pattern=MACHINE_ID_PATTERN,
+        description="A configured machine id.",
+        examples=["cnc103"],
+    ),
+]
 MachineFilter = Annotated[
     str | None,
     Query(

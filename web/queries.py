@@ -7,9 +7,10 @@ zone; :func:`as_utc` puts UTC back on them, as that is what was stored.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from core.db.schema import Episode, ReportRequestRow, Silence, Ticket, TicketEvent
@@ -105,6 +106,57 @@ def silences(
         query = query.where(Silence.ends_at > now)
     query = query.order_by(Silence.ends_at.desc(), Silence.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class MachineWork:
+    """What is open on a machine, for its tile: episodes, tickets, the highest level."""
+
+    episodes: int = 0
+    tickets: int = 0
+    level: int = 0
+
+
+def machine_work(session: Session) -> dict[str, MachineWork]:
+    """Machine id -> its open episodes, open tickets and their highest escalation level.
+
+    Two grouped queries, whatever the number of machines (the board shows them all).
+    """
+    open_episodes = dict(
+        session.execute(
+            select(Episode.machine_id, func.count())
+            .where(Episode.state.in_(OPEN_EPISODE_STATES))
+            .group_by(Episode.machine_id)
+        ).all()
+    )
+    ticket_rows = session.execute(
+        select(Ticket.machine_id, func.count(), func.max(Ticket.escalation_level))
+        .where(Ticket.state.not_in(("closed", "cancelled")))
+        .group_by(Ticket.machine_id)
+    ).all()
+    open_tickets = {m: (n, level or 0) for m, n, level in ticket_rows}
+    out: dict[str, MachineWork] = {}
+    for machine in set(open_episodes) | set(open_tickets):
+        n_tickets, level = open_tickets.get(machine, (0, 0))
+        out[str(machine)] = MachineWork(
+            episodes=int(open_episodes.get(machine, 0)), tickets=int(n_tickets), level=int(level)
+        )
+    return out
+
+
+def active_silences(session: Session, *, now: datetime) -> list[Silence]:
+    """The silences in force now (started, not ended)."""
+    query = select(Silence).where(Silence.starts_at <= now, Silence.ends_at > now)
+    return list(session.scalars(query.order_by(Silence.ends_at.desc())))
+
+
+def covering_silence(active: list[Silence], machine: str, rule: str) -> Silence | None:
+    """The silence that mutes ``rule`` on ``machine`` (the longest), as the rules engine
+    matches them: an empty machine or rule in a silence matches any."""
+    for row in active:  # longest first
+        if row.machine_id in (None, machine) and row.rule in (None, rule):
+            return row
+    return None
 
 
 def silenced_machines(session: Session, *, now: datetime) -> dict[str, datetime]:

@@ -94,6 +94,13 @@ def _minutes(value: float) -> str:
     return f"{total // 60} h {total % 60:02d} min" if total >= 60 else f"{total} min"
 
 
+def local_time(request: Request, value: datetime, fmt: str = "%a %H:%M") -> str:
+    """``value`` on the plant's wall clock, for messages built outside a template."""
+    zone = ZoneInfo(services(request).cfg.plant.timezone)
+    aware = as_utc(value)
+    return aware.astimezone(zone).strftime(fmt) if aware else ""
+
+
 def build_templates(timezone: str) -> Jinja2Templates:
     """The template set with the plant's time zone baked into its filters."""
     templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -112,6 +119,15 @@ def build_templates(timezone: str) -> Jinja2Templates:
     env.globals["evidence_facts"] = evidence_facts
     env.globals["chart"] = render_svg
     return templates
+
+
+#: Session key of the one-time confirmation the next page shows ("Silence created...").
+FLASH_KEY = "flash"
+
+
+def flash(request: Request, message: str) -> None:
+    """Confirm an action on the page the browser is sent to next (shown once)."""
+    request.session[FLASH_KEY] = message[:300]
 
 
 def render(
@@ -142,6 +158,7 @@ def render(
         "took": lambda start, end: _age(start, as_utc(end) or now),
         "root": root,
         "path": path[len(root) :] if root and path.startswith(root) else path,
+        "flash": request.session.pop(FLASH_KEY, None) if "session" in request.scope else None,
     }
     ctx.update(context or {})
     return templates.TemplateResponse(request, name, ctx, status_code=status_code, headers=headers)

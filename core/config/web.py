@@ -172,6 +172,16 @@ DEFAULT_CATEGORIES = [
 ]
 
 
+class SignalDisplay(StrictModel):
+    """How the boards show one signal: its label, unit and rounding."""
+
+    label: str = Field(default="", max_length=64, description="Shown before the value.")
+    unit: str = Field(default="", max_length=16, description="Shown after it: s, %, rpm.")
+    decimals: int | None = Field(
+        default=None, ge=0, le=6, description="Round numbers to this many places; unset: as text."
+    )
+
+
 class BootstrapUser(StrictModel):
     """An account created (or updated) at start-up, e.g. the demo's accounts.
 
@@ -226,6 +236,22 @@ class WebConfig(StrictModel):
     )
     board_refresh_s: int = Field(
         default=15, ge=2, description="How often boards reload themselves, seconds."
+    )
+    signals: dict[str, SignalDisplay] = Field(
+        default_factory=dict,
+        description="Signal name -> label, unit and decimals on the boards (adds to the "
+        "built-in table of web/live.py).",
+    )
+    kiosk_token: OptionalSecret = Field(
+        default=None,
+        description="Opens the read-only TV board (/board/tv?token=...) without a login; "
+        "{env: NAME} or {file: PATH}. Unset: the TV board needs a login.",
+    )
+    tv_tiles_per_page: int = Field(
+        default=12, ge=1, le=100, description="Machines per page of the TV board's rotation."
+    )
+    tv_page_s: int = Field(
+        default=20, ge=5, le=600, description="Seconds each page of the TV board is shown."
     )
     board_limit: int = Field(default=100, ge=1, le=1000, description="Rows shown per board table.")
     silence_min_minutes: float = Field(

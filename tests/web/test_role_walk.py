@@ -47,6 +47,9 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/boards"): FLOOR,
     ("GET", "/boards/machines"): FLOOR,
     ("GET", "/boards/tool-changes"): FLOOR,
+    ("GET", "/machines/{machine_id}"): FLOOR,
+    # Without a kiosk token the TV board is a floor board; with one, see test_boards.py.
+    ("GET", "/board/tv"): FLOOR,
     ("GET", "/api/v1/machines"): FLOOR,
     ("GET", "/api/v1/tool-changes"): FLOOR,
     ("GET", "/boards/episodes"): SUPERVISOR,

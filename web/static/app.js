@@ -5,6 +5,10 @@
 //    reloads its fragment on each one (the report queue, live).
 // 3. A submit button with data-sending="text" is disabled after the first tap and says
 //    so (the server files one ticket per form anyway: its one-time token).
+// 4. A textarea with data-max counts its characters in the hint it is described by
+//    ("123 of 4,000 characters", red past the limit: a paste is never cut silently).
+// 5. The header's Menu button opens and closes the navigation on narrow screens
+//    (without this script the navigation simply stays open).
 "use strict";
 
 function swap(el, html) {
@@ -69,7 +73,34 @@ function guard(button) {
   });
 }
 
+function counter(area) {
+  const max = Number(area.getAttribute("data-max"));
+  const hint = document.getElementById(area.id + "-count");
+  if (!hint || !max) return;
+  const fmt = new Intl.NumberFormat();
+  const update = () => {
+    const n = area.value.length;
+    hint.textContent = n > max
+      ? `${fmt.format(n)} of ${fmt.format(max)} characters: ${fmt.format(n - max)} too many`
+      : `${fmt.format(n)} of ${fmt.format(max)} characters`;
+    hint.classList.toggle("over", n > max);
+  };
+  area.addEventListener("input", update);
+  update();
+}
+
+function menu(button) {
+  const top = button.closest(".top");
+  button.addEventListener("click", () => {
+    const open = top.classList.toggle("open");
+    button.setAttribute("aria-expanded", open ? "true" : "false");
+  });
+}
+
+document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", () => {
+  document.querySelectorAll("textarea[data-max]").forEach(counter);
+  document.querySelectorAll(".menu-toggle").forEach(menu);
   document.querySelectorAll("button[data-sending]").forEach(guard);
   document.querySelectorAll("[data-poll]").forEach(poll);
   document.querySelectorAll("[data-events]").forEach(follow);

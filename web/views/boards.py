@@ -8,7 +8,9 @@ database.
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -18,13 +20,30 @@ from core.model import TicketState
 from web.accounts import Principal
 from web.auth import require
 from web.baselines import cycle_baselines
+from web.charts import Series
 from web.csrf import check_csrf
-from web.live import MachineStatus, machine_statuses, upcoming_tool_changes
-from web.params import EpisodeId
-from web.queries import episodes, get_episode, silenced_machines, tickets
+from web.errors import NotAuthenticated, NotFound
+from web.live import (
+    MachineStatus,
+    machine_statuses,
+    recent_signals,
+    signal_display,
+    upcoming_tool_changes,
+)
+from web.params import EpisodeId, MachineId
+from web.queries import (
+    OPEN_EPISODE_STATES,
+    active_silences,
+    covering_silence,
+    episodes,
+    get_episode,
+    machine_work,
+    silenced_machines,
+    tickets,
+)
 from web.render import render, url
 from web.roles import FLOOR, SUPERVISOR
-from web.services import services
+from web.services import Services, services
 
 router = APIRouter(dependencies=[Depends(check_csrf)])
 #: The tool changes bar spans this many minutes (a shift).
@@ -40,32 +59,140 @@ def boards(request: Request, principal: Annotated[Principal, Depends(require(*FL
     return RedirectResponse(url(request, "/boards/machines"), status_code=303)
 
 
-@router.get("/boards/machines")
-def machines_board(
-    request: Request, principal: Annotated[Principal, Depends(require(*FLOOR))]
-) -> Response:
-    svc = services(request)
-    now = svc.clock()
-    statuses = machine_statuses(
-        svc.redis, svc.cfg.machines, now=now, no_data_after_s=svc.cfg.web.no_data_after_s
+def _statuses(svc: Services, machines: list[Machine]) -> list[MachineStatus]:
+    return machine_statuses(
+        svc.redis,
+        machines,
+        now=svc.clock(),
+        no_data_after_s=svc.cfg.web.no_data_after_s,
+        formats=svc.cfg.web.signals,
     )
+
+
+def _grouped(statuses: list[MachineStatus]) -> list[tuple[str, list[MachineStatus]]]:
     groups: dict[str, list[MachineStatus]] = {}
     for status in statuses:
         m = status.machine
         label = " · ".join(p for p in (m.building, m.cell) if p) or "Other machines"
         groups.setdefault(label, []).append(status)
+    return list(groups.items())
+
+
+def _board_context(svc: Services, statuses: list[MachineStatus]) -> dict[str, object]:
+    with svc.sessions() as session:
+        silenced = silenced_machines(session, now=svc.clock())
+        work = machine_work(session)
+    return {
+        "groups": _grouped(statuses),
+        "silenced": silenced,
+        "work": work,
+        "baselines": cycle_baselines(svc.redis, svc.cfg),
+        "refresh_s": svc.cfg.web.board_refresh_s,
+    }
+
+
+@router.get("/boards/machines")
+def machines_board(
+    request: Request, principal: Annotated[Principal, Depends(require(*FLOOR))]
+) -> Response:
+    svc = services(request)
+    context = _board_context(svc, _statuses(svc, svc.cfg.machines))
+    return render(request, "machines.html", context)
+
+
+#: Minutes of signals the machine page charts.
+MACHINE_CHART_MIN = 60
+
+
+@router.get("/machines/{machine_id}")
+def machine_page(
+    request: Request,
+    machine_id: MachineId,
+    principal: Annotated[Principal, Depends(require(*FLOOR))],
+) -> Response:
+    """One machine: its state, its last hour charted, its episodes, tickets and tool changes."""
+    svc = services(request)
+    machine = svc.cfg.machine(machine_id)
+    if machine is None:
+        raise NotFound(f"There is no machine {machine_id}.")
+    (status,) = _statuses(svc, [machine])
+    now = svc.clock()
+    recent = recent_signals(
+        svc.redis,
+        machine.id,
+        partitions=svc.cfg.streams.partitions,
+        since=now.timestamp() - MACHINE_CHART_MIN * 60,
+    )
+    charts = []
+    for name, points in recent.items():
+        fmt = signal_display(name, svc.cfg.web.signals)
+        charts.append(Series(name=fmt.label, unit=fmt.unit, points=points, references={}))
     with svc.sessions() as session:
         silenced = silenced_machines(session, now=now)
+        show_episodes = principal.has_any(SUPERVISOR)
+        machine_episodes = episodes(session, machine=machine.id, limit=20) if show_episodes else []
+        machine_tickets = tickets(session, machine=machine.id, limit=20)
+        work = machine_work(session).get(machine.id)
+    changes = [
+        c
+        for c in upcoming_tool_changes(svc.redis, limit=svc.cfg.web.board_limit)
+        if c.machine == machine.id
+    ]
     return render(
         request,
-        "machines.html",
+        "machine.html",
         {
-            "groups": list(groups.items()),
-            "silenced": silenced,
-            "baselines": cycle_baselines(svc.redis, svc.cfg),
+            "s": status,
+            "charts": charts,
+            "chart_minutes": MACHINE_CHART_MIN,
+            "silenced_until": silenced.get(machine.id),
+            "episodes": machine_episodes,
+            "show_episodes": show_episodes,
+            "tickets": machine_tickets,
+            "work": work,
+            "changes": changes,
             "refresh_s": svc.cfg.web.board_refresh_s,
         },
     )
+
+
+def _kiosk(request: Request, token: str) -> None:
+    """Let the TV board in: a valid kiosk token, or a logged-in floor user."""
+    svc = services(request)
+    configured = svc.cfg.web.kiosk_token
+    if configured is not None and token:
+        if secrets.compare_digest(token.encode(), configured.get_secret_value().encode()):
+            return
+        raise NotAuthenticated("That kiosk token is not valid.")
+    require(*FLOOR)(request)
+
+
+@router.get("/board/tv")
+def tv_board(request: Request, token: str = "", page: int = 0) -> Response:
+    """The andon screen: every machine in large type, pages rotating, read only.
+
+    Opened by a kiosk token (``web.kiosk_token``) so a wall screen needs no login; it
+    shows nothing a floor user could not see and has no link that changes anything.
+    """
+    _kiosk(request, token)
+    svc = services(request)
+    statuses = _statuses(svc, svc.cfg.machines)
+    per_page = svc.cfg.web.tv_tiles_per_page
+    pages = max(1, -(-len(statuses) // per_page))
+    page = page % pages if page >= 0 else 0
+    shown = statuses[page * per_page : (page + 1) * per_page]
+    context = _board_context(svc, shown)
+    params = {"page": str((page + 1) % pages)} | ({"token": token} if token else {})
+    query = "?" + urlencode(params)
+    context.update(
+        {
+            "page": page,
+            "pages": pages,
+            "next_url": url(request, f"/board/tv{query}"),
+            "refresh_s": svc.cfg.web.tv_page_s if pages > 1 else svc.cfg.web.board_refresh_s,
+        }
+    )
+    return render(request, "tv.html", context)
 
 
 @router.get("/boards/tool-changes")
@@ -93,11 +220,14 @@ def episodes_board(
     svc = services(request)
     with svc.sessions() as session:
         rows = episodes(session, open_only=True, limit=svc.cfg.web.board_limit)
+        active = active_silences(session, now=svc.clock())
+    muted = {e.id: s for e in rows if (s := covering_silence(active, e.machine_id, e.rule))}
     return render(
         request,
         "episodes.html",
         {
             "episodes": rows,
+            "muted": muted,
             "names": _names(svc.cfg.machines),
             "refresh_s": svc.cfg.web.board_refresh_s,
         },
@@ -114,12 +244,15 @@ def episode_page(
     with svc.sessions() as session:
         episode = get_episode(session, episode_id)
         related = tickets(session, episode_id=episode.id)
+        active = active_silences(session, now=svc.clock())
+    muted = covering_silence(active, episode.machine_id, episode.rule)
     machine = svc.cfg.machine(episode.machine_id)
     return render(
         request,
         "episode.html",
         {
             "episode": episode,
+            "muted": muted if episode.state in OPEN_EPISODE_STATES else None,
             "tickets": related,
             "names": _names(svc.cfg.machines),
             "machine_name": machine.display_name if machine else episode.machine_id,

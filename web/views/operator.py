@@ -9,6 +9,7 @@ follows it from pending to filed with its Plex number, or to failed with why.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -39,6 +40,38 @@ STATE_WORDS = {
     TicketState.CANCELLED.value: "Cancelled",
     TicketState.CLOSED.value: "Closed in Plex",
 }
+#: A ticket's history in the words of the floor (``TicketEvent.event`` → words).
+EVENT_WORDS = {
+    "created": "Written down",
+    "claimed": "Sending to Plex",
+    "filed": "Filed in Plex",
+    "retry": "Plex did not take it yet; trying again",
+    "dead": "Plex did not take it; a supervisor must look",
+    "replayed": "Sent again",
+    "cancelled": "Withdrawn",
+    "status": "Plex status changed",
+    "escalated": "Escalated",
+    "closed": "Closed in Plex",
+}
+_ATTEMPT = re.compile(r"attempt (\d+)")
+
+
+def event_words(event: str, detail: str) -> tuple[str, str]:
+    """(what, detail) of one ticket event as the ticket page shows it.
+
+    A send attempt names the process that made it (``vm:16267 attempt 1``): that is for
+    the logs and ``repsys outbox``; the page says which attempt it was, from the second.
+    """
+    what = EVENT_WORDS.get(event, event.replace("_", " ").capitalize())
+    if event == "claimed":
+        found = _ATTEMPT.search(detail)
+        attempt = int(found.group(1)) if found else 1
+        return what, f"attempt {attempt}" if attempt > 1 else ""
+    if event == "created":
+        return what, {"operator": "from the operator's form", "rule": "by a rule"}.get(
+            detail, detail
+        )
+    return what, detail
 
 
 def _form_page(
@@ -150,6 +183,7 @@ def _ticket_context(request: Request, ticket_id: int) -> dict[str, Any]:
         "ticket": ticket,
         "events": events,
         "state_words": STATE_WORDS,
+        "event_words": event_words,
         "machine_name": machine.display_name if machine else ticket.machine_id,
         "category_label": labels.get(ticket.category, ticket.category or "—"),
     }

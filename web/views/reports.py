@@ -31,7 +31,7 @@ from web.auth import require
 from web.csrf import check_csrf
 from web.errors import Forbidden, NotFound, RateLimited
 from web.params import RequestId
-from web.render import render, url
+from web.render import flash, render, url
 from web.roles import REPORT_ROLES
 from web.services import Services, services
 
@@ -216,6 +216,7 @@ def request_report(
             status_code=503,
         )
     log.info("report_requested_web", request=row.id, kind=kind, user=principal.username)
+    flash(request, f"{row.name} is queued; it appears below and updates by itself.")
     return RedirectResponse(url(request, f"/reports#req-{row.id}"), status_code=303)
 
 
@@ -228,6 +229,7 @@ def cancel_report(
     svc = services(request)
     check_may_cancel(svc, principal, request_id)
     cancel(svc.sessions, svc.redis, request_id, by=principal.username)
+    flash(request, "The report request is cancelled.")
     return RedirectResponse(url(request, "/reports"), status_code=303)
 
 

@@ -20,7 +20,7 @@ from web.errors import FormError
 from web.forms import add_silence, parse_silence
 from web.params import SilenceId
 from web.queries import as_utc, expire_silence, rule_names, silences
-from web.render import machine_groups, render, url
+from web.render import flash, local_time, machine_groups, render, url
 from web.roles import SUPERVISOR
 from web.services import services
 
@@ -92,6 +92,10 @@ def create_silence(
         hours=hours,
         user=principal.username,
     )
+    silenced = svc.cfg.machine(row.machine_id) if row.machine_id else None
+    name = silenced.display_name if silenced else row.machine_id
+    what = " · ".join(p for p in (name, row.rule) if p)
+    flash(request, f"Silenced {what or 'everything'} until {local_time(request, row.ends_at)}.")
     return RedirectResponse(url(request, "/silences"), status_code=303)
 
 
@@ -105,4 +109,5 @@ def expire(
     with svc.sessions() as session:
         expire_silence(session, silence_id, by=principal.username, now=svc.clock())
     log.info("silence_expired", silence=silence_id, user=principal.username)
+    flash(request, f"Silence {silence_id} ended: its machines and rules notify again.")
     return RedirectResponse(url(request, "/silences"), status_code=303)
