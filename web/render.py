@@ -116,8 +116,8 @@ def build_templates(timezone: str) -> Jinja2Templates:
     env.filters["local"] = local
     env.filters["minutes"] = _minutes
     env.globals["evidence_series"] = evidence_series
-    env.globals["evidence_facts"] = evidence_facts
-    env.globals["chart"] = render_svg
+    env.globals["evidence_facts"] = lambda evidence: evidence_facts(evidence, zone)
+    env.globals["chart"] = lambda series: render_svg(series, zone)
     return templates
 
 

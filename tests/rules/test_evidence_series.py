@@ -28,7 +28,7 @@ def test_tool_life_short_evidence_is_drawn_as_counter_against_life() -> None:
     svg = str(render_svg(series))
     assert "<polyline" in svg
     assert "limit 348" in svg
-    assert ("values.reached", "212.0") in evidence_facts(evidence)
+    assert ("Reached", "212") in evidence_facts(evidence)
 
 
 def test_the_series_stays_bounded_over_a_long_life(tmp_path: Path) -> None:

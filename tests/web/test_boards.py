@@ -59,7 +59,9 @@ def test_machines_board_shows_live_state_and_no_data(start_web, redis_client) ->
     assert "since" in one and "(10 min)" in one
     assert 'data-state="down"' in two and "EX1041" in two
     assert 'data-state="no_data"' in three and "last data 10 min ago" in three
-    assert '<meta http-equiv="refresh" content="15">' in page
+    # Reloads itself every 15 s: the script (with a Pause button), else the meta refresh.
+    assert 'data-refresh="15"' in page and "data-pause" in page
+    assert '<noscript><meta http-equiv="refresh" content="15"></noscript>' in page
     # Grouped by cell, as configured.
     assert page.index("<h2>Knuckles</h2>") < page.index("<h2>Brackets</h2>")
 
@@ -210,7 +212,7 @@ def test_episodes_board_shows_open_episodes_with_their_chart(start_web) -> None:
     assert '<svg class="chart"' in card and "limit 798" in card
     assert "firing for 30 min" in card
     detail = c.get(f"/episodes/{firing_id}").text
-    assert "<dt>standard_life</dt><dd>798</dd>" in detail
+    assert "<dt>Standard tool life</dt><dd>798</dd>" in detail
     assert "WR-7" in detail and "Tool 12 short" in detail
     assert c.get("/episodes/999").status_code == 404
 

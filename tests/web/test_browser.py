@@ -378,3 +378,60 @@ def test_controller_requests_a_tb_and_downloads_the_file(
     page.click("#request-tb")
     expect(page.locator("#tb-error")).to_have_text("start period 202406 is after end period 202401")
     shot(page, "reports-error")
+
+
+def test_a_board_whose_rules_engine_stopped_says_no_data_by_itself(
+    start_web, redis_client, open_page
+) -> None:
+    """The tile flips to "no data" on the board's own reload once the rules engine's last
+    write is older than the staleness, while the collector still hears the machine."""
+    web = start_web({"web": {"no_data_after_s": 3, "board_refresh_s": 2}})
+    now = time.time()
+    redis_client.hset(
+        keys.machine_live("cnc101"),
+        mapping={"state": "running", "state_since": now - 600, "updated_at": now},
+    )
+    page = open_page(web)
+    login_with_password(page, "sam")
+    page.goto("/boards/machines")
+    tile = page.locator("#machine-cnc101")
+    expect(tile).to_have_attribute("data-state", "running")
+    # The collector keeps hearing the machine; the rules engine has stopped writing.
+    deadline = time.time() + 20
+    while time.time() < deadline and tile.get_attribute("data-state") == "running":
+        redis_client.hset(keys.machine_last_seen(), "cnc101", time.time())
+        page.wait_for_timeout(250)
+    expect(tile).to_have_attribute("data-state", "no_data")
+    expect(page.locator("#stale-cnc101")).to_contain_text("rules engine silent")
+    # A supervisor can hold the board still to read it.
+    page.click("[data-pause]")
+    expect(page.locator("#refresh")).to_contain_text("Updates paused")
+    shot(page, "machines-rules-silent")
+
+
+def test_tv_board_rotates_its_pages_with_a_kiosk_token(
+    start_web, redis_client, open_page, monkeypatch
+) -> None:
+    monkeypatch.setenv("TEST_KIOSK_TOKEN", "andon-1")
+    web = start_web(
+        _merge(
+            NAMED_MACHINES,
+            {
+                "web": {
+                    "kiosk_token": {"env": "TEST_KIOSK_TOKEN"},
+                    "tv_tiles_per_page": 2,
+                    "tv_page_s": 5,
+                }
+            },
+        )
+    )
+    _seed_plant(web, redis_client)
+    page = open_page(web, {"width": 1920, "height": 1080})
+    page.goto("/board/tv?token=andon-1")  # no login: the wall screen's kiosk token
+    expect(page.locator("#tv-page")).to_have_text("page 1 of 2")
+    expect(page.locator("#machine-cnc101")).to_be_visible()
+    shot(page, "tv-board")
+    # The screen turns to the next page by itself, and back to the first.
+    expect(page.locator("#tv-page")).to_have_text("page 2 of 2", timeout=15_000)
+    expect(page.locator("#machine-cnc103")).to_be_visible()
+    expect(page.locator("#tv-page")).to_have_text("page 1 of 2", timeout=15_000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from zoneinfo import ZoneInfo
 
 from web.charts import MAX_POINTS, evidence_facts, evidence_series, render_svg
 
@@ -34,7 +35,7 @@ def test_cycle_times_against_a_baseline_draw_a_line_and_a_reference() -> None:
     ys = [y for _, y in coords]
     assert xs == sorted(xs) and ys == sorted(ys, reverse=True)  # time right, values up
     assert 'class="chart-ref chart-baseline"' in svg and "baseline 42" in svg
-    assert evidence_facts(evidence) == [("fastest_cycle_time", "41.2"), ("increment", "2")]
+    assert evidence_facts(evidence) == [("Fastest cycle", "41.2"), ("Increment", "2")]
 
 
 def test_tool_counter_against_tool_life_with_a_list_of_series_and_iso_times() -> None:
@@ -85,27 +86,71 @@ def test_unreadable_evidence_draws_nothing_and_raises_nothing() -> None:
     ):
         assert evidence_series(evidence) == []
     assert evidence_facts({"series": [], "deep": {"a": {"b": 1}}, "n": 3, "gone": None}) == [
-        ("n", "3")
+        ("N", "3")
     ]
 
 
-def test_facts_flatten_the_rules_engines_evidence_one_level() -> None:
+def test_facts_are_labelled_in_words_with_units_and_plant_times() -> None:
     evidence = {
-        "rule": "tool_life_short",
+        "rule": "tool_life_short",  # the page shows the rule itself
         "type": "tool_not_reaching_life",
-        "values": {"counter_before_change": 412, "standard_life": 798},
+        "values": {
+            "counter_before_change": 412,
+            "standard_life": 798,
+            "percent_of_life": 51.6,
+            "baseline_mean_s": 41.234,
+            "last_change_ts": 1718000000.0,
+        },
         "machine_state": {"program": "O1234", "pallet": None, "last_alarm": {"code": 1}},
-        "window": {"first_ts": 1718000000.0},
+        "window": {"first_ts": 1718000000.0, "last_ts": 1718001800.0},
+        "parameters": {"min_fraction": 0.8},
     }
-    assert evidence_facts(evidence) == [
-        ("rule", "tool_life_short"),
-        ("type", "tool_not_reaching_life"),
-        ("values.counter_before_change", "412"),
-        ("values.standard_life", "798"),
-        ("machine_state.program", "O1234"),
-        ("window.first_ts", "1718000000.0"),
+    # 1718000000 is 2024-06-10 06:13:20 UTC, 08:13:20 in Berlin (summer time).
+    assert evidence_facts(evidence, ZoneInfo("Europe/Berlin")) == [
+        ("Counter before the change", "412"),
+        ("Standard tool life", "798"),
+        ("Share of tool life", "51.6%"),
+        ("Baseline cycle", "41.2 s"),
+        ("Last change", "2024-06-10 08:13:20"),
+        ("Program", "O1234"),
+        ("Evidence window", "2024-06-10 08:13:20 to 08:43:20"),
     ]
     assert evidence_series(evidence) == []
+
+
+def test_charts_have_a_time_axis_in_plant_time_the_window_shaded_and_markers() -> None:
+    start = 1718000000.0  # 06:13:20 UTC
+    evidence = {
+        "series": {
+            "name": "spindle_load",
+            "unit": "%",
+            "baseline": 50,
+            "band": 5,
+            "points": [[start + 60 * i, 50 + i] for i in range(60)],
+        },
+        "window": {"first_ts": start + 1800, "last_ts": start + 3540},
+        "markers": [
+            {"ts": start + 600, "kind": "tool_change", "label": "T1"},
+            {"ts": start + 1200, "kind": "alarm", "label": "1001"},
+            {"ts": start + 99999, "kind": "alarm"},  # outside the chart: not drawn
+            {"ts": start, "kind": "<bad>"},  # unknown kind: not drawn
+        ],
+    }
+    [series] = evidence_series(evidence)
+    svg = str(render_svg(series, ZoneInfo("America/Chicago")))  # UTC-5 in June
+    ticks = re.findall(r'<text class="chart-axis chart-time"[^>]*>([^<]+)</text>', svg)
+    # An hour of data: ticks every 15 min on the plant's clock, inside the span.
+    assert ticks == ["01:15", "01:30", "01:45", "02:00"]
+    window = re.search(r'<rect class="chart-window" x="([\d.]+)" y="\d+" width="([\d.]+)"', svg)
+    assert window is not None
+    coords = _coords(svg)
+    # The window starts at the 31st point (30 min in) and reaches the last one.
+    assert abs(float(window.group(1)) - coords[30][0]) < 0.2
+    assert abs(float(window.group(1)) + float(window.group(2)) - coords[-1][0]) < 0.2
+    assert 'class="chart-band"' in svg
+    markers = re.findall(r'<line class="chart-marker chart-marker-(\w+)"', svg)
+    assert markers == ["tool_change", "alarm"]
+    assert ">T1</text>" in svg and ">1001</text>" in svg and "&lt;bad&gt;" not in svg
 
 
 def test_a_flat_series_still_has_a_scale() -> None:

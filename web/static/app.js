@@ -97,10 +97,41 @@ function menu(button) {
   });
 }
 
+// 6. A block with data-refresh="N" reloads the page (or goes to data-next, the TV board's
+//    next page) every N seconds, until its Pause button is pressed; the pause holds for
+//    the tab's session (sessionStorage), so a supervisor reading a tile keeps it still.
+function refresh(el) {
+  const seconds = Number(el.getAttribute("data-refresh"));
+  const next = el.getAttribute("data-next") || "";
+  const button = el.querySelector("[data-pause]");
+  const text = el.querySelector(".refresh-text");
+  let timer = null;
+  const paused = () => sessionStorage.getItem("repsys-paused") === "1";
+  const schedule = () => {
+    if (timer) clearTimeout(timer);
+    timer = null;
+    if (!seconds || paused()) return;
+    timer = setTimeout(() => { if (next) location.assign(next); else location.reload(); }, seconds * 1000);
+  };
+  const show = () => {
+    const p = paused();
+    if (button) { button.textContent = p ? "Resume" : "Pause"; button.setAttribute("aria-pressed", p ? "true" : "false"); }
+    if (text) text.textContent = p ? "Updates paused" : `Updates every ${seconds} s`;
+  };
+  if (button) button.addEventListener("click", () => {
+    sessionStorage.setItem("repsys-paused", paused() ? "0" : "1");
+    show();
+    schedule();
+  });
+  show();
+  schedule();
+}
+
 document.documentElement.classList.add("js");
 document.addEventListener("DOMContentLoaded", () => {
   document.querySelectorAll("textarea[data-max]").forEach(counter);
   document.querySelectorAll(".menu-toggle").forEach(menu);
+  document.querySelectorAll("[data-refresh]").forEach(refresh);
   document.querySelectorAll("button[data-sending]").forEach(guard);
   document.querySelectorAll("[data-poll]").forEach(poll);
   document.querySelectorAll("[data-events]").forEach(follow);
