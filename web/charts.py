@@ -279,7 +279,8 @@ def render_svg(series: Series, zone: tzinfo = UTC) -> Markup:
     def y(v: float) -> float:
         return PAD_TOP + (hi - v) / (hi - lo) * plot_h
 
-    label = escape(f"{series.name} ({series.unit})" if series.unit else series.name)
+    name = series.name.replace("_", " ")
+    label = escape(f"{name} ({series.unit})" if series.unit else name)
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'xmlns="http://www.w3.org/2000/svg" aria-label="{label}"><title>{label}</title>',

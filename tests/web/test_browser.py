@@ -435,3 +435,29 @@ def test_tv_board_rotates_its_pages_with_a_kiosk_token(
     expect(page.locator("#tv-page")).to_have_text("page 2 of 2", timeout=15_000)
     expect(page.locator("#machine-cnc103")).to_be_visible()
     expect(page.locator("#tv-page")).to_have_text("page 1 of 2", timeout=15_000)
+
+
+@pytest.mark.parametrize(
+    "viewport", [{"width": 1024, "height": 768}, {"width": 768, "height": 1024}]
+)
+def test_the_primary_action_is_on_the_first_screen_of_a_tablet(
+    start_web, open_page, viewport: ViewportSize
+) -> None:
+    """ "File the ticket" without scrolling, on a tablet either way up; the navigation of a
+    supervisor (seven links) folds behind Menu below 900 px instead of filling the screen."""
+    web = start_web(NAMED_MACHINES)
+    page = open_page(web, viewport)
+    login_with_password(page, "sam")
+    page.goto("/report")
+    button = page.locator("#file-ticket").bounding_box()
+    assert button is not None
+    assert button["y"] + button["height"] <= viewport["height"], button
+    header = page.locator("header.top").bounding_box()
+    assert header is not None and header["height"] <= 80, header
+    if viewport["width"] < 900:
+        expect(page.locator("#nav")).to_be_hidden()
+        page.click(".menu-toggle")
+        expect(page.locator("#nav")).to_be_visible()
+        expect(page.locator(".menu-toggle")).to_have_attribute("aria-expanded", "true")
+    else:
+        expect(page.locator("#nav")).to_be_visible()

@@ -28,7 +28,7 @@ def test_cycle_times_against_a_baseline_draw_a_line_and_a_reference() -> None:
     [series] = evidence_series(evidence)
     svg = str(render_svg(series))
     assert svg.startswith('<svg class="chart"') and svg.endswith("</svg>")
-    assert "<title>cycle_time (s)</title>" in svg
+    assert "<title>cycle time (s)</title>" in svg
     coords = _coords(svg)
     assert len(coords) == 10
     xs = [x for x, _ in coords]
