@@ -61,7 +61,7 @@ SIGNAL_FORMATS: dict[str, SignalDisplay] = {
     "tool_number": SignalDisplay(label="tool", decimals=0),
     "pallet": SignalDisplay(label="pallet", decimals=0),
     "cycle_time": SignalDisplay(label="cycle time", unit="s", decimals=1),
-    "fastest_cycle_time": SignalDisplay(label="fastest cycle"),
+    "fastest_cycle_time": SignalDisplay(label="fastest cycle time"),
     "spindle_load": SignalDisplay(label="spindle load", unit="%", decimals=0),
     "spindle_speed": SignalDisplay(label="spindle speed", unit="rpm", decimals=0),
     "feed_override": SignalDisplay(label="feed override", unit="%", decimals=0),

@@ -22,6 +22,14 @@ spike of twice the threshold (by default) and decays from there within about
 ``ln(sample_clip / 0.8) / alpha`` samples (14 at the defaults): with ``for_s`` 60 and a
 sample a second, a spike shorter than about 55 s never holds long enough to fire, while a
 drift of any size past the threshold still does (``rules/README.md`` works it out).
+
+The episode's evidence charts the climb: once a tool's drift reaches half the threshold,
+its smoothed load is noted (at most ``MAX_POINTS`` ``[time, load]`` pairs, every other
+older one dropped when full, as ``tool_life_short`` does) under the rule's ``#series``
+memory, and the series goes out with the episode against the level (``baseline``) and the
+limit (level + threshold). Only approaching or drifting tools keep points, so the
+checkpointed state of a healthy machine does not grow; the note is forgotten when the
+drift falls back below half the threshold or clears.
 """
 
 from __future__ import annotations
@@ -39,6 +47,10 @@ from rules.types.base import BaseRule, fmt, num
 CLEAR_SHARE = 0.8
 #: Subject of load that belongs to no known tool.
 SPINDLE = "spindle"
+#: Share of the threshold from which the smoothed load is noted for the episode's chart.
+APPROACH_SHARE = 0.5
+#: Points kept per approaching tool (the state is checkpointed: keep it small).
+MAX_POINTS = 40
 
 
 class SpindleLoadDrift(BaseRule):
@@ -52,7 +64,26 @@ class SpindleLoadDrift(BaseRule):
         self.spec = spec
         self.alpha = 2.0 / (spec.smoothing_samples + 1)
         self.pull = spec.sample_clip * spec.threshold
+        self.approach = spec.threshold * APPROACH_SHARE
+        #: Key of the chart points in the machine's rule memory: tool → [[time, load]].
+        self.series_key = f"{spec.name}#series"
         self.facts = facts
+
+    def _note(self, m: MachineState, tool: str, ts: float, ewma: float) -> None:
+        notes: dict[str, list[list[float]]] | None = m.rules.get(self.series_key)
+        if notes is None:
+            notes = m.rules[self.series_key] = {}
+        points = notes.get(tool)
+        if points is None:
+            points = notes[tool] = []
+        points.append([round(ts, 3), round(ewma, 2)])
+        if len(points) > MAX_POINTS:
+            del points[1:-1:2]
+
+    def _forget(self, m: MachineState, tool: str) -> None:
+        notes = m.rules.get(self.series_key)
+        if notes is not None and notes.pop(tool, None) is not None and not notes:
+            del m.rules[self.series_key]
 
     def _tool_changed(
         self, m: MachineState, st: dict[str, list[Any]], changed: str, ctx: Lifecycle
@@ -67,9 +98,10 @@ class SpindleLoadDrift(BaseRule):
                     held.append(True)  # re-learn the level once this drift clears
                 continue
             del st[subject]
+            self._forget(m, subject)
             ctx.inactive(m, self.name, subject)
 
-    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
+    def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:  # noqa: PLR0912 - the hot path (every load sample) in one frame, no call per branch
         st = m.rules.get(self.name)
         if st is None:
             st = m.rules[self.name] = {}
@@ -100,6 +132,10 @@ class SpindleLoadDrift(BaseRule):
         load = min(load, base + self.pull)  # a spike pulls no harder than this (see above)
         ewma = t[2] = t[2] + self.alpha * (load - t[2])
         drift = ewma - base
+        if drift >= self.approach or t[3]:
+            self._note(m, tool, sig.source_ts, ewma)
+        elif self.series_key in m.rules:
+            self._forget(m, tool)
         if not t[3]:
             if drift > spec.threshold:
                 t[3] = True
@@ -118,10 +154,19 @@ class SpindleLoadDrift(BaseRule):
                         "load_pct": round(ewma, 2),
                         "baseline_pct": round(base, 2),
                         "drift_points": round(drift, 2),
+                        # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                        "series": {
+                            "name": "spindle_load",
+                            "unit": "%",
+                            "points": [list(p) for p in m.rules[self.series_key][tool]],
+                            "baseline": round(base, 2),
+                            "limit": round(base + spec.threshold, 2),
+                        },
                     },
                 )
         elif drift < spec.threshold * CLEAR_SHARE:
             t[3] = False
+            self._forget(m, tool)
             ctx.inactive(m, self.name, tool)
             if len(t) > 4:
                 del st[tool]  # a tool was changed while it drifted: learn the level afresh

@@ -6,7 +6,8 @@ import json
 import shutil
 from pathlib import Path
 
-from rules.replay import run_case
+from rules.engine import Program
+from rules.replay import case_config, read_items, replay, run_case
 from rules.types.tool_life_short import MAX_POINTS
 from tests.conftest import REPO
 from web.charts import evidence_facts, evidence_series, render_svg
@@ -64,3 +65,45 @@ def test_cycle_time_evidence_is_drawn_against_baseline_and_limit() -> None:
     assert "<polyline" in svg
     assert "baseline 60" in svg
     assert "limit 72" in svg
+
+
+def test_spindle_drift_evidence_charts_the_climb_against_level_and_limit() -> None:
+    """Level 40 % (5 samples), EWMA 45 (+5, half the threshold: noted), 52.5 (+12.5: fires)."""
+    result = run_case(REPO / "tests" / "rules" / "cases" / "spindle_load_drift")
+    (episode,) = result.actual
+    evidence = episode["evidence"]
+    assert "series" not in evidence["values"]
+    series_raw = evidence["series"]
+    assert series_raw["baseline"] == 40.0 and series_raw["limit"] == 50.0
+    # From the first smoothed load past half the threshold to the one that fired.
+    assert [v for _, v in series_raw["points"]] == [45.0, 52.5]
+    (series,) = evidence_series(evidence)
+    svg = str(render_svg(series))
+    assert "baseline 40" in svg and "limit 50" in svg and "spindle load (%)" in svg
+
+
+def test_spindle_drift_keeps_no_chart_points_for_a_healthy_tool(tmp_path: Path) -> None:
+    """Only a tool approaching its limit keeps points: a healthy machine's checkpointed
+    state does not grow, and a tool that falls back forgets them."""
+    from rules.types.spindle_load_drift import MAX_POINTS as DRIFT_POINTS
+
+    case = tmp_path / "healthy_then_approach"
+    case.mkdir()
+    shutil.copy(REPO / "tests/rules/cases/spindle_load_drift/config.yaml", case / "config.yaml")
+    t0 = 1_699_963_200
+    loads = [40.0] * 5 + [41.0] * 200 + [47.0] * 3 + [40.0] * 5 + [46.0] * 300
+    rows = [
+        {"ts": t0 + i, "machine": "cnc120", "name": "spindle_load", "value": v, "subject": "T1"}
+        for i, v in enumerate(loads)
+    ]
+    (case / "input.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (case / "expected.jsonl").write_text("")
+    program = Program(case_config(case), file=str(case / "config.yaml"))
+    result = replay(program, read_items(case / "input.jsonl"))
+    assert result.ledger.rows() == []  # 46 % stays under the limit of 50 %
+    (machine,) = result.engine.machines.values()
+    notes = machine.rules.get("spindle_load_drift#series", {})
+    # The approach that fell back was forgotten; the standing one is bounded.
+    assert list(notes) == ["T1"] and len(notes["T1"]) <= DRIFT_POINTS
+    assert notes["T1"][-1][0] == float(t0 + len(loads) - 1)
+    assert notes["T1"][0][0] >= t0 + 213  # from the second approach (46 %), not the first
