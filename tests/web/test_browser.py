@@ -363,6 +363,13 @@ def test_controller_requests_a_tb_and_downloads_the_file(
     # No reload: the queue block follows the progress channel by itself.
     expect(row).to_have_attribute("data-state", "completed")
     shot(page, "reports")
+    # On a tablet upright the table keeps its action column in view: Download is tappable.
+    page.set_viewport_size({"width": 768, "height": 1024})
+    button = row.locator("a.download")
+    box = button.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 768, box
+    shot(page, "reports-tablet")
+    page.set_viewport_size(TABLET)
     with page.expect_download() as info:
         row.locator("a.download").click()
     download = info.value
