@@ -14,7 +14,14 @@ does not end it. The load cannot say which tool wears; if the worn one was chang
 falls back under the old level and the episode clears at once, but if another was, a level
 re-learned from the drifted load would clear the episode and open a second one (a second
 ticket for one worn tool: the ground-truth soak found it). So the old level is kept until
-the drift clears, and the level is learned afresh from there.
+the drift clears, and the level is learned afresh from there, **no higher than the old
+one**: the other tool's change may have taken its own wear out of the load and cleared the
+drift while the worn tool goes on wearing (the soak's plant day: cnc202, T1 at its life
+during T2's drift); a level learned from that still-drifted load would hide the drift until
+it crossed again above it, too late to be the same episode. Capped, the drift that goes on
+is seen again at once, within ``keep_firing_for_s``: the same episode, one ticket. A worn
+tool that was the one changed brings the load under the old level, and the level learned
+from there is the new tool's own (``tests/rules/test_drift_flap.py``).
 
 A drift persists; an overload spike does not. Each sample enters the EWMA clipped to
 ``level + sample_clip x threshold``, so a spike of any height lifts the EWMA no more than a
@@ -67,6 +74,8 @@ class SpindleLoadDrift(BaseRule):
         self.approach = spec.threshold * APPROACH_SHARE
         #: Key of the chart points in the machine's rule memory: tool → [[time, load]].
         self.series_key = f"{spec.name}#series"
+        #: Key of the levels a re-learned level may not exceed: tool → old level.
+        self.cap_key = f"{spec.name}#cap"
         self.facts = facts
 
     def _note(self, m: MachineState, tool: str, ts: float, ewma: float) -> None:
@@ -99,7 +108,17 @@ class SpindleLoadDrift(BaseRule):
                 continue
             del st[subject]
             self._forget(m, subject)
+            self._uncap(m, subject)
             ctx.inactive(m, self.name, subject)
+
+    def _uncap(self, m: MachineState, tool: str) -> float | None:
+        caps = m.rules.get(self.cap_key)
+        if caps is None:
+            return None
+        cap: float | None = caps.pop(tool, None)
+        if not caps:
+            del m.rules[self.cap_key]
+        return cap
 
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:  # noqa: PLR0912 - the hot path (every load sample) in one frame, no call per branch
         st = m.rules.get(self.name)
@@ -124,9 +143,13 @@ class SpindleLoadDrift(BaseRule):
             return
         n = t[0]
         if n < spec.baseline_samples:
-            t[0] = n + 1
+            t[0] = n = n + 1
             t[1] += load
-            t[2] = t[1] / t[0]
+            t[2] = t[1] / n
+            if n == spec.baseline_samples and self.cap_key in m.rules:
+                cap = self._uncap(m, tool)
+                if cap is not None and t[1] > cap * n:
+                    t[1] = cap * n  # the level only; the EWMA keeps the load as it is
             return
         base = t[1] / n
         load = min(load, base + self.pull)  # a spike pulls no harder than this (see above)
@@ -169,4 +192,6 @@ class SpindleLoadDrift(BaseRule):
             self._forget(m, tool)
             ctx.inactive(m, self.name, tool)
             if len(t) > 4:
-                del st[tool]  # a tool was changed while it drifted: learn the level afresh
+                # A tool was changed while it drifted: learn the level afresh, no higher.
+                del st[tool]
+                m.rules.setdefault(self.cap_key, {})[tool] = base

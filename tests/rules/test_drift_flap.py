@@ -93,3 +93,27 @@ def test_when_the_worn_tool_was_the_one_changed_the_drift_clears_and_relearns(
         ("spindle_load_drift", "resolved"),
         ("spindle_load_drift", "firing"),
     ]
+
+
+def test_another_tools_life_change_that_clears_the_drift_does_not_open_a_second_one(
+    make_config: Any,
+) -> None:
+    """The soak's cnc202: T2 wears (level 35 → 47, fires); T1 reaches its life and its own
+    wear leaves the load (47 → 42, under the clear level 43): the drift clears. T2 goes on
+    wearing (42 → 50 slowly). A level re-learned from 42 would see it again only past 52,
+    after ``keep_firing_for_s`` (a second episode, a second ticket); capped at the old 35,
+    the drift is seen again at once: the same episode."""
+    cfg = _cfg(make_config, keep_firing_for_s=60)
+    later = [42.0] * 20 + [42.0 + 0.1 * i for i in range(1, 121)]
+    assert _episodes_of(cfg, _changes_loads(later)) == [("spindle_load_drift", "firing")]
+
+
+def test_the_cap_is_only_a_ceiling(make_config: Any) -> None:
+    """After the held change clears, a load back under the old level (the worn tool was the
+    one changed) learns its own lower level, and a healthy machine keeps no cap."""
+    cfg = _cfg(make_config, keep_firing_for_s=0)
+    result = replay(Program(cfg), _changes_loads([30.0] * 40))
+    (machine,) = result.engine.machines.values()
+    assert "spindle_load_drift#cap" not in machine.rules  # used once learned, then gone
+    state = machine.rules["spindle_load_drift"]["spindle"]
+    assert state[1] / state[0] == 30.0
