@@ -1,7 +1,8 @@
 """The registered Python steps, by the name pipelines use, and building pipelines.
 
-An explicit dict (no registration by import side effect): adding a step is one line
-here plus its name in a pipeline's ``steps`` (see runner/README.md).
+An explicit tuple of classes (no registration by import side effect), each declaring its
+``name`` once: adding a step is its class in :data:`STEP_CLASSES` plus its name in a
+pipeline's ``steps`` (see runner/README.md).
 """
 
 from __future__ import annotations
@@ -24,21 +25,40 @@ from runner.tb.extract import (
 from runner.tb.recreate import CheckBalanced, RecreateClosed, RecreateOpen
 from runner.tb.report import Report
 
-STEPS: dict[str, Callable[[], Step]] = {
-    "year_category_types": YearCategoryTypes,
-    "accounts": Accounts,
-    "periods": Periods,
-    "period_ranges": PeriodRanges,
-    "start_period_update": StartPeriodUpdate,
-    "closed_balances": ClosedBalances,
-    "open_activity": OpenActivity,
-    "recreate_closed": RecreateClosed,
-    "recreate_open": RecreateOpen,
-    "check_balanced": CheckBalanced,
-    "report": Report,
-    "escalation_report": EscalationReport,
-    "tool_check": ToolCheck,
-}
+#: Every registered Python step class, once; each declares its ``name`` on the class.
+STEP_CLASSES: tuple[type[Step], ...] = (
+    YearCategoryTypes,
+    Accounts,
+    Periods,
+    PeriodRanges,
+    StartPeriodUpdate,
+    ClosedBalances,
+    OpenActivity,
+    RecreateClosed,
+    RecreateOpen,
+    CheckBalanced,
+    Report,
+    EscalationReport,
+    ToolCheck,
+)
+
+
+def _registry(classes: tuple[type[Step], ...]) -> dict[str, Callable[[], Step]]:
+    """Name -> step factory, from each class's ``name``.
+
+    Raises:
+        TypeError: a name registered twice.
+    """
+    steps: dict[str, Callable[[], Step]] = {}
+    for cls in classes:
+        if cls.name in steps:
+            raise TypeError(f"step {cls.name!r} registered twice")
+        steps[cls.name] = cls
+    return steps
+
+
+#: Steps by the name pipelines use.
+STEPS: dict[str, Callable[[], Step]] = _registry(STEP_CLASSES)
 
 
 def build_pipeline(cfg: RunnerConfig, kind: str) -> list[Step]:
