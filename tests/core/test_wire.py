@@ -84,8 +84,8 @@ def test_the_version_and_layout_come_from_one_tuple() -> None:
     fields = Signal("m", "n", 1, subject="T1", attrs={"k": "v"}).to_fields()
     assert tuple(fields) == wire.SIGNAL_FIELDS
     assert fields[wire.V] == str(wire.SIGNAL_VERSION)
-    assert tuple(ReportRequest.model_fields)[0] == "v"
+    assert next(iter(ReportRequest.model_fields)) == "v"
     assert get_args(ReportRequest.model_fields["v"].annotation) == (wire.REPORT_REQUEST_VERSION,)
-    assert wire.ROW_FIELDS == wire.SIGNAL_FIELDS[1:]
+    assert wire.SIGNAL_FIELDS[1:] == wire.ROW_FIELDS
     for k in wire.SIGNAL_FIELDS[: wire.SIGNAL_REQUIRED]:
         assert f"'{k}'" in wire.XADD_SCRIPT
