@@ -12,8 +12,8 @@ of those entries is built from these constants:
 - :class:`core.model.ReportRequest`'s ``to_fields`` / ``from_fields``.
 
 ``tests/core/test_wire.py`` holds what the script stores in a real Redis equal, field by
-field and in order, to ``Signal.to_fields``. To change a message, see "Changing a message"
-in docs/ARCHITECTURE.md.
+field and in order, to ``Signal.to_fields``. To change a message, see "A message between
+processes" under Checklists in docs/ARCHITECTURE.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rule types: one module per type, registered here by the name used as ``type:``.
 
-Adding a type: see "How to add a rule type" in docs/ARCHITECTURE.md. The class declares
+Adding a type: see "A rule type" under Checklists in docs/ARCHITECTURE.md. The class declares
 its name (through its ``spec_model``) and its ticket category; this module only lists it.
 """
 
