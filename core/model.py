@@ -256,9 +256,10 @@ class Signal:
         """:meth:`from_fields` for the fields as Redis sends them: ``[k1, v1, k2, v2, ...]``.
 
         Entries the collector writes have one layout (``v m n x q ts rts``, then an
-        optional ``s`` and an optional ``a``); for it the values are read by position,
-        without building a dict whose seven fresh keys would each be hashed (a fifth of a
-        rules worker's time). Any other layout, and any entry a check refuses, goes through
+        optional ``s`` and an optional ``a``, ``core.wire``); for it the values are read by
+        position, without building a dict whose seven fresh keys would each be hashed (a
+        rules worker does it per entry: docs/decisions/0308-rules-hot-path.md). Any other
+        layout, and any entry a check refuses, goes through
         :meth:`from_fields`, so the result and every error are the same
         (``tests/rules/test_decode.py``).
         """
@@ -318,9 +319,9 @@ def _decoded(  # noqa: PLR0917 - a Signal's eight fields, in order
     attrs: dict[str, str],
 ) -> Signal:
     """``Signal(...)`` for values :meth:`Signal.from_flat` has checked, set through the slots'
-    own descriptors: the frozen dataclass's ``__init__`` goes through
-    ``object.__setattr__`` per field, 1.4 us a signal against 0.8 (a rules worker builds
-    one per entry). The same object: ``tests/rules/test_decode.py`` compares reprs."""
+    own descriptors: the frozen dataclass's ``__init__`` goes through the slower
+    ``object.__setattr__`` per field, and a rules worker builds one per entry. The same
+    object: ``tests/rules/test_decode.py`` compares reprs."""
     sig: Signal = _new(Signal)
     _SET_M(sig, machine)
     _SET_N(sig, name)
