@@ -14,47 +14,62 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 from collector.lease import SourceLease, process_name
 from collector.metrics import CollectorMetrics
-from collector.mqtt.decode import MessageDecoder
 from collector.mqtt.reader import MqttReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
 from core import heap
 from core.config import RepsysConfig
-from core.config.collector import MqttSource, OpcuaSource
+from core.config.collector import SOURCE_TYPES
 from core.lifecycle import Backoff, Stopper, run_until_stopped
 from core.logs import get_logger
 from core.redis import connect_sync
 
 log = get_logger(__name__)
 
+#: Builds a source's reader: ``cls.from_config(source, cfg, sink, metrics)``.
 Builder = Callable[[Any, RepsysConfig, Sink, CollectorMetrics], Reader]
 
 
-def _mqtt(source: MqttSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> Reader:
-    decoder = MessageDecoder(source, cfg.machines, cfg.plant.timezone)
-    return MqttReader(
-        source,
-        decoder,
-        sink,
-        metrics,
-        collector_name=cfg.collector.name,
-        reconnect_max_s=cfg.collector.reconnect_max_s,
-    )
+class ReaderClass(Protocol):
+    """What the registry needs of a reader class: its ``kind`` and ``from_config``."""
+
+    kind: str
+
+    def from_config(
+        self, source: Any, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics
+    ) -> Reader: ...
 
 
-def _opcua(source: OpcuaSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> Reader:
-    return OpcuaReader(source, sink, metrics)
+#: Every reader, once. A reader class declares ``kind`` (its source model's ``type``,
+#: ``core.config.collector.SOURCE_TYPES``) and ``from_config``; the registry is built here.
+READER_CLASSES: tuple[ReaderClass, ...] = (MqttReader, OpcuaReader)
+
+
+def _registry(classes: tuple[ReaderClass, ...]) -> dict[str, Builder]:
+    """``type`` -> builder; refuses a kind twice and a source type without a reader.
+
+    Raises:
+        TypeError: a kind registered twice, or a source model no reader reads.
+    """
+    readers: dict[str, Builder] = {}
+    for cls in classes:
+        if cls.kind in readers:
+            raise TypeError(f"reader kind {cls.kind!r} registered twice")
+        readers[cls.kind] = cls.from_config
+    if missing := set(SOURCE_TYPES) - set(readers):
+        raise TypeError(f"source types without a reader: {sorted(missing)}")
+    return readers
 
 
 #: Reader builders by source ``type`` (the folder name and the metric label).
-READERS: dict[str, Builder] = {"mqtt": _mqtt, "opcua": _opcua}
+READERS: dict[str, Builder] = _registry(READER_CLASSES)
 
 
 def build_readers(cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> list[Reader]:

@@ -9,16 +9,14 @@ again. Reference counting frees these objects anyway; the collector is only ther
 cycles, which the hot path does not make. So, once the process has built what it keeps:
 
 - ``gc.freeze()``: everything alive now (modules, configuration, the compiled rules,
-  almost every object of the process) is left out of every later pass. Full passes over
-  it stalled a worker's loop for 100-300 ms each (the XADD → episode p99 of
-  ``bench/rules.py``). Frozen objects are still freed by reference counting.
-- a young generation of 50,000 allocations (and 20 young passes per middle one): measured
-  in ``bench/rules.py``'s drain, interleaved runs on one machine, 25-32k signals/s at the
-  default against 31-41k; the bare ``XREADGROUP`` loop beside it gains more (about 52k →
-  80k), since it does little else. In ``bench/collector.py`` (MQTT, interleaved rounds)
-  the collector's CPU per message fell from 77-96 us to 44-77 us, and its median ratio to
-  the raw paho loop (settled the same way) from 0.59-0.61 to 0.72-0.75. Memory between
-  passes grows by at most the young objects themselves, a few megabytes.
+  almost every object of the process) is left out of every later pass, whose full scans
+  of it stalled a worker's loop. Frozen objects are still freed by reference counting.
+- a young generation of 50,000 allocations (and 20 young passes per middle one), so the
+  passes that find nothing to collect run rarely. Memory between passes grows by at
+  most the young objects themselves, a few megabytes.
+
+The figures (both benchmarks, before and after) are in
+docs/decisions/0308-rules-hot-path.md.
 
 Called by ``RulesWorker.run`` and ``Collector.run``; the benchmarks call it before both
 of their loops, so each side runs under the same settings.

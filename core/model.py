@@ -23,9 +23,30 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.errors import RejectedError
+from core.wire import (
+    BODY,
+    FLAT_AT,
+    FLAT_MAX_LEN,
+    FLAT_REQUIRED_KEYS,
+    FLAT_REQUIRED_LEN,
+    FLAT_TAILS,
+    REPORT_REQUEST_V,
+    REPORT_REQUEST_VERSION,
+    RTS,
+    SIGNAL_V,
+    SIGNAL_VERSION,
+    TS,
+    A,
+    M,
+    N,
+    Q,
+    S,
+    V,
+    X,
+    signal_fields,
+)
 
-SIGNAL_VERSION: Final = 1
-REPORT_REQUEST_VERSION: Final = 1
+__all__ = ["REPORT_REQUEST_VERSION", "SIGNAL_VERSION"]  # re-exported from core.wire
 
 #: Signal values: numbers, text (program names, states), booleans, or None for "no value".
 Value = float | int | str | bool | None
@@ -96,8 +117,8 @@ _QUALITIES: Final = {q.value: q for q in Quality}
 _VALUES: dict[str, Value] = {}
 _ATTRS: dict[str, dict[str, str]] = {}
 _CACHE_MAX: Final = 8192
-#: What may follow ``rts`` in the collector's layout (``Signal.from_flat``).
-_TAILS: Final = (["s"], ["a"], ["s", "a"])
+#: Where ``Signal.from_flat`` finds each value in the collector's layout (core.wire).
+_AT_M, _AT_N, _AT_X, _AT_Q, _AT_TS, _AT_RTS, _AT_S = (FLAT_AT[k] for k in (M, N, X, Q, TS, RTS, S))
 _NO_ATTRS: Final[dict[str, str]] = {}
 _MISS: Final[Any] = object()  # Any: a stand-in for "not cached" among values
 
@@ -107,9 +128,9 @@ def _value(raw: str) -> Value:
     try:
         value = json.loads(raw)
     except ValueError:
-        raise DecodeError("field 'x' is not JSON", reason="bad_field") from None
+        raise DecodeError(f"field {X!r} is not JSON", reason="bad_field") from None
     if isinstance(value, list | dict):
-        raise DecodeError("field 'x' is not a scalar", reason="bad_field")
+        raise DecodeError(f"field {X!r} is not a scalar", reason="bad_field")
     if len(_VALUES) >= _CACHE_MAX:
         _VALUES.clear()
     _VALUES[raw] = value
@@ -133,9 +154,9 @@ def _attrs(raw: str) -> dict[str, str]:
         try:
             raw_attrs = json.loads(raw)
         except ValueError:
-            raise DecodeError("field 'a' is not JSON", reason="bad_field") from None
+            raise DecodeError(f"field {A!r} is not JSON", reason="bad_field") from None
     if not isinstance(raw_attrs, dict):
-        raise DecodeError("field 'a' is not an object", reason="bad_field")
+        raise DecodeError(f"field {A!r} is not an object", reason="bad_field")
     attrs = {str(k): str(v) for k, v in raw_attrs.items()}
     if len(_ATTRS) >= _CACHE_MAX:
         _ATTRS.clear()
@@ -169,20 +190,16 @@ class Signal:
 
     def to_fields(self) -> dict[str, str]:
         """The stream entry's fields (all strings; the value JSON-encoded)."""
-        fields = {
-            "v": "1",
-            "m": self.machine,
-            "n": self.name,
-            "x": json.dumps(self.value, allow_nan=False),
-            "q": self.quality.value,
-            "ts": repr(self.source_ts),
-            "rts": repr(self.receive_ts),
-        }
-        if self.subject:
-            fields["s"] = self.subject
-        if self.attrs:
-            fields["a"] = json.dumps(self.attrs, separators=(",", ":"))
-        return fields
+        return signal_fields(
+            self.machine,
+            self.name,
+            json.dumps(self.value, allow_nan=False),
+            self.quality.value,
+            repr(self.source_ts),
+            repr(self.receive_ts),
+            self.subject,
+            json.dumps(self.attrs, separators=(",", ":")) if self.attrs else "",
+        )
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> Signal:
@@ -193,87 +210,82 @@ class Signal:
         and ``a`` texts come from caches, and missing fields are caught where they are
         read. ``tests/rules/test_decode.py`` holds it to a plain rendering of the checks.
         """
-        version = fields.get("v")
-        if version != "1":
+        version = fields.get(V)
+        if version != SIGNAL_V:
             raise DecodeError(f"unknown signal version {version!r}", reason="unknown_version")
         try:
-            raw = fields["x"]
+            raw = fields[X]
         except KeyError:
-            raise DecodeError("field 'x' is missing", reason="missing_field") from None
+            raise DecodeError(f"field {X!r} is missing", reason="missing_field") from None
         value = _VALUES.get(raw, _MISS)
         if value is _MISS:
             value = _value(raw)
         try:
-            quality = _QUALITIES.get(fields["q"])
+            quality = _QUALITIES.get(fields[Q])
         except KeyError:
-            raise DecodeError("field 'q' is missing", reason="missing_field") from None
+            raise DecodeError(f"field {Q!r} is missing", reason="missing_field") from None
         if quality is None:
-            raise DecodeError("field 'q' is not a quality", reason="bad_field")
-        raw_attrs = fields.get("a")
+            raise DecodeError(f"field {Q!r} is not a quality", reason="bad_field")
+        raw_attrs = fields.get(A)
         if raw_attrs is None:
             attrs: dict[str, str] = {}
         else:
             cached = _ATTRS.get(raw_attrs)
             attrs = dict(_attrs(raw_attrs) if cached is None else cached)
         try:
-            machine = fields["m"]
-            name = fields["n"]
+            machine = fields[M]
+            name = fields[N]
         except KeyError as exc:
             raise DecodeError(f"field {exc.args[0]!r} is missing", reason="missing_field") from None
         if not machine or not name:
             raise DecodeError("machine and name must not be empty", reason="bad_field")
         try:
-            source_ts = float(fields["ts"])
-            receive_ts = float(fields["rts"])
+            source_ts = float(fields[TS])
+            receive_ts = float(fields[RTS])
         except (KeyError, ValueError):
             # The slow path says which field and why.
-            source_ts = _timestamp(fields, "ts")
-            receive_ts = _timestamp(fields, "rts")
+            source_ts = _timestamp(fields, TS)
+            receive_ts = _timestamp(fields, RTS)
         if not (math.isfinite(source_ts) and math.isfinite(receive_ts)):
-            source_ts = _timestamp(fields, "ts")
-            receive_ts = _timestamp(fields, "rts")
-        return cls(machine, name, value, quality, source_ts, receive_ts, fields.get("s", ""), attrs)
+            source_ts = _timestamp(fields, TS)
+            receive_ts = _timestamp(fields, RTS)
+        return cls(machine, name, value, quality, source_ts, receive_ts, fields.get(S, ""), attrs)
 
     @classmethod
     def from_flat(cls, flat: list[str]) -> Signal:
         """:meth:`from_fields` for the fields as Redis sends them: ``[k1, v1, k2, v2, ...]``.
 
         Entries the collector writes have one layout (``v m n x q ts rts``, then an
-        optional ``s`` and an optional ``a``); for it the values are read by position,
-        without building a dict whose seven fresh keys would each be hashed (a fifth of a
-        rules worker's time). Any other layout, and any entry a check refuses, goes through
+        optional ``s`` and an optional ``a``, ``core.wire``); for it the values are read by
+        position, without building a dict whose seven fresh keys would each be hashed (a
+        rules worker does it per entry: docs/decisions/0308-rules-hot-path.md). Any other
+        layout, and any entry a check refuses, goes through
         :meth:`from_fields`, so the result and every error are the same
         (``tests/rules/test_decode.py``).
         """
         n = len(flat)
-        tail = flat[14::2]
+        tail = flat[FLAT_REQUIRED_LEN::2]
         if (
-            (n == 14 or (n <= 18 and tail in _TAILS and n % 2 == 0))
-            and flat[0] == "v"
-            and flat[1] == "1"
-            and flat[2] == "m"
-            and flat[4] == "n"
-            and flat[6] == "x"
-            and flat[8] == "q"
-            and flat[10] == "ts"
-            and flat[12] == "rts"
+            (n == FLAT_REQUIRED_LEN or (n <= FLAT_MAX_LEN and tail in FLAT_TAILS and n % 2 == 0))
+            and flat[0:FLAT_REQUIRED_LEN:2] == FLAT_REQUIRED_KEYS
+            and flat[1] == SIGNAL_V
         ):
-            machine, name, raw = flat[3], flat[5], flat[7]
+            machine, name, raw = flat[_AT_M], flat[_AT_N], flat[_AT_X]
             value = _VALUES.get(raw, _MISS)
             if value is _MISS:
                 value = _value(raw)  # from_fields checks x right after v: the same error
-            quality = _QUALITIES.get(flat[9])
+            quality = _QUALITIES.get(flat[_AT_Q])
             if quality is not None and machine and name:
                 try:
-                    source_ts = float(flat[11])
-                    receive_ts = float(flat[13])
+                    source_ts = float(flat[_AT_TS])
+                    receive_ts = float(flat[_AT_RTS])
                 except ValueError:
                     pass
                 else:
                     if source_ts - source_ts == 0.0 and receive_ts - receive_ts == 0.0:
-                        subject = flat[15] if tail and tail[0] == "s" else ""
+                        subject = flat[_AT_S] if tail and tail[0] == S else ""
                         attrs: dict[str, str] | None = _NO_ATTRS
-                        if tail and tail[-1] == "a":
+                        if tail and tail[-1] == A:
                             attrs = _ATTRS.get(flat[n - 1])
                             if attrs is None:
                                 try:  # noqa: SIM105 - no context manager a cache miss
@@ -307,9 +319,9 @@ def _decoded(  # noqa: PLR0917 - a Signal's eight fields, in order
     attrs: dict[str, str],
 ) -> Signal:
     """``Signal(...)`` for values :meth:`Signal.from_flat` has checked, set through the slots'
-    own descriptors: the frozen dataclass's ``__init__`` goes through
-    ``object.__setattr__`` per field, 1.4 us a signal against 0.8 (a rules worker builds
-    one per entry). The same object: ``tests/rules/test_decode.py`` compares reprs."""
+    own descriptors: the frozen dataclass's ``__init__`` goes through the slower
+    ``object.__setattr__`` per field, and a rules worker builds one per entry. The same
+    object: ``tests/rules/test_decode.py`` compares reprs."""
     sig: Signal = _new(Signal)
     _SET_M(sig, machine)
     _SET_N(sig, name)
@@ -372,15 +384,15 @@ class ReportRequest(BaseModel):
     requested_at: datetime
 
     def to_fields(self) -> dict[str, str]:
-        return {"v": "1", "body": self.model_dump_json()}
+        return {V: REPORT_REQUEST_V, BODY: self.model_dump_json()}
 
     @classmethod
     def from_fields(cls, fields: dict[str, str]) -> ReportRequest:
-        if fields.get("v") != "1":
+        if fields.get(V) != REPORT_REQUEST_V:
             raise DecodeError(
-                f"unknown report request version {fields.get('v')!r}", reason="unknown_version"
+                f"unknown report request version {fields.get(V)!r}", reason="unknown_version"
             )
         try:
-            return cls.model_validate_json(_text(fields, "body"))
+            return cls.model_validate_json(_text(fields, BODY))
         except ValueError as exc:
             raise DecodeError(f"bad report request: {exc}", reason="bad_field") from exc

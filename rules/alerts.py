@@ -23,6 +23,7 @@ checkpointed state, so a replay recomputes the same identity (see ``rules/sink.p
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -40,7 +41,7 @@ from rules.actions import (
 )
 from rules.derive import Facts
 from rules.state import Alert, MachineState, fingerprint
-from rules.text import DEFAULT_CATEGORY, describe, ticket_title, worst
+from rules.text import RuleText, describe, worst
 
 #: Keys of a rule's config that are noise control, not the rule's own parameters.
 _COMMON = frozenset(
@@ -90,8 +91,12 @@ def utc_iso(ts: float) -> str:
 class Lifecycle:
     """The anomaly lifecycle of every machine of one engine; collects actions."""
 
-    def __init__(self, cfg: RulesConfig, facts: Facts) -> None:
+    def __init__(
+        self, cfg: RulesConfig, facts: Facts, texts: Mapping[str, RuleText] | None = None
+    ) -> None:
         self.facts = facts
+        #: Ticket category and title by rule name (``rules.engine.Program.texts``).
+        self.texts: Mapping[str, RuleText] = texts or {}
         self.group_wait = cfg.group_wait_s
         self.kind = cfg.ticket_kind
         self.specs = {r.name: r for r in cfg.rules}
@@ -386,8 +391,9 @@ class Lifecycle:
                     last_seen=alert.last_src,
                 )
             )
-            categories.append(spec.category or DEFAULT_CATEGORY[spec.type])
-            titles.append(ticket_title(spec.type, spec.category))
+            text = self.texts[spec.name]
+            categories.append(text.category)
+            titles.append(text.title)
             paragraphs.append(
                 describe(
                     headline=alert.headline,

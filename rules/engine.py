@@ -23,7 +23,8 @@ from rules.actions import Action, Forecast, OpenEpisode
 from rules.alerts import ActiveSilence, Lifecycle
 from rules.derive import DERIVES, Deriver, Facts
 from rules.state import MachineState
-from rules.types import REGISTRY, Rule
+from rules.text import RuleText, rule_text
+from rules.types import DEFAULT_CATEGORY, REGISTRY, TYPE_TITLES, Rule
 
 log = get_logger(__name__)
 
@@ -60,6 +61,12 @@ class Program:
         self.facts = Facts(cfg.rules, list(cfg.machines), cfg.plant.timezone)
         self.rules: list[Rule] = [REGISTRY[spec.type](spec, self.facts) for spec in cfg.rules.rules]
         self.scopes = {spec.name: frozenset(spec.machines) for spec in cfg.rules.rules}
+        self.texts: dict[str, RuleText] = {
+            spec.name: rule_text(
+                spec.category, DEFAULT_CATEGORY[spec.type], TYPE_TITLES.get(spec.type, "")
+            )
+            for spec in cfg.rules.rules
+        }
         self.known = frozenset(m.id for m in cfg.machines)
         self._tables: dict[str, dict[str, tuple[Rule, ...]]] = {}
 
@@ -89,7 +96,7 @@ class Engine:
     def __init__(self, program: Program) -> None:
         self.program = program
         self.deriver = Deriver(program.facts)
-        self.ctx = Lifecycle(program.cfg.rules, program.facts)
+        self.ctx = Lifecycle(program.cfg.rules, program.facts, program.texts)
         self.machines: dict[str, MachineState] = {}
         self.dirty: set[str] = set()
         self.signals = 0

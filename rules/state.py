@@ -8,10 +8,9 @@ checkpointed as one JSON blob per machine in the partition's state hash, atomica
 the acknowledgement of the entries it reflects (see ``rules/stream.py``).
 
 The blob is written with orjson: every machine touched is serialized every checkpoint
-interval, a state holds hundreds of floats (cycle times, counters, windows), and the
-standard encoder's float formatting made checkpoints a fifth of a worker's time at
-10,000 signals/s (``bench/rules.py``); orjson writes the same JSON about fifteen times
-faster. One difference: a non-finite float (which no collector writes: the entry encoder
+interval, a state holds hundreds of floats, and the standard encoder's float formatting
+was a large share of a worker's time (docs/decisions/0308-rules-hot-path.md). One
+difference: a non-finite float (which no collector writes: the entry encoder
 refuses them) is checkpointed as ``null`` instead of the non-standard ``NaN``.
 
 Occurrence numbers come from this state, never from the database: a worker replaying

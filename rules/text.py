@@ -8,29 +8,12 @@ state and the rule's parameters, so the ticket explains itself.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.config.machines import Machine
-
-#: Ticket category per rule type when the rule does not name one.
-DEFAULT_CATEGORY = {
-    "counter_jump": "tooling",
-    "counter_rollback": "tooling",
-    "pallet_looped_out": "pallet",
-    "tool_life_short": "tooling",
-    "tool_life_overrun": "tooling",
-    "tool_change_forecast": "tooling",
-    "threshold": "machine",
-    "no_data": "data",
-    "downtime": "downtime",
-    "micro_stop": "downtime",
-    "cycle_time": "process",
-    "spindle_load_drift": "tooling",
-    "alarm_frequency": "alarm",
-    "scrap_rate": "quality",
-}
 
 _TITLES = {
     "tooling": "Tooling Issue",
@@ -43,10 +26,6 @@ _TITLES = {
     "quality": "Quality Issue",
 }
 
-#: Ticket titles by rule type where the category's title would mislabel the ticket:
-#: micro-stops share the downtime category (for Plex) but are short stops, a speed loss.
-_TYPE_TITLES = {"micro_stop": "Micro-stop Issue"}
-
 _SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
 
 
@@ -54,11 +33,25 @@ def category_title(category: str) -> str:
     return _TITLES.get(category) or f"{category.replace('_', ' ').title()} Issue"
 
 
-def ticket_title(rule_type: str, category: str) -> str:
-    """The title's prefix: the rule's own ``category`` if it set one, else by type."""
+@dataclass(frozen=True, slots=True)
+class RuleText:
+    """A configured rule's ticket category and the title's prefix."""
+
+    category: str
+    title: str
+
+
+def rule_text(category: str, type_category: str, type_title: str = "") -> RuleText:
+    """The rule's own ``category`` if it set one, else its type's (and the type's title).
+
+    Args:
+        category: the rule's configured ``category`` ("" when not set).
+        type_category: its type's category (``rules.types.DEFAULT_CATEGORY``).
+        type_title: its type's own title, where the category's would mislabel it.
+    """
     if category:
-        return category_title(category)
-    return _TYPE_TITLES.get(rule_type) or category_title(DEFAULT_CATEGORY[rule_type])
+        return RuleText(category, category_title(category))
+    return RuleText(type_category, type_title or category_title(type_category))
 
 
 def worst(severities: list[str]) -> str:

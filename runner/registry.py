@@ -1,7 +1,8 @@
 """The registered Python steps, by the name pipelines use, and building pipelines.
 
-An explicit dict (no registration by import side effect): adding a step is one line
-here plus its name in a pipeline's ``steps`` (see runner/README.md).
+An explicit tuple of classes (no registration by import side effect), each declaring its
+``name`` once: adding a step is its class in :data:`STEP_CLASSES` plus its name in a
+pipeline's ``steps`` (see runner/README.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from core.config.runner import RunnerConfig
 from core.errors import ConfigError
 from runner.escalation.steps import EscalationReport, ToolCheck
 from runner.steps import CommandStep, Step
+from runner.tb.common import SourcedStep
 from runner.tb.extract import (
     Accounts,
     ClosedBalances,
@@ -23,26 +25,60 @@ from runner.tb.extract import (
 )
 from runner.tb.recreate import CheckBalanced, RecreateClosed, RecreateOpen
 from runner.tb.report import Report
+from runner.tb.source import TbSources
 
-STEPS: dict[str, Callable[[], Step]] = {
-    "year_category_types": YearCategoryTypes,
-    "accounts": Accounts,
-    "periods": Periods,
-    "period_ranges": PeriodRanges,
-    "start_period_update": StartPeriodUpdate,
-    "closed_balances": ClosedBalances,
-    "open_activity": OpenActivity,
-    "recreate_closed": RecreateClosed,
-    "recreate_open": RecreateOpen,
-    "check_balanced": CheckBalanced,
-    "report": Report,
-    "escalation_report": EscalationReport,
-    "tool_check": ToolCheck,
-}
+#: Every registered Python step class, once; each declares its ``name`` on the class.
+STEP_CLASSES: tuple[type[Step], ...] = (
+    YearCategoryTypes,
+    Accounts,
+    Periods,
+    PeriodRanges,
+    StartPeriodUpdate,
+    ClosedBalances,
+    OpenActivity,
+    RecreateClosed,
+    RecreateOpen,
+    CheckBalanced,
+    Report,
+    EscalationReport,
+    ToolCheck,
+)
 
 
-def build_pipeline(cfg: RunnerConfig, kind: str) -> list[Step]:
-    """The steps of ``kind`` in order; an unknown name is a ConfigError with its path."""
+#: Builds a step with the sources it may need (only a ``SourcedStep`` takes them).
+StepFactory = Callable[[TbSources], Step]
+
+
+def _factory(cls: type[Step]) -> StepFactory:
+    if issubclass(cls, SourcedStep):
+        return cls
+    return lambda _sources: cls()
+
+
+def _registry(classes: tuple[type[Step], ...]) -> dict[str, StepFactory]:
+    """Name -> step factory, from each class's ``name``.
+
+    Raises:
+        TypeError: a name registered twice.
+    """
+    steps: dict[str, StepFactory] = {}
+    for cls in classes:
+        if cls.name in steps:
+            raise TypeError(f"step {cls.name!r} registered twice")
+        steps[cls.name] = _factory(cls)
+    return steps
+
+
+#: Steps by the name pipelines use.
+STEPS: dict[str, StepFactory] = _registry(STEP_CLASSES)
+
+
+def build_pipeline(cfg: RunnerConfig, kind: str, sources: TbSources | None = None) -> list[Step]:
+    """The steps of ``kind`` in order; an unknown name is a ConfigError with its path.
+
+    ``sources`` are given to the steps that read Plex (none configured when ``None``).
+    """
+    sources = sources if sources is not None else TbSources()
     steps: list[Step] = []
     for index, name in enumerate(cfg.pipelines[kind].steps):
         path = f"runner.pipelines.{kind}.steps[{index}]"
@@ -51,12 +87,12 @@ def build_pipeline(cfg: RunnerConfig, kind: str) -> list[Step]:
         if name in cfg.commands:
             steps.append(CommandStep(name, cfg.commands[name]))
         elif name in STEPS:
-            steps.append(STEPS[name]())
+            steps.append(STEPS[name](sources))
         else:
             known = ", ".join([*sorted(STEPS), *sorted(cfg.commands)])
             raise ConfigError(f"unknown step {name!r} (known: {known})", path=path)
     return steps
 
 
-def build_pipelines(cfg: RunnerConfig) -> dict[str, list[Step]]:
-    return {kind: build_pipeline(cfg, kind) for kind in cfg.pipelines}
+def build_pipelines(cfg: RunnerConfig, sources: TbSources | None = None) -> dict[str, list[Step]]:
+    return {kind: build_pipeline(cfg, kind, sources) for kind in cfg.pipelines}

@@ -18,7 +18,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -31,8 +31,8 @@ from runner.errors import CommandFailed, LeaseLost
 from runner.fence import fenced
 
 if TYPE_CHECKING:
+    from core.redis import SyncRedis
     from runner.notify import Mailer, TeamsWebhook
-    from runner.tb.source import AccountingSource, DataSourceClient
 
 log = get_logger(__name__)
 
@@ -67,10 +67,7 @@ class Step(Protocol):
     A step must be idempotent, because a crash makes it run again for the same request:
     loads are delete-then-insert by scope inside :meth:`StepContext.fenced`.
 
-    A step may also have ``prefetch(ctx)``: the runner calls it as the step before it
-    starts, so the step can begin *reading* its inputs (from Plex, never writing) while
-    that one runs; it registers how to stop in ``ctx.closers``. A failed prefetch is
-    logged and changes nothing: the step reads what it lacks when it runs.
+    A step that mostly waits on a source may also be :class:`Prefetching`.
     """
 
     name: str
@@ -79,20 +76,56 @@ class Step(Protocol):
         """Do the step's work for ``ctx.request``."""
 
 
-@dataclass
-class Services:
-    """What steps reach outside the database, injected so tests can pass their own.
+@runtime_checkable
+class Prefetching(Step, Protocol):
+    """A step that can start reading before its turn.
 
-    ``accounting`` opens Plex's ODBC source, ``data_source`` builds the Plex SOAP client
-    (both factories: a step opens, uses and closes its connection). ``mailer`` and
-    ``teams`` are ``None`` when not configured; ``clock`` is the time of "now".
+    Lifecycle: the runner calls ``prefetch(ctx)`` as the step before this one starts, so
+    this step can begin *reading* its inputs (from Plex, never writing) while that one
+    runs; it registers how to stop in ``ctx.closers`` and leaves what it started in a
+    :class:`Handoff` for its own ``run``. A failed prefetch is logged and changes nothing:
+    the step reads what it lacks when it runs.
     """
 
-    accounting: Callable[[], AccountingSource] | None = None
-    data_source: Callable[[], DataSourceClient] | None = None
+    def prefetch(self, ctx: StepContext) -> None:
+        """Start reading this step's inputs for ``ctx.request`` (reads only)."""
+
+
+T = TypeVar("T")
+
+
+class Handoff(Generic[T]):
+    """A typed place where a step leaves data for a later step of the same run.
+
+    The module that owns the data defines one ``Handoff`` (a name and a factory of its
+    value, usually a dataclass); steps reach the run's value with
+    :meth:`StepContext.handoff`. The value lives as long as the run's context, in this
+    process only: a step must work without it (a resumed run starts with a fresh one).
+    """
+
+    __slots__ = ("factory", "name")
+
+    def __init__(self, name: str, factory: Callable[[], T]) -> None:
+        self.name = name
+        self.factory = factory
+
+    def __repr__(self) -> str:
+        return f"Handoff({self.name!r})"
+
+
+@dataclass
+class Services:
+    """What every step may reach outside the database, injected so tests can pass their own.
+
+    ``mailer`` and ``teams`` are ``None`` when not configured; ``redis`` is the runner's
+    client (``None`` in tests that need none); ``clock`` is the time of "now". A source
+    only some steps read (the trial balance's ODBC and Plex) is given to those steps'
+    constructors instead (``runner/registry.py``).
+    """
+
     mailer: Mailer | None = None
     teams: TeamsWebhook | None = None
-    redis: Any = None
+    redis: SyncRedis | None = None
     clock: Callable[[], datetime] = utcnow
 
 
@@ -106,13 +139,21 @@ class StepContext:
     sessions: sessionmaker[Session]
     services: Services
     lease: LeaseCheck
-    notes: dict[str, Any] = field(default_factory=dict)
+    #: The run's hand-offs between steps, by :class:`Handoff` (see :meth:`handoff`).
+    handoffs: dict[Handoff[Any], Any] = field(default_factory=dict)
     #: Called when the run ends, however it ends (a prefetch's stop).
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def kind(self) -> str:
         return self.request.kind
+
+    def handoff(self, slot: Handoff[T]) -> T:
+        """This run's value of ``slot``, made by its factory on first use."""
+        if slot in self.handoffs:
+            return cast("T", self.handoffs[slot])
+        value = self.handoffs[slot] = slot.factory()
+        return value
 
     def close(self) -> None:
         """Run the closers (each once; one failing does not keep the others from running)."""

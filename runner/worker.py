@@ -38,7 +38,9 @@ from runner.outcome import notify_outcome
 from runner.queue import Entry, ReportQueue
 from runner.registry import build_pipelines
 from runner.requests import get_request, publish_progress, requeue_orphans
-from runner.steps import Services, Step, StepContext
+from runner.services import build_tb_sources
+from runner.steps import Prefetching, Services, Step, StepContext
+from runner.tb.source import TbSources
 
 log = get_logger(__name__)
 
@@ -71,7 +73,10 @@ class Runner:
         stopper: Stopper,
         consumer: str | None = None,
         pipelines: dict[str, list[Step]] | None = None,
+        tb_sources: TbSources | None = None,
     ) -> None:
+        """``pipelines`` not given are built from ``cfg``, their Plex-reading steps given
+        ``tb_sources`` (by default the configured ones, ``build_tb_sources``)."""
         self.cfg = cfg
         self.sessions = sessions
         self.redis = redis_client
@@ -79,7 +84,10 @@ class Runner:
         self.metrics = metrics
         self.stopper = stopper
         self.consumer = consumer or default_consumer()
-        self.pipelines = pipelines if pipelines is not None else build_pipelines(cfg.runner)
+        if pipelines is None:
+            sources = tb_sources or build_tb_sources(cfg, redis_client)
+            pipelines = build_pipelines(cfg.runner, sources)
+        self.pipelines = pipelines
         rc = cfg.runner
         self.queue = ReportQueue(
             redis_client, self.consumer, claim_idle_s=rc.claim_idle_s, metrics=metrics
@@ -299,11 +307,11 @@ class Runner:
         """Let the step after ``ordinal`` start reading while it runs (``Step`` says how)."""
         if ordinal >= len(steps) or steps[ordinal].name in resume:
             return
-        prefetch = getattr(steps[ordinal], "prefetch", None)
-        if prefetch is None:
+        step = steps[ordinal]
+        if not isinstance(step, Prefetching):
             return
         try:
-            prefetch(ctx)
+            step.prefetch(ctx)
         except Exception:  # the step reads what it lacks itself when it runs
             log.exception("report_prefetch_failed", step=steps[ordinal].name)
 

@@ -31,6 +31,8 @@ from collector.errors import rejection
 from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder
 from collector.reader import Sink
+from core.config import RepsysConfig
+from core.config.base import type_tag
 from core.config.collector import MqttSource
 from core.lifecycle import Stopper
 from core.logs import get_logger
@@ -38,13 +40,28 @@ from core.model import Signal
 
 log = get_logger(__name__)
 
-KIND = "mqtt"
+#: The registry key, config ``type`` and metric label: the source model's ``type``.
+KIND = type_tag(MqttSource)
 
 
 class MqttReader:
     """Reads one broker (see the module docstring)."""
 
     kind = KIND
+
+    @classmethod
+    def from_config(
+        cls, source: MqttSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics
+    ) -> MqttReader:
+        """The reader of ``source`` as ``collector.service`` builds it."""
+        return cls(
+            source,
+            MessageDecoder(source, cfg.machines, cfg.plant.timezone),
+            sink,
+            metrics,
+            collector_name=cfg.collector.name,
+            reconnect_max_s=cfg.collector.reconnect_max_s,
+        )
 
     def __init__(
         self,

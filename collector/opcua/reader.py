@@ -40,6 +40,8 @@ from collector.metrics import CollectorMetrics
 from collector.opcua.resolve import Resolved, Resolver, connect, resolve_addresses, resolve_nodes
 from collector.reader import Sink
 from collector.rows import Row, signal_row
+from core.config import RepsysConfig
+from core.config.base import type_tag
 from core.config.collector import OpcuaEvents, OpcuaSource
 from core.lifecycle import Stopper
 from core.logs import get_logger
@@ -47,7 +49,8 @@ from core.model import Quality, Signal
 
 log = get_logger(__name__)
 
-KIND = "opcua"
+#: The registry key, config ``type`` and metric label: the source model's ``type``.
+KIND = type_tag(OpcuaSource)
 GOOD = Quality.GOOD
 FLUSH_S = 0.05
 #: Keep-alive count requested: a publish response at least every 10 intervals when idle.
@@ -88,6 +91,13 @@ class OpcuaReader:
     """Reads one OPC UA server (see the module docstring)."""
 
     kind = KIND
+
+    @classmethod
+    def from_config(
+        cls, source: OpcuaSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics
+    ) -> OpcuaReader:
+        """The reader of ``source`` as ``collector.service`` builds it."""
+        return cls(source, sink, metrics)
 
     def __init__(self, source: OpcuaSource, sink: Sink, metrics: CollectorMetrics) -> None:
         self.source = source

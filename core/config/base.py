@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
@@ -86,3 +86,19 @@ def odbc_without_password(connection_string: str) -> str:
             "password: {env: NAME} or {file: PATH} (appended as PWD=...)"
         )
     return connection_string
+
+
+def type_tag(model: type[BaseModel]) -> str:
+    """The ``type:`` value a tagged model declares as ``type: Literal["..."]``.
+
+    The Literal is where a rule type's or a source's name is written; registries read it
+    from there instead of writing the name a second time.
+
+    Raises:
+        TypeError: the model has no ``type`` field of one string Literal.
+    """
+    field = model.model_fields.get("type")
+    args = get_args(field.annotation) if field is not None else ()
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise TypeError(f'{model.__name__} declares no type: Literal["..."] field')
+    return args[0]

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import Field, PlainValidator, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
-from core.config.base import OptionalSecret, StrictModel
+from core.config.base import OptionalSecret, StrictModel, type_tag
 
 #: Canonical or plant signal names: snake_case, short (they become stream fields).
 SIGNAL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -175,6 +175,13 @@ class OpcuaSource(StrictModel):
     nodes: list[OpcuaNode] = Field(default_factory=list)
     events: list[OpcuaEvents] = Field(default_factory=list)
 
+    def machine_refs(self) -> Iterator[tuple[Loc, str]]:
+        """Every machine id this source names, with its key path inside the source."""
+        for j, node in enumerate(self.nodes):
+            yield ("nodes", j, "machine"), node.machine
+        for j, ev in enumerate(self.events):
+            yield ("events", j, "machine"), ev.machine
+
     @model_validator(mode="after")
     def _aliases_known(self) -> OpcuaSource:
         for i, node in enumerate(self.nodes):
@@ -289,18 +296,25 @@ class MqttSource(StrictModel):
     )
     topics: list[MqttTopic] = Field(min_length=1)
 
+    def machine_refs(self) -> Iterator[tuple[Loc, str]]:
+        """Every machine id this source names, with its key path inside the source."""
+        for j, topic in enumerate(self.topics):
+            if topic.machine:
+                yield ("topics", j, "machine"), topic.machine
 
-SOURCE_TYPES: dict[str, type[OpcuaSource] | type[MqttSource]] = {
-    "opcua": OpcuaSource,
-    "mqtt": MqttSource,
-}
+
+#: Every source model, written once. A model declares its ``type: Literal[...]`` (the
+#: config ``type``, the reader's registry key and metric label) and ``machine_refs``.
+AnySource = OpcuaSource | MqttSource
+#: Source models by their ``type``.
+SOURCE_TYPES: dict[str, type[AnySource]] = {type_tag(m): m for m in get_args(AnySource)}
 
 
-def _pick_source(value: Any) -> OpcuaSource | MqttSource:
+def _pick_source(value: Any) -> AnySource:
     # Dispatch on `type` by hand rather than with a pydantic discriminator: a
     # discriminated union puts the tag into error locations (sources[0].mqtt.port), and
     # operators should read the key path they wrote (sources[0].port).
-    if isinstance(value, OpcuaSource | MqttSource):
+    if isinstance(value, AnySource):
         return value
     kind = value.get("type") if isinstance(value, dict) else None
     model = SOURCE_TYPES.get(kind) if isinstance(kind, str) else None
@@ -315,7 +329,7 @@ def _pick_source(value: Any) -> OpcuaSource | MqttSource:
 
 
 #: A source, by its ``type``.
-Source = Annotated[OpcuaSource | MqttSource, PlainValidator(_pick_source)]
+Source = Annotated[AnySource, PlainValidator(_pick_source)]
 
 
 class SinkConfig(StrictModel):
@@ -378,9 +392,7 @@ class CollectorConfig(StrictModel):
 
     @field_validator("sources")
     @classmethod
-    def _names_unique(
-        cls, sources: list[OpcuaSource | MqttSource]
-    ) -> list[OpcuaSource | MqttSource]:
+    def _names_unique(cls, sources: list[AnySource]) -> list[AnySource]:
         names = [s.name for s in sources]
         for name in names:
             if names.count(name) > 1:
@@ -391,12 +403,5 @@ class CollectorConfig(StrictModel):
         """Every machine id this section names, with its key path."""
         for i, src in enumerate(self.sources):
             base: Loc = ("collector", "sources", i)
-            if isinstance(src, OpcuaSource):
-                for j, node in enumerate(src.nodes):
-                    yield (*base, "nodes", j, "machine"), node.machine
-                for j, ev in enumerate(src.events):
-                    yield (*base, "events", j, "machine"), ev.machine
-            else:
-                for j, topic in enumerate(src.topics):
-                    if topic.machine:
-                        yield (*base, "topics", j, "machine"), topic.machine
+            for loc, machine_id in src.machine_refs():
+                yield (*base, *loc), machine_id

@@ -1,16 +1,19 @@
 """Rule types: one module per type, registered here by the name used as ``type:``.
 
-Adding a type: see "How to add a rule type" in docs/ARCHITECTURE.md.
+Adding a type: see "A rule type" under Checklists in docs/ARCHITECTURE.md. The class declares
+its name (through its ``spec_model``) and its ticket category; this module only lists it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast, get_args
 
+from core.config.base import type_tag
+from core.config.rules import RuleSpec
 from rules.derive import Facts
 from rules.types.alarm_frequency import AlarmFrequency
-from rules.types.base import Rule
+from rules.types.base import BaseRule, Rule
 from rules.types.counter_jump import CounterJump
 from rules.types.counter_rollback import CounterRollback
 from rules.types.cycle_time import CycleTime
@@ -25,22 +28,60 @@ from rules.types.tool_change_forecast import ToolChangeForecast
 from rules.types.tool_life_overrun import ToolLifeOverrun
 from rules.types.tool_life_short import ToolLifeShort
 
-#: ``type:`` → the class built with ``(spec, facts)``.
-REGISTRY: dict[str, Callable[[Any, Facts], Rule]] = {
-    "counter_jump": CounterJump,
-    "counter_rollback": CounterRollback,
-    "pallet_looped_out": PalletLoopedOut,
-    "tool_life_short": ToolLifeShort,
-    "tool_life_overrun": ToolLifeOverrun,
-    "tool_change_forecast": ToolChangeForecast,
-    "threshold": Threshold,
-    "no_data": NoData,
-    "downtime": Downtime,
-    "micro_stop": MicroStop,
-    "cycle_time": CycleTime,
-    "spindle_load_drift": SpindleLoadDrift,
-    "alarm_frequency": AlarmFrequency,
-    "scrap_rate": ScrapRate,
-}
+#: Every rule type, once. The registry, the default ticket categories and the check
+#: against the config's ``RuleSpec`` union are built from this tuple.
+TYPES: tuple[type[BaseRule], ...] = (
+    CounterJump,
+    CounterRollback,
+    PalletLoopedOut,
+    ToolLifeShort,
+    ToolLifeOverrun,
+    ToolChangeForecast,
+    Threshold,
+    NoData,
+    Downtime,
+    MicroStop,
+    CycleTime,
+    SpindleLoadDrift,
+    AlarmFrequency,
+    ScrapRate,
+)
 
-__all__ = ["REGISTRY", "Rule"]
+
+#: How the engine builds a rule: ``cls(spec, facts)``.
+Builder = Callable[[Any, Facts], Rule]
+
+
+def _registry(types: tuple[type[BaseRule], ...]) -> dict[str, type[BaseRule]]:
+    """``type:`` -> class, from each class's ``spec_model``; refuses what would fail later.
+
+    Raises:
+        TypeError: a type without ``spec_model`` or ``category``, a name twice, or a
+            ``RuleSpec`` member (a configurable type) without a class.
+    """
+    registry: dict[str, type[BaseRule]] = {}
+    for cls in types:
+        spec = cls.__dict__.get("spec_model")
+        category = cls.__dict__.get("category")
+        if spec is None or not (isinstance(category, str) and category):
+            raise TypeError(f"rule type {cls.__name__} must declare spec_model and category")
+        name = type_tag(spec)
+        if name in registry:
+            raise TypeError(f"rule type {name!r} registered twice")
+        registry[name] = cls
+    configurable = {type_tag(m) for m in get_args(get_args(RuleSpec)[0])}
+    if missing := configurable - set(registry):
+        raise TypeError(f"rule types without a class: {sorted(missing)}")
+    return registry
+
+
+_CLASSES = _registry(TYPES)
+#: ``type:`` → the class built with ``(spec, facts)`` (each type's ``__init__`` takes its
+#: own spec model, which ``BaseRule``'s signature cannot say: hence the cast).
+REGISTRY: dict[str, Builder] = {name: cast("Builder", cls) for name, cls in _CLASSES.items()}
+#: Ticket category per rule type when the rule does not name one.
+DEFAULT_CATEGORY: dict[str, str] = {name: cls.category for name, cls in _CLASSES.items()}
+#: Ticket title per rule type where the category's title would mislabel the ticket.
+TYPE_TITLES: dict[str, str] = {name: cls.title for name, cls in _CLASSES.items() if cls.title}
+
+__all__ = ["DEFAULT_CATEGORY", "REGISTRY", "TYPES", "TYPE_TITLES", "Builder", "Rule"]

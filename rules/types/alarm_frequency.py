@@ -19,6 +19,9 @@ from rules.types.base import BaseRule, fmt
 class AlarmFrequency(BaseRule):
     """Per code: source times of its recent occurrences."""
 
+    spec_model = AlarmFrequencyRule
+    category = "alarm"
+
     inputs = frozenset({"alarm"})
 
     def __init__(self, spec: AlarmFrequencyRule, facts: Facts) -> None:

@@ -13,8 +13,9 @@ An exception escaping a rule is a bug: the engine logs it, counts it, and goes o
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from core.config.rules import RuleBase
 from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.state import MachineState
@@ -36,8 +37,18 @@ class Rule(Protocol):
 
 
 class BaseRule:
-    """Defaults for the protocol's optional parts: no ticks, good-quality signals only."""
+    """Defaults for the protocol's optional parts: no ticks, good-quality signals only.
 
+    A rule type declares, once, on its class: ``spec_model`` (its config model in
+    ``core/config/rules.py``, whose ``type: Literal[...]`` is the type's name),
+    ``category`` (the ticket category when the rule names none) and, when the category's
+    title would mislabel its tickets, ``title``. ``rules.types.REGISTRY`` is built from
+    them and refuses, at import, a type without a category.
+    """
+
+    spec_model: ClassVar[type[RuleBase]]
+    category: ClassVar[str]
+    title: ClassVar[str] = ""
     inputs: frozenset[str] = frozenset()
     ticks = False
     sees_bad_quality = False

@@ -63,6 +63,9 @@ def jump_limit(
 class CounterJump(BaseRule):
     """Fires once per jumping event; repeats within keep_firing_for_s join the episode."""
 
+    spec_model = CounterJumpRule
+    category = "tooling"
+
     inputs = frozenset({"machining_event"})
 
     def __init__(self, spec: CounterJumpRule, facts: Facts) -> None:

@@ -37,6 +37,9 @@ from rules.types.counter_jump import jump_limit
 class CounterRollback(BaseRule):
     """Fires once per offending event; a pallet's repeats once their run has ended."""
 
+    spec_model = CounterRollbackRule
+    category = "tooling"
+
     inputs = frozenset({"machining_event", "tool_change"})
 
     def __init__(self, spec: CounterRollbackRule, facts: Facts) -> None:

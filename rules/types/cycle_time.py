@@ -78,6 +78,9 @@ def _spans(spans: list[list[Any]], start: float, end: float, at_least: float) ->
 class CycleTime(BaseRule):
     """A condition per program; state per program: phase I stretch, baseline, charts."""
 
+    spec_model = CycleTimeRule
+    category = "process"
+
     inputs = frozenset({"cycle_time", "run_state", "alarm", "program", "baseline_reset"})
 
     def __init__(self, spec: CycleTimeRule, facts: Facts) -> None:

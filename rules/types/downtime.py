@@ -25,6 +25,9 @@ def processing(m: MachineState) -> bool:
 class Downtime(BaseRule):
     """A condition per machine; ``for_s`` is the minimum downtime."""
 
+    spec_model = DowntimeRule
+    category = "downtime"
+
     inputs = frozenset({"run_state", "operation_mode"})
 
     def __init__(self, spec: DowntimeRule, facts: Facts) -> None:

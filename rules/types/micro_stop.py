@@ -19,6 +19,12 @@ from rules.types.downtime import processing
 class MicroStop(BaseRule):
     """Counts short stops in a sliding window."""
 
+    spec_model = MicroStopRule
+    category = "downtime"
+    #: Micro-stops share the downtime category (for Plex) but are short stops, a speed
+    #: loss: the category's title would mislabel the ticket.
+    title = "Micro-stop Issue"
+
     inputs = frozenset({"run_state"})
 
     def __init__(self, spec: MicroStopRule, facts: Facts) -> None:

@@ -25,6 +25,9 @@ from rules.types.base import BaseRule, fmt
 class NoData(BaseRule):
     """A condition per machine, judged on ticks; bad-quality samples fire it at once."""
 
+    spec_model = NoDataRule
+    category = "data"
+
     ticks = True
     sees_bad_quality = True
 

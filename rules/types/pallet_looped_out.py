@@ -34,6 +34,9 @@ def _headline(missing: str, distinct: set[str], machine: str) -> str:
 class PalletLoopedOut(BaseRule):
     """A condition per machine and missing pallet, held while any tool shows it."""
 
+    spec_model = PalletLoopedOutRule
+    category = "pallet"
+
     inputs = frozenset({"machining_event"})
 
     def __init__(self, spec: PalletLoopedOutRule, facts: Facts) -> None:

@@ -19,6 +19,9 @@ from rules.types.base import BaseRule, fmt, num
 class ScrapRate(BaseRule):
     """A condition per machine over a sliding window of count increases."""
 
+    spec_model = ScrapRateRule
+    category = "quality"
+
     inputs = frozenset({"part_count_good", "part_count_bad"})
 
     def __init__(self, spec: ScrapRateRule, facts: Facts) -> None:

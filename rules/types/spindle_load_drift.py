@@ -64,6 +64,9 @@ class SpindleLoadDrift(BaseRule):
     """Per tool: [samples, baseline sum, ewma, on] and, once a tool change is held back
     while the machine-level load drifts, a fifth item ``True`` (re-learn when it clears)."""
 
+    spec_model = SpindleLoadDriftRule
+    category = "tooling"
+
     inputs = frozenset({"spindle_load", "tool_change"})
 
     def __init__(self, spec: SpindleLoadDriftRule, facts: Facts) -> None:

@@ -19,6 +19,9 @@ from rules.types.base import BaseRule, fmt, num
 class Threshold(BaseRule):
     """A condition per subject with two limits (fire, clear)."""
 
+    spec_model = ThresholdRule
+    category = "machine"
+
     def __init__(self, spec: ThresholdRule, facts: Facts) -> None:
         super().__init__(spec.name)
         self.inputs = frozenset({spec.signal})

@@ -31,6 +31,9 @@ def minutes_remaining(life: float, current: float, increment: float, fastest_s: 
 class ToolChangeForecast(BaseRule):
     """Writes a forecast when a tool's minutes remaining change."""
 
+    spec_model = ToolChangeForecastRule
+    category = "tooling"
+
     inputs = frozenset({"tool_life", "machining_event", "tool_change"})
 
     def __init__(self, spec: ToolChangeForecastRule, facts: Facts) -> None:

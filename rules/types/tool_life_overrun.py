@@ -22,6 +22,9 @@ from rules.types.base import BaseRule, fmt
 class ToolLifeOverrun(BaseRule):
     """A condition per tool: over its life, until changed."""
 
+    spec_model = ToolLifeOverrunRule
+    category = "tooling"
+
     inputs = frozenset({"tool_life", "machining_event", "tool_change"})
 
     def __init__(self, spec: ToolLifeOverrunRule, facts: Facts) -> None:

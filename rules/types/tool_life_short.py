@@ -29,6 +29,9 @@ MAX_POINTS = 40
 class ToolLifeShort(BaseRule):
     """Fires once per premature change."""
 
+    spec_model = ToolLifeShortRule
+    category = "tooling"
+
     inputs = frozenset({"tool_change", "tool_life", "machining_event"})
 
     def __init__(self, spec: ToolLifeShortRule, facts: Facts) -> None:

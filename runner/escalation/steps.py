@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -184,12 +185,14 @@ class ToolCheck:
             )
         due: list[tuple[str, float]] = []
         if ctx.services.redis is not None:
-            due = [
-                (str(member), float(score))
-                for member, score in ctx.services.redis.zrangebyscore(
+            # redis-py types a reply as "awaitable or anything"; withscores gives pairs.
+            pairs = cast(
+                "list[tuple[str, float]]",
+                ctx.services.redis.zrangebyscore(
                     keys.UPCOMING_TOOL_CHANGES, "-inf", minutes, withscores=True
-                )
-            ]
+                ),
+            )
+            due = [(str(member), float(score)) for member, score in pairs]
         if not shorts and not due:
             return StepResult(0, "nothing to report")
         names = {m.id: m.display_name for m in ctx.cfg.machines}

@@ -14,7 +14,7 @@ from core.db.warehouse import TBPeriod, TBPeriodRange
 from runner.errors import StepFailed
 from runner.steps import StepContext
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
-from runner.tb.source import AccountingSource
+from runner.tb.source import AccountingSource, TbSources
 
 #: Rows per INSERT batch: large enough to amortize round trips, small enough for memory.
 BATCH = 10_000
@@ -27,12 +27,22 @@ def request_pcns(ctx: StepContext) -> list[int]:
     return pcns
 
 
+class SourcedStep:
+    """A trial-balance step that reads Plex: its :class:`TbSources` come in through the
+    constructor (``runner/registry.py`` passes the configured ones)."""
+
+    name: str
+
+    def __init__(self, sources: TbSources | None = None) -> None:
+        self.sources = sources if sources is not None else TbSources()
+
+
 @contextmanager
-def accounting(ctx: StepContext) -> Iterator[AccountingSource]:
+def accounting(sources: TbSources) -> Iterator[AccountingSource]:
     """Open Plex's ODBC source for the step; closed when the step is done with it."""
-    if ctx.services.accounting is None:
+    if sources.accounting is None:
         raise StepFailed("no ODBC source is configured (runner.tb.odbc.connection_string)")
-    source = ctx.services.accounting()
+    source = sources.accounting()
     try:
         yield source
     finally:

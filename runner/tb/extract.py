@@ -33,6 +33,7 @@ from plex.errors import PlexError
 from runner.errors import SourceError, StepFailed
 from runner.steps import StepContext, StepResult
 from runner.tb.common import (
+    SourcedStep,
     accounting,
     bulk_insert,
     calendar,
@@ -42,6 +43,7 @@ from runner.tb.common import (
     split_windows,
 )
 from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
+from runner.tb.handoff import TB_HANDOFF
 from runner.tb.loaded import remember_loaded
 from runner.tb.money import to_micros
 from runner.tb.prefetch import Key, Prefetch, params_of
@@ -55,13 +57,13 @@ def _source_calendar(pcn: int, periods: list[SourcePeriod]) -> FiscalCalendar:
     )
 
 
-class YearCategoryTypes:
+class YearCategoryTypes(SourcedStep):
     name = "year_category_types"
 
     def run(self, ctx: StepContext) -> StepResult:
         written = 0
         refreshed: set[int] = set()
-        with accounting(ctx) as source:
+        with accounting(self.sources) as source:
             for pcn in request_pcns(ctx):
                 accounts = source.accounts(pcn)
                 cal = _source_calendar(pcn, source.periods(pcn))
@@ -100,12 +102,12 @@ class YearCategoryTypes:
         return StepResult(written, f"{written} account-years; refreshed {sorted(refreshed)}")
 
 
-class Accounts:
+class Accounts(SourcedStep):
     name = "accounts"
 
     def run(self, ctx: StepContext) -> StepResult:
         written = 0
-        with accounting(ctx) as source:
+        with accounting(self.sources) as source:
             for pcn in request_pcns(ctx):
                 accounts = source.accounts(pcn)
                 if not accounts:
@@ -137,12 +139,12 @@ class Accounts:
         return StepResult(written, f"{written} accounts")
 
 
-class Periods:
+class Periods(SourcedStep):
     name = "periods"
 
     def run(self, ctx: StepContext) -> StepResult:
         written = 0
-        with accounting(ctx) as source:
+        with accounting(self.sources) as source:
             for pcn in request_pcns(ctx):
                 periods = source.periods(pcn)
                 if not periods:
@@ -264,11 +266,12 @@ class StartPeriodUpdate:
         return StepResult(len(notes), "; ".join(notes))
 
 
-class ClosedBalances:
+class ClosedBalances(SourcedStep):
     name = "closed_balances"
 
     def run(self, ctx: StepContext) -> StepResult:
-        if ctx.services.accounting is None:
+        open_source = self.sources.accounting
+        if open_source is None:
             raise StepFailed("no ODBC source is configured (runner.tb.odbc.connection_string)")
         written = 0
         for pcn in request_pcns(ctx):
@@ -281,7 +284,7 @@ class ClosedBalances:
             # The ODBC read runs in a child process while this one loads what it has read
             # (runner/tb/reader.py says why not a thread).
             with (
-                balances_in_child(ctx.services.accounting, pcn, start, end) as batches,
+                balances_in_child(open_source, pcn, start, end) as batches,
                 ctx.fenced() as session,
             ):
                 session.execute(
@@ -304,9 +307,6 @@ class ClosedBalances:
             # Committed: step 8 of this run may take the rows from here, not read them back.
             remember_loaded(ctx, pcn, start, end, loaded)
         return StepResult(written, f"{written} closed-period balances")
-
-
-_PREFETCH = "tb.open_activity.prefetch"
 
 
 def _open_calls(ctx: StepContext) -> list[Key]:
@@ -332,26 +332,27 @@ def _open_calls(ctx: StepContext) -> list[Key]:
 _ACCOUNT, _BEGIN, _DEBIT, _CREDIT, _END = 0, 3, 4, 5, 6
 
 
-class OpenActivity:
+class OpenActivity(SourcedStep):
     name = "open_activity"
 
     def prefetch(self, ctx: StepContext) -> None:
         """Start this step's Plex calls on a thread (runner/tb/prefetch.py says why)."""
-        if ctx.services.data_source is None:
+        if self.sources.data_source is None:
             return
         calls = _open_calls(ctx)
         if calls:
-            prefetch = Prefetch(ctx.services.data_source, ctx.cfg.runner.tb.data_source_key, calls)
+            prefetch = Prefetch(self.sources.data_source, ctx.cfg.runner.tb.data_source_key, calls)
             ctx.closers.append(prefetch.stop)
-            ctx.notes[_PREFETCH] = prefetch.start()
+            ctx.handoff(TB_HANDOFF).prefetch = prefetch.start()
 
     def run(self, ctx: StepContext) -> StepResult:
-        if ctx.services.data_source is None:
+        if self.sources.data_source is None:
             raise StepFailed("no Plex client is configured for data source 4814 (plex section)")
         key = ctx.cfg.runner.tb.data_source_key
-        prefetched: Prefetch | None = ctx.notes.pop(_PREFETCH, None)
+        handoff = ctx.handoff(TB_HANDOFF)
+        prefetched, handoff.prefetch = handoff.prefetch, None
         written = calls = 0
-        client = ctx.services.data_source()
+        client = self.sources.data_source()
         try:
             for pcn, period in _open_calls(ctx):
                 answer = prefetched.take((pcn, period)) if prefetched else None

@@ -2,11 +2,11 @@
 
 Step 8 needs exactly the rows step 6 has just committed to ``tb_balances``; reading a
 million of them back from the warehouse cost about 1.5 s of the pipeline. So step 6 keeps
-the batches it loaded in the run's :attr:`StepContext.notes` (one context per run of a
+the batches it loaded in the run's hand-off (``runner/tb/handoff.py``; one per run of a
 request, in this process), and step 8 takes them from there.
 
 Step 8 reads back from the warehouse instead whenever the hand-off is not certain to hold
-the warehouse's rows: the run resumed after a crash (step 6 was skipped, the notes are
+the warehouse's rows: the run resumed after a crash (step 6 was skipped, the hand-off is
 new), or step 6 loaded another scope or under another fence. Using the memory is safe
 because step 6's delete-then-insert committed exactly these rows for ``pcn`` and
 ``start..end`` under this run's fence, no step in between writes ``tb_balances``, and if a
@@ -18,30 +18,18 @@ when step 8 takes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from runner.steps import StepContext
+from runner.tb.handoff import TB_HANDOFF, Loaded
 from runner.tb.source import BalanceBatch
 
-_NOTE = "tb.closed_balances.loaded"
-
-
-@dataclass(frozen=True)
-class Loaded:
-    """The batches step 6 committed for ``pcn`` and ``start..end`` under ``fence``."""
-
-    pcn: int
-    start: int
-    end: int
-    fence: int
-    batches: list[BalanceBatch]
+__all__ = ["Loaded", "remember_loaded", "take_loaded"]
 
 
 def remember_loaded(
     ctx: StepContext, pcn: int, start: int, end: int, batches: list[BalanceBatch]
 ) -> None:
     """Called by step 6 once its load of ``pcn``'s ``start..end`` has committed."""
-    ctx.notes.setdefault(_NOTE, {})[pcn] = Loaded(pcn, start, end, ctx.fence, batches)
+    ctx.handoff(TB_HANDOFF).loaded[pcn] = Loaded(pcn, start, end, ctx.fence, batches)
 
 
 def take_loaded(ctx: StepContext, pcn: int, start: int, end: int) -> Loaded | None:
@@ -50,7 +38,7 @@ def take_loaded(ctx: StepContext, pcn: int, start: int, end: int) -> Loaded | No
 
     Taking them forgets them (a rerun of step 8 in this run reads the warehouse).
     """
-    loaded: Loaded | None = ctx.notes.get(_NOTE, {}).pop(pcn, None)
+    loaded = ctx.handoff(TB_HANDOFF).loaded.pop(pcn, None)
     if loaded is None or loaded.fence != ctx.fence:
         return None
     if not (loaded.start <= start and end <= loaded.end):

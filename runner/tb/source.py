@@ -2,8 +2,9 @@
 
 :class:`AccountingSource` and :class:`DataSourceClient` are the seams: the runner opens
 the real ODBC source with pyodbc (:class:`OdbcAccountingSource`) and calls data source
-4814 through ``plex.client.PlexClient``; unit tests pass other implementations through
-:class:`runner.steps.Services`.
+4814 through ``plex.client.PlexClient``; both reach the steps that read them as
+:class:`TbSources`, given to their constructors (``runner/registry.py``), and unit tests
+pass other implementations there.
 
 The ODBC queries read the views production reads (``accounting_v_Account_e``,
 ``accounting_v_Category_Account_e``, ``accounting_v_Category_Type``,
@@ -15,7 +16,7 @@ The ODBC queries read the views production reads (``accounting_v_Account_e``,
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NamedTuple, Protocol
@@ -246,3 +247,16 @@ class OdbcAccountingSource:
     def close(self) -> None:
         with contextlib.suppress(self._pyodbc.Error):
             self.conn.close()
+
+
+@dataclass
+class TbSources:
+    """The trial balance's sources, as factories: a step opens, uses and closes each.
+
+    ``accounting`` opens Plex's ODBC source, ``data_source`` builds the Plex SOAP client
+    for data source 4814; ``None`` when not configured (a step that needs it fails,
+    naming the missing configuration).
+    """
+
+    accounting: Callable[[], AccountingSource] | None = None
+    data_source: Callable[[], DataSourceClient] | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,13 +31,17 @@ from core.metrics import new_registry
 from repsys.servers import free_port
 from runner.metrics import RunnerMetrics
 from runner.requests import submit
-from runner.services import build_services
+from runner.services import build_services, build_tb_sources
 from runner.steps import Services
+from runner.tb.source import TbSources
 from runner.worker import Runner
 from sim.accounting.ledger import Ledger
 from sim.accounting.odbc import AmountType, build_database, connection_string
 from sim.plex.server import PlexSimServer
 from tests.conftest import _merge
+
+#: make_runner keywords that are the trial balance's sources, not Services fields.
+TB_SOURCE_FIELDS = frozenset(f.name for f in fields(TbSources))
 
 SIM_USER = "RepsysWs@plex.com"
 SIM_PASSWORD_ENV = "REPSYS_TEST_RUNNER_PLEX_PASSWORD"
@@ -260,8 +264,10 @@ def make_runner(
     ) -> Harness:
         registry = new_registry()
         svc = services or build_services(cfg, redis_client)
+        tb = build_tb_sources(cfg, redis_client)
         for key, value in service_overrides.items():
-            setattr(svc, key, value)
+            # The trial balance's sources go to its steps; the rest to every step's Services.
+            setattr(tb if key in TB_SOURCE_FIELDS else svc, key, value)
         db = db or sessions
         runner = Runner(
             cfg,
@@ -272,6 +278,7 @@ def make_runner(
             stopper=Stopper(),
             consumer=consumer,
             pipelines=pipelines,
+            tb_sources=tb,
         )
         return Harness(runner, cfg, db, redis_client, registry, svc)
 

@@ -1,7 +1,7 @@
 """The trial balance's 4814 calls take the plant-wide Plex rate limit, as the sender's do.
 
 Plex counts every call of the plant's account, whichever process makes it; a runner that
-called 4814 unmetered could spend the sender's share. The client ``build_services`` gives
+called 4814 unmetered could spend the sender's share. The client ``build_tb_sources`` gives
 the TB is limited by the same Redis bucket: with one call a minute and no burst, the
 second call within the minute is refused by the limiter (not by Plex), and the bucket
 lives under the key the sender's limiter uses.
@@ -17,7 +17,7 @@ import redis
 from core import keys
 from core.config import RepsysConfig
 from plex.errors import PlexRateLimitedError
-from runner.services import build_services
+from runner.services import build_tb_sources
 from tests.runner.conftest import Accounting
 
 
@@ -27,7 +27,7 @@ def test_4814_calls_share_the_plex_rate_limit(
     cfg = runner_config(
         seeded, plex={"rate_limit": {"per_minute": 1, "burst": 1, "max_wait_s": 0.2}}
     )
-    data_source = build_services(cfg, redis_client).data_source
+    data_source = build_tb_sources(cfg, redis_client).data_source
     assert data_source is not None
     client = data_source()
     params = {"@PCNs": "123681", "@Period_Start": "202412", "@Period_End": "202412"}

@@ -31,6 +31,7 @@ from core.db.warehouse import TBAccountPeriodBalance
 from repsys.servers import wait_until
 from runner.errors import SourceError
 from runner.registry import build_pipeline
+from runner.services import build_tb_sources
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range
 from runner.tb.loaded import remember_loaded, take_loaded
@@ -213,8 +214,9 @@ def _balances(harness: Harness) -> list[tuple[Any, ...]]:
         ]
 
 
-def _pipeline(harness_cfg: Any, probe: Probe) -> Iterator[Any]:
-    for step in build_pipeline(harness_cfg.runner, "tb"):
+def _pipeline(harness_cfg: Any, probe: Probe, redis_client: Any) -> Iterator[Any]:
+    sources = build_tb_sources(harness_cfg, redis_client)
+    for step in build_pipeline(harness_cfg.runner, "tb", sources):
         if step.name == "recreate_closed":
             yield probe
         yield step
@@ -225,6 +227,7 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
     runner_config: Callable[..., Any],
     make_runner: Callable[..., Harness],
     tmp_path: Path,
+    redis_client: Any,
 ) -> None:
     # Two warehouses: each run recalculates the whole history from an empty one.
     engine = make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'other.db'}"))
@@ -233,7 +236,9 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
     clock = {"clock": lambda: datetime(2024, 7, 7, 9, 30, tzinfo=UTC)}
     straight, resumed = Probe(forget=False), Probe(forget=True)
 
-    first = make_runner(cfg, pipelines={"tb": list(_pipeline(cfg, straight))}, **clock)
+    first = make_runner(
+        cfg, pipelines={"tb": list(_pipeline(cfg, straight, redis_client))}, **clock
+    )
     done = first.run_tb(202301, 202403)
     assert done.state == "completed", done.error
     in_memory = _balances(first)
@@ -242,7 +247,7 @@ def test_step_8_in_memory_and_read_back_write_identical_balances(
         cfg,
         consumer="again",
         db=session_factory(engine),
-        pipelines={"tb": list(_pipeline(cfg, resumed))},
+        pipelines={"tb": list(_pipeline(cfg, resumed, redis_client))},
         **clock,
     )
     done = second.run_tb(202301, 202403)
