@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from core.config.machines import MACHINE_ID_PATTERN
 from core.config.web import BADGE_PATTERN, CATEGORY_ID_PATTERN
 from core.model import Severity
 from web.forms import REASON_MAX, RULE_PATTERN
-from web.queries import as_utc
 
 #: The API takes identifiers exactly as the configuration spells them: a space around
 #: one, which the pages forgive, is refused here, so the document's patterns are the truth.
@@ -28,12 +27,6 @@ OPTIONAL_BADGE = f"^({BADGE_PATTERN.strip('^$')})?$"
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
-
-    @field_validator("*")
-    @classmethod
-    def _utc(cls, value: Any) -> Any:
-        # SQLite returns stored UTC times without their zone; put it back.
-        return as_utc(value) if isinstance(value, datetime) else value
 
 
 #: One ticket as the API shows it (the documents' example).

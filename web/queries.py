@@ -1,14 +1,14 @@
 """Database reads (and the few small writes) behind the boards, the pages and the API.
 
 Plain SQLAlchemy 2 queries on the system-of-record tables defined in ``core.db.schema``,
-written to run the same on SQLite and PostgreSQL. SQLite hands timestamps back without a
-zone; :func:`as_utc` puts UTC back on them, as that is what was stored.
+written to run the same on SQLite and PostgreSQL. Every datetime column is
+``core.db.schema.UtcDateTime``: rows come back with UTC attached on every database.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -18,13 +18,6 @@ from core.model import EpisodeState
 from web.errors import NotFound
 
 OPEN_EPISODE_STATES = (EpisodeState.PENDING.value, EpisodeState.FIRING.value)
-
-
-def as_utc(value: datetime | None) -> datetime | None:
-    """``value`` as an aware UTC datetime (SQLite returns naive UTC)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def episodes(
@@ -166,8 +159,8 @@ def silenced_machines(session: Session, *, now: datetime) -> dict[str, datetime]
     )
     out: dict[str, datetime] = {}
     for row in session.scalars(query):
-        ends = as_utc(row.ends_at)
-        assert row.machine_id is not None and ends is not None  # filtered in the query
+        ends = row.ends_at
+        assert row.machine_id is not None  # filtered in the query
         if row.rule is None and (row.machine_id not in out or ends > out[row.machine_id]):
             out[row.machine_id] = ends
     return out
@@ -178,8 +171,7 @@ def expire_silence(session: Session, silence_id: int, *, by: str, now: datetime)
     row = session.get(Silence, silence_id)
     if row is None:
         raise NotFound(f"There is no silence {silence_id}.")
-    ends = as_utc(row.ends_at)
-    if ends is not None and ends > now:
+    if row.ends_at > now:
         row.ends_at = now
         row.expired_by = by
         session.commit()

@@ -23,7 +23,6 @@ from web.auth import resolve
 from web.charts import evidence_facts, evidence_series, render_svg
 from web.csrf import csrf_token
 from web.errors import WebError
-from web.queries import as_utc
 from web.services import services
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -74,7 +73,6 @@ def home_path(principal: Principal) -> str:
 
 def _age(value: datetime | None, now: datetime) -> str:
     """``now - value`` in words a shift reads at a glance: 42 s, 12 min, 3 h 05 min, 4 d."""
-    value = as_utc(value)
     if value is None:
         return ""
     seconds = max(0, int((now - value).total_seconds()))
@@ -97,8 +95,7 @@ def _minutes(value: float) -> str:
 def local_time(request: Request, value: datetime, fmt: str = "%a %H:%M") -> str:
     """``value`` on the plant's wall clock, for messages built outside a template."""
     zone = ZoneInfo(services(request).cfg.plant.timezone)
-    aware = as_utc(value)
-    return aware.astimezone(zone).strftime(fmt) if aware else ""
+    return value.astimezone(zone).strftime(fmt)
 
 
 def build_templates(timezone: str) -> Jinja2Templates:
@@ -107,8 +104,8 @@ def build_templates(timezone: str) -> Jinja2Templates:
     zone = ZoneInfo(timezone)
 
     def local(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-        aware = as_utc(value)
-        return aware.astimezone(zone).strftime(fmt) if aware else ""
+        # Every datetime here is aware (UtcDateTime columns, the services' clock).
+        return value.astimezone(zone).strftime(fmt) if value is not None else ""
 
     env = templates.env
     # Templates ship with the code: no need to stat every file on every render.
@@ -155,7 +152,7 @@ def render(
         "plant": svc.cfg.plant.name,
         "now": now,
         "age": lambda value: _age(value, now),
-        "took": lambda start, end: _age(start, as_utc(end) or now),
+        "took": lambda start, end: _age(start, end or now),
         "root": root,
         "path": path[len(root) :] if root and path.startswith(root) else path,
         "flash": request.session.pop(FLASH_KEY, None) if "session" in request.scope else None,

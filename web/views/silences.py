@@ -19,7 +19,7 @@ from web.csrf import check_csrf
 from web.errors import FormError
 from web.forms import add_silence, parse_silence
 from web.params import SilenceId
-from web.queries import as_utc, expire_silence, rule_names, silences
+from web.queries import expire_silence, rule_names, silences
 from web.render import flash, local_time, machine_groups, render, url
 from web.roles import SUPERVISOR
 from web.services import services
@@ -41,7 +41,7 @@ def _page(
         current = silences(session, now=now)
         recent = silences(session, now=now, include_ended=True, limit=20)
         rules = rule_names(session)
-    ended = [s for s in recent if (e := as_utc(s.ends_at)) is not None and e <= now]
+    ended = [s for s in recent if s.ends_at <= now]
     return render(
         request,
         "silences.html",
