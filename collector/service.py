@@ -25,9 +25,11 @@ from collector.mqtt.reader import MqttReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
+from collector.udp.reader import UdpReader
 from core import heap
 from core.config import RepsysConfig
 from core.config.collector import MqttSource, OpcuaSource
+from core.config.collector_udp import UdpSource
 from core.lifecycle import Backoff, Stopper, run_until_stopped
 from core.logs import get_logger
 from core.redis import connect_sync
@@ -53,8 +55,12 @@ def _opcua(source: OpcuaSource, cfg: RepsysConfig, sink: Sink, metrics: Collecto
     return OpcuaReader(source, sink, metrics)
 
 
+def _udp(source: UdpSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> Reader:
+    return UdpReader(source, sink, metrics)
+
+
 #: Reader builders by source ``type`` (the folder name and the metric label).
-READERS: dict[str, Builder] = {"mqtt": _mqtt, "opcua": _opcua}
+READERS: dict[str, Builder] = {"mqtt": _mqtt, "opcua": _opcua, "udp": _udp}
 
 
 def build_readers(cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> list[Reader]:

@@ -17,6 +17,7 @@ from pydantic import Field, PlainValidator, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from core.config.base import OptionalSecret, StrictModel
+from core.config.collector_udp import UdpSource
 
 #: Canonical or plant signal names: snake_case, short (they become stream fields).
 SIGNAL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -290,17 +291,18 @@ class MqttSource(StrictModel):
     topics: list[MqttTopic] = Field(min_length=1)
 
 
-SOURCE_TYPES: dict[str, type[OpcuaSource] | type[MqttSource]] = {
+SOURCE_TYPES: dict[str, type[OpcuaSource] | type[MqttSource] | type[UdpSource]] = {
     "opcua": OpcuaSource,
     "mqtt": MqttSource,
+    "udp": UdpSource,
 }
 
 
-def _pick_source(value: Any) -> OpcuaSource | MqttSource:
+def _pick_source(value: Any) -> OpcuaSource | MqttSource | UdpSource:
     # Dispatch on `type` by hand rather than with a pydantic discriminator: a
     # discriminated union puts the tag into error locations (sources[0].mqtt.port), and
     # operators should read the key path they wrote (sources[0].port).
-    if isinstance(value, OpcuaSource | MqttSource):
+    if isinstance(value, OpcuaSource | MqttSource | UdpSource):
         return value
     kind = value.get("type") if isinstance(value, dict) else None
     model = SOURCE_TYPES.get(kind) if isinstance(kind, str) else None
@@ -315,7 +317,7 @@ def _pick_source(value: Any) -> OpcuaSource | MqttSource:
 
 
 #: A source, by its ``type``.
-Source = Annotated[OpcuaSource | MqttSource, PlainValidator(_pick_source)]
+Source = Annotated[OpcuaSource | MqttSource | UdpSource, PlainValidator(_pick_source)]
 
 
 class SinkConfig(StrictModel):
@@ -365,7 +367,7 @@ class CollectorConfig(StrictModel):
         description="Configuration name: heartbeat keys (with host:pid), source leases, "
         "MQTT client ids.",
     )
-    sources: list[Source] = Field(default_factory=list, description="OPC UA and MQTT sources.")
+    sources: list[Source] = Field(default_factory=list, description="OPC UA, MQTT and UDP sources.")
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap of reconnect backoff.")
@@ -379,8 +381,8 @@ class CollectorConfig(StrictModel):
     @field_validator("sources")
     @classmethod
     def _names_unique(
-        cls, sources: list[OpcuaSource | MqttSource]
-    ) -> list[OpcuaSource | MqttSource]:
+        cls, sources: list[OpcuaSource | MqttSource | UdpSource]
+    ) -> list[OpcuaSource | MqttSource | UdpSource]:
         names = [s.name for s in sources]
         for name in names:
             if names.count(name) > 1:
@@ -396,6 +398,8 @@ class CollectorConfig(StrictModel):
                     yield (*base, "nodes", j, "machine"), node.machine
                 for j, ev in enumerate(src.events):
                     yield (*base, "events", j, "machine"), ev.machine
+            elif isinstance(src, UdpSource):
+                yield from src.machine_refs(base)
             else:
                 for j, topic in enumerate(src.topics):
                     if topic.machine:
