@@ -8,9 +8,18 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
+.PHONY: setup system-packages peers run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
 
-setup: system-packages $(STAMP)
+setup: system-packages $(STAMP) peers
+
+# Peers the tests speak to that we did not write (tests/peers/): Eclipse Tahu's Sparkplug B
+# client for Node.js, installed from its lock file into the project, not globally.
+PEER_SPARKPLUG := tests/peers/sparkplug/node_modules/.package-lock.json
+peers: $(PEER_SPARKPLUG)
+
+$(PEER_SPARKPLUG): tests/peers/sparkplug/package.json tests/peers/sparkplug/package-lock.json
+	npm ci --prefix tests/peers/sparkplug --no-audit --no-fund --loglevel=error
+	@touch $@
 
 system-packages:
 	@bash tools/setup-system.sh
@@ -76,4 +85,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache tests/peers/*/node_modules

@@ -136,6 +136,13 @@ class CollectorMetrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.sparkplug_events = Counter(
+            "repsys_collector_sparkplug_events_total",
+            "Sparkplug B session events: seq_gap, no_birth, rebirth_requested, "
+            "stale_death, unsupported_type.",
+            ["source", "kind"],
+            registry=registry,
+        )
         self.watchdog = Counter(
             "repsys_collector_watchdog_actions_total",
             "Watchdog actions on quiet sources (resubscribe, reconnect).",

@@ -25,10 +25,12 @@ from collector.mqtt.reader import MqttReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
+from collector.sparkplug.reader import SparkplugReader
 from collector.udp.reader import UdpReader
 from core import heap
 from core.config import RepsysConfig
 from core.config.collector import MqttSource, OpcuaSource
+from core.config.collector_sparkplug import SparkplugSource
 from core.config.collector_udp import UdpSource
 from core.lifecycle import Backoff, Stopper, run_until_stopped
 from core.logs import get_logger
@@ -59,8 +61,26 @@ def _udp(source: UdpSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMet
     return UdpReader(source, sink, metrics)
 
 
+def _sparkplug(
+    source: SparkplugSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics
+) -> Reader:
+    return SparkplugReader(
+        source,
+        {m.id for m in cfg.machines},
+        sink,
+        metrics,
+        collector_name=cfg.collector.name,
+        reconnect_max_s=cfg.collector.reconnect_max_s,
+    )
+
+
 #: Reader builders by source ``type`` (the folder name and the metric label).
-READERS: dict[str, Builder] = {"mqtt": _mqtt, "opcua": _opcua, "udp": _udp}
+READERS: dict[str, Builder] = {
+    "mqtt": _mqtt,
+    "opcua": _opcua,
+    "udp": _udp,
+    "sparkplug": _sparkplug,
+}
 
 
 def build_readers(cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics) -> list[Reader]:

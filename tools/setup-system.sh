@@ -18,6 +18,8 @@ needs=(
   "python3:python3-venv"
   "promtool:prometheus"
   "amtool:prometheus-alertmanager"
+  "node:nodejs"
+  "npm:npm"
 )
 
 missing=()

@@ -17,6 +17,7 @@ from pydantic import Field, PlainValidator, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from core.config.base import OptionalSecret, StrictModel
+from core.config.collector_sparkplug import SparkplugSource
 from core.config.collector_udp import UdpSource
 
 #: Canonical or plant signal names: snake_case, short (they become stream fields).
@@ -291,18 +292,21 @@ class MqttSource(StrictModel):
     topics: list[MqttTopic] = Field(min_length=1)
 
 
-SOURCE_TYPES: dict[str, type[OpcuaSource] | type[MqttSource] | type[UdpSource]] = {
+SOURCE_TYPES: dict[
+    str, type[OpcuaSource] | type[MqttSource] | type[UdpSource] | type[SparkplugSource]
+] = {
     "opcua": OpcuaSource,
     "mqtt": MqttSource,
     "udp": UdpSource,
+    "sparkplug": SparkplugSource,
 }
 
 
-def _pick_source(value: Any) -> OpcuaSource | MqttSource | UdpSource:
+def _pick_source(value: Any) -> OpcuaSource | MqttSource | UdpSource | SparkplugSource:
     # Dispatch on `type` by hand rather than with a pydantic discriminator: a
     # discriminated union puts the tag into error locations (sources[0].mqtt.port), and
     # operators should read the key path they wrote (sources[0].port).
-    if isinstance(value, OpcuaSource | MqttSource | UdpSource):
+    if isinstance(value, OpcuaSource | MqttSource | UdpSource | SparkplugSource):
         return value
     kind = value.get("type") if isinstance(value, dict) else None
     model = SOURCE_TYPES.get(kind) if isinstance(kind, str) else None
@@ -317,7 +321,9 @@ def _pick_source(value: Any) -> OpcuaSource | MqttSource | UdpSource:
 
 
 #: A source, by its ``type``.
-Source = Annotated[OpcuaSource | MqttSource | UdpSource, PlainValidator(_pick_source)]
+Source = Annotated[
+    OpcuaSource | MqttSource | UdpSource | SparkplugSource, PlainValidator(_pick_source)
+]
 
 
 class SinkConfig(StrictModel):
@@ -367,7 +373,9 @@ class CollectorConfig(StrictModel):
         description="Configuration name: heartbeat keys (with host:pid), source leases, "
         "MQTT client ids.",
     )
-    sources: list[Source] = Field(default_factory=list, description="OPC UA, MQTT and UDP sources.")
+    sources: list[Source] = Field(
+        default_factory=list, description="OPC UA, MQTT, UDP and Sparkplug sources."
+    )
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap of reconnect backoff.")
@@ -381,8 +389,8 @@ class CollectorConfig(StrictModel):
     @field_validator("sources")
     @classmethod
     def _names_unique(
-        cls, sources: list[OpcuaSource | MqttSource | UdpSource]
-    ) -> list[OpcuaSource | MqttSource | UdpSource]:
+        cls, sources: list[OpcuaSource | MqttSource | UdpSource | SparkplugSource]
+    ) -> list[OpcuaSource | MqttSource | UdpSource | SparkplugSource]:
         names = [s.name for s in sources]
         for name in names:
             if names.count(name) > 1:
@@ -398,7 +406,7 @@ class CollectorConfig(StrictModel):
                     yield (*base, "nodes", j, "machine"), node.machine
                 for j, ev in enumerate(src.events):
                     yield (*base, "events", j, "machine"), ev.machine
-            elif isinstance(src, UdpSource):
+            elif isinstance(src, UdpSource | SparkplugSource):
                 yield from src.machine_refs(base)
             else:
                 for j, topic in enumerate(src.topics):
