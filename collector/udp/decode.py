@@ -18,7 +18,11 @@ watches). Set 60 is a tool-assembly command of four blocks ``Cmd``, ``Pallet_No`
   ``InsToolLifeHistoryV2`` (see :mod:`collector.udp.runs`).
 
 A datagram carries no time: source and receive time are the receive time. The decoder
-keeps state (runs, pending starts) and is used from one thread (the reader's loop).
+returns rows (:mod:`collector.rows`), the sink's hot-path form, with the attrs' JSON
+written out directly (every value is ASCII digits, ``T<n>`` or a float's repr, so no
+escaping is ever needed; configured texts are encoded once at start);
+:func:`signals` turns rows back into :class:`Signal` objects for tests and one-shot
+mode. The decoder keeps state (runs, pending starts) and is used from one thread.
 Gaps the payload shows are counted by kind: ``end_without_start`` (a START lost, or sent
 before the collector listened), ``start_without_end`` (an END lost), ``counter_skip``
 (a counter that advanced by more than its increment: lost ENDs, or a counter jump).
@@ -26,13 +30,15 @@ before the collector listened), ``start_without_end`` (an END lost), ``counter_s
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from collector.errors import PayloadRejectedError
+from collector.rows import Row, rows_fields, value_json
 from collector.udp.frame import Datagram, parse
 from collector.udp.runs import ToolRun
 from core.config.collector_udp import UdpCounter, UdpSource, UdpWorkcenter
-from core.model import Quality, Signal
+from core.model import Signal
 
 START_MACHINING = 50
 END_MACHINING = 51
@@ -51,6 +57,16 @@ def _flag(value: bool) -> str:
     return "1" if value else "0"
 
 
+def signals(rows: list[Row]) -> list[Signal]:
+    """The signals the rows stand for (what the stream entries decode to)."""
+    return [Signal.from_fields(f) for f in rows_fields(rows)]
+
+
+def _num(v: int | float) -> str:
+    """A number's JSON text (the block values are finite: the frame's grammar)."""
+    return value_json(v) or "null"
+
+
 class DatagramDecoder:
     """Decodes one source's datagrams into signals (see the module docstring)."""
 
@@ -58,16 +74,21 @@ class DatagramDecoder:
         self.source = source
         self.gaps = gaps
         self.workcenters: dict[int, UdpWorkcenter] = {w.key: w for w in source.workcenters}
-        self.counters: dict[tuple[int, int], dict[int, UdpCounter]] = {}
+        #: (key, set) -> block -> (counter, the head of its attrs' JSON, encoded once).
+        self.counters: dict[tuple[int, int], dict[int, tuple[UdpCounter, str]]] = {}
         for wc in source.workcenters:
             for c in wc.counters:
-                self.counters.setdefault((wc.key, c.set), {})[c.block] = c
+                attrs = {"set": str(c.set), "block": str(c.block)}
+                if c.assembly:
+                    attrs["assembly"] = c.assembly
+                text = json.dumps(attrs, separators=(",", ":"))
+                self.counters.setdefault((wc.key, c.set), {})[c.block] = (c, text)
         self.runs: dict[tuple[int, int], ToolRun] = {}
         #: (workcenter, pallet, tool var) -> time of its START_MACHINING.
         self.starts: dict[tuple[int, int, int], float] = {}
 
-    def decode(self, data: bytes, now: float) -> list[Signal]:
-        """Signals of one datagram; raises :class:`PayloadRejectedError` for bad ones."""
+    def decode(self, data: bytes, now: float) -> list[Row]:
+        """Rows of one datagram; raises :class:`PayloadRejectedError` for bad ones."""
         dgram = parse(data, framing=self.source.framing, max_data_bytes=self.source.max_data_bytes)
         wc = self.workcenters.get(dgram.workcenter_key)
         if wc is None:
@@ -82,22 +103,18 @@ class DatagramDecoder:
                 f"set {dgram.set_no} of workcenter key {wc.key} is not configured",
                 reason="unknown_set",
             )
-        out: list[Signal] = []
+        out: list[Row] = []
+        ts = repr(now)
         for index, value in enumerate(dgram.values, start=1):
-            c = blocks.get(index)
-            if c is None:
+            mapped = blocks.get(index)
+            if mapped is None:
                 continue
-            attrs = {"set": str(dgram.set_no), "block": str(index)}
-            if c.assembly:
-                attrs["assembly"] = c.assembly
-            out.append(
-                Signal(
-                    c.machine or wc.machine, c.signal, value, Quality.GOOD, now, now, c.tool, attrs
-                )
-            )
+            c, attrs = mapped
+            machine = c.machine or wc.machine
+            out.append([machine, c.signal, _num(value), "good", ts, ts, c.tool, attrs])
         return out
 
-    def _command(self, wc: UdpWorkcenter, dgram: Datagram, now: float) -> list[Signal]:
+    def _command(self, wc: UdpWorkcenter, dgram: Datagram, now: float) -> list[Row]:
         if len(dgram.values) != 4:
             raise PayloadRejectedError(
                 f"set 60 has {len(dgram.values)} blocks, not 4 (Cmd, Pallet_No, Tool_Var, "
@@ -115,52 +132,37 @@ class DatagramDecoder:
             raise PayloadRejectedError(f"unknown command {cmd}", reason="unknown_command")
         tool = f"T{tool_var}"
         increment = wc.increments.get(tool_var, wc.increment)
-        attrs = {"pallet": str(pallet), "tool": tool, "counter": str(counter), "cmd": str(cmd)}
+        ts = repr(now)
+        x = _num(counter)
+        head = f'{{"pallet":"{pallet}","tool":"{tool}","counter":"{counter}","cmd":"{cmd}"'
         key = (wc.key, pallet, tool_var)
         if cmd == START_MACHINING:
             if key in self.starts:
                 self.gaps("start_without_end")
             self.starts[key] = now
-            return [self._event(wc, counter, tool, attrs, now)]
+            return [[wc.machine, "machining_event", x, "good", ts, ts, tool, head + "}"]]
         start = self.starts.pop(key, None)
         if start is None and cmd == END_MACHINING:
             self.gaps("end_without_start")
         run = self.runs.get((wc.key, tool_var))
         if run is None:
             run = self.runs[(wc.key, tool_var)] = ToolRun(increment)
-        reading = run.observe(counter)
-        if reading.skipped:
+        r = run.observe(counter)
+        if r.skipped:
             self.gaps("counter_skip")
-        out: list[Signal] = []
-        if reading.finished is not None and reading.finished[1]:
+        out: list[Row] = []
+        if r.finished is not None and r.finished[1]:
+            change = f'{{"reason":"counter_reset","counter":"{counter}","workcenter":"{wc.key}"}}'
             out.append(
-                Signal(
-                    wc.machine,
-                    "tool_change",
-                    reading.finished[0],
-                    Quality.GOOD,
-                    now,
-                    now,
-                    tool,
-                    {"reason": "counter_reset", "counter": str(counter), "workcenter": str(wc.key)},
-                )
+                [wc.machine, "tool_change", _num(r.finished[0]), "good", ts, ts, tool, change]
             )
-        attrs.update(
-            increment=str(increment),
-            end=repr(now),
-            running_total=str(reading.running_total),
-            running_entire_time=_flag(reading.running_entire_time),
-            increment_by_check=_flag(reading.increment_by_check),
-            zero_detect=_flag(reading.zero_detect),
-            workcenter=str(wc.key),
+        attrs = (
+            f'{head},"increment":"{increment}","end":"{ts}","running_total":"{r.running_total}",'
+            f'"running_entire_time":"{_flag(r.running_entire_time)}",'
+            f'"increment_by_check":"{_flag(r.increment_by_check)}",'
+            f'"zero_detect":"{_flag(r.zero_detect)}","workcenter":"{wc.key}"'
         )
         if start is not None and cmd == END_MACHINING:
-            attrs["start"] = repr(start)
-        out.append(self._event(wc, counter, tool, attrs, now))
+            attrs += f',"start":"{start!r}"'
+        out.append([wc.machine, "machining_event", x, "good", ts, ts, tool, attrs + "}"])
         return out
-
-    @staticmethod
-    def _event(
-        wc: UdpWorkcenter, counter: int | float, tool: str, attrs: dict[str, str], now: float
-    ) -> Signal:
-        return Signal(wc.machine, "machining_event", counter, Quality.GOOD, now, now, tool, attrs)

@@ -54,6 +54,9 @@ def body_of(data: bytes, *, framing: str = "required", max_data_bytes: int = 160
 
 def number(block: bytes, index: int) -> int | float:
     """A block's number: an int when it has no fraction (``"  100."`` is 100)."""
+    digits = block.lstrip(b" ")
+    if digits.isdigit():  # the common case, "       100", at a fraction of the regex's cost
+        return int(digits)
     m = _NUMBER.fullmatch(block)
     if m is None:
         shown = block.decode("latin-1")

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from collector.errors import PayloadRejectedError, SourceUnavailableError
 from collector.metrics import CollectorMetrics
 from collector.reader import PrintSink
-from collector.udp.decode import DatagramDecoder
+from collector.rows import rows_fields
+from collector.udp.decode import DatagramDecoder, signals
 from collector.udp.reader import UdpReader
 from collector.udp.runs import ToolRun
 from core import keys
@@ -127,7 +128,7 @@ def test_golden_datagrams(path: Path) -> None:
     datagrams = case_datagrams(case)
     for t, data in datagrams:
         try:
-            got.extend(got_item(s) for s in decoder.decode(data, t))
+            got.extend(got_item(s) for s in signals(decoder.decode(data, t)))
         except PayloadRejectedError as exc:
             got.append({"dead_letter": exc.reason, "error": str(exc)})
     by_t = {t: data for t, data in datagrams}
@@ -245,7 +246,7 @@ def test_the_decoder_raises_nothing_but_rejections(datagrams: list[bytes]) -> No
         decoder = DatagramDecoder(UdpSource.model_validate(udp_source(framing=framing)))
         for i, data in enumerate(datagrams):
             try:
-                signals = decoder.decode(data, float(i))
+                rows = decoder.decode(data, float(i))
             except PayloadRejectedError as exc:
                 assert exc.reason in {
                     "bad_framing",
@@ -258,8 +259,9 @@ def test_the_decoder_raises_nothing_but_rejections(datagrams: list[bytes]) -> No
                     "unknown_command",
                 }
                 continue
-            for sig in signals:
-                sig.to_fields()  # every signal encodes (finite values, text attrs)
+            for fields in rows_fields(rows):
+                # The hand-written entry is exactly what the codec writes for its signal.
+                assert Signal.from_fields(fields).to_fields() == fields
 
 
 # --- a real socket into Redis -------------------------------------------------------------
