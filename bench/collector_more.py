@@ -273,16 +273,16 @@ def _sp_preload(port: int) -> None:
     )
 
 
-def _raw_sparkplug(port: int) -> float:
-    """Bare paho + protobuf decode of the backlog: signals/s, first DDATA to last."""
+def _raw_sparkplug(port: int) -> tuple[float, float]:
+    """Bare paho + protobuf decode of the backlog: signals/s and CPU us per DDATA."""
     got = 0
-    first = last = 0.0
+    first = last = cpu0 = cpu1 = 0.0
     done = threading.Event()
     subscribed = threading.Event()
     names: dict[int, str] = {}
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
-        nonlocal got, first, last
+        nonlocal got, first, last, cpu0, cpu1
         p = Payload.FromString(msg.payload)
         if "/DBIRTH/" in msg.topic:
             for m in p.metrics:
@@ -291,10 +291,10 @@ def _raw_sparkplug(port: int) -> float:
         if "/DDATA/" not in msg.topic:
             return
         if not got:
-            first = time.perf_counter()
+            first, cpu0 = time.perf_counter(), time.process_time()
         got += len([(names[m.alias], m.double_value) for m in p.metrics])
         if got >= SP_MESSAGES * SP_FIELDS:
-            last = time.perf_counter()
+            last, cpu1 = time.perf_counter(), time.process_time()
             done.set()
 
     def client() -> mqtt.Client:
@@ -317,7 +317,7 @@ def _raw_sparkplug(port: int) -> float:
         raise RuntimeError(f"raw paho received {got} of {SP_MESSAGES * SP_FIELDS} signals")
     c.disconnect()
     c.loop_stop()
-    return (got - SP_FIELDS) / (last - first)
+    return (got - SP_FIELDS) / (last - first), (cpu1 - cpu0) / (SP_MESSAGES - 1) * 1e6
 
 
 def _sp_config(redis_url: str, port: int) -> RepsysConfig:
@@ -357,7 +357,8 @@ def _persistent(reader: Any) -> None:
     reader._build = persistent_build
 
 
-def _ours_sparkplug(redis_url: str, port: int) -> float:
+def _ours_sparkplug(redis_url: str, port: int) -> tuple[float, float, float]:
+    """The collector: signals/s, CPU us per DDATA of this process and of redis-server."""
     cfg = _sp_config(redis_url, port)
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     collector, stopper, thread = _start_persistent(cfg)  # the session and its subscription
@@ -365,6 +366,7 @@ def _ours_sparkplug(redis_url: str, port: int) -> float:
     thread.join(20)
     _sp_preload(port)
     client.flushall()
+    redis0 = _redis_cpu(client)
     collector, stopper, thread = _start_persistent(cfg, timed=True)
     expected = SP_MESSAGES * SP_FIELDS + len(MACHINES) * SP_FIELDS  # births carry values
     reader: Any = collector.readers[0]
@@ -375,9 +377,11 @@ def _ours_sparkplug(redis_url: str, port: int) -> float:
         interval=0.01,
     )
     elapsed = time.perf_counter() - reader.first_ddata[0]
+    cpu = (time.process_time() - reader.first_ddata[1]) / (SP_MESSAGES - 1) * 1e6
+    redis_cpu = (_redis_cpu(client) - redis0) / (SP_MESSAGES - 1) * 1e6
     stopper.stop()
     thread.join(20)
-    return (SP_MESSAGES * SP_FIELDS - SP_FIELDS) / elapsed
+    return (SP_MESSAGES * SP_FIELDS - SP_FIELDS) / elapsed, cpu, redis_cpu
 
 
 def _start_persistent(cfg: RepsysConfig, *, timed: bool = False) -> Any:
@@ -390,7 +394,7 @@ def _start_persistent(cfg: RepsysConfig, *, timed: bool = False) -> Any:
 
         def timed_decode(topic: str, data: bytes, now: float) -> Any:
             if not reader.first_ddata and "/DDATA/" in topic:
-                reader.first_ddata.append(time.perf_counter())
+                reader.first_ddata.extend((time.perf_counter(), time.process_time()))
             return decode(topic, data, now)
 
         reader.decoder.decode = timed_decode
@@ -418,12 +422,14 @@ def bench_sparkplug(workdir: Path) -> None:
         )
         ratios = []
         for r in range(ROUNDS):
-            base = _raw_sparkplug(broker.port)
-            ours = _ours_sparkplug(redis_srv.url, broker.port)
+            base, base_cpu = _raw_sparkplug(broker.port)
+            ours, ours_cpu, redis_cpu = _ours_sparkplug(redis_srv.url, broker.port)
             ratios.append(ours / base)
             print(
                 f"  round {r + 1}: collector {ours:,.0f} signals/s; raw paho + protobuf decode "
-                f"{base:,.0f} signals/s; ratio {ours / base:.2f}",
+                f"{base:,.0f} signals/s; ratio {ours / base:.2f}; CPU per message: collector "
+                f"{ours_cpu:.1f} us + redis-server {redis_cpu:.1f} us, raw {base_cpu:.1f} us "
+                f"(CPU ratio {base_cpu / ours_cpu:.2f})",
                 flush=True,
             )
         print(f"  median ratio {statistics.median(ratios):.2f} (target >= 0.70)", flush=True)

@@ -65,6 +65,8 @@ class _Metric:
     device: str
     name: str
     datatype: int
+    #: (signal, subject), or None when the metric is not a signal: decided at its birth.
+    mapped: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -117,10 +119,15 @@ def metric_value(m: Any, datatype: int) -> tuple[bool, Any]:
     return True, v
 
 
-def _record_birth(state: _Node, payload: Any, device: str) -> None:
+def _record_birth(
+    state: _Node,
+    payload: Any,
+    device: str,
+    signal_of: Callable[[str], tuple[str, str] | None],
+) -> None:
     """Remember a birth's metrics by name and alias (and the node's bdSeq)."""
     for m in payload.metrics:
-        info = _Metric(device, m.name, m.datatype)
+        info = _Metric(device, m.name, m.datatype, signal_of(m.name))
         state.names[(device, m.name)] = info
         if m.HasField("alias"):
             state.aliases[m.alias] = info
@@ -253,7 +260,7 @@ class SparkplugDecoder:
         machine = self.machine(group, node, device)
         base_ts = payload.timestamp / 1000.0 if payload.HasField("timestamp") else now
         if birth:
-            _record_birth(state, payload, device)
+            _record_birth(state, payload, device, self.signal_of)
         if machine is None:
             if device:
                 raise PayloadRejectedError(
@@ -263,6 +270,7 @@ class SparkplugDecoder:
             return []  # an edge node that is a gateway, not a machine: its devices are
         rows: list[Row] = []
         rts = repr(now)
+        base = repr(base_ts)
         for m in payload.metrics:
             info = _resolve(state, m, device)
             if info is None:
@@ -272,7 +280,7 @@ class SparkplugDecoder:
                     f"metric {what} of {group}/{node}/{device} was not in its birth",
                     reason="unknown_alias",
                 )
-            mapped = self.signal_of(info.name)
+            mapped = info.mapped
             if mapped is None:
                 continue
             datatype = m.datatype if m.HasField("datatype") else info.datatype
@@ -280,9 +288,9 @@ class SparkplugDecoder:
             if not supported:
                 self.events("unsupported_type")
                 continue
-            ts = m.timestamp / 1000.0 if m.HasField("timestamp") else base_ts
+            ts = repr(m.timestamp / 1000.0) if m.HasField("timestamp") else base
             x, quality = _value_text(value)
-            rows.append([machine, mapped[0], x, quality, repr(ts), rts, mapped[1], ""])
+            rows.append([machine, mapped[0], x, quality, ts, rts, mapped[1], ""])
         return [(machine, rows)] if rows else []
 
     def _node_death(
@@ -306,8 +314,8 @@ class SparkplugDecoder:
             return []
         ts = repr(now)
         rows: list[Row] = []
-        for (dev, name), _info in state.names.items():
-            mapped = self.signal_of(name) if dev == device else None
+        for (dev, _name), info in state.names.items():
+            mapped = info.mapped if dev == device else None
             if mapped is not None:
                 rows.append([machine, mapped[0], "null", "no_data", ts, ts, mapped[1], ""])
         return [(machine, rows)] if rows else []
