@@ -13,12 +13,13 @@ STAMP  := $(VENV)/.installed
 setup: system-packages $(STAMP) peers
 
 # Peers the tests speak to that we did not write (tests/peers/): Eclipse Tahu's Sparkplug B
-# client for Node.js, installed from its lock file into the project, not globally.
-PEER_SPARKPLUG := tests/peers/sparkplug/node_modules/.package-lock.json
-peers: $(PEER_SPARKPLUG)
+# client and node-opcua (Alarms & Conditions), for Node.js, installed from their lock
+# files into the project, not globally.
+PEERS := tests/peers/sparkplug/node_modules/.package-lock.json tests/peers/opcua/node_modules/.package-lock.json
+peers: $(PEERS)
 
-$(PEER_SPARKPLUG): tests/peers/sparkplug/package.json tests/peers/sparkplug/package-lock.json
-	npm ci --prefix tests/peers/sparkplug --no-audit --no-fund --loglevel=error
+tests/peers/%/node_modules/.package-lock.json: tests/peers/%/package.json tests/peers/%/package-lock.json
+	npm ci --prefix tests/peers/$* --no-audit --no-fund --loglevel=error
 	@touch $@
 
 system-packages:

@@ -102,6 +102,13 @@ class OpcuaEvents(StrictModel):
         description="Event property with the alarm code (the value), alias:Name; "
         "empty: the value is the event's message text.",
     )
+    conditions: bool = Field(
+        default=False,
+        description="Alarms & Conditions: subscribe to AlarmConditionType events with "
+        "their state (active, acked, confirmed, severity) and call ConditionRefresh after "
+        "every (re)connect, so alarms already active are reported (collector/opcua/"
+        "conditions.py).",
+    )
 
 
 class OpcuaSecurity(StrictModel):
