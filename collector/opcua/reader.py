@@ -250,7 +250,13 @@ class OpcuaReader:
                 self._events.append((emitter, spec))
             if any(spec.conditions for _, spec in self._events):
                 # Alarms that stood before this connect send no event by themselves.
-                await condition_refresh(client, sub.subscription_id)
+                try:
+                    await condition_refresh(client, sub.subscription_id)
+                except UaError as exc:
+                    # A server without the method (or asyncua's, which sends the states
+                    # and then answers BadNothingToDo) still sends live transitions:
+                    # reconnecting would not make it answer better.
+                    log.warning("opcua_condition_refresh_refused", source=self.name, error=str(exc))
         self.last_data = time.monotonic()
         return sub
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import pytest
 import redis
+from asyncua import ua
+from asyncua.server.server import Server
+from asyncua.ua.object_ids import ObjectIds
 
 from core.config import RepsysConfig
 from core.metrics import sample
-from repsys.servers import free_port, wait_until
+from repsys.servers import free_port, port_open, wait_until
 from tests.collector.conftest import InThread, run_collector, stream_signals
 from tests.conftest import REPO
 
@@ -187,3 +190,113 @@ def test_an_alarm_active_before_connect_is_reported_after_connect_reconnect_and_
         assert cleared.attrs["text"] == "Spindle temperature normal"
     finally:
         proxy.close()
+
+
+# --- the same against an asyncua server ---------------------------------------------------
+
+
+async def _asyncua_alarm_server(port: int, commands: queue.Queue[str], stopper: Any) -> None:
+    """An asyncua server whose Overheat condition of cnc101 goes active and clears.
+
+    asyncua's server answers ConditionRefresh with BadNothingToDo and, in our tries, sent
+    no retained condition on it: the standing-alarm case is node-opcua's test above.
+    Here the transitions happen while the collector is connected.
+    """
+    server = Server()
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/asyncua/alarms")
+    idx = await server.register_namespace("urn:repsys:test:alarms")
+    machine = await server.nodes.objects.add_object(idx, "cnc101")
+    condition = await machine.add_object(idx, "Overheat")
+    # Emitted by the Server object (asyncua sends an event to the items on its emitting
+    # node only), about the machine.
+    gen = await server.get_event_generator(ObjectIds.AlarmConditionType)
+    ev = gen.event
+    ev.SourceNode = machine.nodeid
+    ev.NodeId = condition.nodeid
+    ev.ConditionName = "Overheat"
+    ev.SourceName = "cnc101"
+    ev.Severity = 700
+    await server.start()
+
+    async def state(active: bool, text: str) -> None:
+        setattr(ev, "ActiveState/Id", active)  # asyncua names nested fields by browse path
+        ev.Retain = active
+        ev.Message = ua.LocalizedText(text)
+        await gen.trigger()
+
+    try:
+        while not stopper.stopped:
+            try:
+                cmd = commands.get_nowait()
+            except queue.Empty:
+                await stopper.wait_async(0.05)
+                continue
+            if cmd == "activate":
+                await state(True, "Spindle overheat")
+            elif cmd == "deactivate":
+                await state(False, "Spindle temperature normal")
+    finally:
+        await server.stop()
+
+
+def test_conditions_from_an_asyncua_server(
+    make_config: Callable[..., RepsysConfig],
+    redis_client: redis.Redis,
+    started: list[InThread],
+) -> None:
+    port = free_port()
+    commands: queue.Queue[str] = queue.Queue()
+    srv = InThread(lambda stopper: _asyncua_alarm_server(port, commands, stopper)).start()
+    started.append(srv)
+    wait_until(lambda: port_open(port), timeout=30, what="asyncua server")
+    cfg = make_config(
+        collector={
+            "sources": [
+                {
+                    "type": "opcua",
+                    "name": "alarms",
+                    "endpoint": f"opc.tcp://127.0.0.1:{port}/asyncua/alarms",
+                    "publishing_interval_ms": 100,
+                    "watchdog_factor": 0,
+                    "events": [{"machine": "cnc101", "emitter": "i=2253", "conditions": True}],
+                }
+            ],
+        }
+    )
+    _, registry, coll = run_collector(cfg)
+    started.append(coll)
+    wait_until(
+        lambda: (
+            sample(
+                registry,
+                "repsys_collector_source_connected",
+                {"reader": "opcua", "source": "alarms"},
+            )
+            == 1
+        ),
+        timeout=30,
+        what="connected",
+    )
+
+    # "connected" is set just before the event item is created: an activation in between
+    # would be missed (asyncua's server cannot refresh it), so the server repeats it.
+    def alarmed() -> bool:
+        if _alarms(redis_client):
+            return True
+        commands.put("activate")
+        return False
+
+    wait_until(alarmed, timeout=30, what="the alarm", interval=0.5)
+    first = _alarms(redis_client)[0]
+    assert (first.value, first.attrs["active"], first.attrs["severity"]) == (
+        "Overheat",
+        "true",
+        "700",
+    )
+    assert first.attrs["text"] == "Spindle overheat" and first.attrs["source"] == "cnc101"
+    commands.put("deactivate")
+    wait_until(
+        lambda: _alarms(redis_client)[-1].attrs["active"] == "false", timeout=30, what="clearing"
+    )
+    assert _alarms(redis_client)[-1].attrs["condition"] == first.attrs["condition"]
