@@ -8,9 +8,19 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages node-tools run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
+.PHONY: setup system-packages node-tools peers run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
 
-setup: system-packages node-tools $(STAMP)
+setup: system-packages node-tools $(STAMP) peers
+
+# Peers the tests speak to that we did not write (tests/peers/): Eclipse Tahu's Sparkplug B
+# client and node-opcua (Alarms & Conditions), for Node.js, installed from their lock
+# files into the project, not globally.
+PEERS := tests/peers/sparkplug/node_modules/.package-lock.json tests/peers/opcua/node_modules/.package-lock.json
+peers: $(PEERS)
+
+tests/peers/%/node_modules/.package-lock.json: tests/peers/%/package.json tests/peers/%/package-lock.json
+	npm ci --prefix tests/peers/$* --no-audit --no-fund --loglevel=error
+	@touch $@
 
 system-packages:
 	@bash tools/setup-system.sh
@@ -80,4 +90,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 
 clean:
-	rm -rf $(VENV) var .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .tools .pytest_cache .mypy_cache .ruff_cache tests/peers/*/node_modules

@@ -480,13 +480,21 @@ def bench_opcua(workdir: Path) -> None:
 def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores, load average {load} (shared machines skew both sides)")
-    # REPSYS_BENCH_COLLECTOR=mqtt or =opcua runs one part (both by default).
-    parts = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua").split(",")
+    # REPSYS_BENCH_COLLECTOR=mqtt (opcua, udp, sparkplug) runs one part (all by default).
+    parts = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua,udp,sparkplug").split(",")
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
         if "mqtt" in parts:
             bench_mqtt(Path(tmp))
         if "opcua" in parts:
             bench_opcua(Path(tmp))
+        # The UDP and Sparkplug B readers' parts (bench/collector_more.py), each beside
+        # its raw baseline in the same run.
+        from bench import collector_more  # noqa: PLC0415 - it imports this module
+
+        if "udp" in parts:
+            collector_more.bench_udp(Path(tmp))
+        if "sparkplug" in parts:
+            collector_more.bench_sparkplug(Path(tmp))
 
 
 if __name__ == "__main__":

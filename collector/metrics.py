@@ -129,6 +129,20 @@ class CollectorMetrics:
             ["reader", "source", "status"],
             registry=registry,
         )
+        self.udp_gaps = Counter(
+            "repsys_collector_udp_gaps_total",
+            "Losses a UDP payload shows (end_without_start, start_without_end, "
+            "counter_skip); UDP itself never says what it lost.",
+            ["source", "kind"],
+            registry=registry,
+        )
+        self.sparkplug_events = Counter(
+            "repsys_collector_sparkplug_events_total",
+            "Sparkplug B session events: seq_gap, no_birth, rebirth_requested, "
+            "stale_death, unsupported_type.",
+            ["source", "kind"],
+            registry=registry,
+        )
         self.watchdog = Counter(
             "repsys_collector_watchdog_actions_total",
             "Watchdog actions on quiet sources (resubscribe, reconnect).",

@@ -24,6 +24,8 @@ from collector.mqtt.reader import MqttReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
+from collector.sparkplug.reader import SparkplugReader
+from collector.udp.reader import UdpReader
 from core import heap
 from core.config import RepsysConfig
 from core.config.collector import SOURCE_TYPES
@@ -49,7 +51,7 @@ class ReaderClass(Protocol):
 
 #: Every reader, once. A reader class declares ``kind`` (its source model's ``type``,
 #: ``core.config.collector.SOURCE_TYPES``) and ``from_config``; the registry is built here.
-READER_CLASSES: tuple[ReaderClass, ...] = (MqttReader, OpcuaReader)
+READER_CLASSES: tuple[ReaderClass, ...] = (MqttReader, OpcuaReader, UdpReader, SparkplugReader)
 
 
 def _registry(classes: tuple[ReaderClass, ...]) -> dict[str, Builder]:

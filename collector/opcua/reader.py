@@ -37,6 +37,7 @@ from asyncua.ua.uaerrors import UaError
 from collector.convert import convert
 from collector.errors import PayloadRejectedError, SourceUnavailableError, rejection
 from collector.metrics import CollectorMetrics
+from collector.opcua.conditions import condition_filter, condition_refresh, condition_signal
 from collector.opcua.resolve import Resolved, Resolver, connect, resolve_addresses, resolve_nodes
 from collector.reader import Sink
 from collector.rows import Row, signal_row
@@ -190,6 +191,9 @@ class OpcuaReader:
         severity = fields.get("Severity")
         time_field = fields.get("Time")
         source_ts = _ts(time_field.Value) if time_field is not None else None
+        if spec.conditions:
+            value = code.Value if code is not None else None
+            return condition_signal(spec, fields, value, source_ts or receive_ts, receive_ts)
         return Signal(
             machine=spec.machine,
             name=spec.signal,
@@ -249,8 +253,20 @@ class OpcuaReader:
                     log.warning("opcua_emitter_unresolved", source=self.name, emitter=spec.emitter)
                     continue
                 evfilter = await self._event_filter(client, resolver, spec)
-                await sub.subscribe_events(emitter, ObjectIds.BaseEventType, evfilter=evfilter)
+                evtype = (
+                    ObjectIds.AlarmConditionType if spec.conditions else ObjectIds.BaseEventType
+                )
+                await sub.subscribe_events(emitter, evtype, evfilter=evfilter)
                 self._events.append((emitter, spec))
+            if any(spec.conditions for _, spec in self._events):
+                # Alarms that stood before this connect send no event by themselves.
+                try:
+                    await condition_refresh(client, sub.subscription_id)
+                except UaError as exc:
+                    # A server without the method (or asyncua's, which sends the states
+                    # and then answers BadNothingToDo) still sends live transitions:
+                    # reconnecting would not make it answer better.
+                    log.warning("opcua_condition_refresh_refused", source=self.name, error=str(exc))
         self.last_data = time.monotonic()
         return sub
 
@@ -280,8 +296,11 @@ class OpcuaReader:
         # BaseEventType's fields plus the alarm-code property of the subtype the server
         # fires ("alias:Name", or "Name" in namespace 0); servers evaluate it on each
         # event's real type and send null where the event has no such property.
-        base = client.get_node(ua.NodeId(ua.Int32(ObjectIds.BaseEventType)))
-        evfilter = await get_filter_from_event_type([base])
+        if spec.conditions:
+            evfilter = await condition_filter(client)
+        else:
+            base = client.get_node(ua.NodeId(ua.Int32(ObjectIds.BaseEventType)))
+            evfilter = await get_filter_from_event_type([base])
         if not spec.code_field:
             return evfilter
         alias, sep, name = spec.code_field.rpartition(":")

@@ -17,6 +17,8 @@ from pydantic import Field, PlainValidator, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from core.config.base import OptionalSecret, StrictModel, type_tag
+from core.config.collector_sparkplug import SparkplugSource
+from core.config.collector_udp import UdpSource
 
 #: Canonical or plant signal names: snake_case, short (they become stream fields).
 SIGNAL_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -99,6 +101,13 @@ class OpcuaEvents(StrictModel):
         default="",
         description="Event property with the alarm code (the value), alias:Name; "
         "empty: the value is the event's message text.",
+    )
+    conditions: bool = Field(
+        default=False,
+        description="Alarms & Conditions: subscribe to AlarmConditionType events with "
+        "their state (active, acked, confirmed, severity) and call ConditionRefresh after "
+        "every (re)connect, so alarms already active are reported (collector/opcua/"
+        "conditions.py).",
     )
 
 
@@ -305,7 +314,7 @@ class MqttSource(StrictModel):
 
 #: Every source model, written once. A model declares its ``type: Literal[...]`` (the
 #: config ``type``, the reader's registry key and metric label) and ``machine_refs``.
-AnySource = OpcuaSource | MqttSource
+AnySource = OpcuaSource | MqttSource | UdpSource | SparkplugSource
 #: Source models by their ``type``.
 SOURCE_TYPES: dict[str, type[AnySource]] = {type_tag(m): m for m in get_args(AnySource)}
 
@@ -379,7 +388,9 @@ class CollectorConfig(StrictModel):
         description="Configuration name: heartbeat keys (with host:pid), source leases, "
         "MQTT client ids.",
     )
-    sources: list[Source] = Field(default_factory=list, description="OPC UA and MQTT sources.")
+    sources: list[Source] = Field(
+        default_factory=list, description="OPC UA, MQTT, UDP and Sparkplug sources."
+    )
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="Cap of reconnect backoff.")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import get_args
@@ -42,7 +44,7 @@ def test_every_sample_loads_and_its_readme_shows_it(sample: Path) -> None:
 
 
 def test_sample_names_are_the_reader_names() -> None:
-    assert [p.parent.name for p in SAMPLES] == ["mqtt", "opcua"]
+    assert [p.parent.name for p in SAMPLES] == ["mqtt", "opcua", "sparkplug", "udp"]
     for sample in SAMPLES:
         types = {s.type for s in load_config(sample).collector.sources}
         assert types == {sample.parent.name}
@@ -86,6 +88,41 @@ def test_collector_once_reads_the_opcua_sample_from_the_sim_plant(
         "subject",
         "attrs",
     }
+
+
+def test_collector_once_prints_what_the_udp_sample_receives(tmp_path: Path) -> None:
+    data = yaml.safe_load((REPO / "collector/udp/sample.yaml").read_text())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data["collector"]["sources"][0].update(host="127.0.0.1", port=port)
+    path = tmp_path / "once.yaml"
+    path.write_text(yaml.safe_dump(data))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "repsys", "-c", str(path), "collector", "once", "--seconds", "4"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    # The listening window starts when the process has bound; until it ends, keep sending.
+    body = b"      2,01" + b"        17" + b"         3"
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        while proc.poll() is None:
+            out.sendto(b"\x12" + body + b"%\x14", ("127.0.0.1", port))
+            out.sendto(b"\x12 bad%\x14", ("127.0.0.1", port))
+            time.sleep(0.2)  # a sender's pace, not a wait for a condition
+    stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stdout.splitlines()]
+    assert lines, stderr
+    assert {(x["machine"], x["name"], x["subject"], x["value"]) for x in lines} == {
+        ("cnc120", "tool_life", "T1", 17),
+        ("cnc120", "tool_life", "T2", 3),
+    }
+    assert lines[0]["attrs"] == {"set": "1", "block": "1", "assembly": "Rough mill"}
+    letters = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    assert letters and {x["dead_letter"] for x in letters} == {"bad_header"}
 
 
 def test_collector_once_fails_with_1_naming_the_source_that_is_down(tmp_path: Path) -> None:
@@ -202,8 +239,54 @@ def test_collector_once_fails_with_1_naming_the_source_that_is_down(tmp_path: Pa
             "the first one seen in)",
         ),
         (
+            {"sources": [{"type": "modbus", "name": "k"}]},
+            "collector.sources[0].type: must be one of opcua, mqtt, udp, sparkplug",
+        ),
+        (
             {"sources": [{"type": "udp", "name": "k"}]},
-            "collector.sources[0].type: must be one of opcua, mqtt",
+            "collector.sources[0].workcenters: required key is missing",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "udp",
+                        "name": "k",
+                        "workcenters": [
+                            {"key": 2, "machine": "cnc103"},
+                            {"key": 2, "machine": "cnc103"},
+                        ],
+                    }
+                ]
+            },
+            "collector.sources[0].workcenters: workcenter key 2 appears twice",
+        ),
+        (
+            {
+                "sources": [
+                    {
+                        "type": "udp",
+                        "name": "k",
+                        "workcenters": [
+                            {
+                                "key": 2,
+                                "machine": "cnc103",
+                                "counters": [{"set": 60, "block": 1, "tool": "T1"}],
+                            }
+                        ],
+                    }
+                ]
+            },
+            "collector.sources[0].workcenters[0].counters[0].set: Input should be less than "
+            "or equal to 49",
+        ),
+        (
+            {
+                "sources": [
+                    {"type": "udp", "name": "k", "workcenters": [{"key": 2, "machine": "x"}]}
+                ]
+            },
+            "collector.sources[0].workcenters[0].machine: unknown machine 'x': not in machines",
         ),
         (
             {"sources": [{"type": "mqtt", "name": "b", "topics": [{"pattern": "a/#/b"}]}]},
@@ -234,11 +317,11 @@ def test_bad_collector_config_names_the_key_path(
 
 
 def test_collector_with_bad_config_exits_2(tmp_path: Path) -> None:
-    path = _bad_config(tmp_path, {"sources": [{"type": "udp", "name": "k"}]})
+    path = _bad_config(tmp_path, {"sources": [{"type": "modbus", "name": "k"}]})
     result = repsys("-c", str(path), "collector", "once")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"repsys: {path}: collector.sources[0].type: must be one of opcua, mqtt"
+        f"repsys: {path}: collector.sources[0].type: must be one of opcua, mqtt, udp, sparkplug"
     )
 
 
