@@ -211,3 +211,74 @@ def simulate(dispatcher: Dispatcher, notices: list[Notice], until: datetime) -> 
         dispatcher.receive(notice)
     run_to(until, inclusive=True)
     return out
+
+
+def _notice_out(n: Notice) -> dict[str, object]:
+    return {"k": n.key, "t": n.ticket, "e": n.event, "l": dict(n.labels), "at": n.at.isoformat()}
+
+
+def _notice_in(d: Mapping[str, object]) -> Notice:
+    labels = d["l"]
+    assert isinstance(labels, dict)
+    return Notice(
+        str(d["k"]), str(d["t"]), str(d["e"]), labels, datetime.fromisoformat(str(d["at"]))
+    )
+
+
+def _time_out(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+def _time_in(t: object) -> datetime | None:
+    return None if t is None else datetime.fromisoformat(str(t))
+
+
+def dump(dispatcher: Dispatcher) -> dict[str, object]:
+    """The dispatcher's state as JSON-ready data (a live dispatcher's checkpoint)."""
+    return {
+        "v": 1,
+        "open": {t: dict(labels) for t, labels in dispatcher.open_tickets.items()},
+        "groups": [
+            {
+                "route": g.route,
+                "receiver": g.receiver,
+                "key": [list(kv) for kv in g.key],
+                "created_at": g.created_at.isoformat(),
+                "pending": [_notice_out(n) for n in g.pending],
+                "open": [_notice_out(n) for n in g.open.values()],
+                "next_flush_at": _time_out(g.next_flush_at),
+                "last_sent_at": _time_out(g.last_sent_at),
+                "repeats": g.repeats,
+            }
+            for g in dispatcher.groups.values()
+        ],
+    }
+
+
+def load(dispatcher: Dispatcher, data: Mapping[str, object]) -> None:
+    """Restore :func:`dump`'s state; groups of routes no longer configured are dropped."""
+    if data.get("v") != 1:
+        return
+    open_tickets = data.get("open", {})
+    assert isinstance(open_tickets, dict)
+    dispatcher.open_tickets = {str(t): dict(v) for t, v in open_tickets.items()}
+    groups = data.get("groups", [])
+    assert isinstance(groups, list)
+    for g in groups:
+        if g["route"] not in dispatcher.nodes:
+            continue
+        node = dispatcher.nodes[g["route"]]
+        key = tuple((str(k), str(v)) for k, v in g["key"])
+        opened = [_notice_in(n) for n in g["open"]]
+        group = Group(
+            route=node.id,
+            receiver=node.receiver,
+            key=key,
+            created_at=datetime.fromisoformat(g["created_at"]),
+            pending=[_notice_in(n) for n in g["pending"]],
+            open={n.ticket: n for n in opened},
+            next_flush_at=_time_in(g["next_flush_at"]),
+            last_sent_at=_time_in(g["last_sent_at"]),
+            repeats=int(g["repeats"]),
+        )
+        dispatcher.groups[(node.id, key)] = group

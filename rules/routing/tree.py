@@ -117,7 +117,11 @@ def _build(cfg: RouteConfig, parent: Route | None, node_id: str) -> Route:
 
 
 def build_tree(cfg: NotifyConfig) -> Route:
-    """The resolved tree of ``notify.route`` (validated config: the root has a receiver)."""
+    """The resolved tree of ``notify.route`` (validated config: the root has a receiver).
+
+    With ``notify.admin_receiver`` set, a first child ``event=ops`` routes RepSys's own
+    alerts there (node ``root/0``; the configured children follow).
+    """
     d = cfg.defaults
     top = Route(
         id="",
@@ -130,8 +134,12 @@ def build_tree(cfg: NotifyConfig) -> Route:
         repeat_interval_s=d.repeat_interval_s,
         continue_=False,
     )
-    root = _build(cfg.route, top, "root")
-    return root
+    route = cfg.route
+    if cfg.admin_receiver is not None:
+        # RepSys's own operations alerts go to the admin receiver first, and only there.
+        ops = RouteConfig(receiver=cfg.admin_receiver, matchers=["event=ops"], group_wait_s=0)
+        route = route.model_copy(update={"routes": [ops, *route.routes]})
+    return _build(route, top, "root")
 
 
 def receivers(tree: Route, labels: Labels) -> list[str]:
