@@ -19,7 +19,7 @@ dispatcher passes the wall clock, a golden case a simulated one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -194,21 +194,31 @@ class Dispatcher:
         return None
 
 
-def simulate(dispatcher: Dispatcher, notices: list[Notice], until: datetime) -> list[Delivery]:
+def simulate(
+    dispatcher: Dispatcher,
+    notices: list[Notice],
+    until: datetime,
+    *,
+    reload: Callable[[Dispatcher], Dispatcher] | None = None,
+) -> list[Delivery]:
     """Feed ``notices`` in time order on a simulated clock; every delivery up to ``until``.
 
     Groups due before an event's time send first; an event at a group's due time is in
-    that message.
+    that message. ``reload`` (a checkpoint round trip) is applied after every step.
     """
     out: list[Delivery] = []
+    again = reload or (lambda d: d)
 
     def run_to(t: datetime, *, inclusive: bool) -> None:
+        nonlocal dispatcher
         while (due := dispatcher.next_due()) is not None and (due <= t if inclusive else due < t):
             out.extend(dispatcher.flush(due))
+            dispatcher = again(dispatcher)
 
     for notice in sorted(notices, key=lambda n: n.at):
         run_to(notice.at, inclusive=False)
         dispatcher.receive(notice)
+        dispatcher = again(dispatcher)
     run_to(until, inclusive=True)
     return out
 

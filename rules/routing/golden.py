@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from core.config.notify import NotifyConfig
-from rules.routing.dispatch import Dispatcher, Inhibitor, Notice, simulate
+from rules.routing.dispatch import Dispatcher, Inhibitor, Notice, dump, load, simulate
 from rules.routing.tree import build_tree
 
 #: Simulated time zero of every case.
@@ -38,8 +38,14 @@ def _offset(at: datetime) -> float:
     return (at - EPOCH).total_seconds()
 
 
-def run_case(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(actual, expected)`` lines of one case folder."""
+def run_case(
+    folder: Path, *, checkpoint: bool = False
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(actual, expected)`` lines of one case folder.
+
+    ``checkpoint``: after every step the dispatcher is dumped to JSON text and rebuilt
+    from it, as the live dispatcher is between passes; the deliveries must not change.
+    """
     raw = yaml.safe_load((folder / "config.yaml").read_text(encoding="utf-8")) or {}
     until_s = float(raw.pop("until_s", 86400))
     cfg = NotifyConfig.model_validate(raw.get("notify", {}))
@@ -59,7 +65,20 @@ def run_case(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
                 at=EPOCH + timedelta(seconds=float(row["t"])),
             )
         )
-    deliveries = simulate(dispatcher, notices, EPOCH + timedelta(seconds=until_s))
+    inhibited: list[tuple[datetime, Notice]] = []
+
+    def round_trip(old: Dispatcher) -> Dispatcher:
+        inhibited.extend(old.inhibited)
+        new = Dispatcher(old.tree, old.inhibitors)
+        load(new, json.loads(json.dumps(dump(old))))
+        return new
+
+    end = EPOCH + timedelta(seconds=until_s)
+    if checkpoint:
+        deliveries = simulate(dispatcher, notices, end, reload=round_trip)
+    else:
+        deliveries = simulate(dispatcher, notices, end)
+        inhibited = dispatcher.inhibited
     actual: list[dict[str, Any]] = [
         {
             "t": _offset(d.at),
@@ -70,9 +89,7 @@ def run_case(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         }
         for d in deliveries
     ]
-    actual += [
-        {"t": _offset(at), "inhibited": f"{n.ticket}:{n.event}"} for at, n in dispatcher.inhibited
-    ]
+    actual += [{"t": _offset(at), "inhibited": f"{n.ticket}:{n.event}"} for at, n in inhibited]
     actual.sort(key=lambda r: (r["t"], "inhibited" in r, r.get("receiver", "")))
     return actual, _lines(folder / "expected.jsonl")
 

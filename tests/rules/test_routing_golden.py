@@ -17,6 +17,13 @@ def test_routing_case(folder: Path) -> None:
     assert actual == expected
 
 
+@pytest.mark.parametrize("folder", case_folders(CASES), ids=lambda p: p.name)
+def test_routing_case_through_checkpoints(folder: Path) -> None:
+    # The live dispatcher stores its groups between passes: the same deliveries must come.
+    actual, expected = run_case(folder, checkpoint=True)
+    assert actual == expected
+
+
 def test_every_behaviour_has_a_case() -> None:
     names = {p.name for p in case_folders(CASES)}
     assert {"grouping", "repeat", "inhibition", "levels_continue"} <= names
