@@ -10,13 +10,13 @@ import time
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import deliveries as outbox
 from core.cli import EXIT_CONFIG, EXIT_OK, config_from_args, setup_process, start_observability
 from core.config import RepsysConfig
 from core.db import make_engine, session_factory
 from core.db.schema import NotifyDelivery, utcnow
 from core.lifecycle import Backoff, Stopper, install_signal_handlers
 from core.logs import configure_logging, get_logger
-from notify import outbox
 from notify.dispatch_job import DispatchJob
 from notify.escalation import calendar_from_config
 from notify.metrics import NotifyMetrics

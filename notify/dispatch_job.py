@@ -29,11 +29,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import deliveries as outbox
 from core.calendar import WorkCalendar
 from core.config import RepsysConfig
 from core.db.schema import Episode, NotifyState, Ticket, TicketEvent, utcnow
 from core.logs import get_logger
-from notify import outbox
 from rules.routing.dispatch import Delivery, Dispatcher, Inhibitor, Notice, dump, load
 from rules.routing.tree import build_tree
 
@@ -73,6 +73,19 @@ def shift_at(calendar: WorkCalendar, at: datetime) -> str:
             if any(s <= at < e for s, e in one.day_spans(d)):
                 return shift.name
     return ""
+
+
+def _facts(evidence: Any, limit: int = 6) -> str:
+    """The latest evidence's scalar facts, ``k=v`` (one level of nesting flattened)."""
+    if not isinstance(evidence, dict):
+        return ""
+    out: list[str] = []
+    for key, value in evidence.items():
+        inner = value.items() if isinstance(value, dict) else [("", value)]
+        for sub, v in inner:
+            if isinstance(v, str | int | float) and not isinstance(v, bool):
+                out.append(f"{key}.{sub}={v}" if sub else f"{key}={v}")
+    return ", ".join(out[:limit])
 
 
 @dataclass(frozen=True)
@@ -178,7 +191,7 @@ class DispatchJob:
     def _payload(self, session: Session, delivery: Delivery) -> dict[str, Any]:
         notices: list[dict[str, Any]] = []
         evidence: Any = None
-        for n in delivery.notices:
+        for item_key, n in zip(delivery.item_keys(), delivery.notices, strict=True):
             ticket = session.get(Ticket, int(n.ticket))
             if ticket is None:
                 continue
@@ -187,6 +200,7 @@ class DispatchJob:
                 evidence = episode.evidence
             notices.append(
                 {
+                    "key": item_key,
                     "ticket": ticket.id,
                     "event": n.event,
                     "level": int(n.labels.get("level") or 0),
@@ -195,6 +209,7 @@ class DispatchJob:
                     "severity": ticket.severity,
                     "plex_number": ticket.plex_number,
                     "recurrences": episode.repeat_count if episode and n.event == "recurred" else 0,
+                    "evidence_text": _facts(episode.evidence) if episode else "",
                     "detail": ticket.last_error if n.event == "ops" else "",
                     "at": n.at.isoformat(),
                 }

@@ -14,10 +14,10 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core import deliveries as outbox
 from core.config.notify import NotifyConfig
 from core.db.schema import NotifyDelivery, utcnow
 from core.logs import get_logger
-from notify import outbox
 from notify.channels import EmailChannel, TeamsChannel, build_mail
 from notify.chart import evidence_png
 from notify.errors import NotifyError

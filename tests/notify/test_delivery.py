@@ -24,10 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from core import deliveries as outbox
 from core.config import parse_config
 from core.db.engine import session_factory
 from core.db.schema import NotifyDelivery, utcnow
-from notify import outbox
 from notify.channels import message_id
 from notify.sender import DeliverySender
 from tests.conftest import REPO

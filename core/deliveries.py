@@ -1,5 +1,8 @@
 """The delivery outbox: rows in ``notify_deliveries``, claimed, sent, retried, dead-lettered.
 
+In ``core`` because two packages send from it: ``notify`` (e-mail, Teams) and ``plex``
+(follow-up notes on Plex tickets); the dispatcher in ``notify`` writes it.
+
 Like the ticket outbox (``plex/outbox.py``), the database is the truth. ``enqueue`` writes a
 delivery and its items (one per ticket event carried) in the caller's transaction; the
 items' unique ``(item_key, receiver, integration)`` refuses a second message with the same
