@@ -20,6 +20,7 @@ from core.logs import configure_logging, get_logger
 from notify.dispatch_job import DispatchJob
 from notify.escalation import calendar_from_config
 from notify.metrics import NotifyMetrics
+from notify.ops import OpsCheck
 from notify.sender import DeliverySender
 from notify.sweep import EscalationSweep
 
@@ -42,6 +43,7 @@ class Jobs:
         self.sweep = EscalationSweep(cfg.notify.escalation, calendar, sessions)
         self.dispatch = DispatchJob(cfg, calendar, sessions)
         self.sender = DeliverySender(cfg.notify, sessions, name=name, metrics=metrics)
+        self.ops = OpsCheck(cfg.notify, sessions)
         self.next_sweep = 0.0
 
     def pass_once(self, *, send_only: bool = False, force_sweep: bool = False) -> int:
@@ -53,6 +55,7 @@ class Jobs:
                     self.metrics.escalations.labels(str(raised.level)).inc()
                 self.next_sweep = time.monotonic() + esc.interval_s
             self.dispatch.run_once()
+            self.ops.run_once()
         sent = self.sender.run_once()
         self.update_depth()
         return sent

@@ -31,6 +31,8 @@ class Message:
 
 
 def _line(n: dict[str, Any]) -> str:
+    if n.get("event") == "ops" and not n.get("machine"):
+        return f"RepSys operations: {n.get('title', '')}"
     verb = _VERBS.get(str(n.get("event", "")), str(n.get("event", "")))
     level = f" to level {n['level']}" if n.get("event") == "escalated" else ""
     plex = f" (Plex {n['plex_number']})" if n.get("plex_number") else ""
@@ -48,7 +50,7 @@ def render(payload: dict[str, Any]) -> Message:
     else:
         subject = f"{prefix}{len(notices)} ticket events: {payload.get('group', '')}"
     lines = [_line(n) for n in notices]
-    details = [str(n.get("detail", "")) for n in notices if n.get("detail")]
+    details = [str(n["detail"]) for n in notices if n.get("detail")]
     text = "\n".join([*lines, "", *details] if details else lines)
     items = "".join(f"<li>{escape(line)}</li>" for line in lines)
     chart = '<p><img src="cid:evidence" alt="evidence chart"></p>' if payload.get("chart") else ""
