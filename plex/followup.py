@@ -38,7 +38,7 @@ log = get_logger(__name__)
 def note_text(notice: dict[str, Any]) -> str:
     """The note for one routed ticket event (what a planner reads in Plex)."""
     event = notice.get("event", "")
-    at = str(notice.get("at", ""))[:16].replace("T", " ")
+    at = str(notice.get("at", ""))[:16].replace("T", " ") + " UTC"
     if event == "escalated":
         return f"RepSys {at}: open too long, escalated to level {notice.get('level', '?')}."
     if event == "recurred":
