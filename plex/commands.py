@@ -40,7 +40,7 @@ from plex import outbox
 from plex.actions import PlexActions
 from plex.client import PlexClient
 from plex.errors import PlexError
-from plex.followup import FollowUpSender
+from plex.followup import FollowUpSender, status_config
 from plex.masterdata import workcenter_problems
 from plex.metrics import PlexMetrics
 from plex.ratelimit import RedisRateLimiter
@@ -100,7 +100,7 @@ def _run_sender(args: argparse.Namespace) -> int:
     metrics = PlexMetrics(registry)
     stopper = Stopper()
     sender = build_sender(cfg, metrics=metrics, stopper=stopper)
-    follow = StatusFollowUp(cfg.plex.status, sender.sessions, sender.actions, metrics=metrics)
+    follow = StatusFollowUp(status_config(cfg), sender.sessions, sender.actions, metrics=metrics)
     # Issue 17: notes and priority on filed tickets, from the delivery outbox.
     followups = FollowUpSender(
         cfg, sender.sessions, sender.actions, name=sender.name, metrics=metrics

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core import deliveries
 from core.config import RepsysConfig
+from core.config.plex import StatusFollowUpConfig
 from core.db.schema import NotifyDelivery, Ticket, utcnow
 from core.logs import get_logger
 from plex.actions import PlexActions
@@ -33,6 +34,14 @@ from plex.errors import PlexError, PlexTransientError
 from plex.metrics import PlexMetrics
 
 log = get_logger(__name__)
+
+
+def status_config(cfg: RepsysConfig) -> StatusFollowUpConfig:
+    """The status follow-up's settings, without its wall-clock escalation when ``notify``
+    escalates in working time (two writers would let the wall clock win on a weekend)."""
+    if cfg.notify.escalation.enabled:
+        return cfg.plex.status.model_copy(update={"escalate_after_h": []})
+    return cfg.plex.status
 
 
 def note_text(notice: dict[str, Any]) -> str:

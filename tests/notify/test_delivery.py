@@ -8,6 +8,7 @@ with the same key, so the receiver keeps exactly one (docs/decisions/0321).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,7 +29,9 @@ from core import deliveries as outbox
 from core.config import parse_config
 from core.db.engine import session_factory
 from core.db.schema import NotifyDelivery, utcnow
+from core.metrics import new_registry, sample
 from notify.channels import message_id
+from notify.metrics import NotifyMetrics
 from notify.sender import DeliverySender
 from tests.conftest import REPO
 from tests.notify.receivers import Inbox, mails, smtp_server, webhook_server
@@ -179,6 +182,11 @@ def test_exactly_one_per_key_through_kills_and_30_percent_failures(
         f"kills={kills} refused={mail_inbox.refused + hook_inbox.refused} duplicates={duplicates}"
     )
     assert duplicates <= kills
+    # The webhook got Adaptive Cards.
+    card = json.loads(hook_inbox.accepted[0][1])
+    [attachment] = card["attachments"]
+    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert attachment["content"]["body"][0]["text"].startswith("cnc103: Tool ")
 
 
 def test_mail_has_html_plain_text_and_the_chart_inline(pg_engine: Engine, pg_url: str) -> None:
@@ -216,9 +224,20 @@ def test_refusals_dead_letter_with_the_reason_and_replay(pg_engine: Engine, pg_u
             _config(pg_url, port, hook, max_attempts=2, backoff_s=0.01, backoff_max_s=0.01)
         )
         _enqueue(sessions, 1)
-        sender = DeliverySender(cfg.notify, sessions, name="t")
+        registry = new_registry()
+        metrics = NotifyMetrics(registry)
+        sender = DeliverySender(cfg.notify, sessions, name="t", metrics=metrics)
         sender.run_once()
         sender.run_once(utcnow() + timedelta(seconds=1))
+    labels = {"receiver": "supervisors", "integration": "email"}
+    failed = {**labels, "reason": "smtp_transient"}
+    assert sample(registry, "repsys_notify_failed_total", failed) == 2
+    assert sample(registry, "repsys_notify_dead_total", failed) == 1
+    teams = {"receiver": "cell-team", "integration": "teams"}
+    assert sample(registry, "repsys_notify_sent_total", teams) == 1
+    assert (
+        sample(registry, "repsys_notify_send_duration_seconds_count", {"integration": "email"}) == 2
+    )
     with sessions() as s:
         rows = {r.integration: r for r in s.scalars(select(NotifyDelivery))}
     assert rows["teams"].state == "sent"

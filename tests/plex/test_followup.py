@@ -121,3 +121,15 @@ def test_a_note_plex_took_before_the_answer_was_lost_is_not_added_twice(
     assert row.state == "sent"
     refs = [n["ref"] for n in sim.tickets()[0].notes]
     assert len(refs) == len(set(refs)) == 2  # filed + escalated, each once
+
+
+def test_wall_clock_escalation_of_the_status_follow_up_yields_to_notify(plex_config, sim) -> None:
+    from plex.followup import status_config
+    from plex.status import escalation_level
+
+    on = plex_config()
+    assert on.notify.escalation.enabled and on.plex.status.escalate_after_h == [4.0, 24.0, 72.0]
+    # Saturday evening, 20 h after a Friday-night filing: no wall-clock level any more.
+    assert escalation_level(20, status_config(on).escalate_after_h) == 0
+    off = plex_config(notify={"escalation": {"enabled": False}})
+    assert status_config(off).escalate_after_h == [4.0, 24.0, 72.0]
