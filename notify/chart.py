@@ -86,8 +86,10 @@ def evidence_png(evidence: Any) -> bytes | None:
         return x, y
 
     def dot(x: int, y: int, colour: tuple[int, int, int]) -> None:
-        if 0 <= x < WIDTH and 0 <= y < HEIGHT:
-            pixels[y][3 * x : 3 * x + 3] = bytes(colour)
+        # Two pixels wide: a one-pixel line is lost on a phone's scaled-down mail.
+        for px, py in ((x, y), (x, y - 1)):
+            if 0 <= px < WIDTH and 0 <= py < HEIGHT:
+                pixels[py][3 * px : 3 * px + 3] = bytes(colour)
 
     def line(a: tuple[int, int], b: tuple[int, int], colour: tuple[int, int, int]) -> None:
         (x0, y0), (x1, y1) = a, b
