@@ -170,3 +170,17 @@ def test_routed_events_and_shift_label() -> None:
     assert shift_at(cal, datetime(2026, 12, 7, 8, 0, tzinfo=TZ)) == "first"
     assert shift_at(cal, datetime(2026, 12, 5, 3, 0, tzinfo=TZ)) == "third"  # Friday's night
     assert shift_at(cal, datetime(2026, 12, 6, 23, 0, tzinfo=TZ)) == ""  # Sunday: off
+
+
+def test_an_event_stamped_ahead_of_the_clock_is_routed_not_skipped(pg_engine: Engine) -> None:
+    sessions = session_factory(pg_engine)
+    cfg = parse_config(CONFIG)
+    cal = calendar_from_config(cfg.notify.calendar, cfg.plant.timezone)
+    job = DispatchJob(cfg, cal, sessions)
+    now = datetime(2026, 12, 7, 8, 0, tzinfo=TZ)
+    ahead = _file(sessions, "cnc101", now + timedelta(hours=1))  # a signal clock running ahead
+    behind = _file(sessions, "cnc103", now)
+    assert job.run_once(now).routed == 2
+    job.run_once(now + timedelta(seconds=31))
+    keys = sorted(k for _, _, ks in _deliveries(sessions) for k in ks)
+    assert [k.split(":")[0] for k in keys] == sorted([str(ahead), str(behind)])
