@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from core.db.schema import NotifyDelivery, Ticket, TicketEvent, utcnow
+from core.db.schema import Episode, NotifyDelivery, Ticket, TicketEvent, utcnow
 from core.metrics import new_registry
 from notify.dispatch_job import DispatchJob
 from notify.escalation import calendar_from_config
@@ -53,7 +53,23 @@ def test_notes_for_escalation_recurrence_and_clear_and_priority_raised(
     cfg = plex_config(notify=NOTIFY)
     ticket_id = _file_one(cfg, sessions, redis_client)
     with sessions() as s, s.begin():
-        s.execute(update(Ticket).where(Ticket.id == ticket_id).values(escalation_level=1))
+        episode = Episode(
+            fingerprint="f" * 16,
+            machine_id="cnc101",
+            rule="tool_life_short",
+            rule_type="tool_life_short",
+            started_at=utcnow(),
+            last_seen_at=utcnow(),
+            repeat_count=3,
+            evidence={"values": {"run_quantity": 14, "tool_life": 198}},
+        )
+        s.add(episode)
+        s.flush()
+        s.execute(
+            update(Ticket)
+            .where(Ticket.id == ticket_id)
+            .values(escalation_level=1, episode_id=episode.id)
+        )
     _events(
         sessions,
         ticket_id,
@@ -70,7 +86,8 @@ def test_notes_for_escalation_recurrence_and_clear_and_priority_raised(
     assert len(texts) == 4, texts
     assert "filed by RepSys" in texts[0]
     assert "escalated to level 2" in texts[1]
-    assert "recurred while this ticket is open" in texts[2]
+    assert "recurred while this ticket is open (3 repeats)" in texts[2]
+    assert "values.run_quantity=14, values.tool_life=198" in texts[2]  # the latest evidence
     assert "condition cleared" in texts[3]
     assert plex_ticket.priority == "1"  # high severity is "1" already; the next test raises
     assert len(sim.tickets()) == 1  # a recurrence never files a second ticket
