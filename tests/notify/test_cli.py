@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 import yaml
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+import core.cli
+import notify.commands
 from core.config import load_config
 from core.config.infra import DatabaseConfig
 from core.db import make_engine, session_factory, upgrade
@@ -17,6 +21,16 @@ from core.outbox import add_ticket
 from repsys.cli import main
 from tests.conftest import TEST_MACHINES
 from tests.notify.receivers import Inbox, mails, smtp_server
+
+
+@pytest.fixture(autouse=True)
+def _uncached_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # configure_logging caches loggers bound to this test's captured stderr, which later
+    # tests would write to once it is closed (as tests/plex/test_cli.py explains).
+    monkeypatch.setattr(core.cli, "configure_logging", lambda *a, **k: None)
+    monkeypatch.setattr(notify.commands, "configure_logging", lambda *a, **k: None)
+    yield
+    structlog.reset_defaults()
 
 
 def _setup(tmp_path: Path, smtp_port: int) -> tuple[Path, sessionmaker[Session]]:
