@@ -65,6 +65,9 @@ def ticket_fields(ticket: Ticket, priorities: Mapping[str, str]) -> dict[str, st
         "created_at": ticket.created_at.isoformat() if ticket.created_at else "",
         "plex_key": ticket.plex_key or "",
         "plex_number": ticket.plex_number or "",
+        # Filled by follow-up actions; empty elsewhere, so any template can be formatted.
+        "note": "",
+        "note_ref": "",
     }
 
 
@@ -144,6 +147,31 @@ class PlexActions:
         status = _column(result.rows[0], action.status_column, "status")
         closed = status.strip().lower() in {v.lower() for v in action.closed_values}
         return TicketStatus(status=status, closed=closed)
+
+    # -- follow-up of a filed ticket (issue 17; plex/followup.py) -------------------------
+
+    def _follow(
+        self, action: TemplatedAction, ticket: Ticket, extra: Mapping[str, str]
+    ) -> DataSourceResult:
+        fields = {**ticket_fields(ticket, self.cfg.priorities), **extra}
+        return self.client.execute_data_source(
+            action.data_source_key, fill(action, fields), name=action.data_source_name or None
+        )
+
+    def add_note(self, ticket: Ticket, note: str, ref: str) -> None:
+        """Append ``note`` to the filed ticket, tagged ``ref``. Raises plex.errors."""
+        self._follow(self.cfg.follow_up.note, ticket, {"note": note, "note_ref": ref})
+
+    def note_refs(self, ticket: Ticket) -> set[str]:
+        """References of the notes the filed ticket has (looked up before a resend)."""
+        action = self.cfg.follow_up.notes
+        result = self._follow(action, ticket, {"note": "", "note_ref": ""})
+        return {row.get(action.ref_column, "") for row in result.rows} - {""}
+
+    def set_priority(self, ticket: Ticket, priority: str) -> None:
+        """Set the filed ticket's priority (idempotent by nature). Raises plex.errors."""
+        fields = {"priority": priority, "note": "", "note_ref": ""}
+        self._follow(self.cfg.follow_up.priority, ticket, fields)
 
     def workcenters(self) -> dict[int, str]:
         """Workcenter key -> code of every workcenter Plex lists."""

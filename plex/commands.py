@@ -40,6 +40,7 @@ from plex import outbox
 from plex.actions import PlexActions
 from plex.client import PlexClient
 from plex.errors import PlexError
+from plex.followup import FollowUpSender, status_config
 from plex.masterdata import workcenter_problems
 from plex.metrics import PlexMetrics
 from plex.ratelimit import RedisRateLimiter
@@ -99,11 +100,17 @@ def _run_sender(args: argparse.Namespace) -> int:
     metrics = PlexMetrics(registry)
     stopper = Stopper()
     sender = build_sender(cfg, metrics=metrics, stopper=stopper)
-    follow = StatusFollowUp(cfg.plex.status, sender.sessions, sender.actions, metrics=metrics)
+    follow = StatusFollowUp(status_config(cfg), sender.sessions, sender.actions, metrics=metrics)
+    # Issue 17: notes and priority on filed tickets, from the delivery outbox.
+    followups = FollowUpSender(
+        cfg, sender.sessions, sender.actions, name=sender.name, metrics=metrics
+    )
     if not _master_data(cfg, sender.actions):
         return EXIT_FAILURE
     if args.once:
         sent = sender.drain()
+        while followups.run_once():
+            pass
         checked = follow.run_once()
         sender.update_depth()
         print(f"processed {sent} outbox rows; checked the status of {checked} tickets")
@@ -120,6 +127,7 @@ def _run_sender(args: argparse.Namespace) -> int:
         while not stopper.stopped:
             try:
                 n = sender.run_once()
+                n += followups.run_once()
                 if time.monotonic() >= next_status:
                     follow.run_once()
                     next_status = time.monotonic() + cfg.plex.status.interval_s

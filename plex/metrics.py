@@ -66,3 +66,9 @@ class PlexMetrics:
             ["outcome"],
             registry=registry,
         )
+        self.followups = Counter(
+            "repsys_plex_followups_total",
+            "Plex follow-up deliveries (notes, priority) by outcome: sent, error.",
+            ["outcome"],
+            registry=registry,
+        )

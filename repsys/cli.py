@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import collector.cli
+import notify.cli
 import plex.cli
 import rules.cli
 import runner.cli
@@ -32,6 +33,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     runner.cli,
     web.cli,
     sim.cli,
+    notify.cli,
 )
 
 DEFAULT_CONFIG = os.environ.get("REPSYS_CONFIG", "config/example.yaml")

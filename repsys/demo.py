@@ -72,6 +72,7 @@ class Demo:
         # Fixed ports would collide when two demos (or a demo and the tests) run at once.
         self.opcua_port = free_port()
         self.plex_port = free_port()
+        self.mail_port = free_port()  # the local mailbox (repsys sim mailbox), notify.smtp
         #: Debian's Prometheus with RepSys's alerts, when it is installed (make setup does).
         self.prometheus: PrometheusServer | None = None
         self.with_prometheus = prometheus
@@ -89,6 +90,7 @@ class Demo:
             .replace("@WEB_PORT@", str(self.web_port))
             .replace("@OPCUA_PORT@", str(self.opcua_port))
             .replace("@PLEX_PORT@", str(self.plex_port))
+            .replace("@MAIL_PORT@", str(self.mail_port))
         )
         parse_config(yaml.safe_load(text), file=str(self.template))  # fail before starting
         self.config_path.write_text(text, encoding="utf-8")
@@ -134,8 +136,9 @@ class Demo:
             if port is not None:
                 self.ports[proc.name] = port
             log = open(logs / f"{proc.name}.log", "ab")  # noqa: SIM115 - child owns it
+            argv = [a.replace("@WORKDIR@", str(self.workdir)) for a in proc.argv]
             self.children[proc.name] = subprocess.Popen(
-                self._repsys(*proc.argv, http_port=port),
+                self._repsys(*argv, http_port=port),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
@@ -205,7 +208,7 @@ class Demo:
         for name, port in self.ports.items():
             lines.append(f"  {name:<12} metrics http://127.0.0.1:{port}/metrics")
         for proc in self.processes():
-            lines.extend(proc.banner)
+            lines.extend(line.replace("@WORKDIR@", str(self.workdir)) for line in proc.banner)
         return "\n".join(lines)
 
 

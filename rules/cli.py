@@ -29,6 +29,12 @@ def _lazy(name: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _routes(args: argparse.Namespace) -> int:
+    from rules.routing.command import routes  # noqa: PLC0415 - imported only when used
+
+    return routes(args)
+
+
 def add_commands(sub: Any) -> None:
     """Register ``repsys rules`` and its tools on the ``repsys`` parser."""
     p = sub.add_parser("rules", help="rules engine: signal streams -> episodes and tickets")
@@ -60,6 +66,13 @@ def add_commands(sub: Any) -> None:
     r.add_argument("machine", help="machine id")
     r.add_argument("--program", default="", help="only this program (default: every program)")
     r.set_defaults(func=_lazy("_relearn"))
+
+    # Issue 17: routing of ticket events (notify.route), as amtool's "config routes".
+    o = rsub.add_parser("routes", help="print the route tree, or the receivers of --test labels")
+    o.add_argument("--test", nargs="+", metavar="LABEL=VALUE", help="labels of an event")
+    o.add_argument("--cases", metavar="DIR", help="run routing golden cases")
+    o.add_argument("-v", "--verbose", action="store_true", help="print the labels used")
+    o.set_defaults(func=_routes)
 
 
 def demo_processes() -> list[DemoProcess]:

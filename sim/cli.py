@@ -6,6 +6,7 @@ from typing import Any
 
 from core.cli import DemoProcess
 from sim.accounting import cli as accounting_cli
+from sim.mailbox import cli as mailbox_cli
 from sim.plant import cli as plant_cli
 from sim.plex import cli as plex_cli
 
@@ -17,6 +18,7 @@ def add_commands(sub: Any) -> None:
     plant_cli.add_commands(sim_sub)
     plex_cli.add_commands(sim_sub)
     accounting_cli.add_commands(sim_sub)
+    mailbox_cli.add_commands(sim_sub)
 
 
 def demo_processes() -> list[DemoProcess]:
@@ -24,4 +26,5 @@ def demo_processes() -> list[DemoProcess]:
         *accounting_cli.demo_processes(),
         *plant_cli.demo_processes(),
         *plex_cli.demo_processes(),
+        *mailbox_cli.demo_processes(),
     ]

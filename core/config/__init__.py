@@ -119,7 +119,9 @@ def _mask(value: Any) -> Any:
     if isinstance(value, SecretStr):
         return "********"
     if isinstance(value, StrictModel):
-        return {k: _mask(getattr(value, k)) for k in type(value).model_fields}
+        # A field spelled differently in YAML (``continue``) is printed as written there.
+        fields = type(value).model_fields
+        return {(f.alias or k): _mask(getattr(value, k)) for k, f in fields.items()}
     if isinstance(value, Mapping):
         return {k: _mask(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -16,6 +16,7 @@ from core.config.infra import (
     StreamsConfig,
 )
 from core.config.machines import Machine
+from core.config.notify import NotifyConfig
 from core.config.plex import PlexConfig
 from core.config.rules import RulesConfig
 from core.config.runner import RunnerConfig
@@ -23,7 +24,7 @@ from core.config.sim import SimConfig
 from core.config.web import WebConfig
 
 
-def _at(loc: tuple[str, ...], message: str) -> ValidationError:
+def _at(loc: tuple[str | int, ...], message: str) -> ValidationError:
     """A validation error reported at ``loc`` (a cross-section check of the root model)."""
     err = PydanticCustomError("cross_section", message)
     return ValidationError.from_exception_data(
@@ -47,6 +48,7 @@ class RepsysConfig(StrictModel):
     runner: RunnerConfig = RunnerConfig()
     web: WebConfig = WebConfig()
     sim: SimConfig = SimConfig()
+    notify: NotifyConfig = NotifyConfig()
 
     @field_validator("machines")
     @classmethod
@@ -66,6 +68,13 @@ class RepsysConfig(StrictModel):
         for loc, machine_id in [*self.collector.machine_refs(), *self.sim.plant.machine_refs()]:
             if machine_id not in known:
                 raise unknown_machine_error(loc, machine_id)
+        return self
+
+    @model_validator(mode="after")
+    def _receivers_known(self) -> RepsysConfig:
+        # Routes name receivers by name; one missing is reported at the key that names it.
+        for loc, reason in self.notify.reference_errors():
+            raise _at(("notify", *loc), reason)
         return self
 
     @model_validator(mode="after")

@@ -41,6 +41,9 @@ TEMPLATE_FIELDS = frozenset(
         "created_at",
         "plex_key",
         "plex_number",
+        # Follow-up actions (issue 17): the note's text and its idempotency reference.
+        "note",
+        "note_ref",
     }
 )
 
@@ -184,6 +187,36 @@ def _default_create_actions() -> dict[str, CreateAction]:
     }
 
 
+class NotesAction(TemplatedAction):
+    """Lists the notes of a filed ticket (looked up before a note is sent again)."""
+
+    ref_column: str = Field(default="Note_Ref", description="Column of a note's reference.")
+
+
+class FollowUpActions(StrictModel):
+    """Follow-up of a filed ticket: notes on escalation, recurrence and clear; priority."""
+
+    note: TemplatedAction = TemplatedAction(
+        data_source_key=910020,
+        data_source_name="Work_Request_Note_Add",
+        inputs={"@Work_Request_Key": "{plex_key}", "@Note": "{note}", "@Note_Ref": "{note_ref}"},
+    )
+    notes: NotesAction = NotesAction(
+        data_source_key=910021,
+        data_source_name="Work_Request_Notes_Get",
+        inputs={"@Work_Request_Key": "{plex_key}"},
+    )
+    priority: TemplatedAction = TemplatedAction(
+        data_source_key=910022,
+        data_source_name="Work_Request_Priority_Update",
+        inputs={"@Work_Request_Key": "{plex_key}", "@Priority": "{priority}"},
+    )
+    raised_priority: str = Field(
+        default="1", description="The {priority} value sent when a receiver raises priority."
+    )
+    batch_size: int = Field(default=20, ge=1, description="Plex deliveries claimed per pass.")
+
+
 class ActionsConfig(StrictModel):
     """Which data source does what. Keys and input names are the plant's own."""
 
@@ -208,6 +241,7 @@ class ActionsConfig(StrictModel):
         default_factory=lambda: {"low": "3", "medium": "2", "high": "1"},
         description="Ticket severity -> the value of the {priority} template field.",
     )
+    follow_up: FollowUpActions = FollowUpActions()
 
 
 class RateLimitConfig(StrictModel):

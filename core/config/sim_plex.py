@@ -82,6 +82,9 @@ DATA_SOURCE_ROLES = (
     "account_activity_summary",
     "daily_shift_report",
     "workcenter_status",
+    "add_note",
+    "notes",
+    "set_priority",
 )
 
 
@@ -97,6 +100,9 @@ def _default_data_sources() -> dict[str, SimDataSource]:
         ),
         "daily_shift_report": SimDataSource(key=9726, name="Daily_Shift_Report_Get"),
         "workcenter_status": SimDataSource(key=37686, name="Workcenter_Status_Get"),
+        "add_note": SimDataSource(key=910020, name="Work_Request_Note_Add"),
+        "notes": SimDataSource(key=910021, name="Work_Request_Notes_Get"),
+        "set_priority": SimDataSource(key=910022, name="Work_Request_Priority_Update"),
     }
 
 

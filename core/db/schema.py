@@ -304,3 +304,76 @@ class ApiToken(Base):
     created_by: Mapped[str] = mapped_column(String(128), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- Deliveries of ticket events (issue 17, notify/): the notification outbox. ---
+
+
+class NotifyDelivery(Base):
+    """One message to one receiver's integration (e-mail, Teams, Plex), sent at most once.
+
+    Claimed by a delivery sender like a ticket row (``claimed_by`` / ``claimed_until``);
+    retried with backoff; ``dead`` with the reason after a refusal or too many attempts,
+    replayable. ``payload`` holds what the message says, rendered when it is cut.
+    """
+
+    __tablename__ = "notify_deliveries"
+    __table_args__ = (Index("ix_notify_deliveries_state_next_attempt", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(160), unique=True, doc="Idempotency key (Message-ID).")
+    receiver: Mapped[str] = mapped_column(String(64))
+    integration: Mapped[str] = mapped_column(String(16), doc="email, teams or plex.")
+    route: Mapped[str] = mapped_column(String(128), default="")
+    group_key: Mapped[str] = mapped_column(String(512), default="")
+    repeat: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    claimed_until: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    last_error_reason: Mapped[str | None] = mapped_column(String(64), default=None)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class NotifyDeliveryItem(Base):
+    """What a delivery carries: one (ticket event, receiver, integration) each, unique.
+
+    The unique constraint makes "exactly once per (ticket, event, receiver)" a database
+    fact: a second message carrying the same event to the same receiver cannot be written.
+    """
+
+    __tablename__ = "notify_delivery_items"
+    __table_args__ = (
+        UniqueConstraint(
+            "item_key", "receiver", "integration", name="uq_notify_delivery_items_key"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("notify_deliveries.id", ondelete="CASCADE"), index=True
+    )
+    item_key: Mapped[str] = mapped_column(String(128), doc="ticket:event:n[#repeatN].")
+    receiver: Mapped[str] = mapped_column(String(64))
+    integration: Mapped[str] = mapped_column(String(16))
+    ticket_id: Mapped[int | None] = mapped_column(BigInteger, default=None, index=True)
+
+
+class NotifyState(Base):
+    """The dispatcher's checkpoint: its groups and the last ticket event it routed.
+
+    Written in the same transaction as the deliveries it cut, so a crash replays from a
+    consistent point and never cuts a message twice.
+    """
+
+    __tablename__ = "notify_state"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[int] = mapped_column(BigInteger, default=0)
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

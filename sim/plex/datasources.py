@@ -51,6 +51,10 @@ ROLE_INPUTS: dict[str, dict[str, bool]] = {
     "account_activity_summary": {"@PCNs": True, "@Period_Start": True, "@Period_End": True},
     "daily_shift_report": {"@Start_Date": True, "@End_Date": True},
     "workcenter_status": {"@Include_Non_Scheduled": False},
+    # Follow-up of a filed ticket (issue 17): notes and priority.
+    "add_note": {"@Work_Request_Key": True, "@Note": True, "@Note_Ref": False},
+    "notes": {"@Work_Request_Key": True},
+    "set_priority": {"@Work_Request_Key": True, "@Priority": True},
 }
 
 
@@ -79,6 +83,8 @@ class SimTicket:
     status: str = "Open"
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     closed_at: str = ""
+    #: Notes appended to the ticket, oldest first: ``{"ref", "text", "at"}`` each.
+    notes: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,6 +139,24 @@ class TicketStore:
                 return None
             ticket.status = status
             ticket.closed_at = datetime.now(UTC).isoformat() if status == "Closed" else ""
+            return SimTicket(**asdict(ticket))
+
+    def add_note(self, key: int, text: str, ref: str) -> SimTicket | None:
+        """Append a note (not idempotent on ``ref``, like ticket creation: see above)."""
+        with self._lock:
+            ticket = self._tickets.get(key)
+            if ticket is None:
+                return None
+            note = {"ref": ref, "text": text, "at": datetime.now(UTC).isoformat()}
+            ticket.notes.append(note)
+            return SimTicket(**asdict(ticket))
+
+    def set_priority(self, key: int, priority: str) -> SimTicket | None:
+        with self._lock:
+            ticket = self._tickets.get(key)
+            if ticket is None:
+                return None
+            ticket.priority = priority
             return SimTicket(**asdict(ticket))
 
     def clear(self) -> None:
@@ -238,6 +262,36 @@ class DataSources:
         except ValueError:
             raise DataSourceFailedError("Work_Request_Key is not a number") from None
         return [[self._ticket_row(ticket)] if ticket else []]
+
+    def _ticket_key(self, inputs: Mapping[str, str]) -> int:
+        try:
+            key = int(inputs["@Work_Request_Key"])
+        except ValueError:
+            raise DataSourceFailedError("Work_Request_Key is not a number") from None
+        if self.store.get(key) is None:
+            raise DataSourceFailedError(f"Work_Request_Key {key} does not exist", error_no=50004)
+        return key
+
+    def _add_note(self, inputs: Mapping[str, str]) -> ResultSets:
+        key = self._ticket_key(inputs)
+        ticket = self.store.add_note(key, inputs["@Note"], inputs.get("@Note_Ref", ""))
+        assert ticket is not None
+        return [[{"Work_Request_Key": str(key), "Note_No": str(len(ticket.notes))}]]
+
+    def _notes(self, inputs: Mapping[str, str]) -> ResultSets:
+        ticket = self.store.get(self._ticket_key(inputs))
+        assert ticket is not None
+        return [
+            [
+                {"Note_No": str(n + 1), "Note_Ref": note["ref"], "Note": note["text"]}
+                for n, note in enumerate(ticket.notes)
+            ]
+        ]
+
+    def _set_priority(self, inputs: Mapping[str, str]) -> ResultSets:
+        key = self._ticket_key(inputs)
+        self.store.set_priority(key, inputs["@Priority"])
+        return [[{"Work_Request_Key": str(key), "Priority": inputs["@Priority"]}]]
 
     def _workcenters(self, inputs: Mapping[str, str]) -> ResultSets:
         pcn = inputs.get("@PCN", "").strip()

@@ -72,8 +72,9 @@ def test_environment_guard(environment: str, url: str, problem: str | None) -> N
         (
             {"actions": {"lookup": {"data_source_key": 1, "inputs": {"@Ref": "{ref}"}}}},
             "plex.actions.lookup.inputs: input @Ref: unknown ticket field 'ref' (known: "
-            "category, created_at, description, external_ref, kind, machine_id, pcn, plex_key, "
-            "plex_number, priority, reporter, severity, source, ticket_id, title, workcenter_key)",
+            "category, created_at, description, external_ref, kind, machine_id, note, note_ref, "
+            "pcn, plex_key, plex_number, priority, reporter, severity, source, ticket_id, title, "
+            "workcenter_key)",
         ),
         (
             {"actions": {"lookup": {"data_source_key": 1, "inputs": {"Ref": "x"}}}},

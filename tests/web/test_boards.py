@@ -285,3 +285,19 @@ def test_empty_boards_say_so(start_web) -> None:
     assert "No silence is active." in c.get("/silences").text
     with web.sessions() as s:
         assert s.scalars(select(Ticket)).all() == []
+
+
+def test_tickets_board_shows_the_escalation_level(start_web) -> None:
+    # Issue 17: notify's sweep writes escalation_level; the board shows it as a badge.
+    web = start_web(clock=lambda: NOW)
+    with web.sessions.begin() as s:
+        machine = web.cfg.machine("cnc103")
+        for title, level in (("worn tool", 2), ("fresh one", 0)):
+            t = add_ticket(s, machine=machine, source="rule", title=title, description="d")
+            t.state, t.escalation_level = "filed", level
+    page = web.login("sam").get("/boards/tickets").text
+    rows = re.findall(r'<tr id="ticket-row-\d+">.*?</tr>', page, re.S)
+    worn = next(r for r in rows if "worn tool" in r)
+    fresh = next(r for r in rows if "fresh one" in r)
+    assert '<span class="level level-2" title="escalation level">L2</span>' in worn
+    assert 'title="escalation level"' not in fresh

@@ -1,0 +1,145 @@
+"""Sending one rendered delivery: e-mail over SMTP, an Adaptive Card to a Teams workflow.
+
+One try per call; the outbox retries (``notify.outbox``). Failures are classified where
+they happen (``notify.errors``). Each message carries the delivery's key: the e-mail's
+``Message-ID`` and the webhook's ``Idempotency-Key`` header, so a resend after a crash is
+recognisable as the same message.
+"""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Sequence
+from email.message import EmailMessage
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+
+from core.config.notify import SmtpRelay
+from notify.errors import NotifyError
+from notify.render import Message
+
+_CARD_SCHEMA = "http://adaptivecards.io/schemas/adaptive-card.json"
+
+
+def message_id(key: str) -> str:
+    """The e-mail Message-ID of a delivery key (stable across resends)."""
+    safe = "".join(c if c.isalnum() or c in "-._" else "." for c in key)
+    return f"<{safe}@repsys>"
+
+
+def build_mail(
+    relay: SmtpRelay, key: str, to: Sequence[str], message: Message, chart: bytes | None
+) -> EmailMessage:
+    """HTML and plain text; the evidence chart inline as ``cid:evidence``."""
+    mail = EmailMessage()
+    mail["From"] = relay.sender
+    mail["To"] = ", ".join(to)
+    mail["Subject"] = message.subject
+    mail["Message-ID"] = message_id(key)
+    mail["Date"] = formatdate(localtime=False)
+    mail.set_content(message.text)
+    mail.add_alternative(message.html, subtype="html")
+    if chart is not None:
+        html_part = mail.get_body(preferencelist=("html",))
+        assert isinstance(html_part, EmailMessage)  # the alternative added above
+        html_part.add_related(chart, "image", "png", cid="<evidence>", filename="evidence.png")
+    return mail
+
+
+class EmailChannel:
+    """SMTP relay of ``notify.smtp``."""
+
+    def __init__(self, relay: SmtpRelay) -> None:
+        self.relay = relay
+
+    def send(self, mail: EmailMessage) -> None:
+        """Hand the message to the relay; raises :class:`NotifyError`."""
+        cfg = self.relay
+        try:
+            smtp: smtplib.SMTP
+            if cfg.security == "ssl":
+                smtp = smtplib.SMTP_SSL(
+                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=ssl.create_default_context()
+                )
+            else:
+                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
+            with smtp:
+                if cfg.security == "starttls":
+                    smtp.starttls(context=ssl.create_default_context())
+                if cfg.username:
+                    password = cfg.password.get_secret_value() if cfg.password else ""
+                    smtp.login(cfg.username, password)
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise NotifyError(
+                f"SMTP refused every recipient: {exc.recipients}",
+                reason="smtp_refused",
+                transient=False,
+            ) from exc
+        except smtplib.SMTPResponseException as exc:
+            transient = 400 <= exc.smtp_code < 500
+            raise NotifyError(
+                f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
+                reason="smtp_transient" if transient else "smtp_rejected",
+                transient=transient,
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise NotifyError(f"SMTP relay unreachable: {exc}", reason="smtp_unreachable") from exc
+
+
+def card(message: Message) -> dict[str, Any]:
+    """The workflow webhook's body: one Adaptive Card with the subject, text and facts."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": message.subject, "weight": "Bolder", "wrap": True},
+        {"type": "TextBlock", "text": message.text, "wrap": True},
+    ]
+    if message.facts:
+        body.append(
+            {"type": "FactSet", "facts": [{"title": k, "value": v} for k, v in message.facts]}
+        )
+    return {
+        "type": "message",
+        "attachments": [
+            {
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "content": {
+                    "$schema": _CARD_SCHEMA,
+                    "type": "AdaptiveCard",
+                    "version": "1.4",
+                    "body": body,
+                },
+            }
+        ],
+    }
+
+
+class TeamsChannel:
+    """POSTs cards to workflow webhooks (one client for every receiver's URL)."""
+
+    def __init__(self, timeout_s: float = 15.0, client: httpx.Client | None = None) -> None:
+        self.client = client or httpx.Client(timeout=timeout_s)
+
+    def send(self, url: str, key: str, message: Message) -> None:
+        """Deliver the card; raises :class:`NotifyError`."""
+        try:
+            response = self.client.post(url, json=card(message), headers={"Idempotency-Key": key})
+        except httpx.HTTPError as exc:
+            raise NotifyError(
+                f"Teams webhook unreachable: {exc}", reason="teams_unreachable"
+            ) from exc
+        if response.status_code == 429 or response.status_code >= 500:
+            raise NotifyError(
+                f"Teams webhook answered {response.status_code}", reason="teams_transient"
+            )
+        if response.status_code >= 400:
+            raise NotifyError(
+                f"Teams webhook refused the card: {response.status_code} {response.text[:200]}",
+                reason="teams_rejected",
+                transient=False,
+            )
+
+    def close(self) -> None:
+        self.client.close()
