@@ -252,12 +252,18 @@ def measure(design: Design, rng: np.random.Generator, renewal: bool) -> list[dic
     return rows
 
 
-def baselines(rng: np.random.Generator, warmup: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+#: The rule's default ``sigma_confidence`` (None: sigma as estimated).
+CONFIDENCE: float | None = 0.975
+
+
+def baselines(
+    rng: np.random.Generator, warmup: int, n: int, confidence: float | None = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
     """``n`` baselines (mean, sigma) of phase I on ``warmup`` in-control cycles each."""
     means: list[float] = []
     sigmas: list[float] = []
     while len(means) < n:
-        base = phase_one(rng.standard_normal(warmup).tolist(), 0.0)
+        base = phase_one(rng.standard_normal(warmup).tolist(), 0.0, confidence)
         if base.refused:
             continue  # the rule would collect more cycles; this start is not counted
         means.append(base.mean)
@@ -265,28 +271,39 @@ def baselines(rng: np.random.Generator, warmup: int, n: int) -> tuple[np.ndarray
     return np.array(means), np.array(sigmas)
 
 
-def false_per_week(design: Design, rng: np.random.Generator, warmup: int, n: int = 2000) -> str:
+def false_per_week(
+    design: Design,
+    rng: np.random.Generator,
+    warmup: int,
+    n: int = 2000,
+    confidence: float | None = CONFIDENCE,
+) -> str:
     """False signals in a week of in-control cycles after a ``warmup``-cycle phase I."""
-    mean, sigma = baselines(rng, warmup, n)
+    mean, sigma = baselines(rng, warmup, n, confidence)
     st = fresh(n)
     count = np.zeros(n)
     for _ in range(CYCLES_PER_WEEK):
         count += vector_step(design, st, (rng.standard_normal(n) - mean) / sigma)
     m, lo, hi = interval(count)
     return (
-        f"| {design.name}, phase I from {warmup} cycles | {m:.3f} ({lo:.3f} to {hi:.3f}) "
+        f"| {design.name}, phase I from {warmup} cycles, sigma "
+        f"{'as estimated' if confidence is None else f'at its {confidence:g} bound'} "
+        f"| {m:.3f} ({lo:.3f} to {hi:.3f}) "
         f"| {float((count > 0).mean()):.3f} |"
     )
 
 
-def delays_after_phase_one(design: Design, rng: np.random.Generator, warmup: int) -> str:
+def delays_after_phase_one(
+    design: Design, rng: np.random.Generator, warmup: int, confidence: float | None = CONFIDENCE
+) -> str:
     out = []
     for shift in (1.0, 2.0):
-        mean, sigma = baselines(rng, warmup, 2000)
+        mean, sigma = baselines(rng, warmup, 2000, confidence)
         runs = run_lengths(design, rng, shift, 2000, 10_000, mean, sigma)
         m, lo, hi = interval(runs)
         out.append(f"{shift:g} sigma {m:.3g} ({lo:.3g} to {hi:.3g}), median {np.median(runs):g}")
-    return f"ARL1 after a {warmup}-cycle phase I: " + "; ".join(out)
+    how = "sigma as estimated" if confidence is None else f"sigma at its {confidence:g} bound"
+    return f"ARL1 after a {warmup}-cycle phase I, {how}: " + "; ".join(out)
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -324,8 +341,10 @@ def main() -> None:
     )
     for warmup in (100, 200, 300):
         print(false_per_week(DEFAULT_CUSUM, rng, warmup))
-    print(false_per_week(ARL0_10K, rng, 100))
+    print(false_per_week(DEFAULT_CUSUM, rng, 200, confidence=None))
+    print(false_per_week(ARL0_10K, rng, 100, confidence=None))
     print("\n" + delays_after_phase_one(DEFAULT_CUSUM, rng, 200))
+    print(delays_after_phase_one(DEFAULT_CUSUM, rng, 200, confidence=None))
     print(
         f"\nthe vectorized charts signalled on the same cycles as rules.stats ({checked} signals)"
         f"; seed {SEED}; {time.monotonic() - started:.1f} s"

@@ -207,7 +207,7 @@ class CycleTime(BaseRule):
         warm.append(x)
         if len(warm) < spec.warmup_cycles:
             return
-        base = phase_one(warm, spec.min_sigma_fraction)
+        base = phase_one(warm, spec.min_sigma_fraction, spec.sigma_confidence)
         if base.refused:
             b["refused"] = b.get("refused", 0) + 1
             del warm[: len(warm) // 2]

@@ -122,7 +122,18 @@ def _median(xs: list[float]) -> float:
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
-def reference_baseline(xs: list[float], floor_share: float) -> tuple[float, float] | None:
+def reference_sigma_factor(n: int, confidence: float) -> float:
+    """The README's upper bound of a sigma from n values: sqrt((n-1) / chi2_q(n-1)),
+    q = 1 - confidence, the quantile by Wilson and Hilferty's cube root."""
+    nu = n - 1
+    z = statistics.NormalDist().inv_cdf(1 - confidence)
+    q = nu * (1 - 2 / (9 * nu) + z * math.sqrt(2 / (9 * nu))) ** 3
+    return math.sqrt(nu / q)
+
+
+def reference_baseline(
+    xs: list[float], floor_share: float, confidence: float | None = None
+) -> tuple[float, float] | None:
     """Phase I as rules/README.md says: robust screen, MR sigma, refusals. None: refused."""
     mrs = [abs(b - a) for a, b in itertools.pairwise(xs)]
     center = _median(xs)
@@ -134,7 +145,10 @@ def reference_baseline(xs: list[float], floor_share: float) -> tuple[float, floa
     mean = sum(kept) / len(kept)
     mr = [abs(b - a) for a, b in itertools.pairwise(kept)]
     sd = statistics.stdev(kept) if len(kept) > 1 else 0.0
-    sigma = max(sum(mr) / len(mr) / 1.128 if mr else 0.0, sd, floor_share * abs(mean), 0.001)
+    estimate = max(sum(mr) / len(mr) / 1.128 if mr else 0.0, sd)
+    if confidence is not None:
+        estimate *= reference_sigma_factor(len(kept), confidence)
+    sigma = max(estimate, floor_share * abs(mean), 0.001)
     n = len(kept)
     if n > 2:
         ss = sum((x - mean) ** 2 for x in kept)
@@ -202,7 +216,7 @@ def reference_cycle_time(events: list[Ev], rule: dict[str, Any]) -> list[tuple[s
         if "mean" not in b:
             b["warm"].append(x)
             if len(b["warm"]) == warm_n:
-                learned = reference_baseline(b["warm"], 0.001)
+                learned = reference_baseline(b["warm"], 0.001, rule.get("sigma_confidence", 0.975))
                 if learned is None:
                     b["warm"] = b["warm"][warm_n // 2 :]
                 else:
@@ -357,11 +371,13 @@ def reference_spindle(
     events: list[Ev], rule: dict[str, Any], *, by_tool: bool = True
 ) -> list[tuple[str, float, Any]]:
     """Per tool (``by_tool``), or the machine's one ``spindle`` load whose level restarts at
-    any tool change, except while it drifts: then it restarts when the drift clears."""
+    any tool change, except while it drifts: then it restarts when the drift clears, and
+    the level learned from there is no higher than the old one."""
     alpha = 2 / (rule["smoothing_samples"] + 1)
     th = rule["threshold"]
     tools: dict[str, dict[str, Any]] = {}
     episodes: list[list[Any]] = []
+    caps: dict[str, float] = {}  # the old level a re-learned level may not exceed
     in_spindle = ""
     for ev in events:
         t = T0 + ev.ms / 1000
@@ -373,6 +389,7 @@ def reference_spindle(
                 if name == "spindle" and tools.get(name, {}).get("on"):
                     tools[name]["relearn"] = True
                     continue
+                caps.pop(name, None)
                 if tools.pop(name, None) is not None:
                     for e in episodes:
                         if e[0] == name and e[2] is None:
@@ -382,12 +399,16 @@ def reference_spindle(
         if load < rule["min_load"]:
             continue
         name = in_spindle or "spindle"
-        s = tools.setdefault(name, {"xs": [], "ewma": None, "on": False})
+        if name not in tools:
+            tools[name] = {"xs": [], "ewma": None, "on": False, "cap": caps.pop(name, None)}
+        s = tools[name]
         if len(s["xs"]) < rule["baseline_samples"]:
             s["xs"].append(load)
             s["ewma"] = sum(s["xs"]) / len(s["xs"])
             continue
         level = sum(s["xs"]) / len(s["xs"])
+        if s["cap"] is not None:
+            level = min(level, s["cap"])
         s["ewma"] += alpha * (min(load, level + rule["sample_clip"] * th) - s["ewma"])
         drift = s["ewma"] - level
         if not s["on"] and drift > th:
@@ -399,6 +420,7 @@ def reference_spindle(
                 if e[0] == name and e[2] is None:
                     e[2] = t
             if s.get("relearn"):
+                caps[name] = level
                 del tools[name]
     return [(n, a, b) for n, a, b in episodes]
 
