@@ -8,12 +8,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
+.PHONY: setup system-packages node-tools run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
 
-setup: system-packages $(STAMP)
+setup: system-packages node-tools $(STAMP)
 
 system-packages:
 	@bash tools/setup-system.sh
+
+# Azurite (the Azure Blob emulator of tests/storage) into .tools/, from the npm registry.
+node-tools: system-packages
+	@bash tools/setup-node.sh
 
 # The venv is rebuilt when the dependencies or their pinned versions change.
 $(STAMP): pyproject.toml constraints.txt
@@ -76,4 +80,4 @@ lock:
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > constraints.txt
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .tools .pytest_cache .mypy_cache .ruff_cache

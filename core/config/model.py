@@ -20,6 +20,7 @@ from core.config.plex import PlexConfig
 from core.config.rules import RulesConfig
 from core.config.runner import RunnerConfig
 from core.config.sim import SimConfig
+from core.config.storage import StorageConfig
 from core.config.web import WebConfig
 
 
@@ -47,6 +48,7 @@ class RepsysConfig(StrictModel):
     runner: RunnerConfig = RunnerConfig()
     web: WebConfig = WebConfig()
     sim: SimConfig = SimConfig()
+    storage: StorageConfig = StorageConfig()
 
     @field_validator("machines")
     @classmethod
