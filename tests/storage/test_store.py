@@ -50,9 +50,9 @@ def test_keys_that_climb_or_are_not_plain_are_refused(key: str) -> None:
 
 
 def test_config_needs_bucket_and_both_keys() -> None:
-    with pytest.raises(ValueError, match="needs storage.bucket"):
+    with pytest.raises(ValueError, match=r"needs storage\.bucket"):
         StorageConfig(type="s3")
-    with pytest.raises(ValueError, match="needs storage.account_name"):
+    with pytest.raises(ValueError, match=r"needs storage\.account_name"):
         StorageConfig(type="azure", bucket="b")
     with pytest.raises(ValueError, match="a secret must be"):
         StorageConfig.model_validate({"type": "s3", "bucket": "b", "access_key_id": "AKIA"})

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from pydantic import SecretStr
 from sqlalchemy import Engine, select
 
 from core.config.storage import StorageConfig
@@ -181,8 +182,6 @@ def test_tb_written_by_the_runner_pod_is_downloaded_from_the_web_pod(
 
 
 def _resolved_secrets(kind: str) -> dict[str, Any]:
-    from pydantic import SecretStr  # noqa: PLC0415 - only here
-
     env = storage_env(kind)
     if kind == "azure":
         return {"account_key": SecretStr(next(iter(env.values())))}
