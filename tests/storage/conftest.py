@@ -73,9 +73,8 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> StorageConfig:
     if kind == "local":
         return StorageConfig(type="local", root=str(tmp_path / "store"))
     bucket = f"b{uuid.uuid4().hex[:12]}"
-    server: Azurite | MotoS3
     if kind == "azure":
-        server = request.getfixturevalue("azurite_server")
+        server: Azurite = request.getfixturevalue("azurite_server")
         server.create_container(bucket)
         return StorageConfig(
             type="azure",
@@ -86,12 +85,12 @@ def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> StorageConfig:
             allow_http=True,
             chunk_bytes=64 * 1024,
         )
-    server = request.getfixturevalue("s3_server")
-    server.create_bucket(bucket)
+    s3: MotoS3 = request.getfixturevalue("s3_server")
+    s3.create_bucket(bucket)
     return StorageConfig(
         type="s3",
         bucket=bucket,
-        endpoint=server.endpoint,
+        endpoint=s3.endpoint,
         access_key_id=SecretStr(MOTO_KEY_ID),
         secret_access_key=SecretStr(MOTO_SECRET),
         allow_http=True,
