@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import collector.cli
+import history.cli
 import plex.cli
 import rules.cli
 import runner.cli
@@ -31,6 +32,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     plex.cli,
     runner.cli,
     web.cli,
+    history.cli,
     sim.cli,
 )
 

@@ -7,6 +7,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config.base import StrictModel
 from core.config.collector import CollectorConfig, unknown_machine_error
+from core.config.history import HistoryConfig
 from core.config.infra import (
     DatabaseConfig,
     HttpConfig,
@@ -49,6 +50,7 @@ class RepsysConfig(StrictModel):
     web: WebConfig = WebConfig()
     sim: SimConfig = SimConfig()
     storage: StorageConfig = StorageConfig()
+    history: HistoryConfig = HistoryConfig()
 
     @field_validator("machines")
     @classmethod

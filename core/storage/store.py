@@ -85,11 +85,20 @@ class Store:
     (obstore releases the GIL while it waits on the network).
     """
 
-    def __init__(self, inner: ObjectStore, *, label: str, chunk_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        inner: ObjectStore,
+        *,
+        label: str,
+        chunk_bytes: int = 1 << 20,
+        local_root: Path | None = None,
+    ) -> None:
         self.inner = inner
         #: ``local``, ``s3`` or ``azure``: for logs and the README's tables.
         self.label = label
         self.chunk_bytes = chunk_bytes
+        #: The folder of a local store (readers such as DuckDB open its files in place).
+        self.local_root = local_root
 
     def put_file(self, key: str, path: Path) -> None:
         """Upload ``path`` under ``key``, streamed (multipart for large files), atomically:
@@ -126,6 +135,13 @@ class Store:
         except _FAILURES as exc:
             raise _classified(exc, key) from exc
 
+    def download(self, key: str, path: Path) -> None:
+        """Copy the object at ``key`` to the file ``path``, streamed chunk by chunk."""
+        opened = self.open(key)
+        with path.open("wb") as handle:
+            for chunk in opened.chunks:
+                handle.write(chunk)
+
     def read_bytes(self, key: str) -> bytes:
         """A small object whole (a manifest, a Parquet footer's file): never a report."""
         return b"".join(self.open(key).chunks)
@@ -154,10 +170,12 @@ def open_store(cfg: StorageConfig, *, default_root: str = "var/reports") -> Stor
     client: ClientConfig = {"allow_http": True} if cfg.allow_http else {}
     prefix = cfg.prefix.strip("/") or None
     inner: ObjectStore
+    local_root = None
     if cfg.type == "local":
         root = Path(cfg.root or default_root).resolve()
-        root.mkdir(parents=True, exist_ok=True)
-        inner = LocalStore(root / prefix if prefix else root, mkdir=True)
+        local_root = root / prefix if prefix else root
+        local_root.mkdir(parents=True, exist_ok=True)
+        inner = LocalStore(local_root, mkdir=True)
     elif cfg.type == "s3":
         s3: S3Config = {"region": cfg.region}
         if cfg.endpoint:
@@ -176,4 +194,4 @@ def open_store(cfg: StorageConfig, *, default_root: str = "var/reports") -> Stor
             az["account_key"] = cfg.account_key.get_secret_value()
         inner = AzureStore(cfg.bucket, prefix=prefix, config=az, client_options=client)
     log.info("storage_opened", type=cfg.type, bucket=cfg.bucket or None)
-    return Store(inner, label=cfg.type, chunk_bytes=cfg.chunk_bytes)
+    return Store(inner, label=cfg.type, chunk_bytes=cfg.chunk_bytes, local_root=local_root)
