@@ -23,7 +23,7 @@ import web.cli
 from core.cli import EXIT_CONFIG, EXIT_OK, CommandModule, config_from_args
 from core.config import dump_config, load_config
 from core.errors import ConfigError
-from repsys import __version__, dbcli, demo, soak
+from repsys import __version__, dbcli, demo, soak, wiring
 
 #: Package command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES: tuple[CommandModule, ...] = (
@@ -66,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="port of /metrics, /healthz, /readyz (overrides http.port; 0 = any free port)",
     )
+    # Readers a package takes without importing their package (repsys/wiring.py).
+    parser.set_defaults(history_source=wiring.history_source)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")

@@ -193,5 +193,4 @@ def open_store(cfg: StorageConfig, *, default_root: str = "var/reports") -> Stor
         if cfg.account_key is not None:
             az["account_key"] = cfg.account_key.get_secret_value()
         inner = AzureStore(cfg.bucket, prefix=prefix, config=az, client_options=client)
-    log.info("storage_opened", type=cfg.type, bucket=cfg.bucket or None)
     return Store(inner, label=cfg.type, chunk_bytes=cfg.chunk_bytes, local_root=local_root)
