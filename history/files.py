@@ -23,6 +23,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
@@ -94,32 +95,36 @@ def _number(value: object) -> float | None:
 
 
 def build(
-    entries: Sequence[tuple[EntryId, dict[str, str]]], compression: str
+    entries: Sequence[tuple[str, dict[str, str]]], compression: str
 ) -> tuple[bytes, int, int]:
     """A Parquet file of ``entries``: (its bytes, rows written, entries that did not decode).
 
     An entry that does not decode is left out and counted (the rules engine dead-letters
     it; history keeps what can be read).
     """
-    cols: dict[str, list[object]] = {name: [] for name in SCHEMA.names}
+    good: list[tuple[str, dict[str, str], Signal]] = []
     bad = 0
-    for entry, fields in entries:
+    for entry_id, fields in entries:
         try:
-            sig = Signal.from_fields(fields)
+            good.append((entry_id, fields, Signal.from_fields(fields)))
         except DecodeError:
             bad += 1
-            continue
-        cols["id_ms"].append(entry.ms)
-        cols["id_seq"].append(entry.seq)
-        cols["machine"].append(sig.machine)
-        cols["name"].append(sig.name)
-        cols["subject"].append(sig.subject)
-        cols["quality"].append(sig.quality.value)
-        cols["value_num"].append(_number(sig.value))
-        cols["x"].append(fields["x"])
-        cols["source_ts"].append(sig.source_ts)
-        cols["receive_ts"].append(sig.receive_ts)
-        cols["a"].append(fields.get("a"))
+    # Column by column (comprehensions): about twice as fast as appending row by row.
+    ids = [entry_id.partition("-") for entry_id, _, _ in good]
+    sigs = [sig for _, _, sig in good]
+    cols: dict[str, list[Any]] = {
+        "id_ms": [int(ms) for ms, _, _ in ids],
+        "id_seq": [int(seq) for _, _, seq in ids],
+        "machine": [sig.machine for sig in sigs],
+        "name": [sig.name for sig in sigs],
+        "subject": [sig.subject for sig in sigs],
+        "quality": [sig.quality.value for sig in sigs],
+        "value_num": [_number(sig.value) for sig in sigs],
+        "x": [fields["x"] for _, fields, _ in good],
+        "source_ts": [sig.source_ts for sig in sigs],
+        "receive_ts": [sig.receive_ts for sig in sigs],
+        "a": [fields.get("a") for _, fields, _ in good],
+    }
     table = pa.table(cols, schema=SCHEMA)
     sink = io.BytesIO()
     pq.write_table(

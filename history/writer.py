@@ -35,7 +35,8 @@ from history.files import EntryId
 from history.metrics import HistoryMetrics
 
 log = get_logger(__name__)
-Entry = tuple[EntryId, dict[str, str]]
+#: A stream entry as read: its id text and its fields (ids are parsed only when compared).
+Entry = tuple[str, dict[str, str]]
 
 
 @dataclass
@@ -120,7 +121,7 @@ class HistoryWriter:
         count = min(self.h.read_count, room)
         if p in self.recovering:
             # Our own pending entries first, after those already in the buffer.
-            start = str(buf.entries[-1][0]) if buf.entries else "0"
+            start = buf.entries[-1][0] if buf.entries else "0"
             reply = self.redis.xreadgroup(self.h.group, self.h.consumer, {stream: start}, count)
             raw = reply[0][1] if reply else []
             if not raw:
@@ -146,7 +147,7 @@ class HistoryWriter:
         if not buf.entries:
             buf.since = self.clock()
         buf.replayed = buf.replayed or replayed
-        buf.entries.extend((EntryId.parse(i), f) for i, f in got)
+        buf.entries.extend(got)
 
     # --- storing -----------------------------------------------------------------------
 
@@ -166,9 +167,16 @@ class HistoryWriter:
         return written
 
     def _runs(self, entries: list[Entry]) -> list[tuple[date, list[Entry]]]:
+        if not entries:
+            return []
+        # Ids only grow: when the first and last entry share a date, so do all between
+        # (the usual case; a date for every entry would cost a third of the write rate).
+        first = files.plant_date(EntryId.parse(entries[0][0]), self.zone)
+        if first == files.plant_date(EntryId.parse(entries[-1][0]), self.zone):
+            return [(first, entries)]
         runs: list[tuple[date, list[Entry]]] = []
         for entry in entries:
-            day = files.plant_date(entry[0], self.zone)
+            day = files.plant_date(EntryId.parse(entry[0]), self.zone)
             if runs and runs[-1][0] == day:
                 runs[-1][1].append(entry)
             else:
@@ -180,17 +188,18 @@ class HistoryWriter:
         # Entries read as new (">") were never delivered to this group before, so no file
         # can hold them; only re-read pending entries need the look-up.
         while run and replayed:
-            stored = self._stored_from(p, day, run[0][0])
+            stored = self._stored_from(p, day, EntryId.parse(run[0][0]))
             if stored is None:
                 break
-            done = [e for e in run if e[0] <= stored]
-            run = [e for e in run if e[0] > stored]
+            done = [e for e in run if EntryId.parse(e[0]) <= stored]
+            run = [e for e in run if EntryId.parse(e[0]) > stored]
             self._ack(stream, done)
             self.metrics.skipped.labels("stored").inc(len(done))
             log.info("history_already_stored", partition=p, entries=len(done), last=str(stored))
         if not run:
             return 0
-        key = files.file_key(self.h.prefix, day, p, run[0][0], run[-1][0])
+        first, last = EntryId.parse(run[0][0]), EntryId.parse(run[-1][0])
+        key = files.file_key(self.h.prefix, day, p, first, last)
         data, rows, bad = files.build(run, self.h.compression)
         try:
             self.store.put_bytes(key, data)
@@ -220,7 +229,7 @@ class HistoryWriter:
         return None
 
     def _ack(self, stream: str, entries: list[Entry]) -> None:
-        ids = [str(e[0]) for e in entries]
+        ids = [e[0] for e in entries]
         for i in range(0, len(ids), 10_000):
             self.redis.xack(stream, self.h.group, *ids[i : i + 10_000])
 
