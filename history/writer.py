@@ -1,6 +1,6 @@
 """``repsys history``: signal streams → Parquet files in the object store.
 
-The writer reads every partition stream in its own consumer group (``history.group``),
+The writer reads every partition stream in its own consumer group (``keys.HISTORY_GROUP``),
 so the rules engine's reading is untouched. Per partition it gathers entries until a
 file is full (``file_rows``) or old (``file_age_s``), splits them into runs of one plant
 date, stores each run as one file named by its id range, and only then acknowledges the
@@ -81,7 +81,9 @@ class HistoryWriter:
         """Create the history group on every stream (from its start: keep what is there)."""
         for p in self.partitions:
             try:
-                self.redis.xgroup_create(keys.signal_stream(p), self.h.group, id="0", mkstream=True)
+                self.redis.xgroup_create(
+                    keys.signal_stream(p), keys.HISTORY_GROUP, id="0", mkstream=True
+                )
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -106,7 +108,7 @@ class HistoryWriter:
             waiting = {s: ">" for s, p in streams.items() if p not in self.recovering}
             if waiting:
                 reply = self.redis.xreadgroup(
-                    self.h.group, self.h.consumer, waiting, count=1, block=self.h.block_ms
+                    keys.HISTORY_GROUP, self.h.consumer, waiting, count=1, block=self.h.block_ms
                 )
                 for stream, got in reply or []:
                     self._take(streams[stream], got, replayed=False)
@@ -122,7 +124,9 @@ class HistoryWriter:
         if p in self.recovering:
             # Our own pending entries first, after those already in the buffer.
             start = buf.entries[-1][0] if buf.entries else "0"
-            reply = self.redis.xreadgroup(self.h.group, self.h.consumer, {stream: start}, count)
+            reply = self.redis.xreadgroup(
+                keys.HISTORY_GROUP, self.h.consumer, {stream: start}, count
+            )
             raw = reply[0][1] if reply else []
             if not raw:
                 self.recovering.discard(p)
@@ -131,11 +135,11 @@ class HistoryWriter:
             # nothing to store, so it is acknowledged (and counted) to leave the list.
             gone = [i for i, f in raw if not f]
             if gone:
-                self.redis.xack(stream, self.h.group, *gone)
+                self.redis.xack(stream, keys.HISTORY_GROUP, *gone)
                 self.metrics.skipped.labels("trimmed").inc(len(gone))
             self._take(p, [(i, f) for i, f in raw if f], replayed=True)
             return len(raw)
-        reply = self.redis.xreadgroup(self.h.group, self.h.consumer, {stream: ">"}, count)
+        reply = self.redis.xreadgroup(keys.HISTORY_GROUP, self.h.consumer, {stream: ">"}, count)
         got = reply[0][1] if reply else []
         self._take(p, got, replayed=False)
         return len(got)
@@ -231,7 +235,7 @@ class HistoryWriter:
     def _ack(self, stream: str, entries: list[Entry]) -> None:
         ids = [e[0] for e in entries]
         for i in range(0, len(ids), 10_000):
-            self.redis.xack(stream, self.h.group, *ids[i : i + 10_000])
+            self.redis.xack(stream, keys.HISTORY_GROUP, *ids[i : i + 10_000])
 
     # --- running -----------------------------------------------------------------------
 

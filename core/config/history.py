@@ -12,9 +12,6 @@ from core.config.base import StrictModel
 class HistoryConfig(StrictModel):
     """Settings of the ``history`` package. Every key has a default and a description."""
 
-    group: str = Field(
-        default="history", description="Its own consumer group on the signal streams."
-    )
     consumer: str = Field(
         default="history-0",
         description="Consumer name; a restart with the same name resumes its pending entries.",

@@ -239,3 +239,23 @@ def test_duckdb_queries_history_in_an_s3_store(
     numeric = sum(1 for s in sigs if isinstance(s.value, int | float))
     parts = len({keys.partition_of(s.machine, P) for s in sigs})
     assert rows == [(1500, parts, numeric)]
+
+
+def test_trimming_keeps_what_the_history_has_not_stored(
+    redis_url: str, redis_client: Any, cfg: RepsysConfig, tmp_path: Path
+) -> None:
+    """The collector's trim guards the history group as it guards the rules group."""
+    from collector.metrics import CollectorMetrics
+    from collector.trim import Trimmer
+
+    push(redis_client, make_signals(6000, seed=6), P)
+    writer = writer_for(cfg, redis_url)
+    writer.ensure_groups()  # the history has seen nothing yet; the rules group is absent
+    for p in range(P):  # the rules engine has read and acknowledged everything
+        stream = keys.signal_stream(p)
+        redis_client.xgroup_create(stream, keys.RULES_GROUP, id="$")
+    trimmer = Trimmer(redis_client, CollectorMetrics(new_registry()), partitions=P, max_len=1000)
+    assert trimmer.trim(retention_s=0) == 0  # over max_len, yet nothing may go
+    assert writer.drain() == 6000
+    assert trimmer.trim(retention_s=0) > 0  # stored and acknowledged: now it may
+    assert len(stored_ids(tmp_path / "store")) == 6000
