@@ -6,6 +6,8 @@
 - ``repsys history prune`` deletes files older than ``history.retention_days``.
 - ``repsys history query SQL --from DATE --to DATE`` runs DuckDB SQL over the view
   ``signals`` and prints tab-separated rows.
+- ``repsys history tool-life --from DATE --to DATE [--xlsx FILE]``: the tool-life history
+  (run quantity per tool change, per machine, tool and job, the standard life beside it).
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def add_commands(sub: Any) -> None:
     q.add_argument("--from", dest="date_from", required=True, help="first plant date")
     q.add_argument("--to", dest="date_to", required=True, help="last plant date (included)")
     q.set_defaults(func=_lazy("_query"))
+    t = hsub.add_parser("tool-life", help="run quantity per tool change (InsToolLifeHistory)")
+    t.add_argument("--from", dest="date_from", required=True, help="first plant date")
+    t.add_argument("--to", dest="date_to", required=True, help="last plant date (included)")
+    t.add_argument("--xlsx", default="", help="also write the report to this .xlsx file")
+    t.set_defaults(func=_lazy("_tool_life"))
 
 
 def demo_processes() -> list[DemoProcess]:
