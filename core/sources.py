@@ -22,3 +22,16 @@ class SignalSource(Protocol):
 
     def read(self, partition: int) -> Iterator[Signal | DecodeError]:
         """One partition's signals in stream-id order (a bad row as its DecodeError)."""
+
+
+class SignalArchive(Protocol):
+    """Stream entries kept after the stream let them go (the signal history).
+
+    Called with a partition and a span of entry-id times (Unix ms, ``start`` included,
+    ``end`` excluded); yields ``(entry id, fields)`` in id order, as ``XRANGE`` would have.
+    """
+
+    def __call__(
+        self, partition: int, start_ms: int, end_ms: int
+    ) -> Iterator[tuple[str, dict[str, str]]]:
+        """The archived entries of ``partition`` in the span."""

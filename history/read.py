@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import duckdb
 
@@ -155,3 +156,37 @@ def query(
             return names, cursor.fetchall()
     finally:
         con.close()
+
+
+@dataclass(frozen=True)
+class HistoryArchive:
+    """The history as a :class:`core.sources.SignalArchive`: what a report reads when the
+    capped stream no longer reaches back to the start of its window."""
+
+    cfg: RepsysConfig
+
+    def __call__(
+        self, partition: int, start_ms: int, end_ms: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        zone = ZoneInfo(self.cfg.plant.timezone)
+        first = files.plant_date(files.EntryId(start_ms, 0), zone)
+        last = files.plant_date(files.EntryId(max(end_ms - 1, start_ms), 0), zone)
+        store = open_store(self.cfg.storage, default_root=self.cfg.runner.output_dir)
+        keys = history_keys(store, self.cfg.history.prefix, first, last, partition)
+        if not keys:
+            return
+        with local_files(store, keys) as paths:
+            con = duckdb.connect()
+            try:
+                reader = con.sql(
+                    "SELECT id_ms, id_seq, machine, name, subject, quality, x, source_ts, "
+                    "receive_ts, a FROM read_parquet($paths) "
+                    "WHERE id_ms >= $start AND id_ms < $end ORDER BY id_ms, id_seq",
+                    params={"paths": paths, "start": start_ms, "end": end_ms},
+                ).to_arrow_reader(65_536)
+                assert reader is not None  # a SELECT always has a result
+                for record in reader:
+                    for row in record.to_pylist():
+                        yield f"{row['id_ms']}-{row['id_seq']}", files.fields_of(row)
+            finally:
+                con.close()

@@ -67,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="port of /metrics, /healthz, /readyz (overrides http.port; 0 = any free port)",
     )
     # Readers a package takes without importing their package (repsys/wiring.py).
-    parser.set_defaults(history_source=wiring.history_source)
+    parser.set_defaults(
+        history_source=wiring.history_source, history_archive=wiring.history_archive
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check-config", help="validate a config file and print it normalized")

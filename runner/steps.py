@@ -32,6 +32,7 @@ from runner.fence import fenced
 from runner.publish import publish
 
 if TYPE_CHECKING:
+    from core.sources import SignalArchive
     from runner.notify import Mailer, TeamsWebhook
     from runner.tb.source import AccountingSource, DataSourceClient
 
@@ -95,6 +96,8 @@ class Services:
     teams: TeamsWebhook | None = None
     redis: Any = None
     clock: Callable[[], datetime] = utcnow
+    #: The signal history, where a report's window is older than the capped streams.
+    archive: SignalArchive | None = None
 
 
 @dataclass
