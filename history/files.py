@@ -27,9 +27,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa  # type: ignore[import-untyped]  # pyarrow ships no type hints
+import pyarrow.compute as pc  # type: ignore[import-untyped]  # (same)
 import pyarrow.parquet as pq  # type: ignore[import-untyped]  # (same)
 
-from core.model import DecodeError, Signal
+from core.model import DecodeError, Quality, Signal
 
 SCHEMA = pa.schema(
     [
@@ -94,14 +95,52 @@ def _number(value: object) -> float | None:
     return float(value)
 
 
-def build(
-    entries: Sequence[tuple[str, dict[str, str]]], compression: str
-) -> tuple[bytes, int, int]:
-    """A Parquet file of ``entries``: (its bytes, rows written, entries that did not decode).
+#: A JSON number, as the stream's ``x`` field writes one (``json.dumps`` of int or float).
+_NUMBER = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+_QUALITY_NAMES = frozenset(q.value for q in Quality)
 
-    An entry that does not decode is left out and counted (the rules engine dead-letters
-    it; history keeps what can be read).
+
+def _columns_fast(entries: Sequence[tuple[str, dict[str, str]]]) -> dict[str, Any] | None:
+    """The columns built a column at a time, or None when any entry looks unusual.
+
+    Every field is taken as text and converted by Arrow in one call per column; an entry
+    of another version, with a field missing, an unknown quality or a time that is not a
+    number sends the whole batch to :func:`_columns_decoded` (the live decoder, entry by
+    entry), which keeps what decodes and counts the rest.
     """
+    try:
+        fields = [f for _, f in entries]
+        if any(f["v"] != "1" for f in fields):
+            return None
+        quality = [f["q"] for f in fields]
+        if not _QUALITY_NAMES.issuperset(quality):
+            return None
+        x = pa.array([f["x"] for f in fields], pa.string())
+        ids = [i.partition("-") for i, _ in entries]
+        numeric = pc.match_substring_regex(x, _NUMBER)
+        return {
+            "id_ms": pa.array([int(ms) for ms, _, _ in ids], pa.int64()),
+            "id_seq": pa.array([int(seq) for _, _, seq in ids], pa.int64()),
+            "machine": [f["m"] for f in fields],
+            "name": [f["n"] for f in fields],
+            "subject": [f.get("s", "") for f in fields],
+            "quality": quality,
+            "value_num": pc.if_else(
+                numeric, pc.cast(pc.if_else(numeric, x, "0"), pa.float64()), None
+            ),
+            "x": x,
+            "source_ts": pc.cast(pa.array([f["ts"] for f in fields], pa.string()), pa.float64()),
+            "receive_ts": pc.cast(pa.array([f["rts"] for f in fields], pa.string()), pa.float64()),
+            "a": [f.get("a") for f in fields],
+        }
+    except (KeyError, ValueError, pa.ArrowInvalid):
+        return None
+
+
+def _columns_decoded(
+    entries: Sequence[tuple[str, dict[str, str]]],
+) -> tuple[dict[str, Any], int]:
+    """The columns from the live decoder, entry by entry; (columns, entries left out)."""
     good: list[tuple[str, dict[str, str], Signal]] = []
     bad = 0
     for entry_id, fields in entries:
@@ -109,7 +148,6 @@ def build(
             good.append((entry_id, fields, Signal.from_fields(fields)))
         except DecodeError:
             bad += 1
-    # Column by column (comprehensions): about twice as fast as appending row by row.
     ids = [entry_id.partition("-") for entry_id, _, _ in good]
     sigs = [sig for _, _, sig in good]
     cols: dict[str, list[Any]] = {
@@ -125,7 +163,22 @@ def build(
         "receive_ts": [sig.receive_ts for sig in sigs],
         "a": [fields.get("a") for _, fields, _ in good],
     }
-    table = pa.table(cols, schema=SCHEMA)
+    return cols, bad
+
+
+def build(
+    entries: Sequence[tuple[str, dict[str, str]]], compression: str
+) -> tuple[bytes, int, int]:
+    """A Parquet file of ``entries``: (its bytes, rows written, entries that did not decode).
+
+    An entry that does not decode is left out and counted (the rules engine dead-letters
+    it; history keeps what can be read).
+    """
+    cols = _columns_fast(entries)
+    bad = 0
+    if cols is None:
+        cols, bad = _columns_decoded(entries)
+    table = pa.Table.from_pydict(cols, schema=SCHEMA)
     sink = io.BytesIO()
     pq.write_table(
         table,
