@@ -143,8 +143,12 @@ def _plant(days: int, seed: int = 7) -> tuple[dict[str, Any], list[list[Signal]]
     return {"machines": machines, "plant": {"timezone": ZONE}, "rules": section}, per_day
 
 
-def _entries(day: list[Signal], p: int) -> Iterator[tuple[str, dict[str, str]]]:
-    seq: dict[int, int] = {}
+def _entries(
+    day: list[Signal], p: int, seq: dict[int, int]
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """Entry ids from the signals' times, unique across the days (``seq`` is shared): the
+    generated days overlap by minutes, and two entries with one id would replay in an
+    arbitrary order."""
     for sig in day:
         if keys.partition_of(sig.machine, PARTITIONS) != p:
             continue
@@ -171,9 +175,10 @@ def backtest_phase(redis_url: str, tmp: Path, days: int) -> None:
     # (ids from the events' own times: a file per partition-day of 50,000 rows at most).
     store = open_store(cfg.storage)
     zone = ZoneInfo(cfg.plant.timezone)
+    seqs: dict[int, dict[int, int]] = {p: {} for p in range(PARTITIONS)}
     for day in per_day:
         for p in range(PARTITIONS):
-            rows = list(_entries(day, p))
+            rows = list(_entries(day, p, seqs[p]))
             for i in range(0, len(rows), 50_000):
                 chunk = rows[i : i + 50_000]
                 by_date: dict[Any, list[tuple[str, dict[str, str]]]] = {}
