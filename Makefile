@@ -25,7 +25,7 @@ tests/peers/%/node_modules/.package-lock.json: tests/peers/%/package.json tests/
 system-packages:
 	@bash tools/setup-system.sh
 
-# Node tools the tests use (axe-core...) into .tools/, from the npm registry.
+# Node tools the tests use (axe-core, Azurite) into .tools/, from the npm registry.
 node-tools: system-packages
 	@bash tools/setup-node.sh
 

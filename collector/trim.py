@@ -1,14 +1,15 @@
 """Trimming the signal streams without ever losing what the rules engine still needs.
 
-With the ``rules`` consumer group present, a partition stream is trimmed (``MINID ~``)
-below the oldest entry the group has not acknowledged: the oldest pending entry, or the
-first undelivered one when nothing is pending. Within that bound ``retention_s`` of
-acknowledged history is kept, unless the stream is over ``streams.max_len``, when all of
-it may go. Without the group (no rules engine has run yet) the stream is capped at
-``MAXLEN ~ max_len``. The decision and the trim are one Lua script, so a rules worker
-reading in between cannot make it trim an entry it just received.
+With the ``rules`` consumer group (or the signal history's, ``history``) present, a
+partition stream is trimmed (``MINID ~``) below the oldest entry any of them has not
+acknowledged: a group's oldest pending entry, or its first undelivered one when nothing
+is pending. Within that bound ``retention_s`` of acknowledged history is kept, unless
+the stream is over ``streams.max_len``, when all of it may go. Without either group (no
+rules engine or history has run yet) the stream is capped at ``MAXLEN ~ max_len``. The
+decision and the trim are one Lua script, so a reader in between cannot make it trim an
+entry it just received.
 
-A stalled rules engine therefore makes the streams grow: the
+A stalled rules engine (or history writer) therefore makes the streams grow: the
 ``repsys_collector_stream_entries`` gauge is what the lag alert watches. Approximate
 trimming removes whole stream nodes only, so a stream may keep a few hundred entries more
 than the bound; it never keeps fewer.
@@ -22,40 +23,53 @@ from typing import Any
 from collector.metrics import CollectorMetrics
 from core import keys
 
-#: Trim one partition stream without ever removing entries the group still needs.
-#: KEYS[1] = the partition stream. ARGV[1] = consumer group (rules), ARGV[2] = max_len,
-#: ARGV[3] = retention bound as a stream id ("<ms>-0"). Returns entries removed.
+#: Trim one partition stream without ever removing entries a group still needs.
+#: KEYS[1] = the partition stream. ARGV[1] = the guarded consumer groups, space-separated
+#: (rules, history), ARGV[2] = max_len, ARGV[3] = retention bound as a stream id
+#: ("<ms>-0"). Returns entries removed.
 TRIM_SCRIPT = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local group = nil
-for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
-  local info = {}
-  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
-  if info['name'] == ARGV[1] then group = info end
-end
-if not group then
-  return redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
-end
+local guarded = {}
+for name in string.gmatch(ARGV[1], '%S+') do guarded[name] = true end
 local function split(id)
   local ms, seq = string.match(id, '^(%d+)-(%d+)$')
   return tonumber(ms), tonumber(seq)
 end
-local safe
-if tonumber(group['pending']) > 0 then
-  safe = redis.call('XPENDING', KEYS[1], ARGV[1])[2]
-else
-  -- Everything up to last-delivered-id is acknowledged: the next id is the bound.
-  local ms, seq = string.match(group['last-delivered-id'], '^(%d+)-(%d+)$')
-  safe = ms .. '-' .. tostring(tonumber(seq) + 1)
+local function before(a, b)
+  local am, as = split(a)
+  local bm, bs = split(b)
+  return am < bm or (am == bm and as < bs)
+end
+-- The bound is the lowest of each guarded group's own: its oldest pending entry, or the
+-- first undelivered one when nothing is pending (all up to last-delivered-id is acked).
+local safe = nil
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  if guarded[info['name']] then
+    local bound
+    if tonumber(info['pending']) > 0 then
+      bound = redis.call('XPENDING', KEYS[1], info['name'])[2]
+    else
+      local ms, seq = string.match(info['last-delivered-id'], '^(%d+)-(%d+)$')
+      bound = ms .. '-' .. tostring(tonumber(seq) + 1)
+    end
+    if safe == nil or before(bound, safe) then safe = bound end
+  end
+end
+if not safe then
+  return redis.call('XTRIM', KEYS[1], 'MAXLEN', '~', ARGV[2])
 end
 local bound = safe
-if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[2]) then
-  local sm, ss = split(safe)
-  local rm, rs = split(ARGV[3])
-  if rm < sm or (rm == sm and rs < ss) then bound = ARGV[3] end
+if redis.call('XLEN', KEYS[1]) <= tonumber(ARGV[2]) and before(ARGV[3], safe) then
+  bound = ARGV[3]
 end
 return redis.call('XTRIM', KEYS[1], 'MINID', '~', bound)
 """
+
+
+#: The consumer groups whose unacknowledged entries trimming never removes.
+GUARDED = f"{keys.RULES_GROUP} {keys.HISTORY_GROUP}"
 
 
 class Trimmer:
@@ -76,9 +90,7 @@ class Trimmer:
         removed = 0
         for p in range(self.partitions):
             stream = keys.signal_stream(p)
-            removed += int(
-                self._script(keys=[stream], args=[keys.RULES_GROUP, self.max_len, bound])
-            )
+            removed += int(self._script(keys=[stream], args=[GUARDED, self.max_len, bound]))
             self.metrics.stream_length.labels(str(p)).set(self._redis.xlen(stream))
         if removed:
             self.metrics.trimmed.inc(removed)

@@ -17,6 +17,8 @@ PREFIX: Final = "repsys:"
 
 #: Consumer group of the rules workers on every signal stream.
 RULES_GROUP: Final = "rules"
+#: The signal history's consumer group (``repsys history``); trimming guards it too.
+HISTORY_GROUP: Final = "history"
 
 
 def signal_stream(partition: int) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import collector.cli
+import history.cli
 import notify.cli
 import plex.cli
 import rules.cli
@@ -23,7 +24,7 @@ import web.cli
 from core.cli import EXIT_CONFIG, EXIT_OK, CommandModule, config_from_args
 from core.config import dump_config, load_config
 from core.errors import ConfigError
-from repsys import __version__, dbcli, demo, soak
+from repsys import __version__, dbcli, demo, soak, wiring
 
 #: Package command modules, in the order their commands appear in ``--help``.
 COMMAND_MODULES: tuple[CommandModule, ...] = (
@@ -32,6 +33,7 @@ COMMAND_MODULES: tuple[CommandModule, ...] = (
     plex.cli,
     runner.cli,
     web.cli,
+    history.cli,
     sim.cli,
     notify.cli,
 )
@@ -65,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="port of /metrics, /healthz, /readyz (overrides http.port; 0 = any free port)",
+    )
+    # Readers a package takes without importing their package (repsys/wiring.py).
+    parser.set_defaults(
+        history_source=wiring.history_source, history_archive=wiring.history_archive
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

@@ -470,3 +470,104 @@ class AlertmanagerServer(_Process):
             return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
         except httpx.HTTPError:
             return False
+
+
+class MariaDBServer(_Process):
+    """A throw-away MariaDB server (Debian's ``mariadb-server``): its own datadir, loopback
+    TCP only, ``root`` without a password over TCP from 127.0.0.1 (tests and benchmarks).
+
+    ``mariadb-install-db`` makes the datadir; as root the server runs as ``mysql`` (the
+    Debian package's user), which must own the datadir.
+    """
+
+    name = "mariadb"
+
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
+        self._user = "mysql" if os.geteuid() == 0 else None
+        if self._user:
+            # Like PostgreSQL's: the server's user must reach its folder.
+            workdir = Path(tempfile.mkdtemp(prefix="repsys-mariadb-"))
+            workdir.chmod(0o755)
+        super().__init__(workdir, port)
+        self.datadir = self.workdir / "data"
+        self.socket = self.workdir / "mysqld.sock"
+
+    def url(self, database: str = "mysql") -> str:
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{database}?charset=utf8mb4"
+
+    def _install(self) -> None:
+        if (self.datadir / "mysql").exists():
+            return
+        install = _which("mariadb-install-db", "mariadb-server", ("/usr/bin", "/usr/sbin"))
+        self.datadir.mkdir(parents=True, exist_ok=True)
+        args = [install, f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
+                "--skip-test-db", "--skip-name-resolve"]  # fmt: skip
+        if self._user:
+            entry = pwd.getpwnam(self._user)
+            for path in (self.workdir, self.datadir):
+                os.chown(path, entry.pw_uid, entry.pw_gid)
+            self.log_path.touch()
+            os.chown(self.log_path, entry.pw_uid, entry.pw_gid)
+            args.append(f"--user={self._user}")
+        subprocess.run(args, check=False, capture_output=True).check_returncode()
+
+    def cleanup(self) -> None:
+        """Stop the server and remove its folder."""
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _argv(self) -> list[str]:
+        self._install()
+        mariadbd = _which("mariadbd", "mariadb-server", ("/usr/sbin",))
+        argv = [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={self.datadir}",
+            f"--socket={self.socket}",
+            f"--pid-file={self.workdir / 'mysqld.pid'}",
+            "--bind-address=127.0.0.1",
+            f"--port={self.port}",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--innodb-flush-log-at-trx-commit=0",
+            "--innodb-buffer-pool-size=64M",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_unicode_ci",
+            "--default-time-zone=+00:00",
+        ]
+        if self._user:
+            argv.append(f"--user={self._user}")
+        return argv
+
+    def _ready(self) -> bool:
+        if not port_open(self.port):
+            return False
+        import pymysql  # type: ignore[import-untyped]  # noqa: PLC0415 - no stubs; only where used
+
+        try:
+            pymysql.connect(host="127.0.0.1", port=self.port, user="root").close()
+        except pymysql.err.OperationalError:
+            return False
+        return True
+
+    def create_database(self, name: str) -> str:
+        """Create an empty database (utf8mb4); return its SQLAlchemy URL."""
+        import pymysql  # noqa: PLC0415 - no stubs
+
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+        finally:
+            conn.close()
+        return self.url(name)
+
+    def drop_database(self, name: str) -> None:
+        import pymysql  # noqa: PLC0415 - no stubs
+
+        conn = pymysql.connect(host="127.0.0.1", port=self.port, user="root", autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        finally:
+            conn.close()

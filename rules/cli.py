@@ -4,8 +4,9 @@
   partition, drains it, commits and exits (tests, operators).
 - ``repsys rules test CASES_DIR`` runs golden cases (``input.jsonl`` → ``expected.jsonl``)
   and exits 1 when one differs.
-- ``repsys rules backtest`` replays recorded signals (a JSON-lines file, or the partition
-  streams in Redis) through the configured rules and prints what would have fired.
+- ``repsys rules backtest`` replays recorded signals (a JSON-lines file, the partition
+  streams in Redis, or the signal history with ``--from``/``--to``, one process per
+  partition) through the configured rules and prints what would have fired.
 
 The commands live in ``rules/commands.py`` (numpy, SQLAlchemy), imported only when one
 of them runs.
@@ -54,6 +55,10 @@ def add_commands(sub: Any) -> None:
     src.add_argument(
         "--partition", type=int, action="append", help="stream partition (repeatable; default all)"
     )
+    src.add_argument("--from", dest="date_from", help="first plant date of the signal history")
+    b.add_argument("--to", dest="date_to", help="last plant date of the history (with --from)")
+    b.add_argument("--machines", default="", help="history: only these machines (a,b,c)")
+    b.add_argument("--processes", type=int, default=0, help="history: worker processes")
     b.add_argument("--start", default="-", help="first stream entry id (default: oldest)")
     b.add_argument("--end", default="+", help="last stream entry id (default: newest)")
     b.add_argument("--json", action="store_true", help="episodes as JSON lines")

@@ -47,6 +47,7 @@ from core.logs import configure_logging
 from core.metrics import new_registry
 from core.model import ReportState
 from core.redis import connect_sync
+from core.sources import SignalArchive
 from runner import history
 from runner.errors import BadRequest, QueueUnavailable
 from runner.metrics import RunnerMetrics, SchedulerMetrics
@@ -76,14 +77,21 @@ def _sessions(cfg: RepsysConfig) -> sessionmaker[Session]:
 
 
 def build_runner(
-    cfg: RepsysConfig, *, registry: Any, stopper: Stopper, consumer: str | None = None
+    cfg: RepsysConfig,
+    *,
+    registry: Any,
+    stopper: Stopper,
+    consumer: str | None = None,
+    archive: SignalArchive | None = None,
 ) -> Runner:
     client = connect_sync(cfg.redis)
+    services = build_services(cfg, client)
+    services.archive = archive
     return Runner(
         cfg,
         sessions=_sessions(cfg),
         redis_client=client,
-        services=build_services(cfg, client),
+        services=services,
         metrics=RunnerMetrics(registry),
         stopper=stopper,
         consumer=consumer,
@@ -98,7 +106,12 @@ def runner(args: argparse.Namespace) -> int:
     else:
         cfg, registry = setup_process(args)
     stopper = Stopper()
-    runner = build_runner(cfg, registry=registry, stopper=stopper, consumer=args.consumer)
+    # The signal history, supplied by the composition root (runner imports no reader).
+    make_archive = getattr(args, "history_archive", None)
+    archive = make_archive(cfg) if make_archive is not None else None
+    runner = build_runner(
+        cfg, registry=registry, stopper=stopper, consumer=args.consumer, archive=archive
+    )
     history.prune(runner.sessions, keep_days=cfg.runner.keep_runs_days)
     if args.burst:
         with _signals(stopper):

@@ -29,9 +29,11 @@ from core.logs import get_logger
 from runner import history
 from runner.errors import CommandFailed, LeaseLost
 from runner.fence import fenced
+from runner.publish import publish
 
 if TYPE_CHECKING:
     from core.redis import SyncRedis
+    from core.sources import SignalArchive
     from runner.notify import Mailer, TeamsWebhook
 
 log = get_logger(__name__)
@@ -127,6 +129,8 @@ class Services:
     teams: TeamsWebhook | None = None
     redis: SyncRedis | None = None
     clock: Callable[[], datetime] = utcnow
+    #: The signal history, where a report's window is older than the capped streams.
+    archive: SignalArchive | None = None
 
 
 @dataclass
@@ -183,9 +187,18 @@ class StepContext:
         return path
 
     def set_result(self, path: Path) -> None:
-        """Record the report file the requester downloads."""
-        history.set_result_path(self.sessions, self.run, str(path))
-        self.request.result_path = str(path)
+        """Publish the request's files to the object store (``runner.publish``) and record
+        the report file the requester downloads. Call it after every file is written."""
+        stored = publish(
+            self.cfg,
+            request_id=self.request.id,
+            kind=self.kind,
+            name=self.request.name,
+            folder=path.parent,
+            main=path,
+        )
+        history.set_result_path(self.sessions, self.run, stored)
+        self.request.result_path = stored
 
 
 def command_env(

@@ -158,3 +158,34 @@ def make_config(redis_url: str, sqlite_url: str) -> Callable[..., RepsysConfig]:
         return parse_config(data, file="<test>")
 
     return factory
+
+
+# --- MariaDB (issue 18): the MySQL-family database, beside PostgreSQL and SQLite ----------
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from repsys.servers import MariaDBServer
+
+    server = MariaDBServer(tmp_path_factory.mktemp("mariadb"))
+    server.start(timeout=60)
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def mysql_url(mariadb_server: Any) -> Iterator[str]:
+    """A fresh, empty MariaDB database for this test."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url: str = mariadb_server.create_database(name)
+    yield url
+    mariadb_server.drop_database(name)
+
+
+@pytest.fixture
+def mysql_engine(mysql_url: str) -> Iterator[Engine]:
+    """A migrated MariaDB database for this test."""
+    engine = make_engine(DatabaseConfig(url=mysql_url))
+    upgrade(engine)
+    yield engine
+    engine.dispose()

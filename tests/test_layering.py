@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-PACKAGES = ("core", "collector", "rules", "plex", "runner", "web", "sim", "notify", "repsys")
+PACKAGES = ("core", "collector", "rules", "plex", "runner", "web", "sim", "notify", "history", "repsys")
 
 #: package -> dotted prefixes of other packages it may import (docs/ARCHITECTURE.md).
 ALLOWED: dict[str, tuple[str, ...]] = {
@@ -23,6 +23,7 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "web": ("core", "runner.requests", "runner.errors"),
     "sim": ("core",),
     "notify": ("core", "rules.routing"),
+    "history": ("core",),
     "repsys": PACKAGES,
 }
 

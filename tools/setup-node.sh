@@ -4,10 +4,11 @@
 # and npm, which tools/setup-system.sh installs).
 #   axe-core  Deque's accessibility engine, injected into every page by
 #             tests/web/test_accessibility.py
+#   azurite   Microsoft's Azure Storage emulator, the Blob server of tests/storage
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 
-# install NAME VERSION: npm package NAME@VERSION into .tools/<dir> (default: NAME).
+# install NAME VERSION [DIR]: npm package NAME@VERSION into .tools/DIR (default: NAME).
 install() {
   local name=$1 version=$2 dir=${3:-$1}
   local dest="$here/.tools/$dir"
@@ -21,3 +22,4 @@ install() {
 }
 
 install axe-core 4.10.3 axe
+install azurite 3.37.0

@@ -20,6 +20,7 @@ needs=(
   "amtool:prometheus-alertmanager"
   "node:nodejs"
   "npm:npm"
+  "mariadbd:mariadb-server"
 )
 
 missing=()
@@ -54,7 +55,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${apt[@]}" install -y -qq --no-install-recommends "${missing[@]}"
 # Debian starts the packaged servers; RepSys runs private ones on its own ports instead
 # (the tests start their own Prometheus and Alertmanager on free loopback ports too).
-for svc in redis-server mosquitto postgresql prometheus prometheus-alertmanager; do
+for svc in redis-server mosquitto postgresql mariadb prometheus prometheus-alertmanager; do
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     systemctl stop "$svc" || true
   fi

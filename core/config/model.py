@@ -7,6 +7,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config.base import StrictModel
 from core.config.collector import CollectorConfig, unknown_machine_error
+from core.config.history import HistoryConfig
 from core.config.infra import (
     DatabaseConfig,
     HttpConfig,
@@ -21,6 +22,7 @@ from core.config.plex import PlexConfig
 from core.config.rules import RulesConfig
 from core.config.runner import RunnerConfig
 from core.config.sim import SimConfig
+from core.config.storage import StorageConfig
 from core.config.web import WebConfig
 
 
@@ -49,6 +51,8 @@ class RepsysConfig(StrictModel):
     web: WebConfig = WebConfig()
     sim: SimConfig = SimConfig()
     notify: NotifyConfig = NotifyConfig()
+    storage: StorageConfig = StorageConfig()
+    history: HistoryConfig = HistoryConfig()
 
     @field_validator("machines")
     @classmethod

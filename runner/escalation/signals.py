@@ -1,10 +1,11 @@
 """What the signal streams hold about a shift, for OEE.
 
-RepSys keeps no long-term signal history yet: the partition streams are capped (the
-collector's ``retention_s``, ``streams.max_len``), so a stream may begin after the shift
-started. This module reads, per machine, the samples OEE needs inside the shift, the last
-value of each before the shift (so the first counter rise of a shift counts and the mode
-at the shift start is known), and from when each partition's stream covers the shift.
+The partition streams are capped (the collector's ``retention_s``, ``streams.max_len``),
+so a stream may begin after the shift started; the signal history (``repsys history``),
+when given as an archive, fills what the stream lost. This module reads, per machine,
+the samples OEE needs inside the shift, the last value of each before the shift (so the
+first counter rise of a shift counts and the mode at the shift start is known), and from
+when each partition's stream covers the shift.
 Times are the stream entry ids (when the sample entered RepSys), UTC.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from core import keys
 from core.model import DecodeError, Quality, Signal, SignalName, Value
+from core.sources import SignalArchive
 
 #: Stream entries read per XRANGE call, and at most per report (a bound on the work).
 _PAGE = 5_000
@@ -127,9 +129,20 @@ def _scan_before(
 
 
 def read_history(
-    client: Any, partitions: int, start: datetime, end: datetime, machines: list[str]
+    client: Any,
+    partitions: int,
+    start: datetime,
+    end: datetime,
+    machines: list[str],
+    *,
+    archive: SignalArchive | None = None,
 ) -> SignalHistory:
-    """Scan every partition stream for the window's entries (by stream id time)."""
+    """Scan every partition stream for the window's entries (by stream id time).
+
+    Where a stream begins after the window starts and ``archive`` (the signal history)
+    is given, the part the stream no longer holds (and the look-back before the window)
+    is read from the archive first, so the figures cover the whole shift.
+    """
     history = SignalHistory()
     budget = _MAX_ENTRIES
     start_ms = int(start.timestamp() * 1000)
@@ -137,12 +150,60 @@ def read_history(
     for partition in range(partitions):
         stream = keys.signal_stream(partition)
         oldest = client.xrange(stream, count=1)
+        own = {m for m in machines if keys.partition_of(m, partitions) == partition}
         if oldest and int(oldest[0][0].split("-")[0]) > start_ms:
             history.covered_from[partition] = _ms_time(oldest[0][0])
-        own = {m for m in machines if keys.partition_of(m, partitions) == partition}
+            if archive is not None:
+                span = (start_ms, min(end_ms, int(oldest[0][0].split("-")[0])))
+                budget -= _from_archive(archive, partition, span, own, history=history)
         budget -= _scan_before(client, stream, start_ms, own, history)
         budget -= _scan_window(client, stream, (start_ms, end_ms), history, budget)
         if budget <= 0:
             history.truncated = True
             break
     return history
+
+
+def _from_archive(
+    archive: SignalArchive,
+    partition: int,
+    span_ms: tuple[int, int],
+    machines: set[str],
+    *,
+    history: SignalHistory,
+) -> int:
+    """Fill what the stream lost from the archive: the look-back and the window up to the
+    stream's oldest entry (``span_ms``' end). Reads in id order, as the stream scans do.
+
+    Entries of the very millisecond of the stream's oldest entry are left to the stream.
+    """
+    start_ms, upto_ms = span_ms
+    floor_ms = start_ms - int(_LOOKBACK.total_seconds() * 1000)
+    read = 0
+    first: str | None = None
+    before: dict[str, dict[str, Value]] = {}
+    for entry_id, fields in archive(partition, floor_ms, upto_ms):
+        read += 1
+        first = first or entry_id
+        sig = _decode(fields)
+        if int(entry_id.split("-", maxsplit=1)[0]) < start_ms:
+            if (sig is not None and sig.value is not None and sig.quality not in _UNUSABLE
+                    and sig.name in STATEFUL and sig.machine in machines):  # fmt: skip
+                before.setdefault(sig.machine, {})[sig.name] = sig.value  # the latest wins
+            continue
+        if sig is None or sig.quality in _UNUSABLE:
+            continue
+        m = history.machines.setdefault(sig.machine, MachineSignals())
+        m.seen += 1
+        if sig.name in WANTED and sig.value is not None:
+            m.samples.append(Sample(_ms_time(entry_id), sig.name, sig.value))
+    for machine, values in before.items():
+        target = history.machines.setdefault(machine, MachineSignals()).before
+        for name, value in values.items():
+            target.setdefault(name, value)
+    if first is not None:
+        if int(first.split("-", maxsplit=1)[0]) <= start_ms:
+            del history.covered_from[partition]
+        else:
+            history.covered_from[partition] = _ms_time(first)
+    return read

@@ -64,7 +64,14 @@ class EscalationReport:
         cfg = ctx.cfg.runner.escalation
         partitions = ctx.cfg.streams.partitions
         history = (
-            read_history(ctx.services.redis, partitions, window.start, window.end, list(machines))
+            read_history(
+                ctx.services.redis,
+                partitions,
+                window.start,
+                window.end,
+                list(machines),
+                archive=ctx.services.archive,
+            )
             if ctx.services.redis is not None
             else SignalHistory()
         )

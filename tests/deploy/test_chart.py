@@ -35,7 +35,7 @@ from tests.deploy.chart import (
 from tests.deploy.crd_schemas import CRD_SCHEMAS
 
 CI_NAMES = [p.name.removesuffix("-values.yaml") for p in CI_FILES]
-COMPONENTS = ["collector", "notify", "plex-sender", "rules", "runner", "scheduler", "web"]
+COMPONENTS = ["collector", "history", "notify", "plex-sender", "rules", "runner", "scheduler", "web"]
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known.
 KUBE_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 SCHEMA_REFUSAL = "values don't meet the specifications of the schema(s) in the following chart(s):"
@@ -610,3 +610,25 @@ def test_network_policy_admits_only_the_ingress_to_the_web_port_by_default() -> 
         "NetworkPolicy",
     )
     assert "from" not in open_policy[0]["spec"]["ingress"][1]
+
+
+# --- report storage (issue 18) -------------------------------------------------------------
+
+
+def test_reports_live_in_a_shared_object_store_never_a_pod_disk(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Runner and web are different pods: a `local` store would hide reports from the web."""
+    msg = helm_error(merge(BASE, {"config": {"storage": {"type": "local"}}}))
+    assert msg.startswith(SCHEMA_REFUSAL) and "/config/storage/type" in msg
+    docs = render_ci("full")
+    for env in _secret_env_names(docs):
+        monkeypatch.setenv(env, "x")
+    cfg = parse_config(config_file(docs), file="ci/full-values.yaml")
+    assert (cfg.storage.type, cfg.storage.bucket, cfg.storage.account_key) == (
+        "azure",
+        "repsys-reports",
+        None,  # workload identity: no key in any Secret
+    )
+    for _, spec in pod_specs(render_ci("full")):
+        assert all("persistentVolumeClaim" not in v for v in spec.get("volumes", []))

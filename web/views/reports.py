@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import mimetypes
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import FileResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from redis.exceptions import RedisError
 
 from core import keys
 from core.config import RepsysConfig
+from core.config.storage import StorageConfig
 from core.logs import get_logger
 from core.model import ReportState
+from core.storage import StorageError, Store, open_store, safe_key
 from runner.errors import BadRequest, QueueUnavailable
 from runner.requests import Submitted, cancel, get_request, list_queue, submit_request
 from web.accounts import Principal
@@ -233,15 +238,39 @@ def cancel_report(
     return RedirectResponse(url(request, "/reports"), status_code=303)
 
 
-def report_file(cfg: RepsysConfig, result_path: str | None) -> Path | None:
-    """The finished file, only if it exists inside ``runner.output_dir``."""
+def report_key(cfg: RepsysConfig, request_id: str, result_path: str | None) -> str | None:
+    """The object key of a request's finished file, only if it is that request's own.
+
+    ``result_path`` is an object key (``<request id>/<file>``) or, as the embedded default
+    records it, a path inside ``runner.output_dir`` (the local store's root). Anything else
+    (a path elsewhere, another request's key, ``..``) is never served.
+    """
     if not result_path:
         return None
-    root = Path(cfg.runner.output_dir).resolve()
-    path = Path(result_path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
+    if Path(result_path).is_absolute():
+        root = Path(cfg.runner.output_dir).resolve()
+        path = Path(result_path).resolve()
+        if not path.is_relative_to(root):
+            return None
+        result_path = path.relative_to(root).as_posix()
+    try:
+        key = safe_key(result_path)
+    except StorageError:
         return None
-    return path
+    return key if key.startswith(f"{request_id}/") else None
+
+
+@functools.cache
+def report_store(storage: StorageConfig, output_dir: str) -> Store:
+    """One store per process and configuration (it holds an HTTP connection pool)."""
+    return open_store(storage, default_root=output_dir)
+
+
+def _disposition(name: str) -> str:
+    quoted = quote(name)
+    if quoted != name:
+        return f"attachment; filename*=utf-8''{quoted}"
+    return f'attachment; filename="{name}"'
 
 
 @router.get("/reports/{request_id}/download")
@@ -250,17 +279,34 @@ def download(
     request_id: RequestId,
     principal: Annotated[Principal, Depends(require(*REPORT_ROLES))],
 ) -> Response:
+    """Stream the report from the object store, after the user's right to it is checked.
+
+    The object is opened (so a missing one is a 404) and then sent in chunks of
+    ``storage.chunk_bytes``: a report is never read whole into the web's memory.
+    """
     svc = services(request)
     row = get_request(svc.sessions, request_id)
     if row is None:
         raise NotFound(f"There is no report request {request_id}.")
     if not principal.has_any(kind_roles(row.kind)):
         raise Forbidden(f"This report needs the {kind_roles(row.kind)[0]} role.")
-    path = report_file(svc.cfg, row.result_path)
-    if row.state != ReportState.COMPLETED.value or path is None:
+    key = report_key(svc.cfg, row.id, row.result_path)
+    if row.state != ReportState.COMPLETED.value or key is None:
         raise NotFound(f"Report {row.name} has no file to download.")
-    log.info("report_downloaded", request=row.id, user=principal.username)
-    return FileResponse(path, filename=path.name)
+    try:
+        opened = report_store(svc.cfg.storage, svc.cfg.runner.output_dir).open(key)
+    except StorageError as exc:
+        log.warning("report_download_failed", reason=exc.reason, request=row.id)
+        if exc.reason == "not_found":
+            raise NotFound(f"Report {row.name} has no file to download.") from exc
+        raise
+    name = key.rpartition("/")[2]
+    log.info("report_downloaded", request=row.id, user=principal.username, size=opened.size)
+    return StreamingResponse(
+        opened.chunks,
+        media_type=mimetypes.guess_type(name)[0] or "application/octet-stream",
+        headers={"Content-Length": str(opened.size), "Content-Disposition": _disposition(name)},
+    )
 
 
 async def progress_stream(svc: Services, request: Request) -> AsyncIterator[str]:

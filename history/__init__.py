@@ -1,0 +1,1 @@
+"""The signal history: ``repsys history`` writes the signal streams to Parquet files."""

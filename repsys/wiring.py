@@ -1,0 +1,31 @@
+"""Sources the composition root hands to packages that must not import each other.
+
+``rules backtest --from/--to`` replays the signal history and the runner's escalation
+report reads it for OEE; neither ``rules`` nor ``runner`` may import ``history``, so the
+CLI puts :func:`history_source` and :func:`history_archive` on every command's arguments
+(``args.history_source``, ``args.history_archive``) and those commands call them.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from core.config import RepsysConfig
+from core.sources import SignalArchive, SignalSource
+
+
+def history_source(
+    cfg: RepsysConfig, start: date, end: date, machines: tuple[str, ...]
+) -> SignalSource:
+    """The signal history of plant dates ``start``..``end`` (both included)."""
+    from history.read import HistorySource  # noqa: PLC0415 - DuckDB only when used
+
+    return HistorySource(cfg, start, end, machines)
+
+
+def history_archive(cfg: RepsysConfig) -> SignalArchive:
+    """The signal history as an archive of stream entries (the escalation report's OEE
+    reads it where the capped stream no longer reaches back to the shift start)."""
+    from history.read import HistoryArchive  # noqa: PLC0415 - DuckDB only when used
+
+    return HistoryArchive(cfg)
