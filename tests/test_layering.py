@@ -11,7 +11,18 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-PACKAGES = ("core", "collector", "rules", "plex", "runner", "web", "sim", "notify", "history", "repsys")
+PACKAGES = (
+    "core",
+    "collector",
+    "rules",
+    "plex",
+    "runner",
+    "web",
+    "sim",
+    "notify",
+    "history",
+    "repsys",
+)
 
 #: package -> dotted prefixes of other packages it may import (docs/ARCHITECTURE.md).
 ALLOWED: dict[str, tuple[str, ...]] = {

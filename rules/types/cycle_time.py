@@ -34,10 +34,10 @@ A cycle is then normalized for feed override (``x = cycle_time x feed_override /
 The condition of a program holds from a chart signal until ``clear_cycles`` cycles pass
 without another, or while the standard or a run rule has been out on ``min_cycles``
 consecutive cycles. The defaults (a 200-cycle phase I, the CUSUM alone with k 0.5 and h
-12; EWMA lambda 0.1 and L 4.7 when listed) are designed for 0.06 false tickets per
-machine-week at a 60 s cycle, counting the phase I estimation error, and 1 sigma / 2 sigma
-shifts caught in about 24 / 9 cycles: ``rules/README.md`` has the table, ``bench/stats.py``
-measures it.
+12; EWMA lambda 0.1 and L 4.7 when listed; sigma at its 97.5 % upper confidence bound,
+``sigma_confidence``) are designed for 0.003 false tickets per machine-week at a 60 s
+cycle, counting the phase I estimation error, and 1 sigma / 2 sigma shifts caught in about
+31 / 10 cycles: ``rules/README.md`` has the table, ``bench/stats.py`` measures it.
 
 The episode's evidence carries the last ``SERIES_POINTS`` accepted cycles of the program
 as a chart series against the learned mean (``baseline``) and ``standard x max_ratio``

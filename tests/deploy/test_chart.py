@@ -35,7 +35,16 @@ from tests.deploy.chart import (
 from tests.deploy.crd_schemas import CRD_SCHEMAS
 
 CI_NAMES = [p.name.removesuffix("-values.yaml") for p in CI_FILES]
-COMPONENTS = ["collector", "history", "notify", "plex-sender", "rules", "runner", "scheduler", "web"]
+COMPONENTS = [
+    "collector",
+    "history",
+    "notify",
+    "plex-sender",
+    "rules",
+    "runner",
+    "scheduler",
+    "web",
+]
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known.
 KUBE_VERSIONS = ["1.25.0", kubernetes_validate.latest_version()]
 SCHEMA_REFUSAL = "values don't meet the specifications of the schema(s) in the following chart(s):"
