@@ -260,7 +260,8 @@ class Node:
 
     def stop(self) -> None:
         self.children.stop()
-        for srv in (self.pg, self.mqtt, self.redis_srv):
+        self.pg.cleanup()  # its folder is outside ours (initdb runs as nobody under root)
+        for srv in (self.mqtt, self.redis_srv):
             srv.stop()
 
     def repsys(self, *argv: str, port: int | None = None) -> list[str]:
@@ -329,12 +330,12 @@ def _check_backlog(r: Reading, rate: float, limit_s: float) -> None:
     if before_collector > bound:
         raise StageBehindError(
             f"the collector fell behind: {before_collector:,} signals published but not in "
-            f"the streams (more than {limit_s:.0f} s of load)"
+            f"the streams (more than {limit_s:g} s of load)"
         )
     if before_rules > bound:
         raise StageBehindError(
             f"the rules workers fell behind: {before_rules:,} signals in the streams not yet "
-            f"checkpointed (more than {limit_s:.0f} s of load)"
+            f"checkpointed (more than {limit_s:g} s of load)"
         )
 
 
@@ -588,6 +589,9 @@ def main(argv: list[str] | None = None) -> None:
     except StageBehindError as err:
         print(f"bench.e2e: {err}", file=sys.stderr, flush=True)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        print("bench.e2e: interrupted; every process it started is stopped", file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
