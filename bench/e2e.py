@@ -201,6 +201,14 @@ def write_config(path: Path, args: argparse.Namespace, urls: dict[str, Any]) -> 
                 "plex": {"port": urls["plex"], "password": {"env": PASSWORD_ENV}}},
         "rules": {"group_wait_s": 0, "rules": RULES},
     }  # fmt: skip
+    for item in args.set:
+        # A plant's own settings to measure with, e.g. rules.worker.checkpoint_interval_s=5.
+        dotted, _, raw = item.partition("=")
+        *parents, leaf = dotted.split(".")
+        node: Any = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(raw)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
@@ -541,6 +549,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--scale-out-signals", type=int, default=600_000)
     p.add_argument("--workdir", default="", help="keep servers' files and logs here")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config value by its dotted path (YAML value), e.g. "
+        "rules.worker.checkpoint_interval_s=5; repeatable",
+    )
     return p.parse_args(argv)  # fmt: skip
 
 
