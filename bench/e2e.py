@@ -153,7 +153,7 @@ def _machines(n: int) -> list[dict[str, Any]]:
 
 def write_config(path: Path, args: argparse.Namespace, urls: dict[str, Any]) -> None:
     total = args.machines * args.rate_per_machine * (args.minutes * 60 + 120)
-    config = {
+    config: dict[str, Any] = {
         "machines": _machines(args.machines),
         "redis": {"url": urls["redis"]},
         "database": {"url": urls["db"], "pool_size": 5},
@@ -210,6 +210,20 @@ def write_config(path: Path, args: argparse.Namespace, urls: dict[str, Any]) -> 
             node = node.setdefault(key, {})
         node[leaf] = yaml.safe_load(raw)
     path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # --collectors N: the topics split over N sources, each in a configuration of its own
+    # (collector name c<i>). Replicas of one configuration only fail over (decision 0142):
+    # spreading the load means splitting the sources.
+    topics = config["collector"]["sources"][0]["topics"]
+    for i in range(args.collectors if args.collectors > 1 else 0):
+        part = dict(config)
+        source = {
+            **config["collector"]["sources"][0],
+            "name": f"plant{i}",
+            "client_id": f"bench-e2e-collector-{i}",
+            "topics": topics[i :: args.collectors],
+        }
+        part["collector"] = {**config["collector"], "name": f"c{i}", "sources": [source]}
+        path.with_name(f"collector-{i}.yaml").write_text(yaml.safe_dump(part, sort_keys=False))
 
 
 @dataclass
@@ -283,7 +297,13 @@ class Node:
         write_config(self.config, self.args, urls)
         subprocess.run(self.repsys("db", "upgrade"), check=True, stdout=subprocess.DEVNULL)
         self.children.start("sim-plex", self.repsys("sim", "plex"), self.env)
-        names = ["collector", *[f"rules-{w + 1}" for w in range(self.args.workers)]]
+        for i in range(self.args.collectors if self.args.collectors > 1 else 0):
+            self.ports[f"collector-{i + 1}"] = port = free_port()
+            cfg = str(self.config.with_name(f"collector-{i}.yaml"))
+            argv = [*self.repsys()[:4], cfg, "--http-port", str(port), "collector"]
+            self.children.start(f"collector-{i + 1}", argv, self.env)
+        names = ["collector"] if self.args.collectors <= 1 else []
+        names += [f"rules-{w + 1}" for w in range(self.args.workers)]
         for name in [*names, "plex-sender"]:
             self.ports[name] = free_port()
             cmd = name.split("-")[0] if name.startswith("rules") else name
@@ -472,8 +492,8 @@ def report(args: argparse.Namespace, first: Reading, end: Reading, drained: Read
 
 def baseline(node: Node, args: argparse.Namespace, repsys_per_k: float) -> None:
     """The bare pipeline at the same offered rate on the same redis-server (module docstring)."""
-    node.children.stop(["collector", "plex-sender", *[n for n in node.children.procs
-                                                      if n.startswith("rules")]])  # fmt: skip
+    pipeline = ("collector", "rules", "plex-sender")
+    node.children.stop([n for n in node.children.procs if n.startswith(pipeline)])
     r: Any = node.redis
     pipe = r.pipeline(transaction=False)
     for p in range(PARTITIONS):
@@ -532,6 +552,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rate-per-machine", type=float, default=20.0, help="signals/s a machine")
     p.add_argument("--minutes", type=float, default=10.0, help="how long the plant publishes")
     p.add_argument("--workers", type=int, default=2, help="rules worker processes")
+    p.add_argument(
+        "--collectors", type=int, default=1, help="collector processes, the topics split over them"
+    )
     p.add_argument("--probes-per-s", type=float, default=2.0, help="latency probes a second")
     p.add_argument("--warmup-s", type=float, default=30.0, help="left out of the figures")
     p.add_argument(
