@@ -11,8 +11,9 @@ RATE PROBES``). Three kinds of traffic go to the private mosquitto, QoS 1:
 * **Telemetry** to reach ``RATE`` signals a second per machine: one JSON message a second
   per machine (``telemetry/<machine>``) of ``k`` values (axis loads, temperatures: what a
   plant reads at 1 Hz and no rule uses), ``k = RATE - the plant's own rate``.
-* **Probes**, ``PROBES`` a second, round robin over the machines: an early change of a
-  tool no machine has (``probe/<machine>``: tool life 100 then 0 of a limit of 348,
+* **Probes**, ``PROBES`` a second, round robin over the machines, on an MQTT connection of
+  their own (not queued behind this process's burst): an early change of a tool no machine
+  has (``probe/<machine>``: tool life 100 then 0 of a limit of 348,
   stamped with the wall clock at publication), which ``tool_life_short`` turns into an
   episode and a ticket. Its ``source_ts`` is the episode's ``started_at``: the latency's
   start is in the committed row itself.
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
 
 from core.config import RepsysConfig, load_config
 from sim.plant.model import Plant, default_specs
@@ -70,6 +72,11 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
     client = publisher.client
     client.max_inflight_messages_set(1000)
     publisher.start()
+    # Probes on a connection of their own: in the bulk client's queue they would wait
+    # behind this process's own burst, a delay of the load generator, not of RepSys.
+    prober = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-e2e-probe")
+    prober.connect(cfg.sim.plant.mqtt.host, cfg.sim.plant.mqtt.port)
+    prober.loop_start()
     if not publisher.connected.wait(30):
         raise SystemExit("plant: the broker did not accept the connection in 30 s")
     stopping = False
@@ -107,7 +114,7 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
             tool = f"9{probe_n // len(ids)}"
             for value, at in ((100, now - 1.0), (0, time.time())):
                 probe: dict[str, Any] = {"ts": at, "tool": tool, "value": value, "limit": 348}
-                last_info = client.publish(f"probe/{machine}", json.dumps(probe), qos=1)
+                prober.publish(f"probe/{machine}", json.dumps(probe), qos=1)
                 messages += 1
                 offered += 1
             probe_n += 1
@@ -127,6 +134,8 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
         # Everything handed to paho reaches the broker before the count is final.
         last_info.wait_for_publish(timeout=60)
     publisher.stop()
+    prober.disconnect()
+    prober.loop_stop()
     _write_status(status_path, {"signals": offered, "messages": messages, "probes": probe_n,
                                 "behind_s": behind, "telemetry_values": k, "plant_rate": own,
                                 "cpu_s": time.process_time(), "done": True})  # fmt: skip
