@@ -2,13 +2,14 @@
 #   make run    set up, then the whole system on embedded defaults (repsys demo)
 #   make test   set up, then ruff, mypy strict and every test
 #   make bench  set up, then the benchmarks (figures beside in-run baselines)
+#   make bench-e2e  one node end to end, 1,000 machines for 10 minutes (docs/SCALING.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages node-tools peers run test lint typecheck pytest fuzz soak bench soak-api migration lock screenshots clean
+.PHONY: setup system-packages node-tools peers run test lint typecheck pytest fuzz soak bench bench-e2e soak-api migration lock screenshots clean
 
 setup: system-packages node-tools $(STAMP) peers
 
@@ -68,6 +69,13 @@ soak: setup
 
 bench: setup
 	$(BIN)/python -m bench
+
+# One node end to end at the issue's full size (bench/e2e.py; make bench runs it for 2 min):
+# 1,000 machines x 20 signals/s for 10 minutes, the bare pipeline, then one rules worker
+# against two. About 15 minutes. E2E_ARGS overrides, e.g. E2E_ARGS="--machines 100".
+E2E_ARGS ?= --machines 1000 --rate-per-machine 20 --minutes 10 --scale-out
+bench-e2e: setup
+	$(BIN)/python -m bench.e2e $(E2E_ARGS)
 
 # The soak profile of the API contract test: schemathesis walks every operation for every
 # role with API_EXAMPLES cases per operation and mode (make test walks 10, the same each run).
