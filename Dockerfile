@@ -35,6 +35,8 @@ COPY plex/ plex/
 COPY runner/ runner/
 COPY web/ web/
 COPY sim/ sim/
+COPY notify/ notify/
+COPY history/ history/
 COPY repsys/ repsys/
 
 # The Makefile's install, without the editable mode and the dev extra.

@@ -13,9 +13,9 @@ STAMP  := $(VENV)/.installed
 
 setup: system-packages node-tools $(STAMP) peers
 
-# Peers the tests speak to that we did not write (tests/peers/): Eclipse Tahu's Sparkplug B
-# client and node-opcua (Alarms & Conditions), for Node.js, installed from their lock
-# files into the project, not globally.
+# Peers the tests speak to that we did not write (tests/peers/): the Sparkplug B client
+# of Eclipse Tahu and node-opcua (Alarms & Conditions), for Node.js, installed from their
+# lock files into the project, not globally.
 PEERS := tests/peers/sparkplug/node_modules/.package-lock.json tests/peers/opcua/node_modules/.package-lock.json
 peers: $(PEERS)
 
@@ -70,7 +70,7 @@ soak: setup
 bench: setup
 	$(BIN)/python -m bench
 
-# One node end to end at the issue's full size (bench/e2e.py; make bench runs it for 2 min):
+# One node end to end at full size (issue 23) (bench/e2e.py; make bench runs it for 2 min):
 # 1,000 machines x 20 signals/s for 10 minutes, the bare pipeline, then one rules worker
 # against two. About 15 minutes. E2E_ARGS overrides, e.g. E2E_ARGS="--machines 100".
 E2E_ARGS ?= --machines 1000 --rate-per-machine 20 --minutes 10 --scale-out
