@@ -43,6 +43,12 @@ def fingerprint(machine: str, rule: str, subject: str) -> str:
     return hashlib.sha256(f"{machine}\x1f{rule}\x1f{subject}".encode()).hexdigest()[:32]
 
 
+#: An episode's machine state lists the tools changed this long before its last sample...
+SNAPSHOT_CHANGES_S = 7200.0
+#: ...at most this many of them, the latest.
+SNAPSHOT_CHANGES = 5
+
+
 @dataclass(slots=True)
 class ToolState:
     """One tool's counter and recent machining events (the plants' rules work on these)."""
@@ -223,6 +229,19 @@ class MachineState:
         }
         if self.last_alarm is not None:
             out["last_alarm"] = {"code": self.last_alarm[0], "text": self.last_alarm[1]}
+            if len(self.last_alarm) > 2 and isinstance(self.last_alarm[2], int | float):
+                out["last_alarm"]["ts"] = self.last_alarm[2]
+        # The tools changed in the last SNAPSHOT_CHANGES_S (at most SNAPSHOT_CHANGES of
+        # them): the evidence chart marks them (web/charts.py).
+        changes = sorted(
+            (t.life_start, name)
+            for name, t in self.tools.items()
+            if t.changes  # life_start is then the change's time, not the first sample's
+            and t.life_start is not None
+            and self.last_src - t.life_start <= SNAPSHOT_CHANGES_S
+        )[-SNAPSHOT_CHANGES:]
+        if changes:
+            out["tool_changes"] = {name: ts for ts, name in changes}
         return out
 
     def to_blob(self) -> str:

@@ -21,7 +21,9 @@ axis in plant time (``HH:MM`` ticks at a round step), the value axis with the un
 reference lines (a ``baseline`` with a ``band`` of ± that much shaded when given), the
 evidence window (``window.first_ts`` to ``window.last_ts``) shaded, and markers
 (``markers: [{"ts": ..., "kind": "tool_change" | "pallet_change" | "alarm", "label": ...}]``)
-as labelled vertical lines. Facts are labelled in words with their units, times in plant
+as labelled vertical lines; the machine's state at the episode adds its own: the tools
+changed in the two hours before it (``machine_state.tool_changes``) and its last alarm
+(``machine_state.last_alarm.ts``). Facts are labelled in words with their units, times in plant
 time: "Reached 212 parts", not ``values.reached 212.0``.
 """
 
@@ -106,6 +108,24 @@ def _one_series(raw: Any) -> Series | None:
 MARKER_KINDS = ("tool_change", "pallet_change", "alarm")
 
 
+def _state_markers(state: Any) -> list[tuple[float, str, str]]:
+    if not isinstance(state, dict):
+        return []
+    out = []
+    changes = state.get("tool_changes")
+    if isinstance(changes, dict):
+        for tool, ts in list(changes.items())[:10]:
+            t = _time(ts)
+            if t is not None:
+                out.append((t, "tool_change", f"{str(tool)[:16]} changed"))
+    alarm = state.get("last_alarm")
+    if isinstance(alarm, dict):
+        t = _time(alarm.get("ts"))
+        if t is not None:
+            out.append((t, "alarm", f"alarm {str(alarm.get('code', ''))[:16]}"))
+    return out
+
+
 def _window(evidence: dict[str, Any]) -> tuple[float, float] | None:
     window = evidence.get("window")
     if not isinstance(window, dict):
@@ -117,10 +137,12 @@ def _window(evidence: dict[str, Any]) -> tuple[float, float] | None:
 
 
 def _markers(evidence: dict[str, Any]) -> list[tuple[float, str, str]]:
+    """Markers given by the rule, and those read off the machine's state at the episode:
+    its recent tool changes and its last alarm."""
+    out = _state_markers(evidence.get("machine_state"))
     raw = evidence.get("markers")
     if not isinstance(raw, list):
-        return []
-    out = []
+        return out
     for item in raw[:20]:
         if not isinstance(item, dict):
             continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from rules.engine import Program
 from rules.replay import case_config, read_items, replay, run_case
@@ -107,3 +108,38 @@ def test_spindle_drift_keeps_no_chart_points_for_a_healthy_tool(tmp_path: Path) 
     assert list(notes) == ["T1"] and len(notes["T1"]) <= DRIFT_POINTS
     assert notes["T1"][-1][0] == float(t0 + len(loads) - 1)
     assert notes["T1"][0][0] >= t0 + 213  # from the second approach (46 %), not the first
+
+
+def test_the_chart_marks_the_tool_changes_and_the_alarm_of_the_machine_state(
+    tmp_path: Path,
+) -> None:
+    """cnc120's T2 is changed and an alarm raised while T1's counter climbs; T1's short
+    life then fires: its chart marks T2's change and the alarm where they happened."""
+    case = tmp_path / "marked"
+    case.mkdir()
+    shutil.copy(CASE / "config.yaml", case / "config.yaml")
+    t0 = 1_699_963_200
+    rows: list[dict[str, Any]] = [
+        {"ts": t0 + 60 * i, "machine": "cnc120", "name": "tool_life", "value": i, "subject": "T1"}
+        for i in range(1, 40)
+    ]
+    rows += [
+        {"ts": t0 + 600, "machine": "cnc120", "name": "tool_life", "value": 300, "subject": "T2"},
+        {"ts": t0 + 900, "machine": "cnc120", "name": "tool_life", "value": 0, "subject": "T2"},
+        {"ts": t0 + 1200, "machine": "cnc120", "name": "alarm", "value": "1001",
+         "attrs": {"text": "Spindle drive fault", "active": "true"}},
+        {"ts": t0 + 60 * 40, "machine": "cnc120", "name": "tool_life", "value": 0, "subject": "T1"},
+    ]  # fmt: skip
+    rows.sort(key=lambda r: r["ts"])
+    (case / "input.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (case / "expected.jsonl").write_text("")
+    t1 = next(e for e in run_case(case).actual if e["subject"] == "T1")
+    state = t1["evidence"]["machine_state"]
+    assert state["tool_changes"]["T2"] == float(t0 + 900)
+    assert state["last_alarm"]["ts"] == float(t0 + 1200)
+    (series,) = evidence_series(t1["evidence"])
+    assert (float(t0 + 900), "tool_change", "T2 changed") in series.markers
+    assert (float(t0 + 1200), "alarm", "alarm 1001") in series.markers
+    svg = str(render_svg(series))
+    assert "chart-marker-tool_change" in svg and ">T2 changed</text>" in svg
+    assert "chart-marker-alarm" in svg and ">alarm 1001</text>" in svg
