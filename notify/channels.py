@@ -8,8 +8,6 @@ recognisable as the same message.
 
 from __future__ import annotations
 
-import smtplib
-import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
@@ -17,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from core import smtp
 from core.config.notify import SmtpRelay
 from notify.errors import NotifyError
 from notify.render import Message
@@ -57,37 +56,7 @@ class EmailChannel:
 
     def send(self, mail: EmailMessage) -> None:
         """Hand the message to the relay; raises :class:`NotifyError`."""
-        cfg = self.relay
-        try:
-            smtp: smtplib.SMTP
-            if cfg.security == "ssl":
-                smtp = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
-            with smtp:
-                if cfg.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-                if cfg.username:
-                    password = cfg.password.get_secret_value() if cfg.password else ""
-                    smtp.login(cfg.username, password)
-                smtp.send_message(mail)
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise NotifyError(
-                f"SMTP refused every recipient: {exc.recipients}",
-                reason="smtp_refused",
-                transient=False,
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            transient = 400 <= exc.smtp_code < 500
-            raise NotifyError(
-                f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
-                reason="smtp_transient" if transient else "smtp_rejected",
-                transient=transient,
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise NotifyError(f"SMTP relay unreachable: {exc}", reason="smtp_unreachable") from exc
+        smtp.send(self.relay, mail, NotifyError)
 
 
 def card(message: Message) -> dict[str, Any]:

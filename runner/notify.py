@@ -9,8 +9,6 @@ here; the caller records the final outcome. Neither notifier logs on its own.
 from __future__ import annotations
 
 import random
-import smtplib
-import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from core import smtp
 from core.config.runner import SmtpConfig, TeamsConfig
 from core.lifecycle import backoff_delay
 from runner.errors import NotifyError
@@ -88,37 +87,7 @@ class Mailer:
         _retry(lambda: self._send_once(mail))
 
     def _send_once(self, mail: EmailMessage) -> None:
-        cfg = self.cfg
-        try:
-            smtp: smtplib.SMTP
-            if cfg.security == "ssl":
-                smtp = smtplib.SMTP_SSL(
-                    cfg.host, cfg.port, timeout=cfg.timeout_s, context=ssl.create_default_context()
-                )
-            else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout_s)
-            with smtp:
-                if cfg.security == "starttls":
-                    smtp.starttls(context=ssl.create_default_context())
-                if cfg.username:
-                    password = cfg.password.get_secret_value() if cfg.password else ""
-                    smtp.login(cfg.username, password)
-                smtp.send_message(mail)
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise NotifyError(
-                f"SMTP refused every recipient: {exc.recipients}",
-                reason="smtp_refused",
-                transient=False,
-            ) from exc
-        except smtplib.SMTPResponseException as exc:
-            transient = 400 <= exc.smtp_code < 500
-            raise NotifyError(
-                f"SMTP answered {exc.smtp_code}: {exc.smtp_error!r}",
-                reason="smtp_transient" if transient else "smtp_rejected",
-                transient=transient,
-            ) from exc
-        except (smtplib.SMTPException, OSError) as exc:
-            raise NotifyError(f"SMTP relay unreachable: {exc}", reason="smtp_unreachable") from exc
+        smtp.send(self.cfg, mail, NotifyError)
 
 
 class TeamsWebhook:
