@@ -13,6 +13,9 @@ learned for its current program (:meth:`rules.derive.Facts.fastest_cycle`, this 
 cycle included). ``last_same_pallet`` is a reading of the tool's current life: the first
 event on a pallet after start or after a tool change has none, and the jump test does
 not run ("no jump"; ``counter_rollback`` then judges the value).
+
+The episode's evidence charts it: the reading the limit starts from and the jumping one,
+against the limit.
 """
 
 from __future__ import annotations
@@ -88,6 +91,18 @@ class CounterJump(BaseRule):
         if found is None or counter <= found[0]:
             return
         limit, values = found
+        start = event_start(sig)
+        # Lifted to the evidence's top-level ``series`` (web/charts.py): the reading the
+        # limit starts from, this one, and the limit between them.
+        values["series"] = {
+            "name": "tool_counter",
+            "unit": "parts",
+            "points": [
+                [round(state.starts[pallet], 3), values["last_same_pallet"]],
+                [round(start, 3), counter],
+            ],
+            "limit": values["limit"],
+        }
         ctx.event(
             m,
             self.name,

@@ -143,3 +143,18 @@ def test_the_chart_marks_the_tool_changes_and_the_alarm_of_the_machine_state(
     svg = str(render_svg(series))
     assert "chart-marker-tool_change" in svg and ">T2 changed</text>" in svg
     assert "chart-marker-alarm" in svg and ">alarm 1001</text>" in svg
+
+
+def test_counter_jump_evidence_draws_the_jump_over_its_limit() -> None:
+    result = run_case(REPO / "tests" / "rules" / "cases" / "counter_jump")
+    episode = result.actual[0]
+    evidence = episode["evidence"]
+    values = evidence["values"]
+    assert "series" not in values
+    (series,) = evidence_series(evidence)
+    assert series.references == {"limit": values["limit"]}
+    (t0, before), (t1, after) = series.points
+    assert t0 < t1 and before == values["last_same_pallet"] and after == values["counter"]
+    assert after > values["limit"]  # the line ends above the dashed limit: the jump
+    svg = str(render_svg(series))
+    assert f"limit {values['limit']:g}"[:10] in svg
