@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from core import smtp
+from core import smtp, teams
 from core.config.notify import SmtpRelay
 from notify.errors import NotifyError
 from notify.render import Message
@@ -93,22 +93,7 @@ class TeamsChannel:
 
     def send(self, url: str, key: str, message: Message) -> None:
         """Deliver the card; raises :class:`NotifyError`."""
-        try:
-            response = self.client.post(url, json=card(message), headers={"Idempotency-Key": key})
-        except httpx.HTTPError as exc:
-            raise NotifyError(
-                f"Teams webhook unreachable: {exc}", reason="teams_unreachable"
-            ) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise NotifyError(
-                f"Teams webhook answered {response.status_code}", reason="teams_transient"
-            )
-        if response.status_code >= 400:
-            raise NotifyError(
-                f"Teams webhook refused the card: {response.status_code} {response.text[:200]}",
-                reason="teams_rejected",
-                transient=False,
-            )
+        teams.post(self.client, url, card(message), NotifyError, headers={"Idempotency-Key": key})
 
     def close(self) -> None:
         self.client.close()

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from core import smtp
+from core import smtp, teams
 from core.config.runner import SmtpConfig, TeamsConfig
 from core.lifecycle import backoff_delay
 from runner.errors import NotifyError
@@ -140,22 +140,7 @@ class TeamsWebhook:
         _retry(lambda: self._post_once(payload))
 
     def _post_once(self, payload: dict[str, Any]) -> None:
-        try:
-            response = self.client.post(self.url, json=payload)
-        except httpx.HTTPError as exc:
-            raise NotifyError(
-                f"Teams webhook unreachable: {exc}", reason="teams_unreachable"
-            ) from exc
-        if response.status_code == 429 or response.status_code >= 500:
-            raise NotifyError(
-                f"Teams webhook answered {response.status_code}", reason="teams_transient"
-            )
-        if response.status_code >= 400:
-            raise NotifyError(
-                f"Teams webhook refused the card: {response.status_code} {response.text[:200]}",
-                reason="teams_rejected",
-                transient=False,
-            )
+        teams.post(self.client, self.url, payload, NotifyError)
 
     def close(self) -> None:
         self.client.close()
