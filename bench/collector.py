@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -117,6 +118,44 @@ def _preload(port: int) -> None:
     )
 
 
+def replay_backlog(
+    port: int,
+    *,
+    client_id: str,
+    topic: str,
+    on_message: Callable[[Any, Any, mqtt.MQTTMessage], None],
+    preload: Callable[[], None],
+    done: threading.Event,
+    missing: Callable[[], str],
+) -> None:
+    """A bare paho client's persistent session: subscribe, go away while ``preload``
+    publishes the backlog, come back and receive it until ``done`` (the raw baselines)."""
+    subscribed = threading.Event()
+
+    def client() -> mqtt.Client:
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        c.on_message = on_message
+        c.on_subscribe = lambda *_: subscribed.set()
+        c.connect("127.0.0.1", port)
+        return c
+
+    c = client()  # create the persistent session and its subscription, then go away
+    c.loop_start()
+    c.subscribe(topic, qos=0)
+    subscribed.wait(10)
+    c.disconnect()
+    c.loop_stop()
+    preload()
+    c = client()
+    c.loop_start()
+    try:
+        if not done.wait(120):
+            raise RuntimeError(missing())
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
 def _raw_paho(port: int) -> tuple[float, float]:
     """A bare paho client receiving and decoding the backlog, first message to last.
 
@@ -125,7 +164,6 @@ def _raw_paho(port: int) -> tuple[float, float]:
     got = 0
     first = last = cpu0 = cpu1 = 0.0
     done = threading.Event()
-    subscribed = threading.Event()
     fields = [f"f{k}" for k in range(FIELDS)]
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -138,26 +176,15 @@ def _raw_paho(port: int) -> tuple[float, float]:
             last, cpu1 = time.perf_counter(), time.process_time()
             done.set()
 
-    def client() -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-raw", clean_session=False)
-        c.on_message = on_message
-        c.on_subscribe = lambda *_: subscribed.set()
-        c.connect("127.0.0.1", port)
-        return c
-
-    c = client()  # create the persistent session and its subscription, then go away
-    c.loop_start()
-    c.subscribe("bench/+", qos=0)
-    subscribed.wait(10)
-    c.disconnect()
-    c.loop_stop()
-    _preload(port)
-    c = client()
-    c.loop_start()
-    if not done.wait(120):
-        raise RuntimeError(f"raw paho received {got} of {MESSAGES * FIELDS} signals")
-    c.disconnect()
-    c.loop_stop()
+    replay_backlog(
+        port,
+        client_id="bench-raw",
+        topic="bench/+",
+        on_message=on_message,
+        preload=lambda: _preload(port),
+        done=done,
+        missing=lambda: f"raw paho received {got} of {MESSAGES * FIELDS} signals",
+    )
     return (got - FIELDS) / (last - first), (cpu1 - cpu0) / (MESSAGES - 1) * 1e6
 
 

@@ -38,7 +38,7 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.collector import _Broker, _redis_cpu, _run_collector
+from bench.collector import _Broker, _redis_cpu, _run_collector, replay_backlog
 from collector.metrics import CollectorMetrics
 from collector.service import Collector
 from collector.sparkplug.proto import Payload
@@ -278,7 +278,6 @@ def _raw_sparkplug(port: int) -> tuple[float, float]:
     got = 0
     first = last = cpu0 = cpu1 = 0.0
     done = threading.Event()
-    subscribed = threading.Event()
     names: dict[int, str] = {}
 
     def on_message(_c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
@@ -297,26 +296,15 @@ def _raw_sparkplug(port: int) -> tuple[float, float]:
             last, cpu1 = time.perf_counter(), time.process_time()
             done.set()
 
-    def client() -> mqtt.Client:
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-sp-raw", clean_session=False)
-        c.on_message = on_message
-        c.on_subscribe = lambda *_: subscribed.set()
-        c.connect("127.0.0.1", port)
-        return c
-
-    c = client()
-    c.loop_start()
-    c.subscribe("spBv1.0/bench/#", qos=0)
-    subscribed.wait(10)
-    c.disconnect()
-    c.loop_stop()
-    _sp_preload(port)
-    c = client()
-    c.loop_start()
-    if not done.wait(120):
-        raise RuntimeError(f"raw paho received {got} of {SP_MESSAGES * SP_FIELDS} signals")
-    c.disconnect()
-    c.loop_stop()
+    replay_backlog(
+        port,
+        client_id="bench-sp-raw",
+        topic="spBv1.0/bench/#",
+        on_message=on_message,
+        preload=lambda: _sp_preload(port),
+        done=done,
+        missing=lambda: f"raw paho received {got} of {SP_MESSAGES * SP_FIELDS} signals",
+    )
     return (got - SP_FIELDS) / (last - first), (cpu1 - cpu0) / (SP_MESSAGES - 1) * 1e6
 
 
