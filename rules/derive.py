@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from core.config.machines import Machine
 from core.config.rules import MachineRulesSpec, RulesConfig
 from core.model import Signal
-from rules.state import MachineState, ToolState
+from rules.state import PALLET_CHANGES, MachineState, ToolState
 
 #: Signals whose raw form the deriver replaces with its canonical one.
 OWNED = frozenset({"cycle_time", "tool_change", "pallet_change"})
@@ -214,6 +214,9 @@ class Deriver:
         if pallet != m.pallet:
             if m.pallet:
                 out.append(self._derived(sig, "pallet_change", pallet, "", previous=m.pallet))
+                m.pallet_changes.append([round(sig.source_ts, 3), pallet])
+                if len(m.pallet_changes) > PALLET_CHANGES:
+                    del m.pallet_changes[0]
             m.pallet = pallet
         return out
 

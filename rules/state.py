@@ -47,6 +47,8 @@ def fingerprint(machine: str, rule: str, subject: str) -> str:
 SNAPSHOT_CHANGES_S = 7200.0
 #: ...at most this many of them, the latest.
 SNAPSHOT_CHANGES = 5
+#: Pallet changes a machine's state keeps (the evidence chart marks those in its span).
+PALLET_CHANGES = 4
 
 
 @dataclass(slots=True)
@@ -174,6 +176,7 @@ class MachineState:
         "mode",
         "occ",
         "pallet",
+        "pallet_changes",
         "part_count",
         "part_ts",
         "program",
@@ -194,6 +197,8 @@ class MachineState:
         self.feed = 100.0
         self.active_tool = ""
         self.pallet = ""
+        # [source time, pallet] of the last PALLET_CHANGES pallet changes (chart markers).
+        self.pallet_changes: list[list[Any]] = []
         self.part_count: float | None = None
         self.part_ts: float | None = None  # source time of the last part-count increment
         self.cycle_start: float | None = None
@@ -242,6 +247,13 @@ class MachineState:
         )[-SNAPSHOT_CHANGES:]
         if changes:
             out["tool_changes"] = {name: ts for ts, name in changes}
+        pallets = [
+            {"ts": ts, "pallet": pallet}
+            for ts, pallet in self.pallet_changes
+            if self.last_src - ts <= SNAPSHOT_CHANGES_S
+        ]
+        if pallets:
+            out["pallet_changes"] = pallets
         return out
 
     def to_blob(self) -> str:
@@ -256,6 +268,7 @@ class MachineState:
                 "feed": self.feed,
                 "tool": self.active_tool,
                 "pallet": self.pallet,
+                "pallet_changes": self.pallet_changes,
                 "parts": [self.part_count, self.part_ts],
                 "cycle": [self.cycle_start, self.last_cycle_end],
                 "alarm": self.last_alarm,
@@ -286,6 +299,7 @@ class MachineState:
         m.feed = data["feed"]
         m.active_tool = data["tool"]
         m.pallet = data["pallet"]
+        m.pallet_changes = data.get("pallet_changes", [])  # absent from older blobs
         m.part_count, m.part_ts = data["parts"]
         m.cycle_start, m.last_cycle_end = data["cycle"]
         m.last_alarm = data["alarm"]

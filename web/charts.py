@@ -22,7 +22,8 @@ reference lines (a ``baseline`` with a ``band`` of ± that much shaded when give
 evidence window (``window.first_ts`` to ``window.last_ts``) shaded, and markers
 (``markers: [{"ts": ..., "kind": "tool_change" | "pallet_change" | "alarm", "label": ...}]``)
 as labelled vertical lines; the machine's state at the episode adds its own: the tools
-changed in the two hours before it (``machine_state.tool_changes``) and its last alarm
+changed in the two hours before it (``machine_state.tool_changes``), its last pallet
+changes (``machine_state.pallet_changes``) and its last alarm
 (``machine_state.last_alarm.ts``). Facts are labelled in words with their units, times in plant
 time: "Reached 212 parts", not ``values.reached 212.0``.
 """
@@ -41,7 +42,9 @@ WIDTH, HEIGHT = 400, 170
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 10, 12, 38
 MAX_POINTS = 400
 MAX_SERIES = 3
-REFERENCE_LINES = ("baseline", "warning", "limit")
+REFERENCE_LINES = ("baseline", "warning", "limit", "expected", "clear_at")
+#: How a reference line is labelled on the chart, where its key is not a word.
+REFERENCE_WORDS = {"clear_at": "clears at"}
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def _one_series(raw: Any) -> Series | None:
                 points.append((t, v))
     if not points:
         return None
-    points.sort()
+    # By time only, and stable: a step line's two points at one time keep their order.
+    points.sort(key=lambda p: p[0])
     if len(points) > MAX_POINTS:
         stride = math.ceil(len(points) / MAX_POINTS)
         points = points[::stride] + ([points[-1]] if (len(points) - 1) % stride else [])
@@ -118,6 +122,12 @@ def _state_markers(state: Any) -> list[tuple[float, str, str]]:
             t = _time(ts)
             if t is not None:
                 out.append((t, "tool_change", f"{str(tool)[:16]} changed"))
+    pallets = state.get("pallet_changes")
+    if isinstance(pallets, list):
+        for item in pallets[:10]:
+            t = _time(item.get("ts")) if isinstance(item, dict) else None
+            if t is not None:
+                out.append((t, "pallet_change", f"pallet {str(item.get('pallet', ''))[:16]} in"))
     alarm = state.get("last_alarm")
     if isinstance(alarm, dict):
         t = _time(alarm.get("ts"))
@@ -355,7 +365,7 @@ def render_svg(series: Series, zone: tzinfo = UTC) -> Markup:
             f'<line class="chart-ref chart-{name}" x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" '
             f'y1="{yy}" y2="{yy}"/><text class="chart-axis chart-{name}" '
             f'x="{WIDTH - PAD_RIGHT - 2}" y="{float(yy) - 3:.1f}" text-anchor="end">'
-            f"{escape(name)} {escape(_fmt(value))}</text>"
+            f"{escape(REFERENCE_WORDS.get(name, name))} {escape(_fmt(value))}</text>"
         )
     coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in series.points)
     parts.append(f'<polyline class="chart-line" points="{coords}"/>')

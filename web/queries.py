@@ -152,6 +152,17 @@ def covering_silence(active: list[Silence], machine: str, rule: str) -> Silence 
     return None
 
 
+def ticket_silence(session: Session, ticket: Ticket, *, now: datetime) -> Silence | None:
+    """The silence holding back the ticket's episode now (its repeats and escalations),
+    or None: a manual ticket, a closed episode, or no silence matching it."""
+    if ticket.episode_id is None:
+        return None
+    episode = session.get(Episode, ticket.episode_id)
+    if episode is None or episode.state not in OPEN_EPISODE_STATES:
+        return None
+    return covering_silence(active_silences(session, now=now), episode.machine_id, episode.rule)
+
+
 def silenced_machines(session: Session, *, now: datetime) -> dict[str, datetime]:
     """Machine id -> when its current machine-wide silence ends (for the board)."""
     query = select(Silence).where(

@@ -3,7 +3,8 @@
 An alarm that keeps coming back is a machine asking for maintenance even when each one is
 cleared at the control. Alarm signals carry the code as value (attrs ``text``,
 ``severity``; ``active: "false"`` marks a clear, which does not count). Each further
-occurrence inside the window is a repeat of the same episode (subject: the code).
+occurrence inside the window is a repeat of the same episode (subject: the code). The
+evidence charts the occurrences in the window counting up to ``count``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
-from rules.types.base import BaseRule, fmt
+from rules.types.base import BaseRule, chart, count_points, fmt
 
 
 class AlarmFrequency(BaseRule):
@@ -57,5 +58,7 @@ class AlarmFrequency(BaseRule):
                 "text": text,
                 "occurrences": len(times),
                 "window_s": spec.window_s,
+                # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                "series": chart("alarms", "times", count_points(times), limit=spec.count),
             },
         )

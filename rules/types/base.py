@@ -93,3 +93,27 @@ def counter_of(sig: Signal) -> float | None:
 
 def tool_of(sig: Signal) -> str:
     return sig.subject or sig.attrs.get("tool", "")
+
+
+#: Points an episode's chart keeps at most (the evidence is stored with the episode).
+CHART_POINTS = 200
+
+
+def chart(name: str, unit: str, points: list[list[float]], **references: float) -> dict[str, Any]:
+    """A chart series for an episode's evidence (drawn by ``web/charts.py``).
+
+    ``points`` are ``[source time, value]`` pairs, oldest first; at most
+    :data:`CHART_POINTS` of them are kept (every n-th, and always the last, the reading that
+    fired). ``references`` are the horizontal lines the value is judged against:
+    ``limit``, ``warning``, ``baseline``, ``expected``, ``clear_at``. A rule puts the result
+    under ``values["series"]``; the lifecycle lifts it to the evidence's top level.
+    """
+    if len(points) > CHART_POINTS:
+        stride = -(-len(points) // CHART_POINTS)
+        points = points[-1 - (CHART_POINTS - 1) * stride :: stride]
+    return {"name": name, "unit": unit, "points": points, **references}
+
+
+def count_points(times: list[float]) -> list[list[float]]:
+    """Occurrences as a running count over time: ``[[t1, 1], [t2, 2], ...]``."""
+    return [[round(t, 3), float(i)] for i, t in enumerate(times, start=1)]

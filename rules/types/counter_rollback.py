@@ -30,7 +30,7 @@ from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.derive import Facts, event_start
 from rules.state import MachineState, ToolState
-from rules.types.base import BaseRule, counter_of, fmt, tool_of
+from rules.types.base import BaseRule, chart, counter_of, fmt, tool_of
 from rules.types.counter_jump import jump_limit
 
 
@@ -88,7 +88,7 @@ class CounterRollback(BaseRule):
         )
         if found is not None and counter > found[0]:
             return  # a jump, reported by counter_jump
-        seen = [sig.source_ts, pallet, counter, other[1], other[0], inc, repeat]
+        seen = [sig.source_ts, pallet, counter, other[1], other[0], inc, repeat, other[2]]
         if not repeat:
             self._report(m, tool, seen, ctx)
         elif not looped:
@@ -102,16 +102,16 @@ class CounterRollback(BaseRule):
         return len(last) >= self.loop_events and len(set(last)) != pallets
 
     @staticmethod
-    def _other(state: ToolState, pallet: str, pallets: int) -> tuple[str, float] | None:
-        """The pallet and counter the event must continue from, or None (nothing to compare)."""
+    def _other(state: ToolState, pallet: str, pallets: int) -> tuple[str, float, float] | None:
+        """The pallet, counter and event start the event must continue from, or None
+        (nothing to compare)."""
         if pallets <= 1:
             last = state.by_pallet.get(pallet)
-            return (pallet, last[0]) if last is not None else None
-        best: tuple[str, float] | None = None
-        best_start = 0.0
+            return (pallet, last[0], last[1]) if last is not None else None
+        best: tuple[str, float, float] | None = None
         for p, (counter, start) in state.by_pallet.items():
-            if p != pallet and (best is None or start >= best_start):
-                best, best_start = (p, counter), start
+            if p != pallet and (best is None or start >= best[2]):
+                best = (p, counter, start)
         return best
 
     def _flush(self, m: MachineState, tool: str, ctx: Lifecycle) -> None:
@@ -119,7 +119,7 @@ class CounterRollback(BaseRule):
             self._report(m, tool, seen, ctx)
 
     def _report(self, m: MachineState, tool: str, seen: list[Any], ctx: Lifecycle) -> None:
-        ts, pallet, counter, previous, other_pallet, inc, repeat = seen
+        ts, pallet, counter, previous, other_pallet, inc, repeat = seen[:7]
         expected = previous + inc
         values: dict[str, Any] = {
             "tool": tool,
@@ -132,6 +132,15 @@ class CounterRollback(BaseRule):
         }
         if repeat:
             values["repeated_pallet"] = True
+        if len(seen) > 7:  # held repeats checkpointed before the chart came have no start
+            # Lifted to the evidence's top-level ``series`` (web/charts.py): the reading
+            # the count continues from, this one, and the count expected.
+            values["series"] = chart(
+                "tool_counter",
+                "parts",
+                [[round(seen[7], 3), previous], [round(ts, 3), counter]],
+                expected=expected,
+            )
         ctx.event(
             m,
             self.name,

@@ -5,6 +5,9 @@ The machine is down when its ``run_state`` is not one of ``running_states`` whil
 processing). Setup and maintenance are planned, not downtime. The episode starts at the
 moment the machine stopped; ``for_s`` (default 5 minutes) keeps short stops out (those
 are micro-stops).
+
+The evidence charts the machine's last stops and starts (1 running, 0 down) up to the
+stop, with its last alarm marked (``machine_state.last_alarm``).
 """
 
 from __future__ import annotations
@@ -15,11 +18,24 @@ from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
 from rules.text import local_time
-from rules.types.base import BaseRule
+from rules.types.base import BaseRule, chart
+
+#: Stops and starts the rule remembers per machine for the chart (checkpointed: small).
+TRANSITIONS = 8
 
 
 def processing(m: MachineState) -> bool:
     return m.mode in ("", "processing")
+
+
+def steps(runs: list[list[float]]) -> list[list[float]]:
+    """Changes ``[time, state]`` as a step line: each change drawn as a vertical edge."""
+    out: list[list[float]] = []
+    for ts, state in runs:
+        if out:
+            out.append([ts, out[-1][1]])
+        out.append([ts, state])
+    return out
 
 
 class Downtime(BaseRule):
@@ -39,8 +55,17 @@ class Downtime(BaseRule):
         down = bool(m.run_state) and m.run_state not in self.running and processing(m)
         st = self.state(m)
         if down == st.get("down", False):
+            if not down and m.run_state and "runs" not in st:
+                st["runs"] = [[round(m.run_since or sig.source_ts, 3), 1]]  # first seen running
             return
         st["down"] = down
+        # [time, 1 running or 0 down] of each change; only changes reach this line. A
+        # change of run state happened at ``run_since``; one of mode, at this signal.
+        at = m.run_since if sig.name == "run_state" and m.run_since else sig.source_ts
+        runs = st.setdefault("runs", [])
+        runs.append([round(at, 3), 0 if down else 1])
+        if len(runs) > TRANSITIONS:
+            del runs[0]
         if not down:
             ctx.inactive(m, self.name, "")
             return
@@ -55,5 +80,10 @@ class Downtime(BaseRule):
             headline=f"{self.facts.machine_name(m.id)} is down",
             detail=f"{m.run_state} since {local_time(m.run_since, self.facts.shifts.zone)} in "
             f"processing mode{alarm}",
-            values={"run_state": m.run_state, "since_ts": m.run_since},
+            values={
+                "run_state": m.run_state,
+                "since_ts": m.run_since,
+                # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                "series": chart("running", "1 running, 0 down", steps(runs)),
+            },
         )

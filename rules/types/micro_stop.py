@@ -2,7 +2,8 @@
 
 A micro-stop is a stop (``run_state`` leaves ``running_states``) in processing mode that
 lasts at least ``min_s`` and less than ``max_s`` (longer ones are downtime). ``count`` of
-them within ``window_s`` fire; each further one within the window is a repeat.
+them within ``window_s`` fire; each further one within the window is a repeat. The
+evidence charts the stops in the window counting up to ``count``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
-from rules.types.base import BaseRule, fmt
+from rules.types.base import BaseRule, chart, count_points, fmt
 from rules.types.downtime import processing
 
 
@@ -66,5 +67,9 @@ class MicroStop(BaseRule):
                 "stops": len(stops),
                 "seconds_lost": round(total, 3),
                 "window_s": spec.window_s,
+                # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                "series": chart(
+                    "micro_stops", "stops", count_points([s[0] for s in stops]), limit=spec.count
+                ),
             },
         )

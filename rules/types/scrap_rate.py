@@ -4,6 +4,9 @@ Counts come from the ``part_count_good`` and ``part_count_bad`` counters (their
 increases; a counter going down is a reset, not negative parts). Once at least
 ``min_parts`` parts were made within ``window_s``, the rate ``bad / (good + bad)`` is
 judged on every count; the episode clears when the rate is back at or under the limit.
+
+The evidence charts the bad share of the parts counted since the window's oldest count, at
+each count, against the limit: its last point is the rate that fired.
 """
 
 from __future__ import annotations
@@ -13,7 +16,18 @@ from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
-from rules.types.base import BaseRule, fmt, num
+from rules.types.base import BaseRule, chart, fmt, num
+
+
+def shares(window: list[list[float]]) -> list[list[float]]:
+    """``[time, bad share %]`` of the counts from the window's oldest to each one."""
+    good = bad = 0.0
+    out = []
+    for ts, g, b in window:
+        good += g
+        bad += b
+        out.append([round(ts, 3), round(100.0 * bad / (good + bad), 2)])
+    return out
 
 
 class ScrapRate(BaseRule):
@@ -73,7 +87,15 @@ class ScrapRate(BaseRule):
                 headline=f"Scrap rate on {self.facts.machine_name(m.id)} is {fmt(100 * rate)} %",
                 detail=f"{fmt(bad_n)} bad of {fmt(total)} parts within "
                 f"{fmt(spec.window_s / 60)} min, limit {fmt(100 * spec.max_rate)} %",
-                values={"bad": bad_n, "good": good_n, "rate": round(rate, 4)},
+                values={
+                    "bad": bad_n,
+                    "good": good_n,
+                    "rate": round(rate, 4),
+                    # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                    "series": chart(
+                        "scrap_share", "%", shares(window), limit=round(100 * spec.max_rate, 2)
+                    ),
+                },
             )
         elif rate <= spec.max_rate and on:
             st["on"] = False

@@ -4,6 +4,10 @@ Fires when the value goes past ``above`` (or under ``below``) and has stayed the
 ``for_s``; clears only once the value is back past ``clear_at`` (default: the limit), so
 a value hovering at the limit does not open and close episodes. The subject is the
 signal's subject (a tool, an axis), so each is its own episode.
+
+The evidence charts the subject's last samples (at most ``2 x RECENT``, at least
+``RECENT``, kept in the rule's state) up to the crossing, against the limit and the
+clearing line.
 """
 
 from __future__ import annotations
@@ -13,7 +17,10 @@ from core.model import Signal
 from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
-from rules.types.base import BaseRule, fmt, num
+from rules.types.base import BaseRule, chart, fmt, num
+
+#: Samples per subject the evidence chart shows at least (the state keeps up to twice).
+RECENT = 30
 
 
 class Threshold(BaseRule):
@@ -45,6 +52,13 @@ class Threshold(BaseRule):
         st = m.rules.get(self.name)
         if st is None:
             st = m.rules[self.name] = {}
+        # The subject's recent samples, for the chart: trimmed by halves, not per sample.
+        recent: list[list[float]] | None = st.get("\x1f" + sig.subject)
+        if recent is None:
+            recent = st["\x1f" + sig.subject] = []
+        recent.append([sig.source_ts, value])
+        if len(recent) > 2 * RECENT:
+            del recent[:RECENT]
         on = st.get(sig.subject, False)
         if self.upward:
             fire, clear = value > self.limit, value < self.clear
@@ -66,6 +80,14 @@ class Threshold(BaseRule):
                     "value": value,
                     "limit": self.limit,
                     "clear_at": self.clear,
+                    # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                    "series": chart(
+                        self.signal,
+                        "",
+                        [[round(t, 3), v] for t, v in recent],
+                        limit=self.limit,
+                        **({"clear_at": self.clear} if self.clear != self.limit else {}),
+                    ),
                 },
             )
         elif on and clear:

@@ -156,7 +156,16 @@ def test_silences_show_where_they_act_and_actions_are_confirmed(start_web) -> No
     with web.sessions.begin() as s:
         muted_id = _episode(s, machine="cnc102").id
         loud_id = _episode(s, machine="cnc101").id
+        tickets = {}
+        for episode_id, machine in ((muted_id, "cnc102"), (loud_id, "cnc101")):
+            row = add_ticket(
+                s, machine=web.cfg.machine(machine), source="rule", title="T12", description="d"
+            )
+            row.episode_id = episode_id
+            s.flush()
+            tickets[machine] = row.id
     c = web.login("sam")
+    assert 'id="ticket-muted"' not in c.get(f"/tickets/{tickets['cnc102']}").text
     token = csrf_of(c.get("/silences").text)
     resp = c.post(
         "/silences",
@@ -177,11 +186,16 @@ def test_silences_show_where_they_act_and_actions_are_confirmed(start_web) -> No
     assert f'id="muted-{loud_id}"' not in board
     assert 'id="muted"' in c.get(f"/episodes/{muted_id}").text
     assert 'id="muted"' not in c.get(f"/episodes/{loud_id}").text
+    # The ticket of the silenced episode says so, to an operator too; the other does not.
+    ticket_page = web.login("olga").get(f"/tickets/{tickets['cnc102']}").text
+    assert 'id="ticket-muted"' in ticket_page and "until Mon 16:00: Spindle (by sam)" in ticket_page
+    assert 'id="ticket-muted"' not in c.get(f"/tickets/{tickets['cnc101']}").text
     with web.sessions() as s:
         silence_id = s.query(Silence).one().id
     c.post(f"/silences/{silence_id}/expire", data={"csrf_token": token})
     assert f"Silence {silence_id} ended" in c.get("/silences").text
     assert f'id="muted-{muted_id}"' not in c.get("/boards/episodes").text
+    assert 'id="ticket-muted"' not in c.get(f"/tickets/{tickets['cnc102']}").text
 
 
 def test_tv_board_opens_with_the_kiosk_token_and_rotates_its_pages(

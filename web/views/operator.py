@@ -23,7 +23,7 @@ from web.csrf import check_csrf
 from web.errors import FormError
 from web.forms import file_ticket, new_submit_token, parse_ticket, submit_key
 from web.params import TicketId
-from web.queries import get_ticket, ticket_events, tickets
+from web.queries import get_ticket, ticket_events, ticket_silence, tickets
 from web.render import machine_groups, render, url
 from web.roles import REPORTERS
 from web.services import services
@@ -177,11 +177,13 @@ def _ticket_context(request: Request, ticket_id: int) -> dict[str, Any]:
     with svc.sessions() as session:
         ticket = get_ticket(session, ticket_id)
         events = ticket_events(session, ticket_id)
+        muted = ticket_silence(session, ticket, now=svc.clock())
     machine = svc.cfg.machine(ticket.machine_id)
     labels = {c.id: c.label for c in svc.cfg.web.categories}
     return {
         "ticket": ticket,
         "events": events,
+        "muted": muted,
         "state_words": STATE_WORDS,
         "event_words": event_words,
         "machine_name": machine.display_name if machine else ticket.machine_id,
