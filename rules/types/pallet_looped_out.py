@@ -8,9 +8,14 @@ every tool of a looped-out pallet reports the same one episode; it clears when t
 covers every pallet again. At the start of a stream, before the tool ever ran on another
 pallet, the missing pallet has no name: the episode (subject ``""``) names the pallet that
 repeated.
+
+The evidence charts the pallet of each of the tool's last ``events`` events since the shift
+started (pallet numbers; no chart where a pallet's name is not a number).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from core.config.rules import PalletLoopedOutRule
 from core.model import Signal
@@ -18,7 +23,7 @@ from rules.alerts import Lifecycle
 from rules.derive import Facts
 from rules.state import MachineState
 from rules.text import local_time
-from rules.types.base import BaseRule, tool_of
+from rules.types.base import BaseRule, chart, tool_of
 
 
 def _headline(missing: str, distinct: set[str], machine: str) -> str:
@@ -42,7 +47,32 @@ class PalletLoopedOut(BaseRule):
     def __init__(self, spec: PalletLoopedOutRule, facts: Facts) -> None:
         super().__init__(spec.name)
         self.events = spec.events
+        #: Key of the chart points in the machine's rule memory: tool → [[time, pallet]].
+        self.series_key = f"{spec.name}#series"
         self.facts = facts
+
+    def _note(self, m: MachineState, tool: str, ts: float, pallet: str) -> list[list[Any]]:
+        """Remember the tool's last ``events`` events (time, pallet) for the chart."""
+        notes: dict[str, list[list[Any]]] | None = m.rules.get(self.series_key)
+        if notes is None:
+            notes = m.rules[self.series_key] = {}
+        points = notes.get(tool)
+        if points is None:
+            points = notes[tool] = []
+        points.append([round(ts, 3), pallet])
+        if len(points) > self.events:
+            del points[0]
+        return points
+
+    @staticmethod
+    def _series(points: list[list[Any]], shift: float) -> dict[str, Any] | None:
+        """The pallets of the events since the shift started, or None (a pallet's name is
+        not a number: nothing to draw on a value axis)."""
+        try:
+            drawn = [[t, float(p)] for t, p in points if t >= shift]
+        except ValueError:
+            return None
+        return chart("pallet", "number", drawn) if drawn else None
 
     def on_signal(self, m: MachineState, sig: Signal, ctx: Lifecycle) -> None:
         if sig.attrs.get("cmd") == "50":
@@ -55,6 +85,7 @@ class PalletLoopedOut(BaseRule):
         if wanted <= 1:
             return
         pallet = sig.attrs.get("pallet", "")
+        noted = self._note(m, tool, sig.source_ts, pallet)
         shift = self.facts.shifts.start_of(sig.source_ts)
         window = (state.window if state.window_shift == shift else []) + [pallet]
         st = self.state(m)  # missing pallet -> tools showing it
@@ -81,6 +112,7 @@ class PalletLoopedOut(BaseRule):
         tools.append(tool)
         machine = self.facts.machine_name(m.id)
         headline = _headline(missing, distinct, machine)
+        series = self._series(noted, shift)
         ctx.active(
             m,
             self.name,
@@ -97,5 +129,7 @@ class PalletLoopedOut(BaseRule):
                 "pallets_per_tool": wanted,
                 "shift_start_ts": shift,
                 **({} if missing or len(distinct) > 1 else {"repeated_pallet": last[-1]}),
+                # Lifted to the evidence's top-level ``series`` (web/charts.py).
+                **({"series": series} if series else {}),
             },
         )

@@ -11,6 +11,7 @@ from typing import Any
 from rules.engine import Program
 from rules.replay import case_config, read_items, replay, run_case
 from rules.types.threshold import RECENT as THRESHOLD_RECENT
+from rules.types.tool_life_overrun import RECENT as OVERRUN_RECENT
 from rules.types.tool_life_short import MAX_POINTS
 from tests.conftest import REPO
 from web.charts import evidence_facts, evidence_series, render_svg
@@ -323,3 +324,50 @@ def test_the_chart_marks_the_pallet_changes_of_the_machine_state(tmp_path: Path)
     assert (float(t0 + 2130), "pallet_change", "pallet 2 in") in series.markers
     svg = str(render_svg(series))
     assert "chart-marker-pallet_change" in svg and ">pallet 2 in</text>" in svg
+
+
+def test_tool_life_overrun_charts_the_readings_past_the_life() -> None:
+    (episode,) = _case("tool_life_overrun")
+    series_raw = episode["evidence"]["series"]
+    life = episode["evidence"]["values"]["life"]
+    fired = series_raw["points"][-1][0]
+    readings = [
+        [r["ts"], float(r["value"])]
+        for r in _inputs("tool_life_overrun")
+        if r["name"] == "tool_life" and r["ts"] <= fired
+    ]
+    assert series_raw["points"] == readings and series_raw["limit"] == life
+    assert series_raw["points"][-1][1] > life
+
+
+def test_the_overrun_chart_forgets_the_old_life_and_stays_bounded(tmp_path: Path) -> None:
+    case = tmp_path / "overrun_twice"
+    case.mkdir()
+    shutil.copy(REPO / "tests" / "rules" / "cases" / "tool_life_overrun" / "config.yaml", case)
+    t0 = 1_699_963_200
+    values = [*range(300, 351), 0, *range(1, 30), *range(330, 351)]
+    rows = [
+        {"ts": t0 + 60 * i, "machine": "cnc120", "name": "tool_life", "value": v, "subject": "T1"}
+        for i, v in enumerate(values)
+    ]
+    (case / "input.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (case / "expected.jsonl").write_text("")
+    second = run_case(case).actual[-1]
+    points = second["evidence"]["series"]["points"]
+    assert len(points) == OVERRUN_RECENT
+    assert [v for _, v in points] == [float(v) for v in range(330, 350)]  # this life only
+
+
+def test_pallet_looped_out_charts_the_pallets_of_the_events_since_the_shift_began() -> None:
+    (episode,) = _case("pallet_looped_out")
+    evidence = episode["evidence"]
+    assert [v for _, v in evidence["series"]["points"]] == [1.0] * 5  # pallet 2 missing
+    tool = evidence["values"]["tool"]
+    fired = evidence["series"]["points"][-1][0]
+    events = [
+        [r["ts"], float(r["attrs"]["pallet"])]
+        for r in _inputs("pallet_looped_out")
+        if r["name"] == "machining_event" and r["subject"] == tool and r["ts"] <= fired
+    ]
+    assert evidence["series"]["points"] == events[-5:]
+    assert evidence["values"]["pallets"] == ["1"] * 5
