@@ -20,7 +20,7 @@ from rules.state import MachineState
 from rules.types.base import BaseRule, chart, fmt, num
 
 #: Samples per subject the evidence chart shows at least (the state keeps up to twice).
-RECENT = 30
+RECENT = 20
 
 
 class Threshold(BaseRule):
