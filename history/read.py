@@ -24,6 +24,14 @@ from core.model import DecodeError, Signal
 from core.storage import Store, open_store
 from history import files
 
+#: The view's columns when the window holds no file (the files' schema, ``files.py``).
+EMPTY_COLUMNS = (
+    "NULL::BIGINT AS id_ms, NULL::BIGINT AS id_seq, NULL::VARCHAR AS machine, "
+    "NULL::VARCHAR AS name, NULL::VARCHAR AS subject, NULL::VARCHAR AS quality, "
+    "NULL::DOUBLE AS value_num, NULL::VARCHAR AS x, NULL::DOUBLE AS source_ts, "
+    "NULL::DOUBLE AS receive_ts, NULL::VARCHAR AS a, NULL::DATE AS date, "
+    "NULL::BIGINT AS partition"
+)
 #: The view every query sees: one row per stored signal, with its plant date and partition.
 VIEW = "signals"
 
@@ -150,7 +158,9 @@ def query(
                     f"read_parquet([{listed}], hive_partitioning=true)"
                 )
             else:
-                con.execute(f"CREATE VIEW {VIEW} AS SELECT NULL::BIGINT AS id_ms WHERE false")
+                # No file in the window: the same columns, no row (a query naming any
+                # column still binds and answers nothing).
+                con.execute(f"CREATE VIEW {VIEW} AS SELECT {EMPTY_COLUMNS} WHERE false")
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description or []]
             return names, cursor.fetchall()

@@ -3,7 +3,8 @@
 ``rules backtest --from/--to`` replays the signal history and the runner's escalation
 report reads it for OEE; neither ``rules`` nor ``runner`` may import ``history``, so the
 CLI puts :func:`history_source` and :func:`history_archive` on every command's arguments
-(``args.history_source``, ``args.history_archive``) and those commands call them.
+(``args.history_source``, ``args.history_archive``) and those commands call them; the web
+also takes :func:`tool_life_history` (``args.tool_life_history``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from datetime import date
 
 from core.config import RepsysConfig
 from core.sources import SignalArchive, SignalSource
+from core.toollife import ToolLifeHistory
 
 
 def history_source(
@@ -29,3 +31,10 @@ def history_archive(cfg: RepsysConfig) -> SignalArchive:
     from history.read import HistoryArchive  # noqa: PLC0415 - DuckDB only when used
 
     return HistoryArchive(cfg)
+
+
+def tool_life_history(cfg: RepsysConfig) -> ToolLifeHistory:
+    """The tool-life history report over the signal history (the web's page reads it)."""
+    from history.toollife import HistoryToolLife  # noqa: PLC0415 - DuckDB only when used
+
+    return HistoryToolLife(cfg)
