@@ -12,8 +12,6 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Protocol
 
-from core.errors import RepsysError
-
 
 @dataclass(frozen=True, slots=True)
 class ToolRun:
@@ -30,12 +28,6 @@ class ToolRun:
     def of_life(self) -> float | None:
         """The run as a fraction of the standard life (None without a standard life)."""
         return round(self.quantity / self.life, 3) if self.life else None
-
-
-class HistoryReadError(RepsysError):
-    """The signal history could not be read (its store or its files); ``reason`` says so."""
-
-    reason = "history_unavailable"
 
 
 class ToolLifeHistory(Protocol):

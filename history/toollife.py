@@ -24,8 +24,9 @@ from openpyxl import Workbook
 from openpyxl.styles import Border, Font, PatternFill, Side
 
 from core.config import RepsysConfig
+from core.sources import HistoryReadError
 from core.storage import StorageError
-from core.toollife import HistoryReadError, ToolRun
+from core.toollife import ToolRun
 from history.read import query
 
 SQL = """

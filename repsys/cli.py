@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         history_source=wiring.history_source,
         history_archive=wiring.history_archive,
         tool_life_history=wiring.tool_life_history,
+        history_series=wiring.history_series,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

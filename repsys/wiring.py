@@ -4,7 +4,8 @@
 report reads it for OEE; neither ``rules`` nor ``runner`` may import ``history``, so the
 CLI puts :func:`history_source` and :func:`history_archive` on every command's arguments
 (``args.history_source``, ``args.history_archive``) and those commands call them; the web
-also takes :func:`tool_life_history` (``args.tool_life_history``).
+also takes :func:`tool_life_history` and :func:`history_series`
+(``args.tool_life_history``, ``args.history_series``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from datetime import date
 
 from core.config import RepsysConfig
-from core.sources import SignalArchive, SignalSource
+from core.sources import SeriesArchive, SignalArchive, SignalSource
 from core.toollife import ToolLifeHistory
 
 
@@ -38,3 +39,10 @@ def tool_life_history(cfg: RepsysConfig) -> ToolLifeHistory:
     from history.toollife import HistoryToolLife  # noqa: PLC0415 - DuckDB only when used
 
     return HistoryToolLife(cfg)
+
+
+def history_series(cfg: RepsysConfig) -> SeriesArchive:
+    """A machine's chart samples from the signal history (the web's long chart windows)."""
+    from history.read import HistorySeries  # noqa: PLC0415 - DuckDB only when used
+
+    return HistorySeries(cfg)

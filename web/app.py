@@ -33,6 +33,7 @@ from core.lifecycle import Stopper
 from core.logs import get_logger
 from core.metrics import new_registry
 from core.redis import connect, connect_sync
+from core.sources import SeriesArchive
 from core.toollife import ToolLifeHistory
 from runner.errors import BadRequest, QueueUnavailable
 from web.accounts import Principal
@@ -261,9 +262,11 @@ def create_app(
     stopper: Stopper | None = None,
     clock: Callable[[], datetime] = utcnow,
     tool_life: ToolLifeHistory | None = None,
+    history_series: SeriesArchive | None = None,
 ) -> FastAPI:
     """Build the web app. Connections not given are made from ``cfg``; ``tool_life``
-    (the signal history's report, ``repsys/wiring.py``) is given by the caller."""
+    and ``history_series`` (the signal history's readers, ``repsys/wiring.py``) are given
+    by the caller."""
     registry = registry if registry is not None else new_registry()
     redis = redis if redis is not None else connect_sync(cfg.redis)
     metrics = WebMetrics(registry)
@@ -279,6 +282,7 @@ def create_app(
         quota=ReportQuota(redis, cfg.web.reports),
         clock=clock,
         tool_life=tool_life,
+        history_series=history_series,
     )
     if cfg.web.session_secret is not None:
         secret = cfg.web.session_secret.get_secret_value()

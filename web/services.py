@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from core.config import RepsysConfig
 from core.db.schema import utcnow
 from core.lifecycle import Stopper
+from core.sources import SeriesArchive
 from core.toollife import ToolLifeHistory
 from web.metrics import WebMetrics
 from web.ratelimit import LoginLimiter, ReportQuota
@@ -40,6 +41,7 @@ class Services:
         stopper: set when the process stops, so open live streams end promptly.
         clock: the current time (UTC); tests may pin it.
         tool_life: the tool-life history report (None: no signal history wired in).
+        history_series: chart samples from the signal history (None: not wired in).
     """
 
     cfg: RepsysConfig
@@ -53,6 +55,7 @@ class Services:
     quota: ReportQuota
     clock: Callable[[], datetime] = utcnow
     tool_life: ToolLifeHistory | None = None
+    history_series: SeriesArchive | None = None
     proxy_networks: list[Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -19,7 +19,8 @@ from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from core.logs import get_logger
-from core.toollife import HistoryReadError, ToolLifeHistory, ToolRun
+from core.sources import HistoryReadError
+from core.toollife import ToolLifeHistory, ToolRun
 from web.accounts import Principal
 from web.auth import require
 from web.csrf import check_csrf
