@@ -21,6 +21,11 @@ RULES_GROUP: Final = "rules"
 HISTORY_GROUP: Final = "history"
 
 
+def history_consumer_lease(consumer: str) -> str:
+    """Lease on a history consumer name: the one ``repsys history`` using it (token, TTL)."""
+    return f"{PREFIX}history:lease:{consumer}"
+
+
 def signal_stream(partition: int) -> str:
     """The stream of one partition of signals: ``repsys:signals:{<p>}``."""
     return f"{PREFIX}signals:{{{partition}}}"

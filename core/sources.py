@@ -11,7 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
+from core.errors import RepsysError
 from core.model import DecodeError, Signal
+
+
+class HistoryReadError(RepsysError):
+    """The signal history could not be read (its store or its files)."""
+
+    reason = "history_unavailable"
 
 
 class SignalSource(Protocol):
@@ -35,3 +42,17 @@ class SignalArchive(Protocol):
         self, partition: int, start_ms: int, end_ms: int
     ) -> Iterator[tuple[str, dict[str, str]]]:
         """The archived entries of ``partition`` in the span."""
+
+
+class SeriesArchive(Protocol):
+    """Numeric samples of one machine kept after the streams let them go (the history).
+
+    Called by a web request for a chart: the samples of ``names`` (no subject, a number)
+    with an entry-id time in ``[start_ms, end_ms)``, each as ``(source_ts, value)`` in id
+    order. Raises ``core.toollife.HistoryReadError`` when the history cannot be read.
+    """
+
+    def __call__(
+        self, partition: int, machine: str, names: tuple[str, ...], start_ms: int, end_ms: int
+    ) -> dict[str, list[tuple[float, float]]]:
+        """The machine's samples per signal name."""

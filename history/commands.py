@@ -14,6 +14,8 @@ from core.logs import get_logger
 from core.metrics import new_registry
 from core.redis import connect_sync
 from core.storage import open_store
+from history.errors import ConsumerTaken
+from history.lease import ConsumerLease
 from history.metrics import HistoryMetrics
 from history.read import query
 from history.toollife import HEADER, tool_runs, write_xlsx
@@ -22,23 +24,41 @@ from history.writer import HistoryWriter, prune
 log = get_logger(__name__)
 
 
+#: Exit code of a writer refused (or displaced) because its consumer name is held.
+EXIT_CONSUMER_TAKEN = 3
+
+
 def _run(args: argparse.Namespace) -> int:
     cfg, registry = setup_process(args)
     store = open_store(cfg.storage, default_root=cfg.runner.output_dir)
-    writer = HistoryWriter(cfg, connect_sync(cfg.redis), store, HistoryMetrics(registry))
-    if args.burst:
-        rows = writer.drain()
-        print(f"history: {rows} signals stored")
-        return EXIT_OK
+    redis = connect_sync(cfg.redis)
+    writer = HistoryWriter(cfg, redis, store, HistoryMetrics(registry))
+    lease = ConsumerLease(redis, cfg.history.consumer, ttl_s=cfg.history.lease_ttl_s)
     stopper = Stopper()
     install_signal_handlers(stopper)
-    server = start_observability(cfg, registry)
-    log.info("history_started", partitions=len(writer.partitions), store=store.label)
     try:
-        writer.run(stopper)
+        lease.acquire(wait_s=cfg.history.lease_wait_s, stopper=stopper)
+    except ConsumerTaken as exc:
+        log.error("history_consumer_taken", consumer=cfg.history.consumer, error=str(exc))
+        print(f"repsys: {exc}", file=sys.stderr)
+        return EXIT_CONSUMER_TAKEN
+    try:
+        if args.burst:
+            rows = writer.drain()
+            print(f"history: {rows} signals stored")
+            return EXIT_OK
+        server = start_observability(cfg, registry)
+        log.info("history_started", partitions=len(writer.partitions), store=store.label)
+        try:
+            kept = writer.run(stopper, keep=lease.keep)
+        finally:
+            server.stop()
+        if not kept:
+            print(f"repsys: history consumer {cfg.history.consumer!r} taken over", file=sys.stderr)
+            return EXIT_CONSUMER_TAKEN
+        return EXIT_OK
     finally:
-        server.stop()
-    return EXIT_OK
+        lease.release()
 
 
 def _prune(args: argparse.Namespace) -> int:

@@ -3,7 +3,8 @@
 Tree::
 
     HistoryError (RepsysError)
-    └── HistoryUnavailable (TransientError)   the store or Redis failed; retried with backoff
+    ├── HistoryUnavailable (TransientError)   the store or Redis failed; retried with backoff
+    └── ConsumerTaken                         another process holds the consumer name (exit 3)
 """
 
 from __future__ import annotations
@@ -21,3 +22,9 @@ class HistoryUnavailable(HistoryError, TransientError):  # noqa: N818 - reads as
     """The object store or Redis failed; the entries stay pending and are retried."""
 
     reason = "unavailable"
+
+
+class ConsumerTaken(HistoryError):  # noqa: N818 - reads as a state
+    """Another live process holds the consumer name (its token in the message)."""
+
+    reason = "consumer_taken"

@@ -21,9 +21,18 @@ import duckdb
 
 from core.config import RepsysConfig
 from core.model import DecodeError, Signal
-from core.storage import Store, open_store
+from core.sources import HistoryReadError
+from core.storage import StorageError, Store, open_store
 from history import files
 
+#: The view's columns when the window holds no file (the files' schema, ``files.py``).
+EMPTY_COLUMNS = (
+    "NULL::BIGINT AS id_ms, NULL::BIGINT AS id_seq, NULL::VARCHAR AS machine, "
+    "NULL::VARCHAR AS name, NULL::VARCHAR AS subject, NULL::VARCHAR AS quality, "
+    "NULL::DOUBLE AS value_num, NULL::VARCHAR AS x, NULL::DOUBLE AS source_ts, "
+    "NULL::DOUBLE AS receive_ts, NULL::VARCHAR AS a, NULL::DATE AS date, "
+    "NULL::BIGINT AS partition"
+)
 #: The view every query sees: one row per stored signal, with its plant date and partition.
 VIEW = "signals"
 
@@ -150,7 +159,9 @@ def query(
                     f"read_parquet([{listed}], hive_partitioning=true)"
                 )
             else:
-                con.execute(f"CREATE VIEW {VIEW} AS SELECT NULL::BIGINT AS id_ms WHERE false")
+                # No file in the window: the same columns, no row (a query naming any
+                # column still binds and answers nothing).
+                con.execute(f"CREATE VIEW {VIEW} AS SELECT {EMPTY_COLUMNS} WHERE false")
             cursor = con.execute(sql)
             names = [d[0] for d in cursor.description or []]
             return names, cursor.fetchall()
@@ -190,3 +201,43 @@ class HistoryArchive:
                         yield f"{row['id_ms']}-{row['id_seq']}", files.fields_of(row)
             finally:
                 con.close()
+
+
+@dataclass(frozen=True)
+class HistorySeries:
+    """The history as a :class:`core.sources.SeriesArchive`: a machine page's chart over
+    a window longer than the streams hold. The filter runs in DuckDB (one machine, a few
+    signal names), so only the chart's own rows leave the files."""
+
+    cfg: RepsysConfig
+
+    def __call__(
+        self, partition: int, machine: str, names: tuple[str, ...], start_ms: int, end_ms: int
+    ) -> dict[str, list[tuple[float, float]]]:
+        zone = ZoneInfo(self.cfg.plant.timezone)
+        first = files.plant_date(files.EntryId(start_ms, 0), zone)
+        last = files.plant_date(files.EntryId(max(end_ms - 1, start_ms), 0), zone)
+        out: dict[str, list[tuple[float, float]]] = {}
+        try:
+            store = open_store(self.cfg.storage, default_root=self.cfg.runner.output_dir)
+            keys = history_keys(store, self.cfg.history.prefix, first, last, partition)
+            if not keys:
+                return out
+            with local_files(store, keys) as paths:
+                con = duckdb.connect()
+                try:
+                    rows = con.execute(
+                        "SELECT name::VARCHAR, source_ts, value_num FROM read_parquet($paths) "
+                        "WHERE machine = $machine AND list_contains($names, name::VARCHAR) "
+                        "AND subject = '' AND value_num IS NOT NULL AND isfinite(value_num) "
+                        "AND id_ms >= $start AND id_ms < $end ORDER BY id_ms, id_seq",
+                        {"paths": paths, "machine": machine, "names": list(names),
+                         "start": start_ms, "end": end_ms},
+                    ).fetchall()  # fmt: skip
+                finally:
+                    con.close()
+        except (StorageError, duckdb.Error) as exc:
+            raise HistoryReadError(f"the signal history could not be read: {exc}") from exc
+        for name, ts, value in rows:
+            out.setdefault(name, []).append((ts, value))
+        return out

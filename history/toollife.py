@@ -19,10 +19,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import duckdb
 from openpyxl import Workbook
 from openpyxl.styles import Border, Font, PatternFill, Side
 
 from core.config import RepsysConfig
+from core.sources import HistoryReadError
+from core.storage import StorageError
+from core.toollife import ToolRun
 from history.read import query
 
 SQL = """
@@ -44,23 +48,6 @@ FROM changes c ASOF LEFT JOIN programs p ON c.machine = p.machine AND c.source_t
 ORDER BY c.machine, c.tool, c.source_ts
 """
 HEADER = ("machine", "tool", "job", "changed_at", "run_quantity", "standard_life", "of_life")
-
-
-@dataclass(frozen=True, slots=True)
-class ToolRun:
-    """One finished run of one tool: changed at ``changed_at`` after ``quantity`` parts."""
-
-    machine: str
-    tool: str
-    job: str
-    changed_at: datetime
-    quantity: int
-    life: int | None
-
-    @property
-    def of_life(self) -> float | None:
-        """The run as a fraction of the standard life (None without a standard life)."""
-        return round(self.quantity / self.life, 3) if self.life else None
 
 
 def tool_runs(cfg: RepsysConfig, start: date, end: date) -> list[ToolRun]:
@@ -103,3 +90,19 @@ def write_xlsx(path: Path, runs: list[ToolRun], zone: str) -> None:
         at = r.changed_at.astimezone(local).replace(tzinfo=None)
         sheet.append((r.machine, r.tool, r.job, at, r.quantity, r.life, r.of_life))
     book.save(path)
+
+
+@dataclass(frozen=True)
+class HistoryToolLife:
+    """The report as a :class:`core.toollife.ToolLifeHistory`, for the web's page."""
+
+    cfg: RepsysConfig
+
+    def runs(self, start: date, end: date) -> list[ToolRun]:
+        try:
+            return tool_runs(self.cfg, start, end)
+        except (StorageError, duckdb.Error) as exc:
+            raise HistoryReadError(f"the signal history could not be read: {exc}") from exc
+
+    def write_xlsx(self, path: Path, runs: list[ToolRun]) -> None:
+        write_xlsx(path, runs, self.cfg.plant.timezone)

@@ -253,11 +253,19 @@ class HistoryWriter:
             self.flush(p)
         return self.stored - before
 
-    def run(self, stopper: Stopper) -> None:
-        """Until stopped: read, store, acknowledge; store the buffers when stopping."""
+    def run(self, stopper: Stopper, *, keep: Callable[[], bool] | None = None) -> bool:
+        """Until stopped: read, store, acknowledge; store the buffers when stopping.
+
+        ``keep`` (the consumer-name lease, ``history/lease.py``) is asked before every
+        step; once it says no, the writer stops at once and stores nothing more: its
+        buffered entries stay pending for the process that holds the name now. Returns
+        False in that case, True after a requested stop.
+        """
         self.ensure_groups()
         backoff = 0.5
         while not stopper.stopped:
+            if keep is not None and not keep():
+                return False
             try:
                 self.step(block=True)
                 backoff = 0.5
@@ -271,6 +279,7 @@ class HistoryWriter:
                 self.flush(p)
             except (HistoryUnavailable, RedisError) as exc:
                 log.warning("history_final_flush_failed", partition=p, error=str(exc))
+        return True
 
 
 def prune(cfg: RepsysConfig, store: Store, metrics: HistoryMetrics, *, today: date) -> int:

@@ -70,7 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # Readers a package takes without importing their package (repsys/wiring.py).
     parser.set_defaults(
-        history_source=wiring.history_source, history_archive=wiring.history_archive
+        history_source=wiring.history_source,
+        history_archive=wiring.history_archive,
+        tool_life_history=wiring.tool_life_history,
+        history_series=wiring.history_series,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

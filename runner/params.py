@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from core.config import RepsysConfig
@@ -162,9 +162,19 @@ def _tb(cfg: RepsysConfig, params: Mapping[str, Any], calendars: CalendarLookup)
 
 
 def _escalation(cfg: RepsysConfig, params: Mapping[str, Any]) -> Normalized:
-    _check_keys("escalation", params, {"shift", "end"})
+    _check_keys("escalation", params, {"shift", "end", "day"})
     out: dict[str, Any] = {}
     shifts = [s.name for s in cfg.runner.escalation.shifts]
+    if params.get("day"):
+        # A whole plant day (every shift starting on it): OEE read from the history where
+        # the streams no longer reach back.
+        if params.get("shift") or params.get("end"):
+            raise BadRequest("give a day, or a shift (and end), not both")
+        try:
+            day = date.fromisoformat(str(params["day"]))
+        except ValueError:
+            raise BadRequest(f"day {params['day']!r} is not an ISO date (YYYY-MM-DD)") from None
+        return Normalized({"day": day.isoformat()}, f"Escalation_day_{day.isoformat()}")
     if params.get("shift"):
         shift = str(params["shift"])
         if shift not in shifts:

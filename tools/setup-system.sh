@@ -21,6 +21,7 @@ needs=(
   "node:nodejs"
   "npm:npm"
   "mariadbd:mariadb-server"
+  "/usr/lib/*/odbc/libtdsodbc.so:tdsodbc"
 )
 
 missing=()

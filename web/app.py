@@ -33,6 +33,8 @@ from core.lifecycle import Stopper
 from core.logs import get_logger
 from core.metrics import new_registry
 from core.redis import connect, connect_sync
+from core.sources import SeriesArchive
+from core.toollife import ToolLifeHistory
 from runner.errors import BadRequest, QueueUnavailable
 from web.accounts import Principal
 from web.auth import current
@@ -52,7 +54,7 @@ from web.openapi import install as install_openapi
 from web.ratelimit import LoginLimiter, ReportQuota
 from web.render import STATIC, build_templates, render, url
 from web.services import Services, services
-from web.views import api, boards, login, operator, reports, silences
+from web.views import api, boards, login, operator, reports, silences, toollife
 
 log = get_logger(__name__)
 
@@ -259,8 +261,12 @@ def create_app(
     registry: CollectorRegistry | None = None,
     stopper: Stopper | None = None,
     clock: Callable[[], datetime] = utcnow,
+    tool_life: ToolLifeHistory | None = None,
+    history_series: SeriesArchive | None = None,
 ) -> FastAPI:
-    """Build the web app. Connections not given are made from ``cfg``."""
+    """Build the web app. Connections not given are made from ``cfg``; ``tool_life``
+    and ``history_series`` (the signal history's readers, ``repsys/wiring.py``) are given
+    by the caller."""
     registry = registry if registry is not None else new_registry()
     redis = redis if redis is not None else connect_sync(cfg.redis)
     metrics = WebMetrics(registry)
@@ -275,6 +281,8 @@ def create_app(
         stopper=stopper or Stopper(),
         quota=ReportQuota(redis, cfg.web.reports),
         clock=clock,
+        tool_life=tool_life,
+        history_series=history_series,
     )
     if cfg.web.session_secret is not None:
         secret = cfg.web.session_secret.get_secret_value()
@@ -296,7 +304,7 @@ def create_app(
     )
     app.state.services = svc
     app.state.templates = build_templates(cfg.plant.timezone)
-    for module in (login, operator, boards, silences, reports):
+    for module in (login, operator, boards, silences, reports, toollife):
         app.include_router(module.router, include_in_schema=False)
     app.include_router(api.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")

@@ -112,7 +112,18 @@ def serve(args: argparse.Namespace) -> int:
         names = _bootstrap(cfg, engine)
         if names:
             log.info("bootstrap_users_applied", users=names)
-        app = create_app(cfg, engine=engine, redis=redis, registry=registry, stopper=stopper)
+        # The signal history's report, from the composition root (web imports no reader).
+        make_tool_life = getattr(args, "tool_life_history", None)
+        make_series = getattr(args, "history_series", None)
+        app = create_app(
+            cfg,
+            engine=engine,
+            redis=redis,
+            registry=registry,
+            stopper=stopper,
+            tool_life=make_tool_life(cfg) if make_tool_life is not None else None,
+            history_series=make_series(cfg) if make_series is not None else None,
+        )
         services.append(app.state.services)
         log.info("web_starting", url=f"http://{host}:{port}{cfg.web.root_path}/")
         if not stopper.stopped:

@@ -44,6 +44,7 @@ NAV = (
     NavItem("Tool changes", "/boards/tool-changes", ("operator", "supervisor")),
     NavItem("Episodes", "/boards/episodes", ("supervisor",)),
     NavItem("Tickets", "/boards/tickets", ("supervisor",)),
+    NavItem("Tool life", "/tool-life", ("supervisor",)),
     NavItem("Silences", "/silences", ("supervisor",)),
     NavItem("Reports", "/reports", ("controller", "supervisor")),
 )

@@ -20,6 +20,8 @@ from starlette.requests import HTTPConnection
 from core.config import RepsysConfig
 from core.db.schema import utcnow
 from core.lifecycle import Stopper
+from core.sources import SeriesArchive
+from core.toollife import ToolLifeHistory
 from web.metrics import WebMetrics
 from web.ratelimit import LoginLimiter, ReportQuota
 
@@ -38,6 +40,8 @@ class Services:
         registry: the metrics registry /metrics serves.
         stopper: set when the process stops, so open live streams end promptly.
         clock: the current time (UTC); tests may pin it.
+        tool_life: the tool-life history report (None: no signal history wired in).
+        history_series: chart samples from the signal history (None: not wired in).
     """
 
     cfg: RepsysConfig
@@ -50,6 +54,8 @@ class Services:
     stopper: Stopper
     quota: ReportQuota
     clock: Callable[[], datetime] = utcnow
+    tool_life: ToolLifeHistory | None = None
+    history_series: SeriesArchive | None = None
     proxy_networks: list[Network] = field(default_factory=list)
 
     def __post_init__(self) -> None:

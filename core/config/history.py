@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from core.config.base import StrictModel
 
@@ -15,6 +15,17 @@ class HistoryConfig(StrictModel):
     consumer: str = Field(
         default="history-0",
         description="Consumer name; a restart with the same name resumes its pending entries.",
+    )
+    lease_ttl_s: float = Field(
+        default=30.0,
+        ge=1.0,
+        description="Lease on the consumer name (one writer per name), renewed every third.",
+    )
+    lease_wait_s: float = Field(
+        default=45.0,
+        ge=0,
+        description="How long a start waits for a held consumer name (a crashed "
+        "predecessor's lease runs out) before it refuses (exit 3); 0 = refuse at once.",
     )
     partitions: list[int] = Field(
         default_factory=list, description="Partitions this process writes; [] = all."
@@ -37,3 +48,10 @@ class HistoryConfig(StrictModel):
     backtest_processes: int = Field(
         default=0, ge=0, description="Processes of a history backtest; 0 = one per core."
     )
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_step(self) -> Self:
+        # The lease is renewed between steps, and an idle step blocks for block_ms.
+        if self.lease_ttl_s * 1000 < 3 * self.block_ms:
+            raise ValueError("lease_ttl_s must be at least three times block_ms")
+        return self

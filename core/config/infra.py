@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
@@ -57,6 +58,20 @@ class DatabaseConfig(StrictModel):
     @classmethod
     def _no_password_in_url(cls, url: str) -> str:
         return url_without_password(url)
+
+    @model_validator(mode="after")
+    def _freetds_password(self) -> DatabaseConfig:
+        # Debian's FreeTDS (1.3) does not undo the ODBC escape of a "}" inside a braced
+        # value (PWD={a}}b}): the server would be sent "a}}b" and refuse the login.
+        query = parse_qs(urlsplit(self.url).query)
+        drivers = [d.lower() for d in query.get("driver", [])]
+        secret = self.password.get_secret_value() if self.password is not None else ""
+        if self.url.startswith("mssql") and "freetds" in drivers and "}" in secret:
+            raise ValueError(
+                "password: FreeTDS cannot pass a '}' in a password; change the password "
+                "or use Microsoft's ODBC driver (decision 0430)"
+            )
+        return self
 
 
 class HttpConfig(StrictModel):

@@ -68,6 +68,28 @@ def occurrence(shift: ShiftConfig, day: date, tz: tzinfo) -> ShiftWindow:
     return ShiftWindow(shift.name, start, end, tz, tuple(sorted(breaks)))
 
 
+#: The name of a whole plant day's window (``day_window``).
+DAY = "day"
+
+
+def day_window(shifts: list[ShiftConfig], day: date, tz: tzinfo) -> ShiftWindow:
+    """Every shift starting on plant-date ``day`` as one window: from the first shift's
+    start to the last one's end; the breaks and the time between shifts are not planned.
+
+    Raises:
+        ValueError: no shift is configured.
+    """
+    if not shifts:
+        raise ValueError("no shift is configured")
+    occurrences = sorted((occurrence(s, day, tz) for s in shifts), key=lambda w: w.start)
+    start = occurrences[0].start
+    end = max(w.end for w in occurrences)
+    worked = merge([(w.start, w.end) for w in occurrences])
+    idle = subtract([(start, end)], worked)
+    pauses = [b for w in occurrences for b in w.breaks]
+    return ShiftWindow(DAY, start, end, tz, tuple(merge(idle + pauses)))
+
+
 def shift_window(
     shifts: list[ShiftConfig],
     tz: tzinfo,

@@ -139,9 +139,10 @@ def read_history(
 ) -> SignalHistory:
     """Scan every partition stream for the window's entries (by stream id time).
 
-    Where a stream begins after the window starts and ``archive`` (the signal history)
-    is given, the part the stream no longer holds (and the look-back before the window)
-    is read from the archive first, so the figures cover the whole shift.
+    Where a stream begins after the window starts (or holds nothing at all) and
+    ``archive`` (the signal history) is given, the part the stream no longer holds (and
+    the look-back before the window) is read from the archive first, so the figures cover
+    the whole shift or day.
     """
     history = SignalHistory()
     budget = _MAX_ENTRIES
@@ -156,6 +157,14 @@ def read_history(
             if archive is not None:
                 span = (start_ms, min(end_ms, int(oldest[0][0].split("-")[0])))
                 budget -= _from_archive(archive, partition, span, own, history=history)
+        elif not oldest and archive is not None:
+            # An empty stream (trimmed whole, or a partition at rest for longer than the
+            # streams keep): the window is the history's alone. Nothing there either
+            # leaves the window as before: covered, with no signal.
+            history.covered_from[partition] = end
+            budget -= _from_archive(archive, partition, (start_ms, end_ms), own, history=history)
+            if history.covered_from.get(partition) == end:
+                del history.covered_from[partition]
         budget -= _scan_before(client, stream, start_ms, own, history)
         budget -= _scan_window(client, stream, (start_ms, end_ms), history, budget)
         if budget <= 0:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from runner.escalation.render import (
     render_text,
     title,
 )
-from runner.escalation.shift import ShiftWindow, Span, shift_window
+from runner.escalation.shift import DAY, ShiftWindow, Span, day_window, shift_window
 from runner.escalation.signals import SignalHistory, read_history
 from runner.escalation.xlsx import write_xlsx
 from runner.notify import Attachment, Message
@@ -116,13 +116,10 @@ class EscalationReport:
         end = datetime.fromisoformat(params["end"]) if params.get("end") else None
         if end is not None and end.tzinfo is None:
             end = end.replace(tzinfo=zone)  # a bare time is plant time, as shifts are
-        window = shift_window(
-            cfg.shifts,
-            zone,
-            now=now,
-            name=params.get("shift"),
-            end=end,
-        )
+        if params.get("day"):
+            window = day_window(cfg.shifts, date.fromisoformat(params["day"]), zone)
+        else:
+            window = shift_window(cfg.shifts, zone, now=now, name=params.get("shift"), end=end)
         machines = {m.id: m.display_name for m in ctx.cfg.machines}
         with ctx.sessions() as session:
             tickets = data.open_tickets(session, cfg, now)
@@ -135,7 +132,9 @@ class EscalationReport:
         )
         html = render_html(report)
         folder = ctx.output_dir()
-        stem = f"Escalation-{window.name}-{window.local(window.end):%Y-%m-%d}"
+        # A shift is named by the date it ends, a day by its own date.
+        dated = window.start if window.name == DAY else window.end
+        stem = f"Escalation-{window.name}-{window.local(dated):%Y-%m-%d}"
         html_path = folder / f"{stem}.html"
         html_path.write_text(html, encoding="utf-8")
         xlsx_path = folder / f"{stem}.xlsx"

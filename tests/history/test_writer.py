@@ -176,7 +176,14 @@ def test_kill_9_mid_write_loses_and_duplicates_nothing(
                 "http": {"port": 0},
                 "streams": {"partitions": P},
                 "storage": {"type": "local", "root": str(tmp_path / "store")},
-                "history": {"file_rows": 400, "read_count": 200, "file_age_s": 0.2},
+                # The killed writer's consumer lease runs out in 2 s; the burst waits.
+                "history": {
+                    "file_rows": 400,
+                    "read_count": 200,
+                    "file_age_s": 0.2,
+                    "lease_ttl_s": 2,
+                    "block_ms": 200,
+                },
             }
         )
     )

@@ -335,3 +335,34 @@ def test_tool_check_sends_only_when_there_is_something_to_say(
         "Upcoming tool change: cnc101 tool T3 in 10 min",
     ]
     assert not teams.posts
+
+
+def test_a_whole_day_is_one_report_over_every_shift_of_it(
+    runner_config: Callable[..., RepsysConfig],
+    make_runner: Callable[..., Harness],
+    smtp: tuple[int, Mailbox],
+    teams: Webhook,
+    redis_client: redis.Redis,
+    monkeypatch: Any,
+) -> None:
+    port, box = smtp
+    monkeypatch.setenv("REPSYS_TEST_TEAMS_URL", teams.url)
+    cfg = escalation_cfg(runner_config, port, teams)
+    harness = make_runner(cfg, clock=lambda: NOW)
+    seed_plant(cfg, harness.sessions, redis_client)
+    row = submit(
+        harness.sessions,
+        redis_client,
+        cfg,
+        kind="escalation",
+        params={"day": "2024-07-08"},
+        requester="sam",
+    )
+    assert harness.burst() == 1
+    with harness.sessions() as s:
+        done = s.get(ReportRequestRow, row.id)
+        assert done is not None and done.state == "completed", done and done.error
+    assert done.result_path and done.result_path.endswith("/Escalation-day-2024-07-08.html")
+    text = box.messages[-1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    # Every shift starting on the day: 3 x 8 h planned (the default shifts have no breaks).
+    assert "planned 1440" in text

@@ -29,6 +29,8 @@ from core.db.schema import User
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from core.redis import connect_sync
+from history.read import HistorySeries
+from history.toollife import HistoryToolLife
 from plex.commands import build_sender
 from repsys.servers import wait_until
 from runner.commands import build_runner
@@ -132,6 +134,8 @@ def start_web(
         engine: Engine | None = None,
         users: bool = True,
         clock: Any = None,
+        tool_life: Any = HistoryToolLife,
+        history_series: Any = HistorySeries,
     ) -> RunningWeb:
         base = {"web": {"cookie_secure": False}}
         cfg = make_config(_merge(base, overrides or {}))
@@ -142,7 +146,10 @@ def start_web(
         registry = new_registry()
         stopper = Stopper()
         redis = connect_sync(cfg.redis)
-        kwargs = {"clock": clock} if clock else {}
+        kwargs: dict[str, Any] = {"clock": clock} if clock else {}
+        # The signal history's readers as ``repsys web`` wires them (None: not wired in).
+        kwargs["tool_life"] = tool_life(cfg) if tool_life is not None else None
+        kwargs["history_series"] = history_series(cfg) if history_series is not None else None
         app = create_app(cfg, engine=eng, redis=redis, registry=registry, stopper=stopper, **kwargs)
         server = uvicorn.Server(uvicorn_config(app, "127.0.0.1", 0))
         thread = threading.Thread(target=server.run, name="web-test", daemon=True)

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, ViewportSize, sync_playwright
 
-from tests.conftest import REPO
+from tests.conftest import REPO, _merge
 from tests.web.conftest import PASSWORD, RunningWeb
 from tests.web.test_browser import CHROMIUM_ARGS, NAMED_MACHINES, _seed_plant
+from tests.web.test_tool_life import seed_history
 
 AXE = REPO / ".tools" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
 VIEWPORTS: dict[str, ViewportSize] = {
@@ -40,6 +41,7 @@ SUPERVISOR_PAGES = [
     "/tickets/{ticket}",
     "/report",
     "/reports",
+    "/tool-life",
 ]
 #: Pages per role: everything its navigation offers, the pages those link to, an error.
 PAGES: dict[str, list[str]] = {
@@ -84,10 +86,12 @@ def _check(page: Page, where: str, found: list[str]) -> None:
 
 
 def test_no_serious_or_critical_violation_on_any_page_role_or_viewport(
-    start_web, redis_client, browser: Browser
+    start_web, redis_client, redis_url, browser: Browser, tmp_path
 ) -> None:
-    web: RunningWeb = start_web(NAMED_MACHINES)
+    store = {"storage": {"type": "local", "root": str(tmp_path / "store")}}
+    web: RunningWeb = start_web(_merge(NAMED_MACHINES, store))
     _seed_plant(web, redis_client)
+    seed_history(web, redis_client, redis_url)  # the tool-life page shows its table
     with web.sessions() as s:
         from core.db.schema import Episode, Ticket
 

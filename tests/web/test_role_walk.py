@@ -55,6 +55,8 @@ EXPECTED: dict[tuple[str, str], str | tuple[str, ...]] = {
     ("GET", "/boards/episodes"): SUPERVISOR,
     ("GET", "/episodes/{episode_id}"): SUPERVISOR,
     ("GET", "/boards/tickets"): SUPERVISOR,
+    ("GET", "/tool-life"): SUPERVISOR,
+    ("GET", "/tool-life.xlsx"): SUPERVISOR,
     ("GET", "/silences"): SUPERVISOR,
     ("POST", "/silences"): SUPERVISOR,
     ("POST", "/silences/{silence_id}/expire"): SUPERVISOR,

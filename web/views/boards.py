@@ -9,10 +9,11 @@ database.
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from core.config import Machine
@@ -26,10 +27,10 @@ from web.errors import NotAuthenticated, NotFound
 from web.live import (
     MachineStatus,
     machine_statuses,
-    recent_signals,
     signal_display,
     upcoming_tool_changes,
 )
+from web.machine_charts import WINDOWS, thin, window_signals
 from web.params import EpisodeId, MachineId
 from web.queries import (
     OPEN_EPISODE_STATES,
@@ -109,24 +110,28 @@ def machine_page(
     request: Request,
     machine_id: MachineId,
     principal: Annotated[Principal, Depends(require(*FLOOR))],
+    minutes: Annotated[int, Query(ge=5, le=WINDOWS[-1][0])] = MACHINE_CHART_MIN,
 ) -> Response:
-    """One machine: its state, its last hour charted, its episodes, tickets and tool changes."""
+    """One machine: its state, its last hour (or ``minutes``) charted, its episodes,
+    tickets and tool changes."""
     svc = services(request)
     machine = svc.cfg.machine(machine_id)
     if machine is None:
         raise NotFound(f"There is no machine {machine_id}.")
     (status,) = _statuses(svc, [machine])
     now = svc.clock()
-    recent = recent_signals(
+    # Older than the stream holds: from the signal history (web/machine_charts.py).
+    recent = window_signals(
         svc.redis,
         machine.id,
         partitions=svc.cfg.streams.partitions,
-        since=now.timestamp() - MACHINE_CHART_MIN * 60,
+        since=now.timestamp() - minutes * 60,
+        archive=svc.history_series,
     )
     charts = []
-    for name, points in recent.items():
+    for name, points in recent.points.items():
         fmt = signal_display(name, svc.cfg.web.signals)
-        charts.append(Series(name=fmt.label, unit=fmt.unit, points=points, references={}))
+        charts.append(Series(name=fmt.label, unit=fmt.unit, points=thin(points), references={}))
     with svc.sessions() as session:
         silenced = silenced_machines(session, now=now)
         show_episodes = principal.has_any(SUPERVISOR)
@@ -144,7 +149,11 @@ def machine_page(
         {
             "s": status,
             "charts": charts,
-            "chart_minutes": MACHINE_CHART_MIN,
+            "chart_minutes": minutes,
+            "chart_windows": WINDOWS,
+            "charts_from": (
+                datetime.fromtimestamp(recent.covered_from, UTC) if recent.covered_from else None
+            ),
             "silenced_until": silenced.get(machine.id),
             "episodes": machine_episodes,
             "show_episodes": show_episodes,
