@@ -35,7 +35,6 @@ from typing import Any
 from core import keys
 from core.config import Machine
 from core.config.web import SignalDisplay
-from core.model import DecodeError, Signal
 
 #: States the board colours; anything else is shown as it is, uncoloured.
 KNOWN_STATES = ("running", "idle", "down", "no_data")
@@ -219,39 +218,3 @@ def upcoming_tool_changes(redis: Any, *, limit: int) -> list[ToolChange]:
 
 #: Signals the machine page charts, when the machine sends them (numbers only).
 CHARTED_SIGNALS = ("cycle_time", "spindle_load", "part_count", "feed_override")
-
-
-def recent_signals(
-    redis: Any,
-    machine_id: str,
-    *,
-    partitions: int,
-    since: float,
-    scan: int = 5000,
-) -> dict[str, list[tuple[float, float]]]:
-    """The machine's recent numeric samples of :data:`CHARTED_SIGNALS`, oldest first.
-
-    Read from the tail of the machine's partition stream (its ``scan`` newest entries,
-    which other machines share): enough for the last hour of a busy partition, and a
-    bounded read however long the stream is. Entries that do not decode are skipped: a
-    chart is best effort, and the rules engine dead-letters them.
-    """
-    stream = keys.signal_stream(keys.partition_of(machine_id, partitions))
-    out: dict[str, list[tuple[float, float]]] = {}
-    for _id, fields in redis.xrevrange(stream, count=scan):
-        if fields.get("m") != machine_id or fields.get("n") not in CHARTED_SIGNALS:
-            continue
-        try:
-            sig = Signal.from_fields(fields)
-        except DecodeError:
-            continue
-        if sig.source_ts < since or sig.subject:
-            continue
-        value = sig.value
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            continue
-        if math.isfinite(float(value)):
-            out.setdefault(sig.name, []).append((sig.source_ts, float(value)))
-    for points in out.values():
-        points.reverse()
-    return out
