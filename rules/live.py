@@ -27,6 +27,7 @@ The worker also keeps the upcoming tool changes board's sorted set
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core import keys
@@ -190,6 +191,28 @@ class LiveBoard:
         if written:
             pipe.execute()
         return written
+
+
+class LivePublisher:
+    """The worker's side of the boards: what it notes, flushes and forecasts, on its Redis.
+
+    ``note`` runs for every signal (the board's own method, no call in between);
+    ``flush`` after a batch (the board decides whether it is time); ``forecasts`` after
+    a commit.
+    """
+
+    def __init__(self, redis: Any, board: LiveBoard, clock: Callable[[], float]) -> None:
+        self.redis = redis
+        self.board = board
+        self.clock = clock
+        self.note = board.note
+
+    def flush(self, engines: list[dict[str, MachineState]], *, force: bool = False) -> int:
+        """Write the hashes of the machines noted (of ``engines``); machines written."""
+        return self.board.flush(self.redis, engines, self.clock(), force=force)
+
+    def forecasts(self, forecasts: list[Forecast]) -> None:
+        write_forecasts(self.redis, forecasts)
 
 
 def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
