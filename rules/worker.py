@@ -41,8 +41,9 @@ from rules.errors import RulesTransientError
 from rules.lease import Leases
 from rules.live import LiveBoard, LivePublisher
 from rules.metrics import RulesMetrics
+from rules.reads import Entry, PendingRead
 from rules.sink import EpisodeSink, WriteResult, load_episodes, load_silences
-from rules.stream import Entry, PartitionStream, PendingRead, entry_key
+from rules.stream import PartitionStream, entry_key
 
 log = get_logger(__name__)
 
