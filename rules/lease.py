@@ -21,6 +21,7 @@ from redis.cluster import RedisCluster
 
 from core import keys
 from core.lease import RELEASE_LUA, RENEW_LUA
+from core.redis import RedisCommands
 
 #: KEYS[1] = worker registry (sorted set). ARGV[1] = worker id, ARGV[2] = worker TTL in ms.
 #: Records the heartbeat at the server's time, forgets workers silent for longer than the
@@ -48,7 +49,7 @@ class Leases:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisCommands,
         worker_id: str,
         partitions: int,
         *,

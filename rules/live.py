@@ -32,6 +32,7 @@ from typing import Any
 
 from core import keys
 from core.model import Quality, Signal, Value
+from core.redis import RedisCommands
 from rules.actions import Forecast
 from rules.derive import Facts
 from rules.engine import Program
@@ -146,7 +147,12 @@ class LiveBoard:
         return state, m.run_since
 
     def flush(
-        self, redis: Any, engines: list[dict[str, MachineState]], now: float, *, force: bool = False
+        self,
+        redis: RedisCommands,
+        engines: list[dict[str, MachineState]],
+        now: float,
+        *,
+        force: bool = False,
     ) -> int:
         """Write the hash of every machine noted since the last flush; machines written.
 
@@ -201,7 +207,7 @@ class LivePublisher:
     a commit.
     """
 
-    def __init__(self, redis: Any, board: LiveBoard, clock: Callable[[], float]) -> None:
+    def __init__(self, redis: RedisCommands, board: LiveBoard, clock: Callable[[], float]) -> None:
         self.redis = redis
         self.board = board
         self.clock = clock
@@ -215,7 +221,7 @@ class LivePublisher:
         write_forecasts(self.redis, forecasts)
 
 
-def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
+def write_forecasts(redis: RedisCommands, forecasts: list[Forecast]) -> None:
     """Minutes to each tool's next change, member ``machine|tool``, and when they were
     computed (the boards' "as of"); both gone when none is due."""
     pipe = redis.pipeline(transaction=False)

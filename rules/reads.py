@@ -30,13 +30,15 @@ Entries are ``(id, fields)`` with the fields as Redis sends them, a flat
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from core import keys
+from core.redis import PooledRedis, RedisCommands
 
 #: The Cluster read. KEYS[1] = partition lease, KEYS[2] = partition stream.
 #: ARGV[1] = worker id (also its consumer name), ARGV[2] = group, ARGV[3] = count.
@@ -87,11 +89,12 @@ class ReadTransport(Protocol):
     def close(self) -> None: ...
 
 
-def read_transport(redis: Any, worker_id: str, group: str) -> ReadTransport:
+def read_transport(redis: RedisCommands, worker_id: str, group: str) -> ReadTransport:
     """The transport of ``redis``'s topology."""
     if isinstance(redis, RedisCluster):
         return ScriptedReads(redis, worker_id, group)
-    return FencedReads(redis, worker_id, group)
+    # Anything else is a plain server's or a Sentinel master's client: a redis.Redis.
+    return FencedReads(cast("PooledRedis", redis), worker_id, group)
 
 
 class AnsweredRead:
@@ -109,7 +112,7 @@ class AnsweredRead:
 class FencedReads:
     """``WATCH`` + ``MULTI`` reads on a connection of its own (a plain server, Sentinel)."""
 
-    def __init__(self, redis: Any, worker_id: str, group: str) -> None:
+    def __init__(self, redis: PooledRedis, worker_id: str, group: str) -> None:
         self.redis = redis
         self.worker_id = worker_id
         self.group = group
@@ -171,7 +174,9 @@ class FencedReads:
 
     def wait(self, last_ids: dict[int, str], block_ms: int) -> None:
         """Block until any of the streams gets an entry after ``last_ids`` (or timeout)."""
-        streams = {keys.signal_stream(p): i or "0-0" for p, i in last_ids.items()}
+        streams: dict[KeyT, StreamIdT] = {
+            keys.signal_stream(p): i or "0-0" for p, i in last_ids.items()
+        }
         if streams:
             self.redis.xread(streams, count=1, block=block_ms)
 
@@ -241,7 +246,7 @@ class InFlightRead:
 class ScriptedReads:
     """One Lua read per partition, answered at once (a Cluster)."""
 
-    def __init__(self, redis: Any, worker_id: str, group: str) -> None:
+    def __init__(self, redis: RedisCommands, worker_id: str, group: str) -> None:
         self.redis = redis
         self.worker_id = worker_id
         self.group = group

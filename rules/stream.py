@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 
 from core import keys
 from core.model import DecodeError
+from core.redis import RedisCommands
 from rules.reads import Answer, Entry, PendingRead, ReadTransport, read_transport
 
 #: KEYS[1] = partition lease, KEYS[2] = partition state hash, KEYS[3] = partition stream.
@@ -62,7 +63,7 @@ class PartitionStream:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisCommands,
         worker_id: str,
         group: str = keys.RULES_GROUP,
         *,

@@ -34,6 +34,7 @@ from core.config import RepsysConfig
 from core.lifecycle import Backoff, Stopper
 from core.logs import get_logger
 from core.model import DecodeError, Signal
+from core.redis import RedisCommands
 from rules.actions import Action, Forecast
 from rules.checkpoint import Checkpoints, Held
 from rules.engine import Engine, Program
@@ -69,7 +70,7 @@ class RulesWorker:
     def __init__(
         self,
         cfg: RepsysConfig,
-        redis: Any,
+        redis: RedisCommands,
         sessions: sessionmaker[Session],
         metrics: RulesMetrics,
         *,
