@@ -7,7 +7,7 @@ Responses are decoded to ``str``: every value RepSys stores in Redis is text.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 import redis.asyncio as aioredis
@@ -15,11 +15,97 @@ from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
+from redis.typing import (
+    ConsumerT,
+    EncodableT,
+    ExpiryT,
+    FieldT,
+    GroupT,
+    KeyT,
+    ScriptTextT,
+    StreamIdT,
+)
 
 from core.config.infra import RedisConfig
 
 AsyncRedis = aioredis.Redis
 SyncRedis = redis.Redis
+
+
+class RedisCommands(Protocol):
+    """The blocking commands RepSys's rules call, as ``redis.Redis`` and ``RedisCluster``
+    both have them (:func:`_conforms` has mypy check it).
+
+    Typed rather than ``Any`` so a misspelt command or keyword fails the type check.
+    Parameters use redis-py's own aliases (its ``dict`` parameters are invariant);
+    replies are ``Any``, because redis-py types them ``X | Awaitable[X]`` for its sync
+    and asyncio clients at once, which no caller can use without a cast. Add a command
+    here when a new caller needs it.
+    """
+
+    def register_script(self, script: ScriptTextT) -> Any: ...
+
+    def pipeline(self, transaction: bool = ..., shard_hint: Any = ...) -> Any: ...
+
+    def get(self, name: KeyT) -> Any: ...
+
+    def set(
+        self,
+        name: KeyT,
+        value: EncodableT,
+        ex: ExpiryT | None = ...,
+        px: ExpiryT | None = ...,
+        nx: bool = ...,
+    ) -> Any: ...
+
+    def zrem(self, name: KeyT, *values: FieldT) -> Any: ...
+
+    def hgetall(self, name: KeyT) -> Any: ...
+
+    def xadd(
+        self,
+        name: KeyT,
+        fields: dict[FieldT, EncodableT],
+        id: StreamIdT = ...,
+        maxlen: int | None = ...,
+        approximate: bool = ...,
+    ) -> Any: ...
+
+    def xread(
+        self, streams: dict[KeyT, StreamIdT], count: int | None = ..., block: int | None = ...
+    ) -> Any: ...
+
+    def xrange(
+        self, name: KeyT, min: StreamIdT = ..., max: StreamIdT = ..., count: int | None = ...
+    ) -> Any: ...
+
+    def xgroup_create(
+        self, name: KeyT, groupname: GroupT, id: StreamIdT = ..., mkstream: bool = ...
+    ) -> Any: ...
+
+    def xautoclaim(  # noqa: PLR0917 - XAUTOCLAIM's own arguments
+        self,
+        name: KeyT,
+        groupname: GroupT,
+        consumername: ConsumerT,
+        min_idle_time: int,
+        start_id: StreamIdT = ...,
+        count: int | None = ...,
+    ) -> Any: ...
+
+    def xinfo_groups(self, name: KeyT) -> Any: ...
+
+
+class PooledRedis(RedisCommands, Protocol):
+    """A client with a connection pool of its own (a plain server or a Sentinel master;
+    a Cluster has one per node): what reads on a connection of their own need."""
+
+    connection_pool: Any
+
+
+def _conforms(plain: redis.Redis, cluster: RedisCluster) -> tuple[PooledRedis, RedisCommands]:
+    """Never called: mypy checks here that both clients meet the protocols."""
+    return plain, cluster
 
 
 def _sentinel_hosts(cfg: RedisConfig) -> list[tuple[str, int]]:

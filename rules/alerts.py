@@ -16,6 +16,10 @@ that means for tickets:
   silence matches; it opens when that ends if its condition still holds. A silence also
   holds back the escalations of an episode already open when it began.
 
+Each of those jobs is a stage of ``rules/stages.py`` (pending, inhibit, silence, fire,
+group, open; keep firing, repeat, escalate, resolve), composed here into pipelines as
+Alertmanager composes its ``MultiStage``; this class is what rules and the engine call.
+
 Episode identity is ``(fingerprint, occurrence)``, the occurrence counted in the machine's
 checkpointed state, so a replay recomputes the same identity (see ``rules/sink.py``).
 """
@@ -24,93 +28,74 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from core.config.rules import NoDataRule, RulesConfig
 from core.outbox import episode_ref
-from rules.actions import (
-    Action,
-    EpisodeDraft,
-    Escalate,
-    Forecast,
-    OpenEpisode,
-    OpenEpisodes,
-    Resolve,
-)
+from rules.actions import Action, Forecast, OpenEpisode
 from rules.derive import Facts
-from rules.state import Alert, MachineState, fingerprint
-from rules.text import RuleText, describe, worst
-
-#: Keys of a rule's config that are noise control, not the rule's own parameters.
-_COMMON = frozenset(
-    {
-        "name",
-        "type",
-        "machines",
-        "severity",
-        "for_s",
-        "keep_firing_for_s",
-        "repeat_interval_s",
-        "inhibit_in_modes",
-        "category",
-    }
+from rules.stages import (
+    RESTORED,
+    RESTORED_HOLD_S,
+    ActiveSilence,
+    EscalateStage,
+    FireStage,
+    GroupStage,
+    InhibitStage,
+    KeepFiringStage,
+    MultiStage,
+    OpenStage,
+    PendingStage,
+    RepeatStage,
+    ResolveStage,
+    SilenceStage,
+    utc_iso,
 )
+from rules.state import Alert, MachineState
+from rules.text import RuleText
 
-#: Seconds an episode restored from the database (its checkpoint lost) stays open without
-#: its condition being seen again: the rule has lost its own state too (a baseline, a
-#: run of samples, the last run state) and needs time to see an ongoing condition again.
-#: Longer than any default ``for_s`` plus a drift rule's baseline at one sample a second.
-RESTORED_HOLD_S = 900.0
-#: ``Alert.held`` of a restored episode until its condition is seen again.
-RESTORED = "restored"
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveSilence:
-    """A maintenance window: matching episodes neither open nor escalate during it."""
-
-    machine: str | None
-    rule: str | None
-    starts: float
-    ends: float
-
-    def matches(self, machine: str, rule: str, now: float) -> bool:
-        return (
-            self.starts <= now < self.ends
-            and (self.machine is None or self.machine == machine)
-            and (self.rule is None or self.rule == rule)
-        )
-
-
-def utc_iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+__all__ = ["RESTORED", "RESTORED_HOLD_S", "ActiveSilence", "Lifecycle", "utc_iso"]
 
 
 class Lifecycle:
-    """The anomaly lifecycle of every machine of one engine; collects actions."""
+    """The anomaly lifecycle of every machine of one engine; collects actions.
+
+    What rules call (``active``, ``inactive``, ``event``, ``forecast``) and what the
+    engine calls (``check``, ``restore``, ``remap``, ``forget``, ``take``); the noise
+    control itself is the stages of ``rules/stages.py``, composed here. It is also the
+    stages' :class:`rules.stages.Ledger`.
+    """
 
     def __init__(
         self, cfg: RulesConfig, facts: Facts, texts: Mapping[str, RuleText] | None = None
     ) -> None:
-        self.facts = facts
-        #: Ticket category and title by rule name (``rules.engine.Program.texts``).
-        self.texts: Mapping[str, RuleText] = texts or {}
-        self.group_wait = cfg.group_wait_s
-        self.kind = cfg.ticket_kind
         self.specs = {r.name: r for r in cfg.rules}
-        self.params = {
-            r.name: {k: v for k, v in r.model_dump(mode="json").items() if k not in _COMMON}
-            for r in cfg.rules
-        }
         # Which rules each no-data rule mutes (Alertmanager's inhibit_rules).
-        self.inhibits: dict[str, frozenset[str] | None] = {
+        inhibits: dict[str, frozenset[str] | None] = {
             r.name: (frozenset(r.inhibits) if r.inhibits is not None else None)
             for r in cfg.rules
             if isinstance(r, NoDataRule)
         }
-        self.silences: list[ActiveSilence] = []
+        self.silence = SilenceStage()
+        self.resolve = ResolveStage()
+        self.group = GroupStage(cfg.group_wait_s)
+        self.open = OpenStage(self.specs, facts, texts or {}, cfg.ticket_kind, self.resolve)
+        #: A pending alert, each time its condition is seen or time passes.
+        self.firing = MultiStage(
+            PendingStage(self.specs),
+            InhibitStage(self.specs, inhibits),
+            self.silence,
+            FireStage(),
+            self.group,
+            self.open,
+        )
+        #: An alert whose episode is written, each time its machine is looked at.
+        self.opened = MultiStage(
+            KeepFiringStage(self.specs, self.resolve),
+            RepeatStage(self.specs),
+            self.silence,
+            EscalateStage(),
+        )
         self.now = 0.0
         self.actions: list[Action] = []
         self.forecasts: dict[tuple[str, str], Forecast] = {}
@@ -120,6 +105,14 @@ class Lifecycle:
         self.evaluations = 0
         #: Set by every transition, so the engine knows which machines to checkpoint.
         self.changed = False
+
+    @property
+    def silences(self) -> list[ActiveSilence]:
+        return self.silence.silences
+
+    @silences.setter
+    def silences(self, silences: list[ActiveSilence]) -> None:
+        self.silence.silences = silences
 
     # --- what rules call ---------------------------------------------------------------
 
@@ -153,12 +146,12 @@ class Lifecycle:
             )
             m.alerts[key] = alert
             self.stats[rule, "pending"] += 1
-            self._try_fire(m, alert)
+            self.firing.exec(self, m, [alert])
             return
         alert.last_src = src
         if alert.state == "pending":
             alert.headline, alert.detail, alert.evidence = headline, detail, values
-            self._try_fire(m, alert)
+            self.firing.exec(self, m, [alert])
             return
         if not alert.active:
             alert.active = True
@@ -187,7 +180,7 @@ class Lifecycle:
             return
         alert.cleared_at = self.now
         if self.specs[rule].keep_firing_for_s <= 0:
-            self._resolve(m, key, alert)
+            self.resolve.exec(self, m, [alert])
 
     def event(
         self,
@@ -211,226 +204,22 @@ class Lifecycle:
     # --- time --------------------------------------------------------------------------
 
     def check(self, m: MachineState) -> None:
-        """Time-based transitions of one machine's alerts at ``self.now``."""
-        now = self.now
+        """Time-based transitions of one machine's alerts at ``self.now``.
+
+        Each alert goes through the pipeline of its state, one alert at a time in the
+        machine's order (the order of the actions is part of the behaviour); then the
+        machine's group, if its wait is over.
+        """
+        specs = self.specs
         for key, alert in list(m.alerts.items()):
-            spec = self.specs.get(alert.rule)
-            if spec is None:  # the rule was removed from the configuration
+            if alert.rule not in specs:  # the rule was removed from the configuration
                 del m.alerts[key]
-                continue
-            if alert.state == "pending":
-                self._try_fire(m, alert)
-                continue
-            if not alert.opened:
-                continue
-            if alert.held == RESTORED and alert.cleared_at is None and not alert.active:
-                # Restored from the database: the hold runs from the engine's first moment
-                # after the take (the checkpoint's clock was lost with it), and ends with a
-                # resolution keep_firing_for_s later, as for a cleared condition.
-                hold = max(spec.keep_firing_for_s, spec.for_s, RESTORED_HOLD_S)
-                alert.cleared_at = now + hold - spec.keep_firing_for_s
-                self.changed = True
-            if alert.cleared_at is not None and now - alert.cleared_at >= spec.keep_firing_for_s:
-                self._resolve(m, key, alert)
-                continue
-            interval = spec.repeat_interval_s
-            if (
-                interval is not None
-                and now - alert.last_notified >= interval
-                and (alert.active or alert.repeats > alert.notified_repeats)
-            ):
-                # A silence also mutes an episode that was already open (Alertmanager
-                # mutes firing alerts): no escalation during the window; a due one follows
-                # at its end if the anomaly still recurs.
-                if self._silenced(m, alert.rule):
-                    if alert.held != "silenced":
-                        alert.held = "silenced"
-                        self.changed = True
-                        self.stats[alert.rule, "silenced"] += 1
-                    continue
-                alert.held = ""
-                self._escalate(m, alert)
-        if m.group is not None and now >= m.group[0]:
-            self._flush(m)
-
-    # --- transitions -------------------------------------------------------------------
-
-    def _held(self, m: MachineState, rule: str) -> str:
-        spec = self.specs[rule]
-        if m.mode and m.mode in spec.inhibit_in_modes:
-            return "inhibited"
-        for other in m.alerts.values():
-            if other.state != "firing" or other.rule == rule or other.rule not in self.inhibits:
-                continue
-            targets = self.inhibits[other.rule]
-            if targets is None or rule in targets:
-                return "inhibited"
-        return "silenced" if self._silenced(m, rule) else ""
-
-    def _silenced(self, m: MachineState, rule: str) -> bool:
-        return any(s.matches(m.id, rule, self.now) for s in self.silences)
-
-    def _try_fire(self, m: MachineState, alert: Alert) -> None:
-        spec = self.specs[alert.rule]
-        if self.now - alert.active_at < spec.for_s:
-            return
-        self.changed = True
-        held = self._held(m, alert.rule)
-        if held:
-            if alert.held != held:
-                alert.held = held
-                self.stats[alert.rule, held] += 1
-            return
-        alert.held = ""
-        alert.state = "firing"
-        alert.fired_at = alert.last_notified = self.now
-        fp = fingerprint(m.id, alert.rule, alert.subject)
-        occurrence = m.occ.get(fp, 0) + 1
-        m.occ[fp] = occurrence
-        alert.fingerprint, alert.occurrence = fp, occurrence
-        self.stats[alert.rule, "firing"] += 1
-        key = f"{alert.rule}\x1f{alert.subject}"
-        if self.group_wait <= 0:
-            m.group = [self.now, [key]]
-            self._flush(m)
-        elif m.group is None:
-            m.group = [self.now + self.group_wait, [key]]
-        else:
-            m.group[1].append(key)
-
-    def _resolve(self, m: MachineState, key: str, alert: Alert) -> None:
-        self.changed = True
-        if not alert.opened:
-            alert.resolve_at = self.now  # written with its group, then resolved
-            return
-        self.actions.append(
-            Resolve(
-                machine=m.id,
-                fingerprint=alert.fingerprint,
-                occurrence=alert.occurrence,
-                ticket_ref=alert.ticket_ref,
-                repeats=alert.repeats,
-                last_seen=alert.last_src,
-                at=self.now,
-            )
-        )
-        self.stats[alert.rule, "resolved"] += 1
-        del m.alerts[key]
-
-    def _escalate(self, m: MachineState, alert: Alert) -> None:
-        self.changed = True
-        alert.level += 1
-        alert.last_notified = self.now
-        alert.notified_repeats = alert.repeats
-        self.stats[alert.rule, "escalated"] += 1
-        self.actions.append(
-            Escalate(
-                machine=m.id,
-                fingerprint=alert.fingerprint,
-                occurrence=alert.occurrence,
-                ticket_ref=alert.ticket_ref,
-                level=alert.level,
-                repeats=alert.repeats,
-                last_seen=alert.last_src,
-                at=self.now,
-                detail=f"{alert.headline}: still happening ({alert.repeats} repeats); "
-                f"{alert.detail}",
-            )
-        )
-
-    def _evidence(self, m: MachineState, alert: Alert) -> dict[str, Any]:
-        spec = self.specs[alert.rule]
-        # A rule's chart series goes top-level, where web/charts.py draws it.
-        values = {k: v for k, v in alert.evidence.items() if k != "series"}
-        series = {"series": alert.evidence["series"]} if "series" in alert.evidence else {}
-        return {
-            **series,
-            "rule": alert.rule,
-            "type": spec.type,
-            "subject": alert.subject,
-            "parameters": self.params[alert.rule],
-            "values": values,
-            "window": {
-                "first_ts": alert.started,
-                "last_ts": alert.last_src,
-                "first": utc_iso(alert.started),
-                "last": utc_iso(alert.last_src),
-            },
-            "machine_state": m.snapshot(),
-        }
-
-    def _flush(self, m: MachineState) -> None:
-        assert m.group is not None
-        self.changed = True
-        keys = m.group[1]
-        m.group = None
-        alerts = [m.alerts[k] for k in keys if k in m.alerts and not m.alerts[k].opened]
-        if not alerts:
-            return
-        machine = self.facts.machines.get(m.id)
-        drafts = []
-        paragraphs = []
-        categories = []
-        titles = []
-        for alert in alerts:
-            spec = self.specs[alert.rule]
-            evidence = self._evidence(m, alert)
-            summary = f"{alert.headline}: {alert.detail}" if alert.detail else alert.headline
-            drafts.append(
-                EpisodeDraft(
-                    fingerprint=alert.fingerprint,
-                    occurrence=alert.occurrence,
-                    machine=m.id,
-                    rule=alert.rule,
-                    rule_type=spec.type,
-                    subject=alert.subject,
-                    severity=spec.severity.value,
-                    summary=summary[:512],
-                    evidence=evidence,
-                    started=alert.started,
-                    last_seen=alert.last_src,
-                )
-            )
-            text = self.texts[spec.name]
-            categories.append(text.category)
-            titles.append(text.title)
-            paragraphs.append(
-                describe(
-                    headline=alert.headline,
-                    detail=alert.detail,
-                    machine=machine,
-                    machine_id=m.id,
-                    evidence=evidence,
-                    zone=self.facts.shifts.zone,
-                )
-            )
-        first = alerts[0]
-        if len(alerts) == 1:
-            title = f"{titles[0]}: {first.headline}"
-        else:
-            title = f"{len(alerts)} issues on {self.facts.machine_name(m.id)}: {first.headline}"
-            title += f" (+{len(alerts) - 1} more)"
-        description = "\n\n".join(paragraphs)
-        description += f"\n\nRepSys episode {first.fingerprint}#{first.occurrence}."
-        action = OpenEpisodes(
-            machine=m.id,
-            episodes=tuple(drafts),
-            title=title,
-            description=description,
-            severity=worst([d.severity for d in drafts]),
-            category=categories[0],
-            kind=self.kind,
-            reporter="repsys-rules",
-            at=self.now,
-        )
-        self.actions.append(action)
-        ref = episode_ref(first.fingerprint, first.occurrence)
-        for alert in alerts:
-            alert.opened = True
-            alert.ticket_ref = ref
-            if alert.resolve_at is not None:
-                key = f"{alert.rule}\x1f{alert.subject}"
-                self._resolve(m, key, alert)
+            elif alert.state == "pending":
+                self.firing.exec(self, m, [alert])
+            elif alert.opened:
+                self.opened.exec(self, m, [alert])
+        if m.group is not None and self.now >= m.group[0]:
+            self.open.exec(self, m, self.group.due(self, m))
 
     def restore(self, m: MachineState, ep: OpenEpisode) -> None:
         """Go on with an episode the database holds as firing (the checkpoint was lost).

@@ -13,18 +13,22 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 from core import keys
 from core.config import RepsysConfig
 from core.model import DecodeError, Signal
+from core.redis import RedisCommands
 from core.sources import SignalSource
 from rules.engine import Program
 from rules.replay import Ledger, Replay, replay, signals_from_entries
 
 
 def stream_items(
-    redis: Any, partitions: list[int], start: str = "-", end: str = "+", page: int = 10_000
+    redis: RedisCommands,
+    partitions: list[int],
+    start: str = "-",
+    end: str = "+",
+    page: int = 10_000,
 ) -> Iterator[Signal | DecodeError]:
     """Signals recorded in the partition streams, merged by entry time."""
     ranges: list[tuple[tuple[int, int], int, dict[str, str]]] = []

@@ -21,6 +21,7 @@ from redis.cluster import RedisCluster
 
 from core import keys
 from core.lease import RELEASE_LUA, RENEW_LUA
+from core.redis import RedisCommands
 
 #: KEYS[1] = worker registry (sorted set). ARGV[1] = worker id, ARGV[2] = worker TTL in ms.
 #: Records the heartbeat at the server's time, forgets workers silent for longer than the
@@ -48,7 +49,7 @@ class Leases:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisCommands,
         worker_id: str,
         partitions: int,
         *,
@@ -69,6 +70,19 @@ class Leases:
         """Beat, and return the live workers (this one included)."""
         live = self._heartbeat(keys=[keys.RULES_WORKERS], args=[self.worker_id, self.worker_ms])
         return [str(w) for w in live]
+
+    def rebalance(self, owned: list[int]) -> tuple[list[int], list[int], int]:
+        """One round: heartbeat and renew every lease held.
+
+        Returns the partitions whose lease is no longer ours, those to give up to get
+        down to this worker's share, and the share (the caller takes free partitions up
+        to it, :meth:`free` and :meth:`acquire`).
+        """
+        live = self.heartbeat()
+        lost = self.renew(owned)
+        target = self.target(len(live))
+        kept = [p for p in owned if p not in lost]
+        return lost, self.extras(kept, target), target
 
     def target(self, live_workers: int) -> int:
         return math.ceil(self.partitions / max(1, live_workers))

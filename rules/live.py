@@ -27,10 +27,12 @@ The worker also keeps the upcoming tool changes board's sorted set
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from core import keys
 from core.model import Quality, Signal, Value
+from core.redis import RedisCommands
 from rules.actions import Forecast
 from rules.derive import Facts
 from rules.engine import Program
@@ -145,7 +147,12 @@ class LiveBoard:
         return state, m.run_since
 
     def flush(
-        self, redis: Any, engines: list[dict[str, MachineState]], now: float, *, force: bool = False
+        self,
+        redis: RedisCommands,
+        engines: list[dict[str, MachineState]],
+        now: float,
+        *,
+        force: bool = False,
     ) -> int:
         """Write the hash of every machine noted since the last flush; machines written.
 
@@ -192,7 +199,29 @@ class LiveBoard:
         return written
 
 
-def write_forecasts(redis: Any, forecasts: list[Forecast]) -> None:
+class LivePublisher:
+    """The worker's side of the boards: what it notes, flushes and forecasts, on its Redis.
+
+    ``note`` runs for every signal (the board's own method, no call in between);
+    ``flush`` after a batch (the board decides whether it is time); ``forecasts`` after
+    a commit.
+    """
+
+    def __init__(self, redis: RedisCommands, board: LiveBoard, clock: Callable[[], float]) -> None:
+        self.redis = redis
+        self.board = board
+        self.clock = clock
+        self.note = board.note
+
+    def flush(self, engines: list[dict[str, MachineState]], *, force: bool = False) -> int:
+        """Write the hashes of the machines noted (of ``engines``); machines written."""
+        return self.board.flush(self.redis, engines, self.clock(), force=force)
+
+    def forecasts(self, forecasts: list[Forecast]) -> None:
+        write_forecasts(self.redis, forecasts)
+
+
+def write_forecasts(redis: RedisCommands, forecasts: list[Forecast]) -> None:
     """Minutes to each tool's next change, member ``machine|tool``, and when they were
     computed (the boards' "as of"); both gone when none is due."""
     pipe = redis.pipeline(transaction=False)

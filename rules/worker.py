@@ -17,13 +17,12 @@ finds them written (``rules/sink.py``). Nothing is lost, nothing is written twic
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -35,37 +34,23 @@ from core.config import RepsysConfig
 from core.lifecycle import Backoff, Stopper
 from core.logs import get_logger
 from core.model import DecodeError, Signal
+from core.redis import RedisCommands
 from rules.actions import Action, Forecast
+from rules.checkpoint import Checkpoints, Held
 from rules.engine import Engine, Program
 from rules.errors import RulesTransientError
 from rules.lease import Leases
-from rules.live import LiveBoard, write_forecasts
+from rules.live import LiveBoard, LivePublisher
 from rules.metrics import RulesMetrics
+from rules.reads import Entry, PendingRead
 from rules.sink import EpisodeSink, WriteResult, load_episodes, load_silences
-from rules.stream import Entry, PartitionStream, PendingRead, entry_key
+from rules.stream import PartitionStream, entry_key
 
 log = get_logger(__name__)
-
-#: Field of a partition's state hash holding its progress (not a machine id).
-PROGRESS_FIELD = "_progress"
 
 
 def new_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(2)}"
-
-
-@dataclass
-class Held:
-    """A partition this worker holds: its engine, and what awaits the next checkpoint."""
-
-    p: int
-    engine: Engine
-    progress: tuple[int, int] = (0, 0)  # last entry reflected in the state
-    progress_id: str = ""
-    unacked: list[str] = field(default_factory=list)
-    last_seen: str = "0-0"  # last entry id known, to block on when idle
-    oldest_rx: float = 0.0  # receive time of the oldest entry evaluated since the commit
-    checkpoint_due: float = 0.0  # clock time of its next regular checkpoint
 
 
 @dataclass
@@ -85,7 +70,7 @@ class RulesWorker:
     def __init__(
         self,
         cfg: RepsysConfig,
-        redis: Any,
+        redis: RedisCommands,
         sessions: sessionmaker[Session],
         metrics: RulesMetrics,
         *,
@@ -112,7 +97,10 @@ class RulesWorker:
             worker_ttl_s=self.wcfg.worker_ttl_s,
         )
         self.stream = PartitionStream(redis, self.worker_id)
-        self.live = LiveBoard.for_program(self.program)
+        self.checkpoints = Checkpoints(
+            self.stream, self.worker_id, self.wcfg, metrics, clock=clock, lost=self._lost
+        )
+        self.live = LivePublisher(redis, LiveBoard.for_program(self.program), clock)
         self.sink = EpisodeSink(sessions, {m.id: m for m in cfg.machines})
         self.sessions = sessions
         self.held: dict[int, Held] = {}
@@ -124,7 +112,6 @@ class RulesWorker:
         self.ready = False
         self._next_round = 0.0
         self._next_tick = 0.0
-        self._next_checkpoint = 0.0
         self._next_silences = 0.0
         self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
 
@@ -133,8 +120,7 @@ class RulesWorker:
     def _take(self, p: int) -> None:
         """Restore partition ``p`` from its checkpoint and replay its pending entries."""
         self.stream.ensure_group(p)
-        blobs = self.stream.load_state(p)
-        progress = blobs.pop(PROGRESS_FIELD, None)
+        blobs, progress_id = self.checkpoints.load(p)
         mine = [m.id for m in self.cfg.machines if keys.partition_of(m.id, self.partitions) == p]
         try:
             # A machine of ours without a checkpoint is new, or Redis lost its state: the
@@ -152,23 +138,19 @@ class RulesWorker:
             self.metrics.restored.inc(restored)
             log.warning("episodes_restored", partition=p, episodes=restored)
         engine.set_silences(self.silences)
-        held = Held(p, engine)
-        if progress:
-            held.progress_id = json.loads(progress)["id"]
-            held.progress = entry_key(held.progress_id)
-        self.held[p] = held
+        held = self.held[p] = Held.resumed(p, engine, progress_id)
         self.metrics.lease_changes.labels("acquired").inc()
         log.info("partition_acquired", partition=p, machines=len(engine.machines))
         for page in self.stream.claim_pending(p):
             self._evaluate(held, page, claimed=True)
             if not self.commit():
                 return
-        self._checkpoint(held)
+        self.checkpoints.write(held)
 
     def _give_up(self, p: int) -> None:
         """Checkpoint and release ``p`` (a rebalance or a stop)."""
         held = self.held.get(p)
-        if held is not None and self.commit() and self._checkpoint(held):
+        if held is not None and self.commit() and self.checkpoints.write(held):
             self.leases.release(p)
             self.metrics.lease_changes.labels("released").inc()
             log.info("partition_released", partition=p)
@@ -185,11 +167,10 @@ class RulesWorker:
             # Its entries are ours to evaluate before a partition is taken: _take claims
             # our pending entries too, and would evaluate them a second time.
             self.read_once(ahead=False)
-        live = self.leases.heartbeat()
-        for p in self.leases.renew(sorted(self.held)):
+        lost, extras, target = self.leases.rebalance(sorted(self.held))
+        for p in lost:
             self._lost(p)
-        target = self.leases.target(len(live))
-        for p in self.leases.extras(sorted(self.held), target):
+        for p in extras:
             self._give_up(p)
         if len(self.held) < target:
             for p in self.leases.free():
@@ -297,8 +278,7 @@ class RulesWorker:
         return got
 
     def _flush_live(self, *, force: bool = False) -> None:
-        engines = [h.engine.machines for h in self.held.values()]
-        self.live.flush(self.redis, engines, self.clock(), force=force)
+        self.live.flush([h.engine.machines for h in self.held.values()], force=force)
 
     def tick(self, now: float | None = None) -> None:
         at = self.clock() if now is None else now
@@ -352,7 +332,7 @@ class RulesWorker:
             self.stats.replays += result.replays
             self._feed_back(result, [held for held, _ in batches])
         if forecasts:
-            write_forecasts(self.redis, forecasts)
+            self.live.forecasts(forecasts)
         now = time.time()
         for held in self.held.values():
             if held.oldest_rx:
@@ -368,48 +348,8 @@ class RulesWorker:
             for machine, fp, occurrence in result.closed:
                 held.engine.forget(machine, fp, occurrence)
 
-    def _checkpoint(self, held: Held) -> bool:
-        state = held.engine.checkpoint()
-        if held.progress_id:
-            state[PROGRESS_FIELD] = json.dumps(
-                {"id": held.progress_id, "worker": self.worker_id, "at": self.clock()}
-            )
-        if not state and not held.unacked:
-            return True
-        ok = self.stream.checkpoint(held.p, state, held.unacked, int(self.wcfg.lease_ttl_s * 1000))
-        if not ok:
-            self._lost(held.p)
-            return False
-        held.unacked = []
-        self.metrics.checkpoints.inc()
-        return True
-
-    def _checkpoint_due(self, now: float) -> None:
-        """Checkpoint one partition whose turn it is (all of them past ``max_unacked``).
-
-        One per loop iteration spreads the cost over the interval: checkpointing every
-        partition at the same moment would stall evaluation (and delay episodes) for as
-        long as it takes to serialize and write them all.
-        """
-        pending = sum(len(h.unacked) for h in self.held.values())
-        if pending >= self.wcfg.max_unacked:
-            self.checkpoint_all()
-            return
-        due = [h for h in self.held.values() if h.checkpoint_due <= now]
-        if due:
-            held = min(due, key=lambda h: h.checkpoint_due)
-            held.checkpoint_due = now + self.wcfg.checkpoint_interval_s
-            self._checkpoint(held)
-        if now >= self._next_checkpoint:
-            self._next_checkpoint = now + self.wcfg.checkpoint_interval_s
-            self.metrics.episodes_open.set(
-                sum(h.engine.episodes_open() for h in self.held.values())
-            )
-
     def checkpoint_all(self) -> None:
-        for held in list(self.held.values()):
-            self._checkpoint(held)
-        self.metrics.episodes_open.set(sum(h.engine.episodes_open() for h in self.held.values()))
+        self.checkpoints.all(self.held)
 
     def _drop_all(self) -> None:
         """Forget every partition without checkpoint (their entries stay pending)."""
@@ -444,7 +384,7 @@ class RulesWorker:
             self._next_tick = now + self.wcfg.tick_interval_s
         if not self.commit():
             return
-        self._checkpoint_due(now)
+        self.checkpoints.due(self.held, now)
         if got == 0:
             wait_s = min(self._next_round, self._next_tick) - self.clock()
             block = int(max(1.0, min(self.wcfg.block_ms, wait_s * 1000)))

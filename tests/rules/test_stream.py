@@ -1,11 +1,11 @@
 """The read's lease fence on a real redis-server, at the moment it is most fragile.
 
 On a plain server the read checks the leases (``WATCH`` + ``MGET``) and reads in a
-``MULTI`` (``rules/stream.py``). These tests change a lease in the gap between the check
-and the read, through the one seam the class has for it (``_holders``, the check): Redis
-must abort the read, and the check made again must see the lease as it now is. Without
-the ``WATCH`` the stale worker would take the new holder's entries into its own pending
-list.
+``MULTI`` (``rules/reads.py``). These tests change a lease in the gap between the check
+and the read, through the one seam the plain transport has for it (``_holders``, the
+check, in a transport given to ``PartitionStream(reads=...)``): Redis must abort the
+read, and the check made again must see the lease as it now is. Without the ``WATCH``
+the stale worker would take the new holder's entries into its own pending list.
 """
 
 from __future__ import annotations
@@ -19,17 +19,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from core import keys
 from core.model import Signal
 from repsys.servers import wait_until
+from rules.reads import FencedReads
 from rules.stream import PartitionStream
 from tests.rules.helpers import pending
 
 P = 2
 
 
-class RacingStream(PartitionStream):
+class RacingReads(FencedReads):
     """Runs ``race`` right after the first lease check, before the read."""
 
     def __init__(self, redis: Any, worker_id: str, race: Callable[[], None]) -> None:
-        super().__init__(redis, worker_id)
+        super().__init__(redis, worker_id, keys.RULES_GROUP)
         self.race = race
         self.checks = 0
 
@@ -39,6 +40,18 @@ class RacingStream(PartitionStream):
         if self.checks == 1:
             self.race()
         return holders
+
+
+class RacingStream(PartitionStream):
+    """A partition stream reading through :class:`RacingReads` (the constructor's seam)."""
+
+    def __init__(self, redis: Any, worker_id: str, race: Callable[[], None]) -> None:
+        self.racing = RacingReads(redis, worker_id, race)
+        super().__init__(redis, worker_id, reads=self.racing)
+
+    @property
+    def checks(self) -> int:
+        return self.racing.checks
 
 
 def _setup(redis: Any) -> None:
