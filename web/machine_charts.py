@@ -5,9 +5,10 @@ A longer window reads the stream newest first, at most ``scan`` entries, and whe
 stops before the window's start (the stream was trimmed, or the read is bounded) the
 older part comes from the signal history (``core.sources.SeriesArchive``, handed over by
 the composition root). The boundary is one entry-id millisecond ``b``: the stream keeps
-the entries after it, the history gives ``[start, b]``, so no sample is charted twice or
-lost between them. Without the history (not wired in, or unreadable) the chart starts
-where the stream does, and the page says from when.
+every entry it holds, the history gives ``[start, b]`` less the samples of millisecond
+``b`` the stream holds too, so no sample is charted twice or lost between them. Without
+the history (not wired in, or unreadable) the chart starts where the stream does, and the
+page says from when.
 """
 
 from __future__ import annotations
@@ -97,8 +98,10 @@ def window_signals(
     # Where the stream (or the bounded read) ends inside the window, the history gives
     # everything up to and including the millisecond of the oldest entry read.
     boundary = oldest_ms if not reached else None
-    if boundary is not None:
-        newest_first = [s for s in newest_first if s[0] > boundary]
+    # The stream keeps every entry it holds; the history's samples of the boundary
+    # millisecond that the stream also holds are left out of the history's part (a trim
+    # may cut inside one millisecond, and the history writer may not have stored the rest).
+    at_boundary = {(n, t, v) for ms, n, t, v in newest_first if ms == boundary}
     older: Points = {}
     if not reached and archive is not None:
         # An empty stream: the history up to now (nothing is newer).
@@ -110,7 +113,7 @@ def window_signals(
             older = {}
             archive = None
     for name, points in older.items():
-        kept = [(t, v) for t, v in points if t >= since]
+        kept = [(t, v) for t, v in points if t >= since and (name, t, v) not in at_boundary]
         out.points.setdefault(name, []).extend(kept)
         out.from_history += len(kept)
     for _entry_ms, name, ts, value in reversed(newest_first):
