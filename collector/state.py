@@ -31,13 +31,13 @@ class SourceState:
         self.key = keys.collector_source_state(collector, source)
         self.source = source
 
-    def load(self) -> dict[str, str]:
-        """Every field (empty when nothing was saved or Redis cannot be read)."""
+    def load(self) -> dict[str, str] | None:
+        """Every field (empty when nothing was saved); None when Redis cannot be read."""
         try:
             raw = self.client.hgetall(self.key)
         except redis.RedisError as exc:
             log.warning("source_state_load_failed", source=self.source, error=str(exc))
-            return {}
+            return None
         return {_text(k): _text(v) for k, v in raw.items()}
 
     def save(self, fields: dict[str, str]) -> bool:

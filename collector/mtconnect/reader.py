@@ -243,7 +243,7 @@ class MtconnectReader:
         if self._loaded or self.state is None:
             return
         self._loaded = True
-        saved = self.state.load()
+        saved = self.state.load() or {}
         if saved.get("instance") and saved.get("next", "").isdigit():
             self.instance, self.next = saved["instance"], int(saved["next"])
 

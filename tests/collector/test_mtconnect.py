@@ -254,10 +254,9 @@ def test_the_recorded_run_lands_whole_and_in_order(
         agent.feed(line)
     registry, _ = start(make_config, agent, started)
     # /current first: each item's latest value, then every observation after it.
-    wait_until(lambda: len(landed(redis_client)) > 0, timeout=10, what="current")
-    current_next = int(
-        redis_client.hget(keys.collector_source_state("collector", "okuma"), "next") or 0
-    )
+    state_key = keys.collector_source_state("collector", "okuma")
+    wait_until(lambda: redis_client.hget(state_key, "next"), timeout=10, what="current saved")
+    current_next = int(redis_client.hget(state_key, "next") or 0)
     for line in LINES[200:]:
         agent.feed(line)
     want = [e for e in expected(agent.observations()) if e[0] >= current_next]
@@ -281,7 +280,8 @@ def test_a_restart_resumes_without_loss_or_duplicates(
     started: list[InThread],
 ) -> None:
     registry, coll = start(make_config, agent, started)
-    wait_until(lambda: len(landed(redis_client)) > 0, timeout=10, what="current")
+    state_key = keys.collector_source_state("collector", "okuma")
+    wait_until(lambda: redis_client.hget(state_key, "next"), timeout=10, what="current saved")
     first = min(e[0] for e in landed(redis_client))
     for line in LINES[:400]:
         agent.feed(line)
