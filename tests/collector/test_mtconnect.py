@@ -8,12 +8,19 @@ device file and a real Okuma adapter's recording (``tests/peers/mtconnect/``).
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
@@ -29,9 +36,10 @@ from core.config import RepsysConfig
 from core.config.collector_mtconnect import MtconnectSource
 from core.metrics import new_registry, sample
 from core.model import Quality, Signal
-from repsys.servers import wait_until
+from repsys.servers import free_port, wait_until
 from tests.collector.conftest import InThread, run_collector, stream_signals
 from tests.collector.mtconnect_agent import DEVICES, Agent, Obs, shdr_lines
+from tests.conftest import REPO, TEST_MACHINES
 
 #: What the plant maps (by type, by type + name, by id); conditions become alarms.
 ITEMS: list[dict[str, Any]] = [
@@ -255,7 +263,9 @@ def test_the_recorded_run_lands_whole_and_in_order(
     registry, _ = start(make_config, agent, started)
     # /current first: each item's latest value, then every observation after it.
     state_key = keys.collector_source_state("collector", "okuma")
-    wait_until(lambda: redis_client.hget(state_key, "next"), timeout=10, what="current saved")
+    wait_until(
+        lambda: redis_client.hget(state_key, "next") is not None, timeout=10, what="current saved"
+    )
     current_next = int(redis_client.hget(state_key, "next") or 0)
     for line in LINES[200:]:
         agent.feed(line)
@@ -281,7 +291,9 @@ def test_a_restart_resumes_without_loss_or_duplicates(
 ) -> None:
     registry, coll = start(make_config, agent, started)
     state_key = keys.collector_source_state("collector", "okuma")
-    wait_until(lambda: redis_client.hget(state_key, "next"), timeout=10, what="current saved")
+    wait_until(
+        lambda: redis_client.hget(state_key, "next") is not None, timeout=10, what="current saved"
+    )
     first = min(e[0] for e in landed(redis_client))
     for line in LINES[:400]:
         agent.feed(line)
@@ -431,3 +443,79 @@ def test_once_prints_the_current_values(agent: Agent) -> None:
         "tool_number": "8003",
         "spindle_load": 0.0,
     }
+
+
+def test_a_killed_collector_misses_nothing_the_agent_still_holds(
+    redis_url: str, redis_client: redis.Redis, agent: Agent, tmp_path: Path
+) -> None:
+    """``repsys collector`` killed (SIGKILL) while the machine goes on: after the restart
+    every axis-load observation from the first one read is in the streams, counted."""
+    items = [{"type": "LOAD", "signal": "axis_load", "value": "number"}]
+    config = {
+        "machines": TEST_MACHINES,
+        "redis": {"url": redis_url},
+        "logging": {"format": "json", "level": "INFO"},
+        "streams": {"partitions": 4},
+        "collector": {"sources": [source(url_of(agent), items=items, conditions=False)]},
+    }
+    path = tmp_path / "repsys.yaml"
+    path.write_text(yaml.safe_dump(config))
+    fed = [0]
+    stop = threading.Event()
+
+    def feeder() -> None:  # the machine: a line every 2 ms, whatever the collector does
+        for line in LINES:
+            if stop.wait(0.002):
+                return
+            agent.feed(line)
+            fed[0] += 1
+
+    def start() -> tuple[subprocess.Popen[bytes], int]:
+        port = free_port()
+        argv = [sys.executable, "-m", "repsys", "-c", str(path), "--http-port", str(port)]
+        proc = subprocess.Popen(
+            [*argv, "collector"],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "log", "ab"),  # noqa: SIM115 - the child owns it
+            start_new_session=True,
+        )
+        return proc, port
+
+    def loads() -> list[int]:
+        return [int(s.attrs["seq"]) for s in signals_of(redis_client) if s.name == "axis_load"]
+
+    first, _ = start()
+    thread = threading.Thread(target=feeder, daemon=True)
+    try:
+        wait_until(lambda: bool(loads()), timeout=30, what="the first collector's /current")
+        thread.start()
+        wait_until(lambda: fed[0] > len(LINES) // 4, timeout=30, what="a quarter fed")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)  # a crash, not a clean stop
+        first.wait(10)
+    killed_at = fed[0]
+    wait_until(lambda: fed[0] > len(LINES) * 3 // 4, timeout=30, what="fed while down")
+    second, _ = start()
+    try:
+        thread.join(60)
+        start_seq = min(loads())
+        want = [
+            o.seq
+            for o in agent.observations()
+            if o.item.type == "LOAD" and o.item.device == "OKUMA" and o.seq >= start_seq
+        ]
+        wait_until(lambda: set(loads()) >= set(want), timeout=30, what="every load observation")
+        got = loads()
+        missing = sorted(set(want) - set(got))
+        duplicated = len(got) - len(set(got))
+        assert missing == []
+        # Only a kill between a document's stream write and its saved place repeats it.
+        assert duplicated <= 200, duplicated
+        assert killed_at < len(LINES) * 3 // 4 < fed[0]
+        assert len(want) > 500
+        print(f"loads {len(want)}, duplicated {duplicated}, killed at line {killed_at}")
+    finally:
+        stop.set()
+        os.killpg(second.pid, signal.SIGTERM)
+        assert second.wait(20) == 0
