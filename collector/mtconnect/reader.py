@@ -28,6 +28,7 @@ dead-lettered alone with its reason; the rest of its document goes on.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -96,7 +97,6 @@ class MtconnectReader:
         #: The reader's place: (instanceId, next sequence), in memory and saved.
         self.instance: str | None = None
         self.next: int | None = None
-        self._loaded = False
 
     # --- HTTP ------------------------------------------------------------------------
 
@@ -240,16 +240,19 @@ class MtconnectReader:
         return mapping
 
     def _load(self) -> None:
-        if self._loaded or self.state is None:
+        """Take the saved place, on every start: another replica may have read meanwhile.
+
+        Redis unreadable or nothing saved: the place in memory (if any) stands.
+        """
+        if self.state is None:
             return
-        self._loaded = True
         saved = self.state.load() or {}
         if saved.get("instance") and saved.get("next", "").isdigit():
             self.instance, self.next = saved["instance"], int(saved["next"])
 
     async def run(self, stopper: Stopper) -> None:
         """Probe, find the reader's place, and sample until the stopper is set."""
-        self._load()
+        await asyncio.to_thread(self._load)
         async with self._client() as http:
             mapping = await self._probe(http)
             self.metrics.connected.labels(KIND, self.name).set(1)

@@ -264,7 +264,7 @@ def test_the_recorded_run_lands_whole_and_in_order(
     # /current first: each item's latest value, then every observation after it.
     state_key = keys.collector_source_state("collector", "okuma")
     wait_until(
-        lambda: redis_client.hget(state_key, "next") is not None, timeout=10, what="current saved"
+        lambda: redis_client.hget(state_key, "next") is not None, timeout=20, what="current saved"
     )
     current_next = int(redis_client.hget(state_key, "next") or 0)
     for line in LINES[200:]:
@@ -292,7 +292,7 @@ def test_a_restart_resumes_without_loss_or_duplicates(
     registry, coll = start(make_config, agent, started)
     state_key = keys.collector_source_state("collector", "okuma")
     wait_until(
-        lambda: redis_client.hget(state_key, "next") is not None, timeout=10, what="current saved"
+        lambda: redis_client.hget(state_key, "next") is not None, timeout=20, what="current saved"
     )
     first = min(e[0] for e in landed(redis_client))
     for line in LINES[:400]:
@@ -324,7 +324,7 @@ def test_an_overrun_buffer_is_counted_and_resynced(
     agent.serve()
     try:
         _, coll = start(make_config, agent, started)
-        wait_until(lambda: len(landed(redis_client)) > 0, timeout=10, what="current")
+        wait_until(lambda: len(landed(redis_client)) > 0, timeout=20, what="current")
         coll.stop()
         saved = int(
             redis_client.hget(keys.collector_source_state("collector", "okuma"), "next") or 0
@@ -332,7 +332,7 @@ def test_an_overrun_buffer_is_counted_and_resynced(
         for line in LINES[:600]:
             agent.feed(line)
         registry, _ = start(make_config, agent, started)
-        wait_until(lambda: events(registry, "overrun") == 1, timeout=10, what="overrun")
+        wait_until(lambda: events(registry, "overrun") == 1, timeout=20, what="overrun")
         first = agent.observations()[0].seq
         gaps = sample(registry, "repsys_collector_mtconnect_gaps_total", {"source": "okuma"})
         assert gaps == first - saved > 0
@@ -342,7 +342,7 @@ def test_an_overrun_buffer_is_counted_and_resynced(
                 redis_client.hget(keys.collector_source_state("collector", "okuma"), "next")
                 == str(agent.next)
             ),
-            timeout=10,
+            timeout=20,
             what="resynced",
         )
     finally:
@@ -358,15 +358,15 @@ def test_an_agent_restart_is_seen_and_its_current_values_land(
     for line in LINES[:100]:
         agent.feed(line)
     registry, coll = start(make_config, agent, started)
-    wait_until(lambda: len(landed(redis_client)) > 0, timeout=10, what="current")
+    wait_until(lambda: len(landed(redis_client)) > 0, timeout=20, what="current")
     state_key = keys.collector_source_state("collector", "okuma")
     # While the reader runs: its next sample is out of the new numbering's range.
     agent.restart()
     agent.feed("2022-08-08T14:00:00Z|ppartcount|7|pexecution|ACTIVE")
-    wait_until(lambda: events(registry, "agent_restart") == 1, timeout=10, what="restart seen")
+    wait_until(lambda: events(registry, "agent_restart") == 1, timeout=20, what="restart seen")
     wait_until(
         lambda: redis_client.hget(state_key, "instance") == str(agent.instance),
-        timeout=10,
+        timeout=20,
         what="new instance saved",
     )
     assert any(s.name == "part_count" and s.value == 7 for s in signals_of(redis_client))
@@ -379,11 +379,11 @@ def test_an_agent_restart_is_seen_and_its_current_values_land(
         agent.feed("2022-08-08T14:01:00Z|ppartcount|8")
     agent.feed("2022-08-08T14:02:00Z|ppartcount|9")
     registry, _ = start(make_config, agent, started)
-    wait_until(lambda: events(registry, "agent_restart") == 1, timeout=10, what="restart seen")
+    wait_until(lambda: events(registry, "agent_restart") == 1, timeout=20, what="restart seen")
     assert events(registry, "overrun") == 0
     wait_until(
         lambda: any(s.name == "part_count" and s.value == 9 for s in signals_of(redis_client)),
-        timeout=10,
+        timeout=20,
         what="the new instance's current values",
     )
 
@@ -395,7 +395,7 @@ def test_bad_documents_and_unknown_items_are_dead_lettered(
     started: list[InThread],
 ) -> None:
     registry, _ = start(make_config, agent, started)
-    wait_until(lambda: len(landed(redis_client)) > 0, timeout=10, what="current")
+    wait_until(lambda: len(landed(redis_client)) > 0, timeout=20, what="current")
     seq = agent.next
     unknown = (
         f'<MTConnectStreams xmlns="urn:mtconnect.org:MTConnectStreams:2.0">'
