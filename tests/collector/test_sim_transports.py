@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
 import redis
 
+from collector.sparkplug.proto import Payload
 from collector.udp.frame import parse
 from core.config import RepsysConfig
 from core.metrics import sample
@@ -24,6 +26,7 @@ from sim.plant.model import Plant
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.scenario import Scenario
 from sim.plant.service import SimPlant, machine_specs
+from sim.plant.sparkplug_publisher import datatype, metric, payload
 from sim.plant.udp_sender import UdpSender
 from tests.collector.conftest import InThread, run_collector, stream_signals
 
@@ -177,3 +180,28 @@ def test_a_machine_on_udp_or_sparkplug_is_not_published_twice_over_mqtt(
         dgram = parse(data, framing="required", max_data_bytes=160)
         assert (dgram.workcenter_key, dgram.set_no) == (61101, 60)
         assert tuple(dgram.values) == fields
+
+
+def test_the_sims_sparkplug_payloads_parse_with_the_protobuf_runtime() -> None:
+    """The hand-written wire format against Tahu's schema (the collector's descriptor)."""
+    values: list[Any] = [-7, 4_000_000_000, 42.5, True, False, "ACTIVE", "", None]
+    body = payload(
+        [metric(v, datatype(v), name=f"m{i}", alias=i, ts_ms=17) for i, v in enumerate(values)],
+        ts_ms=1_733_580_000_000,
+        seq=255,
+    )
+    msg = Payload()
+    msg.ParseFromString(body)
+    assert (msg.timestamp, msg.seq) == (1_733_580_000_000, 255)
+    got = []
+    for m in msg.metrics:
+        if m.is_null:
+            got.append(None)
+        elif m.datatype == 4:
+            got.append(struct.unpack("<q", struct.pack("<Q", m.long_value))[0])
+        else:
+            got.append(getattr(m, m.WhichOneof("value")))
+    assert got == values
+    assert [(m.name, m.alias, m.timestamp) for m in msg.metrics] == [
+        (f"m{i}", i, 17) for i in range(len(values))
+    ]
