@@ -193,7 +193,7 @@ def test_the_sims_sparkplug_payloads_parse_with_the_protobuf_runtime() -> None:
     msg = Payload()
     msg.ParseFromString(body)
     assert (msg.timestamp, msg.seq) == (1_733_580_000_000, 255)
-    got = []
+    got: list[Any] = []
     for m in msg.metrics:
         if m.is_null:
             got.append(None)
