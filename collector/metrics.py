@@ -143,6 +143,19 @@ class CollectorMetrics:
             ["source", "kind"],
             registry=registry,
         )
+        self.mtconnect_gaps = Counter(
+            "repsys_collector_mtconnect_gaps_total",
+            "Observations an MTConnect agent's buffer dropped before the reader read them "
+            "(from < firstSequence), by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.mtconnect_events = Counter(
+            "repsys_collector_mtconnect_events_total",
+            "MTConnect session events: resumed, resync, agent_restart, overrun.",
+            ["source", "kind"],
+            registry=registry,
+        )
         self.watchdog = Counter(
             "repsys_collector_watchdog_actions_total",
             "Watchdog actions on quiet sources (resubscribe, reconnect).",

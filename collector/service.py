@@ -21,6 +21,7 @@ import redis
 from collector.lease import SourceLease, process_name
 from collector.metrics import CollectorMetrics
 from collector.mqtt.reader import MqttReader
+from collector.mtconnect.reader import MtconnectReader
 from collector.opcua.reader import OpcuaReader
 from collector.reader import Reader, Sink
 from collector.sink import StreamSink
@@ -51,7 +52,13 @@ class ReaderClass(Protocol):
 
 #: Every reader, once. A reader class declares ``kind`` (its source model's ``type``,
 #: ``core.config.collector.SOURCE_TYPES``) and ``from_config``; the registry is built here.
-READER_CLASSES: tuple[ReaderClass, ...] = (MqttReader, OpcuaReader, UdpReader, SparkplugReader)
+READER_CLASSES: tuple[ReaderClass, ...] = (
+    MqttReader,
+    OpcuaReader,
+    UdpReader,
+    SparkplugReader,
+    MtconnectReader,
+)
 
 
 def _registry(classes: tuple[ReaderClass, ...]) -> dict[str, Builder]:

@@ -57,6 +57,15 @@ def collector_source_lease(collector: str, source: str) -> str:
     return f"{PREFIX}collector:lease:{collector}:{source}"
 
 
+def collector_source_state(collector: str, source: str) -> str:
+    """A source's reader state that must outlive the process (hash, no TTL).
+
+    The MTConnect reader keeps its agent's ``instance`` and ``next`` sequence there; the
+    UDP reader its tool-life runs (field ``run:<workcenter>:<tool var>``).
+    """
+    return f"{PREFIX}collector:state:{collector}:{source}"
+
+
 def machine_last_seen() -> str:
     """Hash machine id -> last receive timestamp, for boards and the no-data rule."""
     return f"{PREFIX}collector:last_seen"

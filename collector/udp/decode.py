@@ -86,6 +86,38 @@ class DatagramDecoder:
         self.runs: dict[tuple[int, int], ToolRun] = {}
         #: (workcenter, pallet, tool var) -> time of its START_MACHINING.
         self.starts: dict[tuple[int, int, int], float] = {}
+        #: Runs an END changed since the reader last took them (to save their state).
+        self.touched: set[tuple[int, int]] = set()
+
+    def run_fields(self) -> dict[str, str]:
+        """The touched runs' state as hash fields ``run:<workcenter>:<tool var>``; clears."""
+        out = {f"run:{wc}:{tv}": json.dumps(self.runs[(wc, tv)].state()) for wc, tv in self.touched}
+        self.touched.clear()
+        return out
+
+    def restore(self, fields: dict[str, str]) -> int:
+        """Take back saved runs (fields of :meth:`run_fields`); returns how many.
+
+        A field that does not parse, or names a workcenter no longer configured, is skipped:
+        its tool's next reading starts a run "first seen mid-way", as without a save.
+        """
+        n = 0
+        for name, raw in fields.items():
+            parts = name.split(":")
+            if len(parts) != 3 or parts[0] != "run":
+                continue
+            try:
+                key, tool_var, state = int(parts[1]), int(parts[2]), json.loads(raw)
+            except ValueError:
+                continue
+            wc = self.workcenters.get(key)
+            if wc is None or not isinstance(state, list):
+                continue
+            run = ToolRun.restored(wc.increments.get(tool_var, wc.increment), state)
+            if run is not None:
+                self.runs[(key, tool_var)] = run
+                n += 1
+        return n
 
     def decode(self, data: bytes, now: float) -> list[Row]:
         """Rows of one datagram; raises :class:`PayloadRejectedError` for bad ones."""
@@ -148,6 +180,7 @@ class DatagramDecoder:
         if run is None:
             run = self.runs[(wc.key, tool_var)] = ToolRun(increment)
         r = run.observe(counter)
+        self.touched.add((wc.key, tool_var))
         if r.skipped:
             self.gaps("counter_skip")
         out: list[Row] = []

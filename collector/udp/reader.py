@@ -6,10 +6,17 @@ source's lease passing to a replica) is lost without a trace, and so is one the 
 drops when the socket's receive buffer (``receive_buffer_bytes``) is full
 (``/proc/net/snmp`` ``Udp: RcvbufErrors`` counts those). The payload has no sequence
 number; what it shows of a loss is counted in ``repsys_collector_udp_gaps_total``
-(:mod:`collector.udp.decode`). The run accounting lives in memory: after a restart
-every tool's run in progress is "first seen mid-way" and its tool change is not
-recorded (its machining events still are). Once received, a datagram's signals go
-through the sink's ordered buffer like any reader's (the outage buffer covers Redis).
+(:mod:`collector.udp.decode`). Once received, a datagram's signals go through the
+sink's ordered buffer like any reader's (the outage buffer covers Redis).
+
+The tool-life runs outlive the process: each END's run state is saved in Redis
+(:mod:`collector.state`, field ``run:<workcenter>:<tool var>``) once its signals are
+in the streams, coalesced by the receive loop every ``FLUSH_S``, and taken back when
+the reader starts, so a restart (or a replica taking the lease) goes on with the
+running totals. A save older than the streams (the process killed within ``FLUSH_S``)
+heals itself: a run's total grows by the counter's rise since the saved reading; only a
+tool change in that window is not seen. Pending STARTs are not saved: an END whose
+START came before the restart counts ``end_without_start``.
 
 The socket is read by a thread of its own with plain blocking ``recvfrom`` (asyncio's
 datagram transport cost several microseconds a datagram more, at a rate where the
@@ -30,12 +37,14 @@ from collector.errors import SourceUnavailableError, rejection
 from collector.metrics import CollectorMetrics
 from collector.reader import Sink
 from collector.rows import Row
+from collector.state import SourceState
 from collector.udp.decode import DatagramDecoder, signals
 from core.config import RepsysConfig
 from core.config.collector_udp import UdpSource
 from core.lifecycle import Stopper
 from core.logs import get_logger
 from core.model import Signal
+from core.redis import connect_sync
 
 log = get_logger(__name__)
 
@@ -44,6 +53,8 @@ KIND = "udp"
 
 #: How often the receive loop looks at the stopper while no datagram comes.
 POLL_S = 0.25
+#: Run states are written to Redis at most this often (one HSET for all touched runs).
+FLUSH_S = 0.2
 
 
 class UdpReader:
@@ -56,9 +67,17 @@ class UdpReader:
         cls, source: UdpSource, cfg: RepsysConfig, sink: Sink, metrics: CollectorMetrics
     ) -> UdpReader:
         """The reader of ``source`` as ``collector.service`` builds it."""
-        return cls(source, sink, metrics)
+        state = SourceState(connect_sync(cfg.redis), cfg.collector.name, source.name)
+        return cls(source, sink, metrics, state=state)
 
-    def __init__(self, source: UdpSource, sink: Sink, metrics: CollectorMetrics) -> None:
+    def __init__(
+        self,
+        source: UdpSource,
+        sink: Sink,
+        metrics: CollectorMetrics,
+        *,
+        state: SourceState | None = None,
+    ) -> None:
         self.source = source
         self.name = source.name
         self.sink = sink
@@ -69,6 +88,50 @@ class UdpReader:
         self.address: tuple[str, int] | None = None
         self.connected = threading.Event()
         self._thread: threading.Thread | None = None
+        self.state = state
+        #: Run states whose signals are written, not yet saved (field -> JSON).
+        self._pending: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._receiving = False
+        self._last_flush = 0.0
+
+    # --- run state -------------------------------------------------------------------
+
+    def _saver(self, fields: dict[str, str]) -> Callable[[], None]:
+        """The ack of a datagram's rows: its runs' state becomes due for saving."""
+
+        def ack() -> None:
+            with self._lock:
+                self._pending.update(fields)
+                if self._receiving:
+                    return  # the receive loop flushes, coalesced
+            self._flush()
+
+        return ack
+
+    def _flush(self) -> None:
+        """Save the pending run states in one HSET (kept for the next try if it fails)."""
+        self._last_flush = time.monotonic()
+        with self._lock:
+            if not self._pending:
+                return
+            fields, self._pending = self._pending, {}
+        if self.state is not None and not self.state.save(fields):
+            with self._lock:
+                for name, value in fields.items():
+                    self._pending.setdefault(name, value)
+
+    def _restore(self) -> None:
+        """Take the saved runs back (after saving what this process still holds)."""
+        if self.state is None:
+            return
+        self._flush()
+        saved = self.state.load()
+        if saved is None:
+            return  # Redis cannot say: keep the runs in memory
+        self.decoder.runs.clear()
+        n = self.decoder.restore(saved)
+        log.info("udp_runs_restored", source=self.name, runs=n)
 
     def _socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.source.host else socket.AF_INET
@@ -89,8 +152,9 @@ class UdpReader:
     def _datagram(self, data: bytes, addr: Any, into: list[Row] | None = None) -> None:
         now = time.time()
         self.metrics.last_message.seen(KIND, self.name, now)
+        decoder = self.decoder
         try:
-            rows = self.decoder.decode(data, now)
+            rows = decoder.decode(data, now)
         except Exception as exc:  # nothing from the wire may escape the receive loop
             reason, error = rejection(exc)
             where = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
@@ -98,14 +162,18 @@ class UdpReader:
                 KIND, source=self.name, reason=reason, error=error, where=where, payload=data
             )
             return
+        fields = decoder.run_fields() if decoder.touched else None
         if into is not None:
             into.extend(rows)
             return
+        ack = self._saver(fields) if fields and self.state is not None else None
         # Rows of one machine go together; a counter set may name several machines.
         start = 0
         for i in range(1, len(rows) + 1):
             if i == len(rows) or rows[i][0] != rows[start][0]:
-                self.sink.submit_rows(KIND, rows[start][0], rows[start:i])
+                self.sink.submit_rows(
+                    KIND, rows[start][0], rows[start:i], ack if i == len(rows) else None
+                )
                 start = i
 
     def _receive(
@@ -114,6 +182,8 @@ class UdpReader:
         """The receive loop (its own thread): datagrams until ``until()`` says stop."""
         recv = sock.recvfrom
         while not until():
+            if self._pending and time.monotonic() - self._last_flush >= FLUSH_S:
+                self._flush()
             try:
                 data, addr = recv(65_535)
             except TimeoutError:
@@ -146,15 +216,19 @@ class UdpReader:
 
     async def run(self, stopper: Stopper) -> None:
         """Bind and read until the stopper is set (a bind failure raises: backoff, retry)."""
+        await asyncio.to_thread(self._restore)
         sock = self._socket()
         self.metrics.connected.labels(KIND, self.name).set(1)
         self.metrics.last_message.seen(KIND, self.name, time.time())
         self.connected.set()
         log.info("udp_listening", source=self.name, address=self.address)
+        self._receiving = True
         try:
             await self._in_thread(sock, lambda: stopper.stopped, None)
         finally:
+            self._receiving = False
             sock.close()
+            await asyncio.to_thread(self._flush)  # acks after this save at once
             self.connected.clear()
             self.metrics.connected.labels(KIND, self.name).set(0)
         if not stopper.stopped:

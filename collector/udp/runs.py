@@ -51,6 +51,25 @@ class ToolRun:
         self.total: int | float = 0
         self.entire = False
 
+    def state(self) -> list[int | float | bool | None]:
+        """What a restart needs of this run: ``[current, total, entire]`` (JSON-ready)."""
+        return [self.current, self.total, self.entire]
+
+    @classmethod
+    def restored(cls, increment: int, state: list[object]) -> ToolRun | None:
+        """A run from :meth:`state`'s list; None when the list is not one."""
+        if len(state) != 3:
+            return None
+        current, total, entire = state
+        number = (int, float)
+        if not (current is None or isinstance(current, number)) or isinstance(current, bool):
+            return None
+        if not isinstance(total, number) or isinstance(total, bool) or not isinstance(entire, bool):
+            return None
+        run = cls(increment)
+        run.current, run.total, run.entire = current, total, entire
+        return run
+
     def observe(self, counter: int | float) -> Reading:
         """Account one END_MACHINING counter reading (see the module docstring)."""
         inc = self.increment

@@ -17,6 +17,7 @@ from pydantic import Field, PlainValidator, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from core.config.base import OptionalSecret, StrictModel, type_tag
+from core.config.collector_mtconnect import MtconnectSource
 from core.config.collector_sparkplug import SparkplugSource
 from core.config.collector_udp import UdpSource
 
@@ -314,7 +315,7 @@ class MqttSource(StrictModel):
 
 #: Every source model, written once. A model declares its ``type: Literal[...]`` (the
 #: config ``type``, the reader's registry key and metric label) and ``machine_refs``.
-AnySource = OpcuaSource | MqttSource | UdpSource | SparkplugSource
+AnySource = OpcuaSource | MqttSource | UdpSource | SparkplugSource | MtconnectSource
 #: Source models by their ``type``.
 SOURCE_TYPES: dict[str, type[AnySource]] = {type_tag(m): m for m in get_args(AnySource)}
 
@@ -389,7 +390,7 @@ class CollectorConfig(StrictModel):
         "MQTT client ids.",
     )
     sources: list[Source] = Field(
-        default_factory=list, description="OPC UA, MQTT, UDP and Sparkplug sources."
+        default_factory=list, description="OPC UA, MQTT, UDP, Sparkplug and MTConnect sources."
     )
     sink: SinkConfig = SinkConfig()
     heartbeat_interval_s: float = Field(default=5.0, gt=0)

@@ -2,7 +2,8 @@
 
 The simulated plant of the demo, the tests and the benchmarks: which machines it runs
 (ids from the top-level ``machines:``), how they behave, the scenario of faults, and how
-it serves them (an OPC UA server, an MQTT publisher). The scenario format is documented in
+it serves them (an OPC UA server, an MQTT publisher, and for some machines Okuma UDP
+datagrams or a Sparkplug B edge node). The scenario format is documented in
 ``sim/README.md``; its fault kinds are listed here so that a typo fails at load time.
 """
 
@@ -129,6 +130,34 @@ class SimMqtt(StrictModel):
     )
 
 
+class SimUdp(StrictModel):
+    """Okuma machines that send their machining events as M208 UDP datagrams (set 60)."""
+
+    enabled: bool = False
+    host: str = Field(default="127.0.0.1", description="Where the collector's UDP reader listens.")
+    port: int = Field(default=2222, ge=1, le=65535)
+    machines: list[str] = Field(
+        default_factory=list,
+        description="Machine ids that speak UDP (their workcenter_key is the datagram's key).",
+    )
+
+
+class SimSparkplug(StrictModel):
+    """One Sparkplug B edge node with one device per listed machine, on the MQTT broker."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    client_id: str = "repsys-sim-sparkplug"
+    group: str = Field(default="Plant", description="Sparkplug group id.")
+    edge_node: str = Field(default="sim-plant", description="Edge node id.")
+    machines: list[str] = Field(
+        default_factory=list,
+        description="Machine ids published as devices (device id = machine id); metrics "
+        "are their signals without a subject, named as the signals.",
+    )
+
+
 class SimPlantConfig(StrictModel):
     """Settings of the simulated plant. Every key has a default and a description."""
 
@@ -141,6 +170,8 @@ class SimPlantConfig(StrictModel):
     scenario: SimScenario = SimScenario()
     opcua: SimOpcua = SimOpcua()
     mqtt: SimMqtt = SimMqtt()
+    udp: SimUdp = SimUdp()
+    sparkplug: SimSparkplug = SimSparkplug()
 
     def machine_refs(self) -> Iterator[tuple[Loc, str]]:
         """Every machine id this section names, with its key path."""
@@ -149,3 +180,6 @@ class SimPlantConfig(StrictModel):
         for i, fault in enumerate(self.scenario.faults):
             if fault.machine:
                 yield ("sim", "plant", "scenario", "faults", i, "machine"), fault.machine
+        for name, ids in (("udp", self.udp.machines), ("sparkplug", self.sparkplug.machines)):
+            for i, machine_id in enumerate(ids):
+                yield ("sim", "plant", name, "machines", i), machine_id

@@ -10,6 +10,10 @@
   End_Time``) and ``InsToolLifeHistoryV2`` (one per tool change: ``Workcenter_Key,
   Tool_Var, Run_Quantity, Run_Date``).
 
+Machines listed under ``sim.plant.udp`` send their machining events (and so their
+tool tracker) as Okuma datagrams instead, and those under ``sim.plant.sparkplug`` their
+values as Sparkplug B metrics: neither is published here a second time.
+
 The ``broker_outage`` fault disconnects the publisher for its duration; QoS 1 messages
 published meanwhile wait in paho's queue and go out on reconnect.
 """
@@ -39,9 +43,21 @@ TOOL_LIFE_TOPIC = "InsToolLifeHistoryV2"
 class PlantPublisher:
     """Publishes the model's signals in the plants' MQTT formats."""
 
-    def __init__(self, cfg: SimMqtt, machines: list[Machine], timezone: str = "UTC") -> None:
+    def __init__(
+        self,
+        cfg: SimMqtt,
+        machines: list[Machine],
+        timezone: str = "UTC",
+        *,
+        udp: frozenset[str] = frozenset(),
+        sparkplug: frozenset[str] = frozenset(),
+    ) -> None:
         self.cfg = cfg
         self.machines = {m.id: m for m in machines}
+        # A machine that speaks UDP sends its machining events as datagrams, one that
+        # speaks Sparkplug B its values as metrics: not a second time over MQTT.
+        self.udp = udp
+        self.sparkplug = sparkplug
         self.tz = ZoneInfo(timezone)
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id)
         self.client.max_queued_messages_set(0)  # unbounded: an outage must not lose QoS 1
@@ -97,13 +113,14 @@ class PlantPublisher:
             machine = self.machines.get(sig.machine)
             if machine is None:
                 continue
-            if self.cfg.value_topic and not sig.subject and sig.value is not None:
+            values = sig.machine not in self.sparkplug
+            if values and self.cfg.value_topic and not sig.subject and sig.value is not None:
                 topic = self.cfg.value_topic.format(
                     pcn=machine.pcn, machine=machine.id, signal=sig.name
                 )
                 value = json.dumps(sig.value) if not isinstance(sig.value, str) else sig.value
                 out.append((topic, value, False))
-            if self.cfg.counter_topic and sig.name == "part_count":
+            if values and self.cfg.counter_topic and sig.name == "part_count":
                 body = {
                     "PCN": machine.pcn,
                     "TransDate": self._local(sig.source_ts),
@@ -113,7 +130,7 @@ class PlantPublisher:
                 }
                 topic = self.cfg.counter_topic.format(machine=machine.id)
                 out.append((topic, json.dumps(body), True))
-            if self.cfg.tool_tracker:
+            if self.cfg.tool_tracker and sig.machine not in self.udp:
                 tracked = self._tool_tracker(machine, sig)
                 if tracked is not None:
                     out.append(tracked)

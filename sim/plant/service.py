@@ -1,7 +1,8 @@
 """``repsys sim plant`` at run time: the model on a real-time clock, behind its servers.
 
 Every ``tick_s`` the plant model advances by the real time elapsed times ``speed``; its
-signals go to the OPC UA server and the MQTT publisher, and transport faults that came
+signals go to the OPC UA server and the MQTT publisher (and, for the machines listed
+there, the Okuma UDP sender and the Sparkplug B edge node), and transport faults that came
 due are acted out (server restart, silent subscriptions, broker outage). Machines come
 from ``sim.plant.machines`` or, when that is empty, from every configured machine with
 the default specs of :func:`sim.plant.model.default_specs`.
@@ -21,6 +22,8 @@ from sim.plant.model import MachineSpec, Plant, ToolSpec, default_specs
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.opcua_server import PlantServer
 from sim.plant.scenario import FaultKind, Scenario, fault_from_dict
+from sim.plant.sparkplug_publisher import SparkplugPublisher
+from sim.plant.udp_sender import UdpSender
 
 log = get_logger(__name__)
 
@@ -78,8 +81,20 @@ class SimPlant:
         ids = {s.id for s in self.specs}
         machines = [m for m in cfg.machines if m.id in ids]
         self.mqtt = (
-            PlantPublisher(sim.mqtt, machines, cfg.plant.timezone) if sim.mqtt.enabled else None
+            PlantPublisher(
+                sim.mqtt,
+                machines,
+                cfg.plant.timezone,
+                udp=frozenset(sim.udp.machines if sim.udp.enabled else ()),
+                sparkplug=frozenset(sim.sparkplug.machines if sim.sparkplug.enabled else ()),
+            )
+            if sim.mqtt.enabled
+            else None
         )
+        # Some machines also speak the Okuma UDP datagrams or Sparkplug B (a switch per
+        # machine: the transport's machines list).
+        self.udp = UdpSender(sim.udp, machines) if sim.udp.enabled else None
+        self.sparkplug = SparkplugPublisher(sim.sparkplug) if sim.sparkplug.enabled else None
         self.plant: Plant | None = None
 
     async def start(self) -> None:
@@ -87,6 +102,10 @@ class SimPlant:
             await self.opcua.start()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.udp is not None:
+            self.udp.start()
+        if self.sparkplug is not None:
+            self.sparkplug.start()
         self.plant = Plant(
             self.specs, self.scenario, seed=self.cfg.sim.plant.seed, start_ts=time.time()
         )
@@ -97,6 +116,10 @@ class SimPlant:
             log.info("sim_plant_ledger_written", path=str(self.ledger_path), faults=n)
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.udp is not None:
+            self.udp.stop()
+        if self.sparkplug is not None:
+            self.sparkplug.stop()
         if self.opcua is not None:
             await self.opcua.stop()
 
@@ -108,6 +131,10 @@ class SimPlant:
             await self.opcua.apply(signals)
         if self.mqtt is not None:
             self.mqtt.publish(signals)
+        if self.udp is not None:
+            self.udp.publish(signals)
+        if self.sparkplug is not None:
+            self.sparkplug.publish(signals)
         for fault in self.plant.take_transport_faults():
             await self._transport(fault.kind, fault.effective_duration_s)
         return len(signals)

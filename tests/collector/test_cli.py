@@ -44,7 +44,7 @@ def test_every_sample_loads_and_its_readme_shows_it(sample: Path) -> None:
 
 
 def test_sample_names_are_the_reader_names() -> None:
-    assert [p.parent.name for p in SAMPLES] == ["mqtt", "opcua", "sparkplug", "udp"]
+    assert [p.parent.name for p in SAMPLES] == ["mqtt", "mtconnect", "opcua", "sparkplug", "udp"]
     for sample in SAMPLES:
         types = {s.type for s in load_config(sample).collector.sources}
         assert types == {sample.parent.name}
@@ -240,7 +240,7 @@ def test_collector_once_fails_with_1_naming_the_source_that_is_down(tmp_path: Pa
         ),
         (
             {"sources": [{"type": "modbus", "name": "k"}]},
-            "collector.sources[0].type: must be one of opcua, mqtt, udp, sparkplug",
+            "collector.sources[0].type: must be one of opcua, mqtt, udp, sparkplug, mtconnect",
         ),
         (
             {"sources": [{"type": "udp", "name": "k"}]},
@@ -321,7 +321,8 @@ def test_collector_with_bad_config_exits_2(tmp_path: Path) -> None:
     result = repsys("-c", str(path), "collector", "once")
     assert result.returncode == 2
     assert result.stderr.strip() == (
-        f"repsys: {path}: collector.sources[0].type: must be one of opcua, mqtt, udp, sparkplug"
+        f"repsys: {path}: collector.sources[0].type: must be one of opcua, mqtt, udp, "
+        "sparkplug, mtconnect"
     )
 
 

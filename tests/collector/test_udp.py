@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import socket
 from collections import Counter
 from collections.abc import Callable
@@ -347,3 +348,85 @@ def test_a_port_in_use_is_a_source_unavailable_error() -> None:
         with pytest.raises(SourceUnavailableError) as err:
             asyncio.run(reader.read_once(0.1))
     assert err.value.reason == "bind"
+
+
+def test_the_running_totals_survive_a_collector_restart(
+    make_config: Callable[..., RepsysConfig],
+    redis_client: redis.Redis,
+    started: list[InThread],
+) -> None:
+    """A run watched from its tool change, the collector restarted in the middle of it:
+    the tool change after the restart is recorded with the whole run's quantity."""
+    port = udp_port()
+    cfg = make_config(collector={"sources": [udp_source(port)]})
+    labels = {"reader": "udp", "source": "okuma"}
+    state_key = keys.collector_source_state("collector", "okuma")
+
+    def collector() -> tuple[Any, InThread]:
+        _, registry, coll = run_collector(cfg)
+        started.append(coll)
+        wait_until(
+            lambda: sample(registry, "repsys_collector_source_connected", labels) == 1,
+            timeout=10,
+            what="bound",
+        )
+        return registry, coll
+
+    def ends() -> list[Signal]:
+        return [
+            s
+            for _, _, s in stream_signals(redis_client, 4)
+            if s.name == "machining_event" and s.attrs.get("cmd") == "51"
+        ]
+
+    def send(*counters: int) -> None:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+            for c in counters:
+                out.sendto(frame(2, 60, 50, 1, 1, c), ("127.0.0.1", port))
+                out.sendto(frame(2, 60, 51, 1, 1, c), ("127.0.0.1", port))
+
+    _, first = collector()
+    send(0, 1, 2, 3)  # a fresh tool (0): a run watched from its start
+    wait_until(lambda: len(ends()) == 4, timeout=10, what="four ENDs")
+    first.stop()
+    assert json.loads(redis_client.hget(state_key, "run:2:1") or "null") == [3, 3, True]
+
+    collector()
+    send(4, 5, 0)  # the run goes on after the restart, then the tool is changed
+    wait_until(lambda: len(ends()) == 7, timeout=10, what="seven ENDs")
+    after = ends()[4:]
+    assert [s.attrs["running_total"] for s in after] == ["4", "5", "0"]
+    assert [s.attrs["running_entire_time"] for s in after] == ["1", "1", "1"]
+    changes = [
+        (s.subject, s.value)
+        for _, _, s in stream_signals(redis_client, 4)
+        if s.name == "tool_change"
+    ]
+    assert changes == [("T1", 5)]  # the whole run, counted across the restart
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counters=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=30),
+    cut=st.integers(min_value=0, max_value=30),
+    junk=st.dictionaries(st.text(max_size=12), st.text(max_size=12), max_size=4),
+)
+def test_saved_runs_go_on_as_if_never_stopped(
+    counters: list[int], cut: int, junk: dict[str, str]
+) -> None:
+    """Save after ``cut`` readings, restore into a new decoder (with junk fields beside):
+    the readings after it give the same rows as one decoder that never stopped."""
+    source = UdpSource.model_validate(udp_source())
+    datagrams = [frame(2, 60, 51, 1, 6, c) for c in counters]
+    whole = DatagramDecoder(source)
+    want = [whole.decode(d, float(i)) for i, d in enumerate(datagrams)]
+    before = DatagramDecoder(source)
+    for i, d in enumerate(datagrams[:cut]):
+        before.decode(d, float(i))
+    saved = before.run_fields()
+    after = DatagramDecoder(source)
+    junk.pop("run:2:6", None)  # the one field that is this tool's run
+    after.restore({**junk, **saved})
+    got = [after.decode(d, float(i)) for i, d in enumerate(datagrams) if i >= cut]
+    # END rows carry no start here (no START sent), so rows compare whole.
+    assert got == want[cut:]
