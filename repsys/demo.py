@@ -34,6 +34,7 @@ from repsys.servers import (
     RedisServer,
     ServerError,
     free_port,
+    free_udp_port,
 )
 
 DEMO_TEMPLATE = Path(__file__).resolve().parent.parent / "config" / "demo.yaml"
@@ -73,6 +74,7 @@ class Demo:
         self.opcua_port = free_port()
         self.plex_port = free_port()
         self.mail_port = free_port()  # the local mailbox (repsys sim mailbox), notify.smtp
+        self.udp_port = free_udp_port()  # cnc130's Okuma datagrams (sim plant -> collector)
         #: Debian's Prometheus with RepSys's alerts, when it is installed (make setup does).
         self.prometheus: PrometheusServer | None = None
         self.with_prometheus = prometheus
@@ -91,6 +93,7 @@ class Demo:
             .replace("@OPCUA_PORT@", str(self.opcua_port))
             .replace("@PLEX_PORT@", str(self.plex_port))
             .replace("@MAIL_PORT@", str(self.mail_port))
+            .replace("@UDP_PORT@", str(self.udp_port))
         )
         parse_config(yaml.safe_load(text), file=str(self.template))  # fail before starting
         self.config_path.write_text(text, encoding="utf-8")

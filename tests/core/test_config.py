@@ -40,7 +40,7 @@ def test_demo_template_is_valid_once_filled() -> None:
     text = text.replace("@REDIS_URL@", "redis://127.0.0.1:1/0").replace("@WORKDIR@", "/tmp/x")
     text = text.replace("@MQTT_PORT@", "1883").replace("@WEB_PORT@", "8080")
     text = text.replace("@OPCUA_PORT@", "48400").replace("@PLEX_PORT@", "8731")
-    text = text.replace("@MAIL_PORT@", "2525")
+    text = text.replace("@MAIL_PORT@", "2525").replace("@UDP_PORT@", "48500")
     assert re.findall(r"@[A-Z_]+@", text) == []  # every placeholder is one the demo fills
     cfg = parse_config(yaml.safe_load(text), file="demo.yaml")
     assert len(cfg.machines) >= 3

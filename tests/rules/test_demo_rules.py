@@ -16,8 +16,11 @@ from collections.abc import Iterator
 import yaml
 
 from collector.mqtt.decode import MessageDecoder
+from collector.udp.decode import DatagramDecoder
+from collector.udp.decode import signals as udp_signals
 from core.config import RepsysConfig, parse_config
 from core.config.collector import MqttSource
+from core.config.collector_udp import UdpSource
 from core.model import Signal
 from rules.engine import Program
 from rules.replay import replay
@@ -25,6 +28,7 @@ from sim.plant.model import Plant
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.scenario import Scenario
 from sim.plant.service import machine_specs, scenario_of
+from sim.plant.udp_sender import UdpSender
 from tests.conftest import REPO
 
 
@@ -37,14 +41,29 @@ def demo_config() -> RepsysConfig:
 
 
 def through_mqtt(cfg: RepsysConfig, signals: list[Signal]) -> Iterator[Signal]:
-    """The plant's signals as the demo's rules get them: MQTT formats, collector decoder."""
+    """The plant's signals as the demo's rules get them: MQTT formats and the collector's
+    decoder, and for the Okuma machine (cnc130) its datagrams and the collector's UDP
+    decoder, with the receive time as the datagram's time (a datagram carries none).
+    cnc140's values go as Sparkplug B metrics, which the plants' rules do not read."""
     machines = list(cfg.machines)
-    publisher = PlantPublisher(cfg.sim.plant.mqtt, machines, cfg.plant.timezone)
+    plant = cfg.sim.plant
+    publisher = PlantPublisher(
+        plant.mqtt,
+        machines,
+        cfg.plant.timezone,
+        udp=frozenset(plant.udp.machines),
+        sparkplug=frozenset(plant.sparkplug.machines),
+    )
     [source] = [s for s in cfg.collector.sources if isinstance(s, MqttSource)]
     decoder = MessageDecoder(source, machines, cfg.plant.timezone)
+    [okuma] = [s for s in cfg.collector.sources if isinstance(s, UdpSource)]
+    datagrams = DatagramDecoder(okuma)
+    sender = UdpSender(plant.udp, machines)
     for sig in signals:
         for topic, payload, _ in publisher.messages([sig]):
             yield from decoder.decode(topic, payload.encode(), sig.receive_ts)
+        for _fields, data in sender.datagrams([sig]):
+            yield from udp_signals(datagrams.decode(data, sig.source_ts))
 
 
 #: The plants' rules (DOMAIN.md section 3) and the tool-life rules of the demo.
@@ -70,8 +89,11 @@ def test_a_clean_demo_plant_files_no_ticket_through_the_demos_mqtt_path() -> Non
     result = replay(Program(cfg), signals)
 
     events = [s for s in signals if s.name == "machining_event"]
-    assert {s.machine for s in events} == {"cnc101", "cnc102", "cnc103", "cnc120"}
-    assert "increment" not in events[0].attrs  # the MQTT tool tracker does not say it
+    assert {s.machine for s in events} == {m.id for m in cfg.machines}
+    # The MQTT tool tracker does not say the increment; the UDP run accounting does.
+    assert "increment" not in next(e for e in events if e.machine == "cnc101").attrs
+    udp = [e for e in events if e.machine == "cnc130" and e.attrs.get("cmd") == "51"]
+    assert udp and all("running_total" in e.attrs for e in udp)
     changes = {(s.machine, s.subject) for s in signals if s.name == "tool_change"}
     assert {("cnc101", "T1"), ("cnc102", "T1"), ("cnc103", "T2")} <= changes
     assert [(r["machine"], r["rule"], r["summary"]) for r in result.ledger.rows()] == []
