@@ -83,6 +83,10 @@ topics:
     machine_field: Workcenter_Key
     timestamp_field: Run_Date
     fields: [{path: Run_Quantity, signal: tool_change, type: int, subject: "T{Tool_Var}"}]
+  - pattern: alarms/{pcn}/{machine}
+    fields:
+      - {path: code, signal: alarm, type: int,
+         attrs: {active: "{active}", text: "{text}", severity: "{severity}"}}
   - pattern: plant/{pcn}/{machine}/{signal}
     format: value
 """)
@@ -124,7 +128,15 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
         "rules": rules,
         # The demo's MQTT source (config/demo.yaml): the plants' formats, every machine.
         "collector": {"sources": [MQTT_SOURCE]},
-        "sim": {"plant": {"mqtt": {"value_topic": "plant/{pcn}/{machine}/{signal}"}}},
+        # Alarms with their state: on the value topic a clear would count as a raise.
+        "sim": {
+            "plant": {
+                "mqtt": {
+                    "value_topic": "plant/{pcn}/{machine}/{signal}",
+                    "alarm_topic": "alarms/{pcn}/{machine}",
+                }
+            }
+        },
     }
     return parse_config(data, file=str(rules_file))
 
