@@ -144,7 +144,7 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
 def plant_day(ids: list[str], hours: float) -> Scenario:
     """Every fault kind the simulator knows, one per machine per shift, all in ``hours``.
 
-    Machine ``n`` gets kind ``(n + 3 s) mod 12`` in shift ``s``, 4 to 5.5 hours into the
+    Machine ``n`` gets kind ``(n + 3 s) mod 13`` in shift ``s``, 4 to 5.5 hours into the
     shift (after cycle_time's warm-up: before it the rule has no baseline, by design), so
     faults of one machine are eight hours apart (far beyond any rule's ``keep_firing_for``)
     and every kind runs on several machines. A tool not changed is injected 0.5 to 2 hours
@@ -177,6 +177,8 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
         (FaultKind.TOOL_NOT_CHANGED, 0.0, 0.0),
         # Cuts 10 % slower for half an hour (about 3 sigma of the cut's noise).
         (FaultKind.SLOW_CYCLES, 1800.0, 0.1),
+        # The spindle at 140 % for 30 s: past spindle_overload's 130 for its 10 s.
+        (FaultKind.SPINDLE_OVERLOAD, 30.0, 0.0),
     ]
     for n, machine in enumerate(ids):
         spec = specs[machine]

@@ -1,7 +1,7 @@
 """``repsys soak``: the plant's ground truth, the matching, and a CI-size soak.
 
 The CI-size soak runs the clean day (20 machines, 3 simulated hours: no ticket may open)
-and a reduced plant day (12 machines, one 8-hour shift: every machine fault kind the
+and a reduced plant day (13 machines, one 8-hour shift: every machine fault kind the
 simulator knows, each on one machine) through the collector's MQTT decode path
 and the rules, and fails on any false, missed or duplicate episode. ``make soak`` runs
 the full size (20 machines, a three-shift day).
@@ -152,7 +152,7 @@ def test_percentile_is_the_nearest_rank(values: list[float], q: int) -> None:
 
 
 def test_a_reduced_plant_day_has_every_machine_fault_kind() -> None:
-    kinds = {f.kind for f in plant_day([f"m{n}" for n in range(12)], 8.0).faults}
+    kinds = {f.kind for f in plant_day([f"m{n}" for n in range(13)], 8.0).faults}
     machine_kinds = set(FaultKind) - {
         FaultKind.SILENT_SUBSCRIPTION,
         FaultKind.SERVER_RESTART,
@@ -192,7 +192,7 @@ def test_a_clean_day_files_no_ticket() -> None:
 
 
 def test_a_reduced_plant_day_files_exactly_one_ticket_per_fault() -> None:
-    result = soak("plant-day", 8.0, seed=1, machines=12)
+    result = soak("plant-day", 8.0, seed=1, machines=13)
     assert result["false_positives"] == []
     assert result["missed"] == []
     assert result["duplicates"] == []

@@ -174,6 +174,7 @@ class _Machine:
         self.looped_out: dict[int, float] = {}
         self.scrap: _Spell | None = None
         self.slow: _Spell | None = None
+        self.overload: _Spell | None = None
         self.overrun: dict[str, _Overrun] = {}
         self.out: list[Signal] = []
         # Ground truth of faults injected but not yet shown in the signals (per tool), and
@@ -377,8 +378,19 @@ class _Machine:
         return bad
 
     def spindle_load(self, t: float) -> float:
+        if self.down_until > t:
+            return 0.0
+        over = self.overload
+        if over is not None and over.until > t:
+            # The spindle drags (a seizing bearing, chips wrapped round the tool): the
+            # load stays up between cuts too. ``rate`` holds the load in percent.
+            now = self.start_ts + t
+            if over.entry.start_ts is None:
+                over.entry.start_ts = now
+            over.entry.end_ts = now
+            return round(min(150.0, max(0.0, over.rate + self.rng.gauss(0.0, 1.5))), 2)
         if self.phase != "cut":
-            return 0.0 if self.down_until > t else 2.0
+            return 2.0
         wear = 0.0
         extra = 0.0
         for tool in self.spec.tools_on(self.pallet):
@@ -513,6 +525,9 @@ class _Machine:
             self.scrap = _Spell(fault.rate, t + lasts, entry)  # shows with the first bad part
         elif kind is FaultKind.TOOL_NOT_CHANGED:
             self.overrun[fault.tool] = _Overrun(fault.effective_amount, entry)
+        elif kind is FaultKind.SPINDLE_OVERLOAD:
+            # Shows with the first sample over; ends with the last.
+            self.overload = _Spell(float(fault.effective_amount), t + lasts, entry)
         elif kind in (FaultKind.ALARM_BURST, FaultKind.MICRO_STOPS):
             pass  # acted out by the plant's scheduled raises and stops
         else:

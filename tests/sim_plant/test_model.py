@@ -231,7 +231,8 @@ def test_transport_faults_are_handed_out_once_and_repeat() -> None:
             {"faults": [{"at": 1, "kind": "meltdown", "machine": "cnc103"}]},
             "faults[0].kind: must be one of tool_wear_drift, premature_tool_change, counter_jump,"
             " counter_rollback, pallet_looped_out, stuck_pallet, machine_down, alarm_burst,"
-            " micro_stops, scrap, tool_not_changed, slow_cycles, silent_subscription,"
+            " micro_stops, scrap, tool_not_changed, slow_cycles, spindle_overload,"
+            " silent_subscription,"
             " server_restart, broker_outage",
         ),
         (
@@ -369,3 +370,15 @@ def test_slow_cycles_lengthen_the_cuts_for_their_duration() -> None:
     assert abs(mean(slow, 1300, 1800) - mean(normal, 1300, 1800)) < 2
     [entry] = plant.ledger
     assert entry.end_ts == DEFAULT_START_TS + 1200 and entry.rules == ("cycle_time",)
+
+
+def test_a_spindle_overload_holds_the_load_for_its_duration() -> None:
+    fault = Fault(300, FaultKind.SPINDLE_OVERLOAD, machine="cnc103", duration_s=30, amount=140)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=1)
+    loads = _at(plant.advance(600), "spindle_load")
+    over = [(t, v) for t, v in loads if float(v) > 120]  # type: ignore[arg-type]
+    assert [t for t, _ in over] == [float(t) for t in range(300, 330)]
+    assert all(abs(float(v) - 140) < 8 for _, v in over)  # type: ignore[arg-type]
+    [entry] = plant.ledger
+    assert (entry.start_ts, entry.end_ts) == (DEFAULT_START_TS + 300, DEFAULT_START_TS + 329)
+    assert (entry.rules, entry.optional) == (("threshold",), ("spindle_load_drift",))
