@@ -551,7 +551,9 @@ class _Machine:
             # The counter ends `amount` below where it was, after this cycle's increment.
             tool = self.spec.tool(fault.tool)
             increment = tool.increment if tool is not None else 1
-            self.jump[fault.tool] = self.jump.get(fault.tool, 0) - increment - fault.amount
+            self.jump[fault.tool] = (
+                self.jump.get(fault.tool, 0) - increment - fault.effective_amount
+            )
         elif kind is FaultKind.PALLET_LOOPED_OUT:
             self.looped_out[fault.pallet] = t + fault.effective_duration_s
         elif kind in (FaultKind.STUCK_PALLET, FaultKind.MACHINE_DOWN):

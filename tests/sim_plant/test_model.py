@@ -130,6 +130,8 @@ def test_premature_tool_change_resets_the_counter_early() -> None:
     [
         (FaultKind.COUNTER_JUMP, 50, 51),
         (FaultKind.COUNTER_ROLLBACK, 3, -3),
+        (FaultKind.COUNTER_JUMP, 0, 51),  # the defaults (README): 50 and 3
+        (FaultKind.COUNTER_ROLLBACK, 0, -3),
     ],
 )
 def test_counter_jump_and_rollback(kind: FaultKind, amount: int, delta: int) -> None:
