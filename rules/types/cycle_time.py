@@ -62,6 +62,9 @@ from rules.types.base import BaseRule, fmt, num
 SERIES_POINTS = 30
 #: Disturbances remembered per kind: the one that ends a cycle and the one before it.
 KEEP_DISTURBANCES = 2
+#: Stops remembered: every pause within a cycle is taken out of its time, and a cycle
+#: with more pauses than this in it is beyond any controller seen.
+KEEP_STOPS = 8
 #: Active alarm codes remembered (a bound on the checkpointed state).
 MAX_ALARMS = 16
 
@@ -125,7 +128,7 @@ class CycleTime(BaseRule):
             if self.spec.relearn_on_program_change:
                 st.get("base", {}).pop(program, None)
         spans = dist[kind]
-        if len(spans) > KEEP_DISTURBANCES:
+        if len(spans) > (KEEP_STOPS if kind == "stop" else KEEP_DISTURBANCES):
             del spans[0]
 
     def _alarm_raised(self, st: dict[str, Any], sig: Signal) -> bool:
@@ -278,8 +281,8 @@ class CycleTime(BaseRule):
     def _paused(self, st: dict[str, Any], raw: float, end: float) -> float:
         """Seconds out of ``running_states`` within the cycle ``(end - raw, end)``.
 
-        Only pauses shorter than ``stop_min_s`` get here (longer ones exclude the cycle),
-        so the two stops remembered cover a cycle's pauses unless it paused three times.
+        Only pauses shorter than ``stop_min_s`` get here (longer ones exclude the cycle);
+        the last ``KEEP_STOPS`` are remembered.
         """
         start = end - raw
         paused = 0.0
