@@ -39,7 +39,7 @@ from rules.actions import OpenEpisodes
 from rules.engine import Engine, Program
 from rules.replay import Ledger
 from sim.plant.ledger import Injected, write_ledger
-from sim.plant.model import MachineSpec, Plant, default_specs
+from sim.plant.model import MachineSpec, Plant, ToolSpec, default_specs
 from sim.plant.mqtt_publisher import PlantPublisher
 from sim.plant.scenario import Fault, FaultKind, Scenario
 
@@ -56,6 +56,11 @@ GRACE_S = 900.0
 #: seen by it.
 FIRST_FAULT_S = 4 * 3600.0
 SCENARIOS = ("plant-day", "clean")
+#: A tool not changed is injected this long into a shift (tool_life_overrun needs no
+#: warm-up, and the tool may take up to a whole life to reach it).
+OVERRUN_AT_S = 1800.0
+#: Cycles run up to this much slower than their nominal time (noise, a drift).
+SLOWEST = 0.15
 #: A drift lasts this many cycles; the simulator's load time between cuts.
 DRIFT_CYCLES = 60
 LOAD_S = 5.0
@@ -78,6 +83,10 @@ topics:
     machine_field: Workcenter_Key
     timestamp_field: Run_Date
     fields: [{path: Run_Quantity, signal: tool_change, type: int, subject: "T{Tool_Var}"}]
+  - pattern: alarms/{pcn}/{machine}
+    fields:
+      - {path: code, signal: alarm, type: int,
+         attrs: {active: "{active}", text: "{text}", severity: "{severity}"}}
   - pattern: plant/{pcn}/{machine}/{signal}
     format: value
 """)
@@ -119,7 +128,15 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
         "rules": rules,
         # The demo's MQTT source (config/demo.yaml): the plants' formats, every machine.
         "collector": {"sources": [MQTT_SOURCE]},
-        "sim": {"plant": {"mqtt": {"value_topic": "plant/{pcn}/{machine}/{signal}"}}},
+        # Alarms with their state: on the value topic a clear would count as a raise.
+        "sim": {
+            "plant": {
+                "mqtt": {
+                    "value_topic": "plant/{pcn}/{machine}/{signal}",
+                    "alarm_topic": "alarms/{pcn}/{machine}",
+                }
+            }
+        },
     }
     return parse_config(data, file=str(rules_file))
 
@@ -127,40 +144,59 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
 def plant_day(ids: list[str], hours: float) -> Scenario:
     """Every fault kind the simulator knows, one per machine per shift, all in ``hours``.
 
-    Machine ``n`` gets kind ``(n + 3 s) mod 7`` in shift ``s``, 4 to 5.5 hours into the
+    Machine ``n`` gets kind ``(n + 3 s) mod 13`` in shift ``s``, 4 to 5.5 hours into the
     shift (after cycle_time's warm-up: before it the rule has no baseline, by design), so
     faults of one machine are eight hours apart (far beyond any rule's ``keep_firing_for``)
-    and every kind runs on several machines. The transport faults run once each, at plant
-    level. A fault that would not end (with its detection grace) inside ``hours`` is left
-    out, so a reduced day is an honest subset.
+    and every kind runs on several machines. A tool not changed is injected 0.5 to 2 hours
+    into the shift instead, on the machine's tool that reaches its life soonest: it shows
+    only when that tool next reaches its life, up to one tool life later. The transport
+    faults run once each, at plant level. A fault that would not end (with its detection
+    grace) inside ``hours`` is left out, so a reduced day is an honest subset.
     """
     day_s = hours * 3600.0
-    cycle_s = {s.id: s.cycle_time_s for s in default_specs(ids)}
+    specs = {s.id: s for s in default_specs(ids)}
     faults: list[Fault] = []
     kinds = [
         # 0.75 points a cycle for 60 cycles (duration set per machine below): 45 points,
         # past spindle_load_drift's 30 but below spindle_overload's 130 (a drift to 150 %
         # is an overload as well); the cuts slow by up to 12 % (0.2 % a cycle).
-        (FaultKind.TOOL_WEAR_DRIFT, 0.0),
-        (FaultKind.PREMATURE_TOOL_CHANGE, 0.0),
-        (FaultKind.COUNTER_JUMP, 0.0),
-        (FaultKind.COUNTER_ROLLBACK, 0.0),
-        (FaultKind.PALLET_LOOPED_OUT, 1200.0),
-        (FaultKind.STUCK_PALLET, 180.0),
-        (FaultKind.MACHINE_DOWN, 600.0),
+        (FaultKind.TOOL_WEAR_DRIFT, 0.0, 0.75),
+        (FaultKind.PREMATURE_TOOL_CHANGE, 0.0, 0.0),
+        (FaultKind.COUNTER_JUMP, 0.0, 0.0),
+        (FaultKind.COUNTER_ROLLBACK, 0.0, 0.0),
+        (FaultKind.PALLET_LOOPED_OUT, 1200.0, 0.0),
+        (FaultKind.STUCK_PALLET, 180.0, 0.0),
+        (FaultKind.MACHINE_DOWN, 600.0, 0.0),
+        # Five raises of a warning two minutes apart: alarm_frequency's 3 in 10 minutes.
+        (FaultKind.ALARM_BURST, 600.0, 0.0),
+        # Twelve 20 s stops four minutes apart: micro_stop's 10 in an hour, each under
+        # downtime's for (60 s).
+        (FaultKind.MICRO_STOPS, 2880.0, 0.0),
+        # Three parts in ten bad for half an hour: past scrap_rate's 5 % over an hour.
+        (FaultKind.SCRAP, 1800.0, 0.3),
+        (FaultKind.TOOL_NOT_CHANGED, 0.0, 0.0),
+        # Cuts 10 % slower for half an hour (about 3 sigma of the cut's noise).
+        (FaultKind.SLOW_CYCLES, 1800.0, 0.1),
+        # The spindle at 140 % for 30 s: past spindle_overload's 130 for its 10 s.
+        (FaultKind.SPINDLE_OVERLOAD, 30.0, 0.0),
     ]
     for n, machine in enumerate(ids):
+        spec = specs[machine]
         for shift in range(3):
-            kind, duration = kinds[(n + 3 * shift) % len(kinds)]
+            kind, duration, rate = kinds[(n + 3 * shift) % len(kinds)]
             at = shift * 8 * 3600.0 + FIRST_FAULT_S + (n * 613.0) % 5400.0
-            if kind is FaultKind.TOOL_WEAR_DRIFT:
-                duration = DRIFT_CYCLES * (cycle_s[machine] + LOAD_S)
-            if at + duration + GRACE_S + 600.0 > day_s:
-                continue
             tool = f"T{1 + (n + shift) % 2}"  # T1 and T2 run on both pallets
-            rate = 0.75 if kind is FaultKind.TOOL_WEAR_DRIFT else 0.5
+            shows = 0.0
+            if kind is FaultKind.TOOL_WEAR_DRIFT:
+                duration = DRIFT_CYCLES * (spec.cycle_time_s + LOAD_S)
+            elif kind is FaultKind.TOOL_NOT_CHANGED:
+                at -= FIRST_FAULT_S - OVERRUN_AT_S
+                tool, cycles = _soonest_life(spec)
+                shows = cycles * (spec.cycle_time_s * (1 + SLOWEST) + LOAD_S)
+            if at + max(duration, shows) + GRACE_S + 600.0 > day_s:
+                continue
             faults.append(
-                Fault(at, kind, machine=machine, tool=tool, duration_s=duration, rate=rate)
+                Fault(at, kind, machine=machine, tool=tool, duration_s=duration, rate=rate or 0.5)
             )
     for k, kind in enumerate(
         (FaultKind.SILENT_SUBSCRIPTION, FaultKind.SERVER_RESTART, FaultKind.BROKER_OUTAGE)
@@ -169,6 +205,17 @@ def plant_day(ids: list[str], hours: float) -> Scenario:
         if at < day_s:
             faults.append(Fault(at, kind, duration_s=60.0))
     return Scenario(name="plant-day", faults=tuple(faults))
+
+
+def _soonest_life(spec: MachineSpec) -> tuple[str, float]:
+    """The tool of ``spec`` with the fewest cycles in one life, and that many cycles."""
+
+    def cycles(t: ToolSpec) -> float:
+        share = len(t.pallets) / spec.pallets if t.pallets else 1.0
+        return t.life / t.increment / share
+
+    best = min(spec.tools, key=cycles)
+    return best.name, cycles(best)
 
 
 def through_mqtt(cfg: RepsysConfig, signals: Iterable[Signal]) -> Iterator[Signal]:

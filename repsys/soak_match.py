@@ -23,9 +23,17 @@ from typing import Any
 from rules.alerts import utc_iso
 from sim.plant.ledger import Injected
 
-#: Fault kinds whose subject (the tool, the skipped pallet) the episode must name.
+#: Fault kinds whose subject (the tool, the skipped pallet, the alarm code) the episode
+#: must name.
 SUBJECT_KINDS = frozenset(
-    {"premature_tool_change", "counter_jump", "counter_rollback", "pallet_looped_out"}
+    {
+        "premature_tool_change",
+        "counter_jump",
+        "counter_rollback",
+        "pallet_looped_out",
+        "tool_not_changed",
+        "alarm_burst",
+    }
 )
 
 

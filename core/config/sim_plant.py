@@ -128,6 +128,12 @@ class SimMqtt(StrictModel):
         default=True,
         description="Publish InsAssemblyMachiningHistory and InsToolLifeHistoryV2.",
     )
+    alarm_topic: str = Field(
+        default="",
+        description="Alarms as JSON {code, active, text, severity} (e.g. "
+        "alarms/{pcn}/{machine}); empty: on value_topic as a plain code, where a clear "
+        "cannot be told from a raise.",
+    )
 
 
 class SimUdp(StrictModel):

@@ -7,8 +7,10 @@ state (``excluded``) and the episode's values:
 - ``glitch``: shorter than ``rules.min_cycle_time_s``;
 - ``stop``: the machine was out of ``running_states`` for ``stop_min_s`` (60 s) or more
   between the cycle's start and end (on a ``part_count`` machine a stop lies inside the
-  time between two parts; a shorter pause, such as loading between parts on a controller
-  that says ``ready`` meanwhile, is part of the cycle);
+  time between two parts). A shorter pause, such as loading between parts on a controller
+  that says ``ready`` meanwhile, or a micro-stop, keeps the cycle, but the time paused is
+  taken out of it: the chart judges the time the machine ran (a cycle with a 20 s feed
+  hold did not cut slower; the stops are ``micro_stop``'s, not a slow cycle);
 - ``alarm``: an alarm was raised within it;
 - ``program``: the program changed within it (the setup of the new program);
 - ``mode``: the machine is in an operation mode other than processing (setup, maintenance).
@@ -60,6 +62,9 @@ from rules.types.base import BaseRule, fmt, num
 SERIES_POINTS = 30
 #: Disturbances remembered per kind: the one that ends a cycle and the one before it.
 KEEP_DISTURBANCES = 2
+#: Stops remembered: every pause within a cycle is taken out of its time, and a cycle
+#: with more pauses than this in it is beyond any controller seen.
+KEEP_STOPS = 8
 #: Active alarm codes remembered (a bound on the checkpointed state).
 MAX_ALARMS = 16
 
@@ -123,7 +128,7 @@ class CycleTime(BaseRule):
             if self.spec.relearn_on_program_change:
                 st.get("base", {}).pop(program, None)
         spans = dist[kind]
-        if len(spans) > KEEP_DISTURBANCES:
+        if len(spans) > (KEEP_STOPS if kind == "stop" else KEEP_DISTURBANCES):
             del spans[0]
 
     def _alarm_raised(self, st: dict[str, Any], sig: Signal) -> bool:
@@ -258,7 +263,8 @@ class CycleTime(BaseRule):
             ctx.excluded[self.name, why] += 1
             return
         program = sig.attrs.get("program", m.program)
-        out, values = self._judge(m, st, sig, raw, program)
+        paused = self._paused(st, raw, sig.source_ts)
+        out, values = self._judge(m, st, sig, raw, program, paused=paused)
         flagged = st.setdefault("on", [])
         if not out:
             if program in flagged:
@@ -272,14 +278,36 @@ class CycleTime(BaseRule):
             values["excluded_cycles"] = dict(st["excluded"])
         self._raise(m, sig, program, values, ctx)
 
+    def _paused(self, st: dict[str, Any], raw: float, end: float) -> float:
+        """Seconds out of ``running_states`` within the cycle ``(end - raw, end)``.
+
+        Only pauses shorter than ``stop_min_s`` get here (longer ones exclude the cycle);
+        the last ``KEEP_STOPS`` are remembered.
+        """
+        start = end - raw
+        paused = 0.0
+        for t1, t2 in st.get("dist", {}).get("stop", []):
+            paused += max(0.0, min(end, end if t2 is None else t2) - max(start, t1))
+        return min(paused, raw)
+
     def _judge(
-        self, m: MachineState, st: dict[str, Any], sig: Signal, raw: float, program: str
+        self,
+        m: MachineState,
+        st: dict[str, Any],
+        sig: Signal,
+        raw: float,
+        program: str,
+        *,
+        paused: float = 0.0,
     ) -> tuple[bool, dict[str, Any]]:
         """Whether the program's condition holds after this cycle, and the cycle's values."""
         spec = self.spec
-        x = raw * m.feed / 100.0 if spec.normalize_feed_override and m.feed != 100.0 else raw
+        ran = raw - paused
+        x = ran * m.feed / 100.0 if spec.normalize_feed_override and m.feed != 100.0 else ran
         points: list[str] = []
         values: dict[str, Any] = {"cycle_time_s": raw, "normalized_s": round(x, 3)}
+        if paused:
+            values["paused_s"] = round(paused, 3)
         if m.feed != 100.0:
             values["feed_override"] = m.feed
         standard = spec.standard_s.get(program, spec.standard_s.get("*"))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sim.plant.scenario import EXPECTED_RULES, Fault
+from sim.plant.scenario import EXPECTED_RULES, OPTIONAL_RULES, Fault
 
 
 @dataclass(slots=True)
@@ -37,7 +37,8 @@ class Injected:
         optional: rule types that may open one for it without being required to: a
             wear drift cut short by the tool's change may or may not have moved the
             cycle-time chart far enough (an episode of it is then no false positive, and
-            none is no miss).
+            none is no miss); an overload may be a drift as well
+            (:data:`sim.plant.scenario.OPTIONAL_RULES`).
     """
 
     machine: str
@@ -60,6 +61,7 @@ class Injected:
             start_ts=None,
             end_ts=None,
             rules=EXPECTED_RULES[fault.kind],
+            optional=OPTIONAL_RULES.get(fault.kind, ()),
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -26,9 +26,10 @@ value = counter, attrs ``pallet``, ``tool``, ``counter``, ``increment``, ``start
 counter back to 0). A machine that goes down in the middle of a cut finishes the cut's
 remaining tools on the same pallet when it recovers. Spindle load is sampled every
 ``sample_interval_s`` and rises with the wear of the tools in the cut. Signals emitted:
-run_state, operation_mode, program, part_count, part_count_good, cycle_start, cycle_time,
-pallet_id, pallet_change, tool_number, tool_life, tool_change, machining_event,
-spindle_load, feed_override, alarm (value = code; attrs text, severity, active).
+run_state, operation_mode, program, part_count, part_count_good, part_count_bad,
+cycle_start, cycle_time, pallet_id, pallet_change, tool_number, tool_life, tool_change,
+machining_event, spindle_load, feed_override, alarm (value = code; attrs text, severity,
+active).
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ DEFAULT_START_TS = 1_700_000_000.0
 #: Alarm codes the simulated controllers raise (value of the ``alarm`` signal).
 ALARM_SPINDLE_DRIVE = 1001
 ALARM_PALLET_CHANGER = 2001
+#: A warning that does not stop the machine (the ``alarm_burst`` fault raises it).
+ALARM_COOLANT_LOW = 3001
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,37 @@ class _Drift:
     entry: Injected | None = None
 
 
+@dataclass
+class _Spell:
+    """A fault that holds for a while: scrap (``rate`` = bad share) or slow cycles."""
+
+    rate: float
+    until: float
+    entry: Injected
+    due: float = 0.0  # scrap: bad parts owed (a part is bad each time this reaches 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Part:
+    """One raise of an alarm burst or one stop of micro-stops, scheduled by the plant."""
+
+    fault: Fault
+    entry: Injected
+    index: int
+
+    @property
+    def last(self) -> bool:
+        return self.index == self.fault.effective_amount - 1
+
+
+@dataclass
+class _Overrun:
+    """A tool not changed at its life: ``left`` more uses before it is."""
+
+    left: int
+    entry: Injected
+
+
 class _Machine:
     """The state of one machine between events."""
 
@@ -120,9 +154,13 @@ class _Machine:
         self.start_ts = start_ts
         self.counters = {t.name: t.start for t in spec.tools}
         self.part_count = 0
+        self.good = 0
+        self.bad = 0
         self.pallet = 1
         self.phase = "load"
         self.phase_started = 0.0
+        self.phase_ends = 0.0  # when the load or cut under way ends (a pause defers it)
+        self.paused_until = -1.0
         self.cut_started = 0.0
         # The tools of the cut not yet ended: (tool, start, end) in simulated seconds.
         self.plan: list[tuple[ToolSpec, float, float]] = []
@@ -134,6 +172,10 @@ class _Machine:
         self.jump: dict[str, int] = {}
         self.premature: set[str] = set()
         self.looped_out: dict[int, float] = {}
+        self.scrap: _Spell | None = None
+        self.slow: _Spell | None = None
+        self.overload: _Spell | None = None
+        self.overrun: dict[str, _Overrun] = {}
         self.out: list[Signal] = []
         # Ground truth of faults injected but not yet shown in the signals (per tool), and
         # of stops not yet recovered: their times are set when the machine acts them out.
@@ -172,6 +214,8 @@ class _Machine:
         self.emit(t, "program", self.spec.program)
         self.emit(t, "feed_override", 100.0)
         self.emit(t, "part_count", self.part_count)
+        self.emit(t, "part_count_good", self.good)
+        self.emit(t, "part_count_bad", self.bad)
         self.emit(t, "pallet_id", self.pallet)
         for tool in self.spec.tools:
             self.tool_life(t, tool)
@@ -193,7 +237,8 @@ class _Machine:
             self.pallet = new
             self.emit(t, "pallet_id", new)
         self.phase, self.phase_started = "load", t
-        return t + self.spec.load_time_s
+        self.phase_ends = t + self.spec.load_time_s
+        return self.phase_ends
 
     def start_cut(self, t: float) -> float:
         """Begin a cut; plans each tool's start and end in it. Returns when it ends."""
@@ -206,6 +251,13 @@ class _Machine:
         for name, drift in self.drift.items():
             if drift.until > t and any(x.name == name for x in tools):
                 factor += 0.002 * drift.cycles
+        if self.slow is not None:
+            if self.slow.until > t:
+                factor += self.slow.rate
+                if self.slow.entry.start_ts is None:
+                    self.slow.entry.start_ts = self.start_ts + t
+            else:
+                self.slow = None
         # A resumed cut only has its remaining tools' share of the cycle to do.
         share = len(tools) / len(everyone) if everyone else 1.0
         duration = max(1.0, self.spec.cycle_time_s * factor * share)
@@ -216,6 +268,7 @@ class _Machine:
             (tool, t + i * slot, min(end, t + i * slot + slot * self.spec.tool_share))
             for i, tool in enumerate(tools)
         ]
+        self.phase_ends = end
         return end
 
     def end_tool(self, t: float) -> None:
@@ -248,11 +301,32 @@ class _Machine:
             cmd="51",
         )
         self.tool_life(t, tool)
-        if self.counters[name] >= tool.life:
+        if self.counters[name] >= tool.life and not self.overrunning(t, tool):
             self.emit(t, "tool_change", self.counters[name], name, reason="life")
             self.counters[name] = 0
             self.end_wear(name, t)
             self.tool_life(t, tool)
+
+    def overrunning(self, t: float, tool: ToolSpec) -> bool:
+        """Whether a tool at or past its life is kept in (``tool_not_changed``).
+
+        Its ground truth shows with the first reading past the life (a use that started at
+        the life) and ends when the tool is changed at last.
+        """
+        over = self.overrun.get(tool.name)
+        if over is None:
+            return False
+        now = self.start_ts + t
+        if self.counters[tool.name] > tool.life and over.entry.start_ts is None:
+            over.entry.start_ts = now
+        if over.left > 0:
+            over.left -= 1
+            return True
+        del self.overrun[tool.name]
+        over.entry.end_ts = now
+        if over.entry.start_ts is None:
+            over.entry.start_ts = now
+        return False
 
     def end_wear(self, name: str, t: float) -> None:
         """A new tool is not worn: a wear drift of the tool changed at ``t`` ends there."""
@@ -268,15 +342,55 @@ class _Machine:
 
     def end_cut(self, t: float) -> float:
         self.plan = []
-        self.part_count += self.spec.parts_per_cycle
+        n = self.spec.parts_per_cycle
+        bad = self.scrapped(t, n)
+        self.part_count += n
+        self.good += n - bad
+        self.bad += bad
         self.emit(t, "part_count", self.part_count)
-        self.emit(t, "part_count_good", self.part_count)
+        if n > bad:
+            self.emit(t, "part_count_good", self.good)
+        if bad:
+            self.emit(t, "part_count_bad", self.bad)
         self.emit(t, "cycle_time", round(t - self.phase_started, 3))
         return self.start_load(t)
 
+    def scrapped(self, t: float, parts: int) -> int:
+        """How many of the ``parts`` a cut ending at ``t`` made are bad (``scrap``).
+
+        Deterministic, not drawn: every ``1 / rate``-th part is bad, so the share is exact
+        and the machine's random stream is the same as on a day without scrap.
+        """
+        spell = self.scrap
+        if spell is None:
+            return 0
+        if spell.until <= t:
+            self.scrap = None
+            return 0
+        spell.due += spell.rate * parts
+        bad = min(parts, int(spell.due))
+        spell.due -= bad
+        if bad:
+            now = self.start_ts + t
+            if spell.entry.start_ts is None:
+                spell.entry.start_ts = now
+            spell.entry.end_ts = now
+        return bad
+
     def spindle_load(self, t: float) -> float:
+        if self.down_until > t:
+            return 0.0
+        over = self.overload
+        if over is not None and over.until > t:
+            # The spindle drags (a seizing bearing, chips wrapped round the tool): the
+            # load stays up between cuts too. ``rate`` holds the load in percent.
+            now = self.start_ts + t
+            if over.entry.start_ts is None:
+                over.entry.start_ts = now
+            over.entry.end_ts = now
+            return round(min(150.0, max(0.0, over.rate + self.rng.gauss(0.0, 1.5))), 2)
         if self.phase != "cut":
-            return 0.0 if self.down_until > t else 2.0
+            return 2.0
         wear = 0.0
         extra = 0.0
         for tool in self.spec.tools_on(self.pallet):
@@ -292,7 +406,24 @@ class _Machine:
 
     def go_down(self, t: float, fault: Fault) -> float | None:
         """Stop the machine; returns when it recovers (None if already down longer)."""
-        until = t + fault.effective_duration_s
+        if fault.kind is FaultKind.MACHINE_DOWN:
+            state, code, text, severity = (
+                "stopped",
+                ALARM_SPINDLE_DRIVE,
+                "Spindle drive fault",
+                "high",
+            )
+        else:
+            state, code = "interrupted", ALARM_PALLET_CHANGER
+            text, severity = "Pallet changer jammed", "medium"
+        until = self.stop(t, t + fault.effective_duration_s, state)
+        if until is not None:
+            self.alarm = code
+            self.emit(t, "alarm", code, text=text, severity=severity, active="true")
+        return until
+
+    def stop(self, t: float, until: float, state: str) -> float | None:
+        """Stop cutting until ``until`` in run state ``state``; None if already down longer."""
         if self.down_until > t:
             self.down_until = max(self.down_until, until)
             return None
@@ -306,22 +437,66 @@ class _Machine:
             self.resume = self.spec.tools_on(self.pallet)
         self.plan = []
         self.phase = "down"
-        if fault.kind is FaultKind.MACHINE_DOWN:
-            self.alarm = ALARM_SPINDLE_DRIVE
-            self.emit(t, "run_state", "stopped")
-            text, severity = "Spindle drive fault", "high"
-        else:
-            self.alarm = ALARM_PALLET_CHANGER
-            self.emit(t, "run_state", "interrupted")
-            text, severity = "Pallet changer jammed", "medium"
-        self.emit(t, "alarm", self.alarm, text=text, severity=severity, active="true")
+        self.emit(t, "run_state", state)
         return until
+
+    def pause(self, t: float, fault: Fault, entry: Injected) -> list[tuple[float, str]] | None:
+        """One micro-stop of ``micro_stops``: a feed hold of ``length`` s, no alarm.
+
+        The machine holds where it is (a load or a cut) and goes on from there: what was
+        left of the load or of each tool's cut ends ``length`` later, so the cycle is that
+        much longer and nothing is cut twice. Returns the deferred phase changes as
+        ``(time, what)`` (the generation changed), or None when the machine is down or
+        already held: that stop does not happen.
+        """
+        if self.phase not in ("load", "cut") or self.paused_until > t:
+            return None
+        length = fault.effective_length_s
+        self.paused_until = t + length
+        self.generation += 1
+        self.emit(t, "run_state", "interrupted")
+        if entry.start_ts is None:
+            entry.start_ts = self.start_ts + t
+        self.phase_ends += length
+        if self.phase == "load":
+            return [(self.phase_ends, "cut")]
+        self.plan = [(tool, a if a <= t else a + length, b + length) for tool, a, b in self.plan]
+        return [(b, "tool") for _, _, b in self.plan] + [(self.phase_ends, "end")]
+
+    def unpause(self, t: float, entry: Injected, last: bool) -> None:
+        """The end of a micro-stop: executing again (unless it went down meanwhile)."""
+        if self.paused_until != t or self.phase == "down":
+            return
+        self.paused_until = -1.0
+        self.emit(t, "run_state", "executing")
+        if last:
+            entry.end_ts = self.start_ts + t
+
+    def burst_alarm(self, t: float, entry: Injected, active: bool, last: bool) -> None:
+        """One raise (or clear) of an ``alarm_burst``: a warning; the machine runs on."""
+        now = self.start_ts + t
+        if active:
+            if entry.start_ts is None:
+                entry.start_ts = now
+            self.emit(
+                t,
+                "alarm",
+                ALARM_COOLANT_LOW,
+                text="Coolant level low",
+                severity="low",
+                active="true",
+            )
+            return
+        self.emit(t, "alarm", ALARM_COOLANT_LOW, active="false")
+        if last:
+            entry.end_ts = now
 
     def recover(self, t: float) -> float:
         for entry in self.truth_down:
             entry.end_ts = self.start_ts + t
         self.truth_down = []
-        self.emit(t, "alarm", self.alarm, active="false")
+        if self.alarm:
+            self.emit(t, "alarm", self.alarm, active="false")
         self.alarm = 0
         self.down_until = -1.0
         self.generation += 1
@@ -330,12 +505,9 @@ class _Machine:
             return t  # cut the loaded pallet's remaining tools at once
         return self.start_load(t)
 
-    def apply(self, t: float, fault: Fault, entry: Injected) -> float | None:
-        """Apply a machine fault; returns a recovery time when the machine went down.
-
-        ``entry`` is the fault's ground truth: its times are set here, or when the fault
-        shows in the signals (the tool's next event, the recovery).
-        """
+    def truth(self, t: float, fault: Fault, entry: Injected) -> None:
+        """Set the ground truth known at injection (the spells that carry it start here);
+        the rest is set when the fault shows in the signals."""
         kind = fault.kind
         now = self.start_ts + t
         lasts = fault.effective_duration_s
@@ -345,8 +517,30 @@ class _Machine:
         elif kind in (FaultKind.STUCK_PALLET, FaultKind.MACHINE_DOWN):
             entry.start_ts = now
             self.truth_down.append(entry)
+        elif kind is FaultKind.SLOW_CYCLES:
+            # Shows with the first cut that starts slow; ends with the spell.
+            entry.end_ts = now + lasts
+            self.slow = _Spell(fault.rate, t + lasts, entry)
+        elif kind is FaultKind.SCRAP:
+            self.scrap = _Spell(fault.rate, t + lasts, entry)  # shows with the first bad part
+        elif kind is FaultKind.TOOL_NOT_CHANGED:
+            self.overrun[fault.tool] = _Overrun(fault.effective_amount, entry)
+        elif kind is FaultKind.SPINDLE_OVERLOAD:
+            # Shows with the first sample over; ends with the last.
+            self.overload = _Spell(float(fault.effective_amount), t + lasts, entry)
+        elif kind in (FaultKind.ALARM_BURST, FaultKind.MICRO_STOPS):
+            pass  # acted out by the plant's scheduled raises and stops
         else:
             self.truth_tool.setdefault(fault.tool, []).append(entry)
+
+    def apply(self, t: float, fault: Fault, entry: Injected) -> float | None:
+        """Apply a machine fault; returns a recovery time when the machine went down.
+
+        ``entry`` is the fault's ground truth: its times are set here, or when the fault
+        shows in the signals (the tool's next event, the recovery).
+        """
+        kind = fault.kind
+        self.truth(t, fault, entry)
         if kind is FaultKind.TOOL_WEAR_DRIFT:
             self.drift[fault.tool] = _Drift(fault.rate, t + fault.effective_duration_s, entry=entry)
         elif kind is FaultKind.PREMATURE_TOOL_CHANGE:
@@ -357,7 +551,9 @@ class _Machine:
             # The counter ends `amount` below where it was, after this cycle's increment.
             tool = self.spec.tool(fault.tool)
             increment = tool.increment if tool is not None else 1
-            self.jump[fault.tool] = self.jump.get(fault.tool, 0) - increment - fault.amount
+            self.jump[fault.tool] = (
+                self.jump.get(fault.tool, 0) - increment - fault.effective_amount
+            )
         elif kind is FaultKind.PALLET_LOOPED_OUT:
             self.looped_out[fault.pallet] = t + fault.effective_duration_s
         elif kind in (FaultKind.STUCK_PALLET, FaultKind.MACHINE_DOWN):
@@ -391,7 +587,7 @@ class Plant:
         self.elapsed = 0.0
         self._machines = [_Machine(s, _machine_rng(seed, s.id), start_ts) for s in machines]
         self._index = {m.spec.id: i for i, m in enumerate(self._machines)}
-        self._heap: list[tuple[float, int, int, str, int, Fault | None]] = []
+        self._heap: list[tuple[float, int, int, str, int, Fault | _Part | None]] = []
         self._seq = 0
         self._transport_due: list[Fault] = []
         #: Ground truth: every fault occurrence injected so far (sim/plant/ledger.py).
@@ -415,10 +611,10 @@ class Plant:
         return self.start_ts + self.elapsed
 
     def _push(
-        self, t: float, machine: int, what: str, gen: int, fault: Fault | None = None
+        self, t: float, machine: int, what: str, gen: int, job: Fault | _Part | None = None
     ) -> None:
         self._seq += 1
-        heapq.heappush(self._heap, (t, self._seq, machine, what, gen, fault))
+        heapq.heappush(self._heap, (t, self._seq, machine, what, gen, job))
 
     def _start(self) -> None:
         self._started = True
@@ -437,8 +633,8 @@ class Plant:
             self._start()
         until = self.elapsed + seconds
         while self._heap and self._heap[0][0] <= until:
-            t, _, i, what, gen, fault = heapq.heappop(self._heap)
-            self._step(t, i, what, gen, fault)
+            t, _, i, what, gen, job = heapq.heappop(self._heap)
+            self._step(t, i, what, gen, job)
         self.elapsed = until
         out: list[Signal] = []
         for m in self._machines:
@@ -447,10 +643,12 @@ class Plant:
         out.sort(key=lambda s: s.source_ts)  # stable: a machine's same-time order is kept
         return out
 
-    def _step(self, t: float, i: int, what: str, gen: int, fault: Fault | None) -> None:
-        if what == "fault":
-            assert fault is not None
-            self._fault(t, fault)
+    def _step(self, t: float, i: int, what: str, gen: int, job: Fault | _Part | None) -> None:
+        if isinstance(job, Fault):
+            self._fault(t, job)
+            return
+        if isinstance(job, _Part):
+            self._part(t, i, what, job)
             return
         m = self._machines[i]
         if what == "sample":
@@ -473,10 +671,28 @@ class Plant:
         elif what == "end":
             self._push(m.end_cut(t), i, "cut", m.generation)
 
+    def _part(self, t: float, i: int, what: str, part: _Part) -> None:
+        """A raise or clear of an alarm burst, a stop or restart of micro-stops."""
+        m = self._machines[i]
+        if what == "pause":
+            deferred = m.pause(t, part.fault, part.entry)
+            if deferred is not None:
+                for when, phase in deferred:
+                    self._push(when, i, phase, m.generation)
+                self._push(m.paused_until, i, "unpause", 0, part)
+        elif what == "unpause":
+            m.unpause(t, part.entry, part.last)
+        else:
+            m.burst_alarm(t, part.entry, what == "alarm_on", part.last)
+
     def _fault(self, t: float, fault: Fault) -> None:
         if fault.every_s > 0:
             self._push(t + fault.every_s, -1, "fault", 0, fault)
-        subject = str(fault.pallet) if fault.kind is FaultKind.PALLET_LOOPED_OUT else ""
+        subject = ""
+        if fault.kind is FaultKind.PALLET_LOOPED_OUT:
+            subject = str(fault.pallet)
+        elif fault.kind is FaultKind.ALARM_BURST:
+            subject = str(ALARM_COOLANT_LOW)  # alarm_frequency's subject is the code
         entry = Injected.of(fault, self.start_ts + t, subject)
         self.ledger.append(entry)
         if fault.transport:
@@ -487,6 +703,16 @@ class Plant:
             self._transport_due.append(fault)
             return
         i = self._index[fault.machine]
+        if fault.kind in (FaultKind.ALARM_BURST, FaultKind.MICRO_STOPS):
+            # Evenly spread over the fault's duration, the first at once.
+            gap = fault.effective_duration_s / fault.effective_amount
+            for k in range(fault.effective_amount):
+                at, part = t + k * gap, _Part(fault, entry, k)
+                if fault.kind is FaultKind.MICRO_STOPS:
+                    self._push(at, i, "pause", 0, part)
+                else:
+                    self._push(at, i, "alarm_on", 0, part)
+                    self._push(at + fault.effective_length_s, i, "alarm_off", 0, part)
         recover_at = self._machines[i].apply(t, fault, entry)
         if recover_at is not None:
             self._push(recover_at, i, "recover", 0)

@@ -5,6 +5,9 @@
 * FOCAS-style part counters on ``counter_topic`` (``focas/{machine}``):
   ``{"PCN", "TransDate" (local time, no zone), "WorkCenter", "NodeId",
   "Cycle_Counter_Shift_SL"}``, retained, as the Fanuc gateways published them.
+* Alarms as JSON on ``alarm_topic`` when it is set (``{"code", "active": "true" or
+  "false", "text", "severity"}``); else as plain codes on ``value_topic`` like any other
+  value, where a clear looks like a raise.
 * The tool tracker's ``InsAssemblyMachiningHistory`` (one per machining event:
   ``Workcenter_Key, Pallet_No, Tool_Var, Current_Value, Running_Total, Start_Time,
   End_Time``) and ``InsToolLifeHistoryV2`` (one per tool change: ``Workcenter_Key,
@@ -114,6 +117,9 @@ class PlantPublisher:
             if machine is None:
                 continue
             values = sig.machine not in self.sparkplug
+            if values and self.cfg.alarm_topic and sig.name == "alarm":
+                out.append(self._alarm(machine, sig))
+                continue
             if values and self.cfg.value_topic and not sig.subject and sig.value is not None:
                 topic = self.cfg.value_topic.format(
                     pcn=machine.pcn, machine=machine.id, signal=sig.name
@@ -135,6 +141,16 @@ class PlantPublisher:
                 if tracked is not None:
                     out.append(tracked)
         return out
+
+    def _alarm(self, machine: Machine, sig: Signal) -> tuple[str, str, bool]:
+        body = {
+            "code": sig.value,
+            "active": sig.attrs.get("active", "true"),
+            "text": sig.attrs.get("text", ""),
+            "severity": sig.attrs.get("severity", ""),
+        }
+        topic = self.cfg.alarm_topic.format(pcn=machine.pcn, machine=machine.id)
+        return topic, json.dumps(body), False
 
     def _tool_tracker(self, machine: Machine, sig: Signal) -> tuple[str, str, bool] | None:
         if sig.name == "machining_event":

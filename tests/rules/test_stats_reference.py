@@ -209,6 +209,8 @@ def reference_cycle_time(events: list[Ev], rule: dict[str, Any]) -> list[tuple[s
             continue  # a pause of 60 s (stop_min_s) or more within the cycle
         if any(start < m < t for m in marks):
             continue
+        # A shorter pause stays in its cycle, but not in its time (decision 0410).
+        x -= min(x, sum(max(0.0, min(t, t if b is None else b) - max(start, a)) for a, b in stops))
         # A cycle: standard, baseline, charts, run rules.
         points = 1 if x > rule["standard_s"].get(program, math.inf) * 1.2 else 0
         b = base.setdefault(program, {"warm": []})

@@ -9,6 +9,7 @@ import pytest
 
 from core.model import Signal
 from sim.plant.model import (
+    ALARM_COOLANT_LOW,
     ALARM_PALLET_CHANGER,
     ALARM_SPINDLE_DRIVE,
     DEFAULT_START_TS,
@@ -129,6 +130,8 @@ def test_premature_tool_change_resets_the_counter_early() -> None:
     [
         (FaultKind.COUNTER_JUMP, 50, 51),
         (FaultKind.COUNTER_ROLLBACK, 3, -3),
+        (FaultKind.COUNTER_JUMP, 0, 51),  # the defaults (README): 50 and 3
+        (FaultKind.COUNTER_ROLLBACK, 0, -3),
     ],
 )
 def test_counter_jump_and_rollback(kind: FaultKind, amount: int, delta: int) -> None:
@@ -229,7 +232,9 @@ def test_transport_faults_are_handed_out_once_and_repeat() -> None:
         (
             {"faults": [{"at": 1, "kind": "meltdown", "machine": "cnc103"}]},
             "faults[0].kind: must be one of tool_wear_drift, premature_tool_change, counter_jump,"
-            " counter_rollback, pallet_looped_out, stuck_pallet, machine_down, silent_subscription,"
+            " counter_rollback, pallet_looped_out, stuck_pallet, machine_down, alarm_burst,"
+            " micro_stops, scrap, tool_not_changed, slow_cycles, spindle_overload,"
+            " silent_subscription,"
             " server_restart, broker_outage",
         ),
         (
@@ -246,7 +251,19 @@ def test_transport_faults_are_handed_out_once_and_repeat() -> None:
         ),
         (
             {"faults": [{"at": -1, "kind": "server_restart"}]},
-            "faults[0]: at, duration and every must not be negative",
+            "faults[0]: at, duration, every and length must not be negative",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "scrap", "machine": "a", "rate": 1.5}]},
+            "faults[0].rate: must be in (0, 1] for scrap",
+        ),
+        (
+            {"faults": [{"kind": "micro_stops", "machine": "a", "duration": 60, "amount": 4}]},
+            "faults[0].length: each micro_stops must end before the next",
+        ),
+        (
+            {"faults": [{"at": 1, "kind": "tool_not_changed", "machine": "a"}]},
+            "faults[0].tool: required for tool_not_changed",
         ),
     ],
 )
@@ -263,3 +280,107 @@ def test_plant_rejects_faults_on_unknown_machines_and_tools() -> None:
         Plant(
             [ONE], Scenario(faults=(Fault(1, FaultKind.COUNTER_JUMP, machine="cnc103", tool="T9"),))
         )
+
+
+def _at(signals: list[Signal], name: str) -> list[tuple[float, object]]:
+    return [(s.source_ts - DEFAULT_START_TS, s.value) for s in signals if s.name == name]
+
+
+def test_an_alarm_burst_raises_and_clears_one_warning_while_the_machine_runs() -> None:
+    fault = Fault(100, FaultKind.ALARM_BURST, machine="cnc103", duration_s=500, amount=5)
+    plant = Plant([ONE], Scenario(faults=(fault,)))
+    signals = plant.advance(900)
+    alarms = [
+        (s.source_ts - DEFAULT_START_TS, s.value, s.attrs["active"])
+        for s in signals
+        if s.name == "alarm"
+    ]
+    raised = [(100.0 + 100 * k, ALARM_COOLANT_LOW, "true") for k in range(5)]
+    cleared = [(110.0 + 100 * k, ALARM_COOLANT_LOW, "false") for k in range(5)]
+    assert alarms == sorted(raised + cleared)
+    assert _at(signals, "run_state") == [(0.0, "executing")]  # a warning: it runs on
+    [entry] = plant.ledger
+    assert (entry.kind, entry.subject, entry.rules) == ("alarm_burst", "3001", ("alarm_frequency",))
+    assert (entry.start_ts, entry.end_ts) == (DEFAULT_START_TS + 100, DEFAULT_START_TS + 510)
+
+
+def test_micro_stops_hold_the_machine_and_it_goes_on_where_it_stopped() -> None:
+    fault = Fault(100, FaultKind.MICRO_STOPS, machine="cnc103", duration_s=400, amount=4)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=2)
+    signals = plant.advance(1200)
+    held = [(100.0 + 100 * k, "interrupted") for k in range(4)]
+    back = [(120.0 + 100 * k, "executing") for k in range(4)]
+    assert _at(signals, "run_state") == sorted([(0.0, "executing"), *held, *back])
+    assert [s for s in signals if s.name == "alarm"] == []
+    # Nothing is cut twice or skipped: T1 counts 1, 2, 3 ... across every hold.
+    t1 = [e.value for e in events(signals, "T1")]
+    assert t1 == [n % 10 or 10 for n in range(1, len(t1) + 1)]
+    # A cycle with a hold in it is that much longer: less the hold, a normal cycle.
+    holds = [(100.0 + 100 * k, 120.0 + 100 * k) for k in range(4)]
+    net = []
+    for end, cycle in _at(signals, "cycle_time"):
+        start = end - float(cycle)  # type: ignore[arg-type]
+        paused = sum(max(0.0, min(end, b) - max(start, a)) for a, b in holds)
+        net.append((paused, float(cycle) - paused))  # type: ignore[arg-type]
+    assert sorted(p for p, _ in net if p) == [20.0] * 4
+    assert all(22.0 < x < 28.0 for _, x in net)  # 20 s cuts +- 3 %, 5 s loads
+    [entry] = plant.ledger
+    assert (entry.start_ts, entry.end_ts) == (DEFAULT_START_TS + 100, DEFAULT_START_TS + 420)
+    assert entry.rules == ("micro_stop",)
+
+
+def test_scrap_makes_every_nth_part_bad_and_counts_good_and_bad_apart() -> None:
+    fault = Fault(300, FaultKind.SCRAP, machine="cnc103", duration_s=600, rate=0.25)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=1)
+    signals = plant.advance(1500)
+    assert _at(signals, "part_count_bad")[0] == (0.0, 0)  # known from the start
+    parts = [(s.source_ts, s.name, s.value) for s in signals if s.name.startswith("part_count")]
+    made = [t for t, name, _ in parts if name == "part_count" and t > DEFAULT_START_TS]
+    during = [t for t in made if DEFAULT_START_TS + 300 <= t < DEFAULT_START_TS + 900]
+    bad_at = [t for t, name, v in parts if name == "part_count_bad" and v]
+    assert bad_at == during[3::4]  # every fourth part made during the spell
+    last = {name: v for _, name, v in parts}
+    assert last["part_count"] == last["part_count_good"] + last["part_count_bad"] == len(made)
+    [entry] = plant.ledger
+    assert (entry.start_ts, entry.end_ts, entry.rules) == (bad_at[0], bad_at[-1], ("scrap_rate",))
+
+
+def test_a_tool_not_changed_runs_past_its_life_then_is_changed() -> None:
+    fault = Fault(0, FaultKind.TOOL_NOT_CHANGED, machine="cnc103", tool="T1", amount=3)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=1)
+    signals = plant.advance(900)
+    t1 = events(signals, "T1")
+    assert [e.value for e in t1[:16]] == [*range(1, 14), 1, 2, 3]
+    [change, *_] = [s for s in signals if s.name == "tool_change" and s.subject == "T1"]
+    assert change.value == 13 and change.source_ts == t1[12].source_ts
+    [entry] = plant.ledger
+    assert (entry.start_ts, entry.end_ts) == (t1[10].source_ts, change.source_ts)  # 11, 13
+    assert (entry.subject, entry.rules) == ("T1", ("tool_life_overrun",))
+
+
+def test_slow_cycles_lengthen_the_cuts_for_their_duration() -> None:
+    fault = Fault(600, FaultKind.SLOW_CYCLES, machine="cnc103", duration_s=600, rate=0.5)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=1)
+    slow = _at(plant.advance(1800), "cycle_time")
+    normal = _at(Plant([ONE], seed=1).advance(1800), "cycle_time")
+
+    def mean(xs: list[tuple[float, object]], lo: float, hi: float) -> float:
+        vals = [float(v) for t, v in xs if lo <= t < hi]  # type: ignore[arg-type]
+        return sum(vals) / len(vals)
+
+    assert mean(slow, 700, 1200) > mean(normal, 700, 1200) + 8  # 20 s cuts, 50 % longer
+    assert abs(mean(slow, 1300, 1800) - mean(normal, 1300, 1800)) < 2
+    [entry] = plant.ledger
+    assert entry.end_ts == DEFAULT_START_TS + 1200 and entry.rules == ("cycle_time",)
+
+
+def test_a_spindle_overload_holds_the_load_for_its_duration() -> None:
+    fault = Fault(300, FaultKind.SPINDLE_OVERLOAD, machine="cnc103", duration_s=30, amount=140)
+    plant = Plant([ONE], Scenario(faults=(fault,)), seed=1)
+    loads = _at(plant.advance(600), "spindle_load")
+    over = [(t, v) for t, v in loads if float(v) > 120]  # type: ignore[arg-type]
+    assert [t for t, _ in over] == [float(t) for t in range(300, 330)]
+    assert all(abs(float(v) - 140) < 8 for _, v in over)  # type: ignore[arg-type]
+    [entry] = plant.ledger
+    assert (entry.start_ts, entry.end_ts) == (DEFAULT_START_TS + 300, DEFAULT_START_TS + 329)
+    assert (entry.rules, entry.optional) == (("threshold",), ("spindle_load_drift",))
