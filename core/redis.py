@@ -7,6 +7,7 @@ Responses are decoded to ``str``: every value RepSys stores in Redis is text.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 import redis
@@ -47,6 +48,8 @@ class RedisCommands(Protocol):
 
     def pipeline(self, transaction: bool = ..., shard_hint: Any = ...) -> Any: ...
 
+    def ping(self, **kwargs: Any) -> Any: ...
+
     def get(self, name: KeyT) -> Any: ...
 
     def set(
@@ -58,9 +61,22 @@ class RedisCommands(Protocol):
         nx: bool = ...,
     ) -> Any: ...
 
+    def delete(self, *names: KeyT) -> Any: ...
+
     def zrem(self, name: KeyT, *values: FieldT) -> Any: ...
 
+    def zrange(
+        self,
+        name: KeyT,
+        start: EncodableT,
+        end: EncodableT,
+        desc: bool = ...,
+        withscores: bool = ...,
+    ) -> Any: ...
+
     def hgetall(self, name: KeyT) -> Any: ...
+
+    def hmget(self, name: KeyT, keys: FieldT | Iterable[FieldT], *args: FieldT) -> Any: ...
 
     def xadd(
         self,
@@ -78,6 +94,22 @@ class RedisCommands(Protocol):
     def xrange(
         self, name: KeyT, min: StreamIdT = ..., max: StreamIdT = ..., count: int | None = ...
     ) -> Any: ...
+
+    def xrevrange(
+        self, name: KeyT, max: StreamIdT = ..., min: StreamIdT = ..., count: int | None = ...
+    ) -> Any: ...
+
+    def xreadgroup(  # noqa: PLR0917 - XREADGROUP's own arguments
+        self,
+        groupname: str,
+        consumername: str,
+        streams: dict[KeyT, StreamIdT],
+        count: int | None = ...,
+        block: int | None = ...,
+        noack: bool = ...,
+    ) -> Any: ...
+
+    def xack(self, name: KeyT, groupname: GroupT, *ids: StreamIdT) -> Any: ...
 
     def xgroup_create(
         self, name: KeyT, groupname: GroupT, id: StreamIdT = ..., mkstream: bool = ...

@@ -18,7 +18,6 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from redis.exceptions import RedisError
 
@@ -26,6 +25,7 @@ from core import keys
 from core.lease import RELEASE_LUA, RENEW_LUA
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from core.redis import RedisCommands
 from history.errors import ConsumerTaken
 
 log = get_logger(__name__)
@@ -38,7 +38,7 @@ class ConsumerLease:
 
     def __init__(
         self,
-        redis: Any,
+        redis: RedisCommands,
         consumer: str,
         *,
         ttl_s: float,

@@ -19,15 +19,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from redis.exceptions import RedisError, ResponseError
+from redis.typing import KeyT, StreamIdT
 
 from core import keys
 from core.config import RepsysConfig
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from core.redis import RedisCommands
 from core.storage import StorageError, Store
 from history import files
 from history.errors import HistoryUnavailable
@@ -55,7 +56,7 @@ class HistoryWriter:
     def __init__(
         self,
         cfg: RepsysConfig,
-        redis: Any,
+        redis: RedisCommands,
         store: Store,
         metrics: HistoryMetrics,
         *,
@@ -105,7 +106,9 @@ class HistoryWriter:
                 self.flush(p)
         if not handled and block:
             # Nothing anywhere: wait for new entries on all partitions at once.
-            waiting = {s: ">" for s, p in streams.items() if p not in self.recovering}
+            waiting: dict[KeyT, StreamIdT] = {
+                s: ">" for s, p in streams.items() if p not in self.recovering
+            }
             if waiting:
                 reply = self.redis.xreadgroup(
                     keys.HISTORY_GROUP, self.h.consumer, waiting, count=1, block=self.h.block_ms

@@ -32,7 +32,7 @@ from core.db.schema import utcnow
 from core.lifecycle import Stopper
 from core.logs import get_logger
 from core.metrics import new_registry
-from core.redis import connect, connect_sync
+from core.redis import RedisCommands, connect, connect_sync
 from core.sources import SeriesArchive
 from core.toollife import ToolLifeHistory
 from runner.errors import BadRequest, QueueUnavailable
@@ -256,7 +256,7 @@ def create_app(
     cfg: RepsysConfig,
     *,
     engine: Engine | None = None,
-    redis: Any = None,
+    redis: RedisCommands | None = None,
     async_redis: Callable[[], Any] | None = None,
     registry: CollectorRegistry | None = None,
     stopper: Stopper | None = None,

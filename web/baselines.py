@@ -20,6 +20,7 @@ from typing import Any
 from core import keys
 from core.config import RepsysConfig
 from core.logs import get_logger
+from core.redis import RedisCommands
 
 log = get_logger(__name__)
 
@@ -53,7 +54,7 @@ def _line(program: str, b: Any, warmup: int) -> CycleBaseline | None:
     return CycleBaseline(program or "(no program)", text)
 
 
-def cycle_baselines(redis: Any, cfg: RepsysConfig) -> dict[str, list[CycleBaseline]]:
+def cycle_baselines(redis: RedisCommands, cfg: RepsysConfig) -> dict[str, list[CycleBaseline]]:
     """Machine id → its cycle_time baselines, per program (machines without any left out)."""
     rules = [(r.name, r.warmup_cycles) for r in cfg.rules.rules if r.type == "cycle_time"]
     if not rules or not cfg.machines:

@@ -35,6 +35,7 @@ from typing import Any
 from core import keys
 from core.config import Machine
 from core.config.web import SignalDisplay
+from core.redis import RedisCommands
 
 #: States the board colours; anything else is shown as it is, uncoloured.
 KNOWN_STATES = ("running", "idle", "down", "no_data")
@@ -162,7 +163,7 @@ def _signals(live: dict[str, str], limit: int = 6) -> list[tuple[str, str]]:
 
 
 def machine_statuses(
-    redis: Any,
+    redis: RedisCommands,
     machines: list[Machine],
     *,
     now: datetime,
@@ -202,7 +203,7 @@ def machine_statuses(
     return out
 
 
-def upcoming_tool_changes(redis: Any, *, limit: int) -> list[ToolChange]:
+def upcoming_tool_changes(redis: RedisCommands, *, limit: int) -> list[ToolChange]:
     """The tool changes coming soonest first, overdue ones first of all (the plants' old
     tool tracker list), each with the time it was computed at."""
     rows = redis.zrange(keys.UPCOMING_TOOL_CHANGES, 0, limit - 1, withscores=True)

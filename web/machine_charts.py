@@ -16,11 +16,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from core import keys
 from core.logs import get_logger
 from core.model import DecodeError, Signal
+from core.redis import RedisCommands
 from core.sources import HistoryReadError, SeriesArchive
 from web.live import CHARTED_SIGNALS
 
@@ -60,7 +60,7 @@ def _sample(fields: dict[str, str], machine_id: str) -> tuple[str, float, float]
 
 
 def window_signals(
-    redis: Any,
+    redis: RedisCommands,
     machine_id: str,
     *,
     partitions: int,

@@ -23,10 +23,9 @@ two replicas cannot both let the last request through.
 
 from __future__ import annotations
 
-from typing import Any
-
 from core import keys
 from core.config.web import LoginLimitConfig, ReportLimitConfig
+from core.redis import RedisCommands
 from web.errors import LoginLocked, RateLimited
 
 QUOTA_WINDOW_S = 3600
@@ -57,7 +56,7 @@ return 0
 class LoginLimiter:
     """Counts login attempts and refuses those over the configured limits."""
 
-    def __init__(self, redis: Any, cfg: LoginLimitConfig) -> None:
+    def __init__(self, redis: RedisCommands, cfg: LoginLimitConfig) -> None:
         self._redis = redis
         self._cfg = cfg
         self._give_back = redis.register_script(_GIVE_BACK)
@@ -106,7 +105,7 @@ def _locked_message(ttl: int) -> str:
 class ReportQuota:
     """Report requests per user and kind per hour (``web.reports``)."""
 
-    def __init__(self, redis: Any, cfg: ReportLimitConfig) -> None:
+    def __init__(self, redis: RedisCommands, cfg: ReportLimitConfig) -> None:
         self._cfg = cfg
         self._take = redis.register_script(TAKE)
 

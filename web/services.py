@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from core.config import RepsysConfig
 from core.db.schema import utcnow
 from core.lifecycle import Stopper
+from core.redis import RedisCommands
 from core.sources import SeriesArchive
 from core.toollife import ToolLifeHistory
 from web.metrics import WebMetrics
@@ -46,7 +47,7 @@ class Services:
 
     cfg: RepsysConfig
     sessions: sessionmaker[Session]
-    redis: Any
+    redis: RedisCommands
     async_redis: Callable[[], Any]
     registry: CollectorRegistry
     metrics: WebMetrics
