@@ -17,14 +17,18 @@ from redis.asyncio.sentinel import Sentinel as AsyncSentinel
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 from redis.typing import (
+    ChannelT,
     ConsumerT,
     EncodableT,
     ExpiryT,
     FieldT,
     GroupT,
+    KeysT,
     KeyT,
+    Number,
     ScriptTextT,
     StreamIdT,
+    ZScoreBoundT,
 )
 
 from core.config.infra import RedisConfig
@@ -50,6 +54,12 @@ class RedisCommands(Protocol):
 
     def ping(self, **kwargs: Any) -> Any: ...
 
+    def close(self) -> None: ...
+
+    def pubsub(self, **kwargs: Any) -> Any: ...
+
+    def publish(self, channel: ChannelT, message: EncodableT, **kwargs: Any) -> Any: ...
+
     def get(self, name: KeyT) -> Any: ...
 
     def set(
@@ -73,6 +83,18 @@ class RedisCommands(Protocol):
         desc: bool = ...,
         withscores: bool = ...,
     ) -> Any: ...
+
+    def zrangebyscore(  # noqa: PLR0917 - ZRANGEBYSCORE's own arguments
+        self,
+        name: KeyT,
+        min: ZScoreBoundT,
+        max: ZScoreBoundT,
+        start: int | None = ...,
+        num: int | None = ...,
+        withscores: bool = ...,
+    ) -> Any: ...
+
+    def blpop(self, keys: KeysT, timeout: Number | None = ...) -> Any: ...
 
     def hgetall(self, name: KeyT) -> Any: ...
 
@@ -123,6 +145,20 @@ class RedisCommands(Protocol):
         min_idle_time: int,
         start_id: StreamIdT = ...,
         count: int | None = ...,
+    ) -> Any: ...
+
+    def xclaim(  # noqa: PLR0917 - XCLAIM's own arguments
+        self,
+        name: KeyT,
+        groupname: GroupT,
+        consumername: ConsumerT,
+        min_idle_time: int,
+        message_ids: list[StreamIdT] | tuple[StreamIdT],
+        idle: int | None = ...,
+        time: int | None = ...,
+        retrycount: int | None = ...,
+        force: bool = ...,
+        justid: bool = ...,
     ) -> Any: ...
 
     def xinfo_groups(self, name: KeyT) -> Any: ...

@@ -11,7 +11,6 @@ its ``Retry-After`` through a second key.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import redis
 
@@ -19,6 +18,7 @@ from core import keys
 from core.config.plex import RateLimitConfig
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from core.redis import RedisCommands
 from plex.errors import PlexRateLimitedError, PlexUnavailableError
 from plex.metrics import PlexMetrics
 
@@ -65,7 +65,7 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisCommands,
         cfg: RateLimitConfig,
         *,
         metrics: PlexMetrics | None = None,

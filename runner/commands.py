@@ -46,7 +46,7 @@ from core.lifecycle import Stopper, install_signal_handlers
 from core.logs import configure_logging
 from core.metrics import new_registry
 from core.model import ReportState
-from core.redis import connect_sync
+from core.redis import RedisCommands, connect_sync
 from core.sources import SignalArchive
 from runner import history
 from runner.errors import BadRequest, QueueUnavailable
@@ -193,7 +193,9 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     return params
 
 
-def _wait(client: Any, sessions: sessionmaker[Session], request_id: str, timeout_s: float) -> str:
+def _wait(
+    client: RedisCommands, sessions: sessionmaker[Session], request_id: str, timeout_s: float
+) -> str:
     """Print progress until the request ends; returns its final state.
 
     Progress comes from Pub/Sub; the database is read too, so a message missed (or sent

@@ -19,13 +19,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 
 from core import keys
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from core.redis import RedisCommands
 from runner.errors import LeaseLost
 from runner.metrics import RunnerMetrics
 
@@ -128,7 +128,7 @@ class Mutex:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisCommands,
         kind: str,
         *,
         permits: int = 1,

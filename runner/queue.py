@@ -14,12 +14,12 @@ holds only unfinished work and never needs trimming.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import redis
 
 from core import keys
 from core.logs import get_logger
+from core.redis import RedisCommands
 from runner.metrics import RunnerMetrics
 
 log = get_logger(__name__)
@@ -39,7 +39,7 @@ class ReportQueue:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisCommands,
         consumer: str,
         *,
         claim_idle_s: float,

@@ -37,6 +37,7 @@ from core.db.schema import ReportRequestRow, utcnow
 from core.db.warehouse import TBPeriod
 from core.logs import get_logger
 from core.model import DecodeError, ReportRequest, ReportState
+from core.redis import RedisCommands
 from runner.errors import QueueUnavailable
 from runner.params import CalendarLookup, normalize
 
@@ -94,7 +95,9 @@ class Progress:
             return None
 
 
-def publish_progress(client: Any, request_id: str, state: str, step: str | None = None) -> None:
+def publish_progress(
+    client: RedisCommands, request_id: str, state: str, step: str | None = None
+) -> None:
     """Publish one progress message; best effort (the database holds the truth)."""
     message = Progress(request_id, state, step, utcnow()).to_json()
     try:
@@ -119,7 +122,7 @@ def calendar_lookup(session: Session) -> CalendarLookup:
 
 def submit(
     sessions: sessionmaker[Session],
-    redis_client: Any,
+    redis_client: RedisCommands,
     cfg: RepsysConfig,
     *,
     kind: str,
@@ -151,7 +154,7 @@ def submit(
 
 def submit_request(
     sessions: sessionmaker[Session],
-    redis_client: Any,
+    redis_client: RedisCommands,
     cfg: RepsysConfig,
     *,
     kind: str,
@@ -208,7 +211,8 @@ def submit_request(
         id=row.id, kind=kind, params=norm.params, requester=row.requester, requested_at=now
     )
     try:
-        redis_client.xadd(keys.REPORT_QUEUE, entry.to_fields())
+        # Copied so mypy types it as redis-py's dict[FieldT, EncodableT] (dict is invariant).
+        redis_client.xadd(keys.REPORT_QUEUE, dict(entry.to_fields().items()))
     except redis.RedisError as exc:
         with sessions.begin() as session:
             doomed = session.get(ReportRequestRow, row.id)
@@ -220,7 +224,7 @@ def submit_request(
     return Submitted(row, created=True)
 
 
-def queued_request_ids(redis_client: Any) -> set[str]:
+def queued_request_ids(redis_client: RedisCommands) -> set[str]:
     """Ids of the requests the queue stream holds (it holds only unfinished work)."""
     ids = set()
     for _entry_id, fields in redis_client.xrange(keys.REPORT_QUEUE):
@@ -231,7 +235,7 @@ def queued_request_ids(redis_client: Any) -> set[str]:
     return ids
 
 
-def _queue(redis_client: Any, row: ReportRequestRow, *, reason: str) -> None:
+def _queue(redis_client: RedisCommands, row: ReportRequestRow, *, reason: str) -> None:
     created = row.created_at
     entry = ReportRequest(
         id=row.id,
@@ -240,14 +244,15 @@ def _queue(redis_client: Any, row: ReportRequestRow, *, reason: str) -> None:
         requester=row.requester,
         requested_at=created,
     )
-    redis_client.xadd(keys.REPORT_QUEUE, entry.to_fields())
+    # Copied for mypy, as in submit_request.
+    redis_client.xadd(keys.REPORT_QUEUE, dict(entry.to_fields().items()))
     log.warning(
         "report_request_requeued", request=row.id, kind=row.kind, state=row.state, reason=reason
     )
 
 
 def requeue_orphans(
-    sessions: sessionmaker[Session], redis_client: Any, *, older_than_s: float
+    sessions: sessionmaker[Session], redis_client: RedisCommands, *, older_than_s: float
 ) -> list[str]:
     """Queue again the unfinished requests whose queue entry is gone; their ids.
 
@@ -331,7 +336,9 @@ def _insert(
     return row, True
 
 
-def cancel(sessions: sessionmaker[Session], redis_client: Any, request_id: str, *, by: str) -> bool:
+def cancel(
+    sessions: sessionmaker[Session], redis_client: RedisCommands, request_id: str, *, by: str
+) -> bool:
     """Cancel a request that is still pending; ``False`` when it is not (any more).
 
     The queue entry stays; the runner that reads it sees the state and skips it.

@@ -18,7 +18,6 @@ import contextlib
 import secrets
 import threading
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import redis
@@ -34,6 +33,7 @@ from core.db.schema import ReportRequestRow, utcnow
 from core.lease import RELEASE_LUA, RENEW_LUA
 from core.lifecycle import Stopper
 from core.logs import get_logger
+from core.redis import RedisCommands
 from runner.errors import RunnerError
 from runner.metrics import SchedulerMetrics
 from runner.requests import submit
@@ -64,7 +64,7 @@ class Scheduler:
         cfg: RepsysConfig,
         *,
         sessions: sessionmaker[Session],
-        redis_client: Any,
+        redis_client: RedisCommands,
         metrics: SchedulerMetrics,
         stopper: Stopper,
     ) -> None:

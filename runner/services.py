@@ -7,7 +7,7 @@ themselves; processes call :func:`build_services` and :func:`build_tb_sources`.
 from __future__ import annotations
 
 from core.config import RepsysConfig
-from core.redis import SyncRedis
+from core.redis import RedisCommands
 from plex.client import PlexClient
 from plex.ratelimit import RedisRateLimiter
 from runner.notify import Mailer, TeamsWebhook
@@ -15,7 +15,7 @@ from runner.steps import Services
 from runner.tb.source import AccountingSource, DataSourceClient, OdbcAccountingSource, TbSources
 
 
-def build_services(cfg: RepsysConfig, redis_client: SyncRedis) -> Services:
+def build_services(cfg: RepsysConfig, redis_client: RedisCommands) -> Services:
     """SMTP and Teams as configured (what is not stays ``None``), Redis, the clock."""
     smtp, teams = cfg.runner.smtp, cfg.runner.teams
     return Services(
@@ -25,7 +25,7 @@ def build_services(cfg: RepsysConfig, redis_client: SyncRedis) -> Services:
     )
 
 
-def build_tb_sources(cfg: RepsysConfig, redis_client: SyncRedis) -> TbSources:
+def build_tb_sources(cfg: RepsysConfig, redis_client: RedisCommands) -> TbSources:
     """The trial balance's ODBC source (when configured) and Plex client.
 
     Data source 4814 goes through the Plex client of the ``plex`` section, metered by

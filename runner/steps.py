@@ -32,7 +32,7 @@ from runner.fence import fenced
 from runner.publish import publish
 
 if TYPE_CHECKING:
-    from core.redis import SyncRedis
+    from core.redis import RedisCommands
     from core.sources import SignalArchive
     from runner.notify import Mailer, TeamsWebhook
 
@@ -127,7 +127,7 @@ class Services:
 
     mailer: Mailer | None = None
     teams: TeamsWebhook | None = None
-    redis: SyncRedis | None = None
+    redis: RedisCommands | None = None
     clock: Callable[[], datetime] = utcnow
     #: The signal history, where a report's window is older than the capped streams.
     archive: SignalArchive | None = None

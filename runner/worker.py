@@ -19,7 +19,6 @@ import os
 import socket
 import time
 from enum import StrEnum
-from typing import Any
 
 import redis
 from sqlalchemy.orm import Session, sessionmaker
@@ -29,6 +28,7 @@ from core.db.schema import ReportRequestRow, ReportRun
 from core.lifecycle import Backoff, Stopper
 from core.logs import get_logger
 from core.model import DecodeError, ReportRequest, ReportState
+from core.redis import RedisCommands
 from runner import history
 from runner.errors import FenceRejected, LeaseLost, StepFailed
 from runner.fence import highest_fence
@@ -67,7 +67,7 @@ class Runner:
         cfg: RepsysConfig,
         *,
         sessions: sessionmaker[Session],
-        redis_client: Any,
+        redis_client: RedisCommands,
         services: Services,
         metrics: RunnerMetrics,
         stopper: Stopper,

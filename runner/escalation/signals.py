@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from core import keys
 from core.model import DecodeError, Quality, Signal, SignalName, Value
+from core.redis import RedisCommands
 from core.sources import SignalArchive
 
 #: Stream entries read per XRANGE call, and at most per report (a bound on the work).
@@ -77,7 +77,11 @@ def _decode(fields: dict[str, str]) -> Signal | None:
 
 
 def _scan_window(
-    client: Any, stream: str, span_ms: tuple[int, int], history: SignalHistory, budget: int
+    client: RedisCommands,
+    stream: str,
+    span_ms: tuple[int, int],
+    history: SignalHistory,
+    budget: int,
 ) -> int:
     start_ms, end_ms = span_ms
     read = 0
@@ -101,7 +105,7 @@ def _scan_window(
 
 
 def _scan_before(
-    client: Any, stream: str, start_ms: int, machines: set[str], history: SignalHistory
+    client: RedisCommands, stream: str, start_ms: int, machines: set[str], history: SignalHistory
 ) -> int:
     """Newest first before the shift, until every machine of the partition has a last
     value of each stateful signal it sends, or the look-back ends."""
@@ -129,7 +133,7 @@ def _scan_before(
 
 
 def read_history(
-    client: Any,
+    client: RedisCommands,
     partitions: int,
     start: datetime,
     end: datetime,
