@@ -15,6 +15,7 @@ import orjson
 import redis
 
 from collector.rows import Row
+from core.redis import RedisCommands
 
 _json_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -33,7 +34,7 @@ def dumps_rows(rows: list[Row]) -> bytes | str:
         return _json_dumps(rows)
 
 
-def send_batch(client: Any, commands: list[tuple[str | bytes, ...]]) -> list[Any]:
+def send_batch(client: RedisCommands, commands: list[tuple[str | bytes, ...]]) -> list[Any]:
     """One round trip for the batch.
 
     With a plain or Sentinel client the commands are packed by hiredis and written on

@@ -17,10 +17,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from typing import Any
 
 from core import keys
 from core.lease import RELEASE_LUA, RENEW_LUA
+from core.redis import RedisCommands
 
 
 def process_name(collector: str) -> str:
@@ -31,7 +31,7 @@ def process_name(collector: str) -> str:
 class SourceLease:
     """The lease on one source, held by this process's random token."""
 
-    def __init__(self, client: Any, collector: str, source: str, *, ttl_s: float) -> None:
+    def __init__(self, client: RedisCommands, collector: str, source: str, *, ttl_s: float) -> None:
         self.client = client
         self.source = source
         self.key = keys.collector_source_lease(collector, source)

@@ -32,7 +32,7 @@ from core.config import RepsysConfig
 from core.config.collector import SOURCE_TYPES
 from core.lifecycle import Backoff, Stopper, run_until_stopped
 from core.logs import get_logger
-from core.redis import connect_sync
+from core.redis import RedisCommands, connect_sync
 
 log = get_logger(__name__)
 
@@ -187,7 +187,9 @@ async def _run(reader: Reader, stopper: Stopper, metrics: CollectorMetrics, cap_
 class Collector:
     """One collector process: a sink, its readers, their supervisors."""
 
-    def __init__(self, cfg: RepsysConfig, metrics: CollectorMetrics, *, client: Any = None) -> None:
+    def __init__(
+        self, cfg: RepsysConfig, metrics: CollectorMetrics, *, client: RedisCommands | None = None
+    ) -> None:
         self.cfg = cfg
         self.metrics = metrics
         self.client = client if client is not None else connect_sync(cfg.redis)

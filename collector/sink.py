@@ -39,7 +39,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from collector.batch import dumps_rows, send_batch
 from collector.errors import SinkUnavailableError
@@ -52,6 +51,7 @@ from core.config.collector import SinkConfig
 from core.lifecycle import Backoff
 from core.logs import get_logger
 from core.model import Signal
+from core.redis import RedisCommands
 
 log = get_logger(__name__)
 
@@ -84,7 +84,7 @@ class StreamSink:
 
     def __init__(
         self,
-        client: Any,
+        client: RedisCommands,
         cfg: SinkConfig,
         metrics: CollectorMetrics,
         *,

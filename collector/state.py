@@ -13,12 +13,11 @@ what a restart during the outage finds is the last state written.
 
 from __future__ import annotations
 
-from typing import Any
-
 import redis
 
 from core import keys
 from core.logs import get_logger
+from core.redis import RedisCommands
 
 log = get_logger(__name__)
 
@@ -26,7 +25,7 @@ log = get_logger(__name__)
 class SourceState:
     """One source's state hash (``load`` once at start, ``save`` after durable writes)."""
 
-    def __init__(self, client: Any, collector: str, source: str) -> None:
+    def __init__(self, client: RedisCommands, collector: str, source: str) -> None:
         self.client = client
         self.key = keys.collector_source_state(collector, source)
         self.source = source
@@ -45,7 +44,8 @@ class SourceState:
         if not fields:
             return True
         try:
-            self.client.hset(self.key, mapping=fields)
+            # Copied so mypy types it as redis-py's Mapping[FieldT, EncodableT] (invariant keys).
+            self.client.hset(self.key, mapping=dict(fields.items()))
         except redis.RedisError as exc:
             # Warnings are rate-limited per source by the logging pipeline (core.logs).
             log.warning("source_state_save_failed", source=self.source, error=str(exc))

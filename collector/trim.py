@@ -18,10 +18,10 @@ than the bound; it never keeps fewer.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from collector.metrics import CollectorMetrics
 from core import keys
+from core.redis import RedisCommands
 
 #: Trim one partition stream without ever removing entries a group still needs.
 #: KEYS[1] = the partition stream. ARGV[1] = the guarded consumer groups, space-separated
@@ -76,7 +76,7 @@ class Trimmer:
     """Trims every partition stream (called by the sink's writer between batches)."""
 
     def __init__(
-        self, client: Any, metrics: CollectorMetrics, *, partitions: int, max_len: int
+        self, client: RedisCommands, metrics: CollectorMetrics, *, partitions: int, max_len: int
     ) -> None:
         self._redis = client
         self._script = client.register_script(TRIM_SCRIPT)

@@ -7,7 +7,7 @@ Responses are decoded to ``str``: every value RepSys stores in Redis is text.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
 import redis
@@ -98,6 +98,14 @@ class RedisCommands(Protocol):
 
     def hgetall(self, name: KeyT) -> Any: ...
 
+    def hset(
+        self,
+        name: KeyT,
+        key: FieldT | None = ...,
+        value: EncodableT | None = ...,
+        mapping: Mapping[FieldT, EncodableT] | None = ...,
+    ) -> Any: ...
+
     def hmget(self, name: KeyT, keys: FieldT | Iterable[FieldT], *args: FieldT) -> Any: ...
 
     def xadd(
@@ -112,6 +120,8 @@ class RedisCommands(Protocol):
     def xread(
         self, streams: dict[KeyT, StreamIdT], count: int | None = ..., block: int | None = ...
     ) -> Any: ...
+
+    def xlen(self, name: KeyT) -> Any: ...
 
     def xrange(
         self, name: KeyT, min: StreamIdT = ..., max: StreamIdT = ..., count: int | None = ...

@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -20,6 +20,7 @@ from core import keys
 from core.config.collector import SinkConfig
 from core.metrics import new_registry, sample
 from core.model import Quality, Signal
+from core.redis import RedisCommands
 from repsys.servers import RedisServer, wait_until
 
 
@@ -345,7 +346,7 @@ def test_wait_replicas_refuses_a_cluster_client(redis_url: str) -> None:
 
     with pytest.raises(ValueError, match="wait_replicas needs a standalone or Sentinel"):
         StreamSink(
-            ClusterLike(),
+            cast("RedisCommands", ClusterLike()),
             SinkConfig(wait_replicas=1),
             CollectorMetrics(new_registry()),
             partitions=4,
