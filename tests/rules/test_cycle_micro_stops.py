@@ -48,10 +48,10 @@ def test_micro_stops_file_a_micro_stop_ticket_and_no_slow_cycle(tmp_path: Path) 
     assert fired == [("cnc203", "cycle_time"), ("cnc204", "micro_stop")]
 
 
-def _sig(t: float, name: str, value: object) -> Signal:
+def _sig(t: float, name: str, value: float | str) -> Signal:
     return Signal(
         machine="cnc201", name=name, value=value, source_ts=START + t, receive_ts=START + t
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_the_time_paused_is_taken_out_of_the_cycle(tmp_path: Path) -> None:
