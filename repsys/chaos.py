@@ -258,7 +258,7 @@ class Chaos:
             deadline = time.monotonic() + 60
             while True:  # a client retries with the same key until the web answers
                 try:
-                    resp = httpx.post(f"{self.node.web_url}/api/tickets", json=body,
+                    resp = httpx.post(f"{self.node.web_url}/api/v1/tickets", json=body,
                                       headers=headers, timeout=10)  # fmt: skip
                     if resp.status_code in (200, 201):
                         return resp.status_code, str(resp.json().get("external_ref", ""))

@@ -74,7 +74,7 @@ def config_data(machines: int, urls: dict[str, Any]) -> dict[str, Any]:
             "redis": urls["redis"],
             "database": {"url": urls["db"], "pool_size": 5},
             "http": {"host": "127.0.0.1", "port": 0},
-            "logging": {"format": "json", "level": "WARNING"},
+            "logging": {"format": "json", "level": os.environ.get("REPSYS_SOAK_LOG_LEVEL", "WARNING")},
             "streams": {"partitions": PARTITIONS, "max_len": 1_000_000},
             "plex": {
                 "environment": "simulator",

@@ -32,12 +32,20 @@ from sim.plant.model import Plant, default_specs
 from sim.plant.mqtt_publisher import PlantPublisher
 
 TICK_S = 0.25
+#: The receive time the plant decodes with: a signal that keeps it had no timestamp.
+NO_TS = -1.0
 
 
 def signal_key(sig: Signal) -> str:
-    """One signal's identity on both sides of the pipeline (value and source time)."""
+    """One signal's identity on both sides of the pipeline: what, its value and source time.
+
+    A message without a timestamp of its own (the plain value topics) takes the collector's
+    receive time as its source time, which the plant cannot know: such a signal is keyed
+    without it (``source_ts == receive_ts``), and counted as a multiset of equal keys.
+    """
     value = json.dumps(sig.value, allow_nan=False)
-    return f"{sig.machine}|{sig.name}|{sig.subject}|{value}|{sig.source_ts:.3f}"
+    ts = "" if sig.source_ts == sig.receive_ts else repr(sig.source_ts)
+    return f"{sig.machine}|{sig.name}|{sig.subject}|{value}|{ts}"
 
 
 def _write(path: Path, data: Any) -> None:
@@ -82,7 +90,7 @@ def run(config: Path, outdir: Path, seconds: float, seed: int) -> None:
         for topic, payload, retain in publisher.messages(plant.advance(now - last)):
             last_info = publisher.client.publish(topic, payload, qos=1, retain=retain)
             messages += 1
-            for sig in decoder.decode(topic, payload.encode(), now):
+            for sig in decoder.decode(topic, payload.encode(), NO_TS):
                 offered[signal_key(sig)] += 1
         last = now
         plant.take_transport_faults()  # the chaos schedule acts on the servers instead

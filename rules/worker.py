@@ -125,6 +125,7 @@ class RulesWorker:
         self._next_round = 0.0
         self._next_tick = 0.0
         self._next_checkpoint = 0.0
+        self._dropped: dict[int, Held] = {}
         self._next_silences = 0.0
         self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
 
@@ -147,6 +148,14 @@ class RulesWorker:
         engine = Engine(self.program)
         engine.load(blobs)
         engine.expect(mine)
+        kept = self._dropped.pop(p, None)
+        if kept is not None and not blobs and not progress:
+            # Redis lost the state of a partition this worker held (a restart without
+            # persistence): the engine it had is the best state there is; a fresh one
+            # forgets every counter's history (decision 0400). All of it is checkpointed.
+            engine, known = kept.engine, []
+            engine.dirty.update(engine.machines)
+            progress = json.dumps({"id": kept.last_seen})  # pending ones it has evaluated
         restored = engine.restore(known)
         if restored:
             self.metrics.restored.inc(restored)
@@ -197,6 +206,7 @@ class RulesWorker:
                     break
                 if self.leases.acquire(p):
                     self._take(p)
+        self._dropped.clear()  # partitions not taken back now are another worker's
         self._observe_backlog()
         self.ready = True
 
@@ -412,7 +422,11 @@ class RulesWorker:
         self.metrics.episodes_open.set(sum(h.engine.episodes_open() for h in self.held.values()))
 
     def _drop_all(self) -> None:
-        """Forget every partition without checkpoint (their entries stay pending)."""
+        """Forget every partition without checkpoint (their entries stay pending).
+
+        Their engines are kept until the next round, for :meth:`_take` if Redis lost them.
+        """
+        self._dropped = dict(self.held)
         self.held.clear()
         if self._ahead is not None:
             self._ahead = None
