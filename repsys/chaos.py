@@ -447,9 +447,8 @@ def failed(result: dict[str, Any]) -> list[str]:
            if c[k]]  # fmt: skip
     for row in result["chaos"]:
         if row["recovery_s"] is None or row["recovery_s"] > RECOVERY_BOUND_S:
-            why.append(
-                f"not recovered within {RECOVERY_BOUND_S:g} s: {row['kind']} {row['target']}"
-            )
+            what = f"{row['kind']} {row['target']}".strip()
+            why.append(f"not recovered within {RECOVERY_BOUND_S:g} s: {what}")
     return why
 
 

@@ -6,8 +6,8 @@ Its signals go through the collector's MQTT decode path (the plant's MQTT format
 collector's :class:`collector.mqtt.decode.MessageDecoder`), then through the very rules
 engine the worker runs, replayed with the signals' own timestamps: the simulated clock
 drives every timer (``for``, repeat, no data, group wait). No process, server, broker or
-database runs and nothing waits for real time; the chaos schedule of issue 14 (kill -9,
-failovers, outages with real processes) is not part of this command.
+database runs and nothing waits for real time. ``repsys soak --chaos`` is the other half:
+the real processes under a seeded chaos schedule on the wall clock (``repsys/chaos.py``).
 
 The episodes the rules opened are then matched against the ledger
 (``repsys/soak_match.py``): true positives, false positives, missed and duplicate

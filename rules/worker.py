@@ -201,7 +201,10 @@ class RulesWorker:
         for p in self.leases.extras(sorted(self.held), target):
             self._give_up(p)
         if len(self.held) < target:
-            for p in self.leases.free():
+            # Back from a Redis outage: only the partitions it held, whose engines it kept;
+            # the others next round, once their holders are back too (decision 0400).
+            free = [p for p in self.leases.free() if not self._dropped or p in self._dropped]
+            for p in free:
                 if len(self.held) >= target:
                     break
                 if self.leases.acquire(p):

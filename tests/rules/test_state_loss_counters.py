@@ -65,3 +65,24 @@ def test_counter_history_survives_redis_losing_the_state_of_a_held_partition(
     found = [(e.rule_type, e.subject) for e in episodes(sqlite_engine)]
     # Before: [("counter_rollback", "T1"), ("counter_jump", "T1")].
     assert found == [("counter_jump", "T1")]
+
+
+def test_back_from_the_loss_each_worker_takes_back_only_the_partitions_it_held(
+    redis_client: Any, sqlite_engine: Any
+) -> None:
+    cfg = soak_config(default_specs([f"cnc{301 + i}" for i in range(8)]))
+    a = make_worker(cfg, redis_client, sqlite_engine, worker_id="a")
+    b = make_worker(cfg, redis_client, sqlite_engine, worker_id="b")
+    a.round()
+    b.round()
+    a.round()  # a gives up what b's share is
+    b.round()
+    held_a, held_b = set(a.held), set(b.held)
+    assert held_a and held_b and not held_a & held_b
+
+    redis_client.flushall()
+    a._drop_all()
+    b._drop_all()
+    a.round()  # alone in the registry: before, it took every partition, b's with no state
+    b.round()
+    assert (set(a.held), set(b.held)) == (held_a, held_b)
