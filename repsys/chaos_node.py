@@ -34,6 +34,8 @@ from repsys.soak import soak_config_data
 from sim.plant.model import default_specs
 
 PARTITIONS = 4
+#: The processes' log level (INFO shows partition hand-overs when a run needs reading).
+LOG_LEVEL_ENV = "REPSYS_SOAK_LOG_LEVEL"
 PASSWORD_ENV = "REPSYS_SOAK_PLEX_PASSWORD"  # noqa: S105 - the variable's name, no secret
 #: The long-running RepSys processes and the command each runs.
 COMMANDS = {
@@ -74,7 +76,7 @@ def config_data(machines: int, urls: dict[str, Any]) -> dict[str, Any]:
             "redis": urls["redis"],
             "database": {"url": urls["db"], "pool_size": 5},
             "http": {"host": "127.0.0.1", "port": 0},
-            "logging": {"format": "json", "level": os.environ.get("REPSYS_SOAK_LOG_LEVEL", "WARNING")},
+            "logging": {"format": "json", "level": os.environ.get(LOG_LEVEL_ENV, "WARNING")},
             "streams": {"partitions": PARTITIONS, "max_len": 1_000_000},
             "plex": {
                 "environment": "simulator",
