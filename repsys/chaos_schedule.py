@@ -23,7 +23,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sim.plant.model import default_specs
+from sim.plant.model import Plant, default_specs
 from sim.plant.scenario import Fault, FaultKind, Scenario
 
 #: Seconds of plant time before the first fault: every tool has been used (and a counter
@@ -103,14 +103,40 @@ def plant_scenario(machines: list[str], seconds: float, seed: int) -> Scenario:
     kinds = list(FAULT_KINDS)
     rng.shuffle(kinds)
     specs = {s.id: s for s in default_specs(machines)}
+    ready = tools_ready(machines, seconds, seed)
     faults = []
     for n, machine in enumerate(machines):
         kind = kinds[n % len(kinds)]
-        at = round(rng.uniform(WARMUP_S, last), 1)
-        tool = specs[machine].tools[rng.randrange(2)].name
+        tools = sorted(specs[machine].tools[:2], key=lambda t: ready.get((machine, t.name), 1e9))
+        tool = tools[rng.randrange(2)].name
+        if ready.get((machine, tool), 1e9) + 1.0 > last:
+            tool = tools[0].name  # the other tool is not on both pallets in time
+        first = max(WARMUP_S, ready.get((machine, tool), WARMUP_S) + 1.0)
+        if first > last:
+            raise ValueError(f"a run of {seconds:g} s is too short for {machine}'s warm-up")
+        at = round(rng.uniform(first, last), 1)
         duration = STOP_S if kind in (FaultKind.MACHINE_DOWN, FaultKind.STUCK_PALLET) else 0.0
         faults.append(Fault(at, kind, machine=machine, tool=tool, duration_s=duration))
     return Scenario(name="chaos", faults=tuple(sorted(faults, key=lambda f: f.at_s)))
+
+
+def tools_ready(machines: list[str], seconds: float, seed: int) -> dict[tuple[str, str], float]:
+    """When each machine's tool has been used on two pallets (the plant without faults).
+
+    A counter fault before that falls on a tool's first event on a pallet, which the
+    plants' rules judge without a reading on that pallet ("the jump test cannot run": a
+    jump is then a roll-back, by design): the plan is for the rules as they are.
+    """
+    plant = Plant(default_specs(machines), seed=seed, start_ts=0.0)
+    pallets: dict[tuple[str, str], set[str]] = {}
+    out: dict[tuple[str, str], float] = {}
+    for sig in plant.advance(seconds):
+        if sig.name == "machining_event":
+            key = (sig.machine, sig.subject)
+            pallets.setdefault(key, set()).add(sig.attrs.get("pallet", ""))
+            if len(pallets[key]) >= 2 and key not in out:
+                out[key] = sig.source_ts
+    return out
 
 
 def chaos_events(seconds: float, seed: int) -> list[ChaosEvent]:

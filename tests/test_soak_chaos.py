@@ -18,7 +18,7 @@ from repsys.chaos import RECOVERY_BOUND_S, failed, run_chaos, table
 from repsys.chaos_node import machine_ids
 from repsys.chaos_schedule import PROCESSES, SERVER_EVENTS, chaos_events, plant_scenario
 
-SECONDS = 170.0
+SECONDS = 190.0
 
 
 def test_the_plans_are_repeated_by_their_seed_and_cover_every_kind() -> None:
