@@ -14,7 +14,8 @@ measures them; real processes run on the wall clock.
 failover, a Redis master restart without persistence (its replica then resyncs to an empty
 dataset), a PostgreSQL fast restart (open transactions aborted), a mosquitto restart, Plex
 outage, latency, 429s and late commits for a window each, and operator-form double submits
-during the Plex latency; spread over the chaos window in a shuffled order, one per slot.
+during the Plex latency; spread over the chaos window in a shuffled order, one per slot
+(a Plex window that would overlap the one before starts after it).
 """
 
 from __future__ import annotations
@@ -152,11 +153,14 @@ def chaos_events(seconds: float, seed: int) -> list[ChaosEvent]:
     rng.shuffle(todo)
     slot = (end - start) / len(todo)
     events = []
+    plex_free = 0.0  # Plex windows one after another: each fault at its full rate
     for i, (kind, target) in enumerate(todo):
         at = round(start + i * slot + rng.uniform(0.0, slot * 0.5), 1)
         duration = RESTART_AFTER_S if kind == "kill" else 0.0
         if kind.startswith("plex_"):
             duration = PLEX_WINDOW_S
+            at = max(at, plex_free)
+            plex_free = at + duration + 1.0
         events.append(ChaosEvent(at, kind, target, duration))
         if kind == "plex_latency":
             # The operator's form submitted twice while Plex is slow, and once more later.
