@@ -1,7 +1,7 @@
 """``repsys soak --chaos``: the seeded plans, the verdict, and a CI-size run of real processes.
 
-The CI-size run (10 machines, 3 minutes of plant on the wall clock, every chaos event
-kind once: about 4 minutes with start-up and drain) fails on any false, missed or
+The CI-size run (10 machines, 190 s of plant on the wall clock, every chaos event
+kind once: 3.7 minutes with start-up and drain) fails on any false, missed or
 duplicate ticket, any ticket not filed exactly once in the simulated Plex, any operator
 double submit not filed exactly once, and any chaos event not recovered within its bound.
 ``make soak-chaos`` runs the full size (decision 0400).
