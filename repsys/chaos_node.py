@@ -29,7 +29,14 @@ from core import keys
 from core.redis import connect_sync
 from repsys.harness import Children, HarnessError, http_ready
 from repsys.sentinel import MASTER_NAME, SentinelGroup
-from repsys.servers import MosquittoServer, PostgresServer, free_port, port_open, wait_until
+from repsys.servers import (
+    MosquittoServer,
+    PostgresServer,
+    RedisServer,
+    free_port,
+    port_open,
+    wait_until,
+)
 from repsys.soak import soak_config_data
 from sim.plant.model import default_specs
 
@@ -105,6 +112,21 @@ def config_data(machines: int, urls: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _as_master(server: RedisServer) -> RedisServer:
+    """``server`` restarted without the ``--replicaof`` it was first started with.
+
+    A node restarts in whatever role the sentinels last gave it, as the operator's pods do;
+    restarting the first replica with its original ``--replicaof`` after it had been
+    promoted made two replicas of each other and no master (a harness error, seen once).
+    """
+    args = list(server.extra_args)
+    if "--replicaof" in args:
+        i = args.index("--replicaof")
+        del args[i : i + 3]
+    server.extra_args = tuple(args)
+    return server
+
+
 class Node:
     """The servers and processes of one chaos soak."""
 
@@ -147,13 +169,13 @@ class Node:
         wait_until(
             lambda: self.sentinel.master_port() != old.port, timeout=60, what="Sentinel failover"
         )
-        old.start()  # empty (no persistence): the sentinels make it the new master's replica
+        _as_master(old).start()  # empty: the sentinels make it the new master's replica
 
     def redis_restart_empty(self) -> None:
         """kill -9 of the master and its restart at once, empty: the replica resyncs to it."""
         master = self.sentinel.server_on(self.sentinel.master_port())
         master.kill()
-        master.start()
+        _as_master(master).start()
 
     def postgres_restart(self) -> None:
         """A fast shutdown (open transactions aborted, connections cut), then a start."""
