@@ -21,10 +21,10 @@ from typing import Any
 
 import yaml
 
-from bench._e2e_proc import sample
 from core import keys
 from core.config import parse_config
 from core.model import Signal
+from repsys.procstat import sample
 from repsys.servers import free_port
 from sim.plant.model import Plant, default_specs
 

@@ -46,7 +46,6 @@ two minutes (see ``SHORT_MINUTES``); ``make bench-e2e`` runs the full ten.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import signal
@@ -55,21 +54,21 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import redis
 import yaml
 
 from bench import _e2e_base
 from bench._e2e_plant import telemetry_values
-from bench._e2e_proc import Sample, sample
 from bench.rules import RULES
 from core import keys
 from core.config import parse_config
+from repsys.harness import Children, HarnessError, http_ready
+from repsys.procstat import Sample, sample
 from repsys.servers import MosquittoServer, PostgresServer, RedisServer, free_port, port_open
 
 #: ``make bench`` (``python -m bench``) runs this many minutes: the ten of the full run
@@ -80,8 +79,8 @@ PASSWORD_ENV = "REPSYS_BENCH_PLEX_PASSWORD"
 SAMPLE_S = 5.0
 
 
-class StageBehindError(RuntimeError):
-    """A stage could not keep up (its backlog grew past the bound) or a process exited."""
+#: A stage could not keep up (its backlog grew past the bound) or a process exited.
+StageBehindError = HarnessError
 
 
 class _Postgres(PostgresServer):
@@ -89,54 +88,6 @@ class _Postgres(PostgresServer):
 
     def _argv(self) -> list[str]:
         return [*super()._argv(), "-c", "track_commit_timestamp=on"]
-
-
-def _pdeathsig() -> None:
-    """In the child before exec: a new session, and SIGTERM when the benchmark dies."""
-    os.setsid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-@dataclass
-class Children:
-    """Every child process the benchmark started, stopped together."""
-
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        with open(self.logs / f"{name}.log", "ab") as log:
-            self.procs[name] = subprocess.Popen(
-                argv,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_pdeathsig,  # noqa: PLW1509 - no threads run yet in this process
-                env={**os.environ, **(env or {})},
-            )
-
-    def check(self) -> None:
-        for name, proc in self.procs.items():
-            # The plant ends by itself: only its failure is one.
-            if proc.poll() is not None and (name != "plant" or proc.returncode != 0):
-                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-1500:]
-                raise StageBehindError(
-                    f"{name} exited with {proc.returncode}; its log ends:\n{tail}"
-                )
-
-    def stop(self, names: list[str] | None = None, grace_s: float = 15.0) -> None:
-        chosen = [n for n in (list(self.procs) if names is None else names) if n in self.procs]
-        for n in chosen:
-            if self.procs[n].poll() is None:
-                os.killpg(self.procs[n].pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace_s
-        for n in chosen:
-            proc = self.procs.pop(n)
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
 
 
 def _machines(n: int) -> list[dict[str, Any]]:
@@ -318,12 +269,7 @@ class Node:
 
     @staticmethod
     def _ready(name: str, port: int) -> bool:
-        if name == "sim-plex":
-            return port_open(port)
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return port_open(port) if name == "sim-plex" else http_ready(port)
 
     def pids(self) -> dict[str, tuple[int, bool]]:
         out = {name: (p.pid, False) for name, p in self.children.procs.items()}

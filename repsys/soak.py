@@ -6,8 +6,8 @@ Its signals go through the collector's MQTT decode path (the plant's MQTT format
 collector's :class:`collector.mqtt.decode.MessageDecoder`), then through the very rules
 engine the worker runs, replayed with the signals' own timestamps: the simulated clock
 drives every timer (``for``, repeat, no data, group wait). No process, server, broker or
-database runs and nothing waits for real time; the chaos schedule of issue 14 (kill -9,
-failovers, outages with real processes) is not part of this command.
+database runs and nothing waits for real time. ``repsys soak --chaos`` is the other half:
+the real processes under a seeded chaos schedule on the wall clock (``repsys/chaos.py``).
 
 The episodes the rules opened are then matched against the ledger
 (``repsys/soak_match.py``): true positives, false positives, missed and duplicate
@@ -98,6 +98,11 @@ def machine_ids(n: int) -> list[str]:
 
 def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> RepsysConfig:
     """The machines, the plant's tool lists (from the simulator's specs) and the rules."""
+    return parse_config(soak_config_data(specs, rules_file), file=str(rules_file))
+
+
+def soak_config_data(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> dict[str, Any]:
+    """:func:`soak_config` before validation (the chaos soak adds its servers to it)."""
     rules = yaml.safe_load(rules_file.read_text(encoding="utf-8"))
     machines = [
         {
@@ -122,7 +127,7 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
         }
         for s in specs
     }
-    data = {
+    return {
         "machines": machines,
         "plant": {"timezone": ZONE},
         "rules": rules,
@@ -138,7 +143,6 @@ def soak_config(specs: list[MachineSpec], rules_file: Path = RULES_FILE) -> Reps
             }
         },
     }
-    return parse_config(data, file=str(rules_file))
 
 
 def plant_day(ids: list[str], hours: float) -> Scenario:
@@ -378,7 +382,23 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_chaos(args: argparse.Namespace) -> int:
+    from repsys.chaos import failed, run_chaos  # noqa: PLC0415 - servers only for --chaos
+    from repsys.chaos import table as chaos_table  # noqa: PLC0415
+
+    result = run_chaos(args.minutes, args.seed, args.machines, args.workdir)
+    print(chaos_table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    why = failed(result)
+    for reason in why:
+        print(f"soak --chaos: {reason}", file=sys.stderr)
+    return 1 if why else 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    if args.chaos:
+        return _run_chaos(args)
     result = soak(
         args.scenario, args.hours, args.seed, machines=args.machines, mqtt=not args.no_mqtt
     )
@@ -408,4 +428,12 @@ def add_commands(sub: Any) -> None:
     p.add_argument(
         "--no-mqtt", action="store_true", help="feed the model's signals straight to the rules"
     )
+    chaos = p.add_argument_group("chaos (real processes, wall clock: repsys/chaos.py)")
+    chaos.add_argument(
+        "--chaos",
+        action="store_true",
+        help="run every process and server under a seeded chaos schedule instead",
+    )
+    chaos.add_argument("--minutes", type=float, default=10.0, help="wall minutes of plant")
+    chaos.add_argument("--workdir", default="", help="keep servers' files and logs here")
     p.set_defaults(func=_run)

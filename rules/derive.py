@@ -49,6 +49,11 @@ def tool_id(value: Any) -> str:
     return str(value)
 
 
+#: What :meth:`Deriver.before` returns for a machining event delivered twice: no signal
+#: for the rules, and no history update (``Engine`` checks it by identity).
+REDELIVERED: list[Signal] = []
+
+
 def event_start(sig: Signal) -> float:
     """When a machining event's tool began cutting: its ``start``, else the event's time."""
     start = _num(sig.attrs.get("start"))
@@ -342,6 +347,11 @@ class Deriver:
         attrs = sig.attrs
         tool = sig.subject or attrs.get("tool", "")
         counter = _num(attrs["counter"]) if "counter" in attrs else _num(sig.value)
+        state = m.tools.get(tool)
+        if state is not None and state.prev == [attrs.get("pallet", ""), counter, event_start(sig)]:
+            # The tool's last event again: a redelivery (MQTT is at least once; a collector
+            # killed before its acknowledgement writes the message twice), not a second use.
+            return REDELIVERED
         out: list[Signal] = [sig]
         if attrs.get("cmd") == "50":
             m.cycle_start = sig.source_ts

@@ -21,7 +21,7 @@ from core.logs import get_logger
 from core.model import Quality, Signal
 from rules.actions import Action, Forecast, OpenEpisode
 from rules.alerts import ActiveSilence, Lifecycle
-from rules.derive import DERIVES, Deriver, Facts
+from rules.derive import DERIVES, REDELIVERED, Deriver, Facts
 from rules.state import MachineState
 from rules.text import RuleText, rule_text
 from rules.types import DEFAULT_CATEGORY, REGISTRY, TYPE_TITLES, Rule
@@ -190,7 +190,7 @@ class Engine:
                 self.ctx.evaluations += len(rules)
                 for rule in rules:
                     self._call(rule, m, d)
-        if sig.name == "machining_event":
+        if sig.name == "machining_event" and derived is not REDELIVERED:
             self.deriver.after(m, sig)
 
     def process(self, sig: Signal) -> None:

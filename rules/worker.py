@@ -112,6 +112,7 @@ class RulesWorker:
         self.ready = False
         self._next_round = 0.0
         self._next_tick = 0.0
+        self._dropped: dict[int, Held] = {}
         self._next_silences = 0.0
         self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
 
@@ -133,6 +134,14 @@ class RulesWorker:
         engine = Engine(self.program)
         engine.load(blobs)
         engine.expect(mine)
+        kept = self._dropped.pop(p, None)
+        if kept is not None and not blobs and not progress_id:
+            # Redis lost the state of a partition this worker held (a restart without
+            # persistence): the engine it had is the best state there is; a fresh one
+            # forgets every counter's history (decision 0400). All of it is checkpointed.
+            engine, known = kept.engine, []
+            engine.dirty.update(engine.machines)
+            progress_id = kept.last_seen  # the pending entries it has evaluated
         restored = engine.restore(known)
         if restored:
             self.metrics.restored.inc(restored)
@@ -173,11 +182,15 @@ class RulesWorker:
         for p in extras:
             self._give_up(p)
         if len(self.held) < target:
-            for p in self.leases.free():
+            # Back from a Redis outage: only the partitions it held, whose engines it kept;
+            # the others next round, once their holders are back too (decision 0400).
+            free = [p for p in self.leases.free() if not self._dropped or p in self._dropped]
+            for p in free:
                 if len(self.held) >= target:
                     break
                 if self.leases.acquire(p):
                     self._take(p)
+        self._dropped.clear()  # partitions not taken back now are another worker's
         self._observe_backlog()
         self.ready = True
 
@@ -352,7 +365,11 @@ class RulesWorker:
         self.checkpoints.all(self.held)
 
     def _drop_all(self) -> None:
-        """Forget every partition without checkpoint (their entries stay pending)."""
+        """Forget every partition without checkpoint (their entries stay pending).
+
+        Their engines are kept until the next round, for :meth:`_take` if Redis lost them.
+        """
+        self._dropped = dict(self.held)
         self.held.clear()
         if self._ahead is not None:
             self._ahead = None

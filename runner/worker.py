@@ -21,6 +21,7 @@ import time
 from enum import StrEnum
 
 import redis
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import RepsysConfig
@@ -126,12 +127,20 @@ class Runner:
                 self._refresh_depth()
                 self._reconcile()
                 entry = self.queue.next(0 if burst else self.block_s)
-            except redis.RedisError as exc:
+            except (redis.RedisError, OperationalError, InterfaceError) as exc:
+                # The queue's Redis or the database (read here for the depth gauge and the
+                # reconciler) is away: wait it out; a restarted PostgreSQL must not end the
+                # process (the chaos soak found it exiting 1).
                 self.ready = False
                 if burst:
                     raise
                 delay = backoff.next()
-                log.warning("runner_redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
+                event = (
+                    "runner_redis_unavailable"
+                    if isinstance(exc, redis.RedisError)
+                    else "runner_database_unavailable"
+                )
+                log.warning(event, error=str(exc).splitlines()[0], retry_in_s=round(delay, 2))
                 self.stopper.wait(delay)
                 continue
             backoff.reset()

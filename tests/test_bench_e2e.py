@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from bench._e2e_proc import descendants, sample
 from bench.e2e import Reading, StageBehindError, _check_backlog
+from repsys.procstat import descendants, sample
 
 #: A child that burns CPU until its own clock says 0.3 s, prints that, then waits.
 BURN = (

@@ -1,7 +1,9 @@
-"""CPU seconds and resident memory of the end-to-end benchmark's processes, from ``/proc``.
+"""CPU seconds and resident memory of a harness's child processes, from ``/proc``.
+
+Used by the end-to-end benchmark (``bench/e2e.py``) and the chaos soak (``repsys/chaos.py``).
 
 psutil is not a dependency of RepSys, and ``/proc/<pid>/stat`` and ``/proc/<pid>/status``
-say all the benchmark needs. A *process* here is a tree: PostgreSQL is a postmaster and
+say all a harness needs. A *process* here is a tree: PostgreSQL is a postmaster and
 a backend per connection, so its CPU is the sum over the live tree plus what its reaped
 children used (``cutime``/``cstime``), and its memory is the sum of the tree's PSS
 (proportional set size: shared buffers counted once, not once per backend). A single
