@@ -483,13 +483,14 @@ class StreamSink:
     # --- the trim thread --------------------------------------------------------------
 
     def _trim_loop(self) -> None:
-        """Trim at start, then every ``trim_interval_s``, until the sink stops.
+        """Trim every ``trim_interval_s`` (the first one interval after start) until the
+        sink stops.
 
         Off the writer's path: its round trip never holds a batch. A failed trim (Redis
         away) is counted, logged once a minute, and tried again at the next interval;
         the writer's own retries say when Redis is back.
         """
-        while not self._stop.is_set():
+        while not self._stop.wait(self.cfg.trim_interval_s):
             try:
                 self.trim()
             except Exception as exc:  # Redis errors above all; the thread must go on
@@ -501,7 +502,6 @@ class StreamSink:
                         error=str(exc) or type(exc).__name__,
                         suppressed=suppressed,
                     )
-            self._stop.wait(self.cfg.trim_interval_s)
 
     def trim(self) -> int:
         """Trim every partition stream once; entries removed."""
