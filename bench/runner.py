@@ -8,7 +8,7 @@
    measured in the same run on the same rows in the same database: SQLite computing the
    same year-to-date amounts (with the revenue/expense reset) itself, with window
    functions, into a table, committed as each step's load is (the median of three runs).
-   The pipeline's target is within 2x of that. The simulated Plex runs in a process of
+   The pipeline's target is within 1.5x of that (issue 23). The simulated Plex runs in a process of
    its own (forked once the ledger is built): Plex is a remote server, and in this
    process the simulator's CPU (building 4814's answer) was charged to the pipeline it
    serves, both taking turns on the GIL. Its time to answer (~0.3-0.8 s) still counts
@@ -252,7 +252,7 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
         f"baseline: SQLite window-function YTD of the same {counted:,} rows, committed: "
         f"{baseline_s:.2f} s (median of {', '.join(f'{b:.2f}' for b in baselines)})"
     )
-    print(f"ratio pipeline / baseline: {pipeline_s / baseline_s:.2f}x (target within 2x)")
+    print(f"ratio pipeline / baseline: {pipeline_s / baseline_s:.2f}x (target within 1.5x)")
     print(f"ratio recreate steps / baseline: {recreate_s / baseline_s:.2f}x")
     baseline_cpu = statistics.median(baseline_cpus)
     print(
