@@ -8,7 +8,7 @@
    measured in the same run on the same rows in the same database: SQLite computing the
    same year-to-date amounts (with the revenue/expense reset) itself, with window
    functions, into a table, committed as each step's load is (the median of three runs).
-   The pipeline's target is within 2x of that. The simulated Plex runs in a process of
+   The pipeline's target is within 1.5x of that (issue 23). The simulated Plex runs in a process of
    its own (forked once the ledger is built): Plex is a remote server, and in this
    process the simulator's CPU (building 4814's answer) was charged to the pipeline it
    serves, both taking turns on the GIL. Its time to answer (~0.3-0.8 s) still counts
@@ -26,6 +26,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -84,6 +85,11 @@ WINDOW w AS (
                CASE WHEN y.revenue_or_expense THEN b.period / 100 ELSE 0 END
   ORDER BY b.period ROWS UNBOUNDED PRECEDING)
 """
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _took(step: StepRun) -> float:
@@ -199,8 +205,14 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
             requester="bench",
         )
         t0 = time.perf_counter()
+        cpu0, children0 = time.process_time(), _children_cpu()
         runner.work(burst=True)
         pipeline_s = time.perf_counter() - t0
+        # CPU besides wall time: on a shared machine the wall ratio moves with the
+        # neighbours; CPU seconds much less. The ODBC reader child is joined by step 6,
+        # so its CPU is in RUSAGE_CHILDREN; the simulated Plex (a server) is not counted.
+        pipeline_cpu = time.process_time() - cpu0
+        reader_cpu = _children_cpu() - children0
         with sessions() as s:
             steps = s.scalars(
                 select(StepRun).where(StepRun.request_id == row.id).order_by(StepRun.id)
@@ -214,14 +226,16 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
             # the baseline reads the same rows from the same place the pipeline did.
             conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         baselines = []
+        baseline_cpus = []
         for _ in range(BASELINE_RUNS):
             with engine.connect() as conn:
                 conn.execute(text(BASELINE_TABLE))  # the pipeline's table's primary key
                 conn.commit()
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
                 conn.execute(text(BASELINE_SQL))
                 conn.commit()  # committed, as each step's load is
                 baselines.append(time.perf_counter() - t0)
+                baseline_cpus.append(time.process_time() - cpu0)
                 counted = conn.execute(text("SELECT COUNT(*) FROM bench_ytd")).scalar_one()
                 conn.execute(text("DROP TABLE bench_ytd"))
                 conn.commit()
@@ -238,8 +252,15 @@ def tb_benchmark(workdir: Path, redis_url: str) -> None:
         f"baseline: SQLite window-function YTD of the same {counted:,} rows, committed: "
         f"{baseline_s:.2f} s (median of {', '.join(f'{b:.2f}' for b in baselines)})"
     )
-    print(f"ratio pipeline / baseline: {pipeline_s / baseline_s:.2f}x (target within 2x)")
+    print(f"ratio pipeline / baseline: {pipeline_s / baseline_s:.2f}x (target within 1.5x)")
     print(f"ratio recreate steps / baseline: {recreate_s / baseline_s:.2f}x")
+    baseline_cpu = statistics.median(baseline_cpus)
+    print(
+        f"CPU seconds: pipeline {pipeline_cpu + reader_cpu:.2f} (this process "
+        f"{pipeline_cpu:.2f}, ODBC reader {reader_cpu:.2f}), baseline {baseline_cpu:.2f}; "
+        f"ratio {(pipeline_cpu + reader_cpu) / baseline_cpu:.2f}x, "
+        f"this process alone {pipeline_cpu / baseline_cpu:.2f}x"
+    )
 
 
 def _handover_worker(redis_url: str, rounds: int, out: Any, start: Any) -> None:

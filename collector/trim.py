@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 
+from collector.batch import send_batch
 from collector.metrics import CollectorMetrics
 from core import keys
 from core.redis import RedisCommands
@@ -73,13 +74,18 @@ GUARDED = f"{keys.RULES_GROUP} {keys.HISTORY_GROUP}"
 
 
 class Trimmer:
-    """Trims every partition stream (called by the sink's writer between batches)."""
+    """Trims every partition stream: all of them in one round trip.
+
+    The sink runs it on a thread of its own (:class:`collector.sink.StreamSink`), not
+    between write batches: one script call and one ``XLEN`` per partition, each a round
+    trip, held the writes for about 100 ms on a busy machine every ``trim_interval_s``,
+    the end-to-end latency's p99 (docs/decisions/0451-collector-trim-off-the-write-path.md).
+    """
 
     def __init__(
         self, client: RedisCommands, metrics: CollectorMetrics, *, partitions: int, max_len: int
     ) -> None:
         self._redis = client
-        self._script = client.register_script(TRIM_SCRIPT)
         self.metrics = metrics
         self.partitions = partitions
         self.max_len = max_len
@@ -87,11 +93,18 @@ class Trimmer:
     def trim(self, retention_s: float) -> int:
         """Trim each partition once; the number of entries removed."""
         bound = f"{int((time.time() - retention_s) * 1000)}-0"
+        streams = [keys.signal_stream(p) for p in range(self.partitions)]
+        commands: list[tuple[str | bytes, ...]] = []
+        for stream in streams:
+            # EVAL, not EVALSHA: nothing to reload after a restart or a failover, and
+            # Redis finds the compiled script by its hash (the batches' XADD_SCRIPT too).
+            commands.append(("EVAL", TRIM_SCRIPT, "1", stream, GUARDED, str(self.max_len), bound))
+            commands.append(("XLEN", stream))
+        replies = send_batch(self._redis, commands)
         removed = 0
         for p in range(self.partitions):
-            stream = keys.signal_stream(p)
-            removed += int(self._script(keys=[stream], args=[GUARDED, self.max_len, bound]))
-            self.metrics.stream_length.labels(str(p)).set(self._redis.xlen(stream))
+            removed += int(replies[2 * p])
+            self.metrics.stream_length.labels(str(p)).set(int(replies[2 * p + 1]))
         if removed:
             self.metrics.trimmed.inc(removed)
         return removed

@@ -20,9 +20,6 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Border, Font, PatternFill, Side
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -32,7 +29,7 @@ from runner.notify import Attachment, Message
 from runner.steps import StepContext, StepResult
 from runner.tb.common import period_range, request_pcns
 from runner.tb.recreate import ROUNDING_ACCOUNT, ROUNDING_NAME
-from runner.xlsxtext import as_text
+from runner.tb.xlsx import write_workbook
 
 COLUMNS = (
     "period",
@@ -46,10 +43,6 @@ COLUMNS = (
 )
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-_HEADER_FONT = Font(bold=True)
-_HEADER_FILL = PatternFill(fill_type="solid", start_color="FFFF00", end_color="FFFF00")
-_THIN = Side(style="thin")
-_HEADER_BORDER = Border(left=_THIN, right=_THIN, top=_THIN, bottom=_THIN)
 _WIDTHS = (10, 14, 24, 24, 18, 32, 22, 22)
 
 
@@ -121,30 +114,29 @@ def file_stem(start: int, end: int, day: datetime, suffix: str) -> str:
 
 
 def write_xlsx(path: Path, sheets: dict[int, list[TBLine]]) -> None:
-    """The workbook in openpyxl's write-only mode: a TB can have tens of thousands of lines."""
-    workbook = Workbook(write_only=True)
-    for pcn, lines in sheets.items():
-        sheet = workbook.create_sheet(title=str(pcn))
-        for column, width in zip("ABCDEFGH", _WIDTHS, strict=True):
-            sheet.column_dimensions[column].width = width
-        sheet.freeze_panes = "A2"
-        header = []
-        for name in COLUMNS:
-            cell = WriteOnlyCell(sheet, value=name)
-            cell.font, cell.fill, cell.border = _HEADER_FONT, _HEADER_FILL, _HEADER_BORDER
-            header.append(cell)
-        sheet.append(header)
-        for line in lines:
-            values = line.values()
-            amounts = []
-            for amount in values[6:]:
-                cell = WriteOnlyCell(sheet, value=float(amount))
-                cell.number_format = "#,##0.00;(#,##0.00)"
-                amounts.append(cell)
-            texts = [WriteOnlyCell(sheet, value=value) for value in values[:6]]
-            as_text(texts)  # account names come from Plex: never a formula
-            sheet.append([*texts, *amounts])
-    workbook.save(path)
+    """The workbook, a sheet per PCN, written as text (``runner/tb/xlsx.py`` says why)."""
+    write_workbook(
+        path,
+        COLUMNS,
+        _WIDTHS,
+        {
+            str(pcn): (
+                (
+                    (
+                        line.period_display,
+                        line.category_type,
+                        line.category_name,
+                        line.sub_category_name,
+                        line.account_no,
+                        line.account_name,
+                    ),
+                    (line.current_cents, line.ytd_cents),
+                )
+                for line in lines
+            )
+            for pcn, lines in sheets.items()
+        },
+    )
 
 
 def write_csv(path: Path, lines: list[TBLine]) -> None:

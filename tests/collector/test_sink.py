@@ -449,7 +449,7 @@ def test_a_waiting_writer_is_woken_by_one_message(
     s.idle_wait_s = 3600
     s.start()
     try:
-        assert s.flush(5)  # the first heartbeat and trim are done
+        assert s.flush(5)  # the first heartbeat is done
         wait_until(lambda: s._wake_at == 1, timeout=5, what="the writer waiting for work")
         acked: list[int] = []
         row = ["cnc101", "1.5", "2.5", ["n"], ["7"]]
