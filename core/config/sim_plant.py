@@ -25,6 +25,12 @@ FaultKindName = Literal[
     "pallet_looped_out",
     "stuck_pallet",
     "machine_down",
+    "alarm_burst",
+    "micro_stops",
+    "scrap",
+    "tool_not_changed",
+    "slow_cycles",
+    "spindle_overload",
     "silent_subscription",
     "server_restart",
     "broker_outage",
@@ -79,8 +85,24 @@ class SimFault(StrictModel):
     pallet: int = Field(default=2, ge=1, description="Pallet for pallet_looped_out.")
     duration: float = Field(default=0.0, ge=0, description="Seconds; 0: the kind's default.")
     every: float = Field(default=0.0, ge=0, description="Repeat every this many s; 0: once.")
-    amount: int = Field(default=0, ge=0, description="Counter jump/roll-back size.")
-    rate: float = Field(default=0.5, ge=0, description="Drift: extra spindle % per cycle.")
+    amount: int = Field(
+        default=0,
+        ge=0,
+        description="Counter jump/roll-back size; alarms of a burst; micro-stops; uses past "
+        "the life of a tool not changed; spindle load % of an overload.",
+    )
+    rate: float = Field(
+        default=0.5,
+        ge=0,
+        description="Drift: extra spindle % per cycle; scrap: share of bad parts; slow "
+        "cycles: how much longer a cut takes (0.1: 10 %).",
+    )
+    length: float = Field(
+        default=0.0,
+        ge=0,
+        description="Seconds each alarm of a burst stands or each micro-stop lasts; 0: the "
+        "kind's default (10 s, 20 s).",
+    )
 
 
 class SimScenario(StrictModel):
