@@ -275,14 +275,26 @@ class _Machine:
         """The next tool of the cut ends at ``t``: it counts and reports its machining event."""
         tool, start, _ = self.plan.pop(0)
         name = tool.name
+        shift = self.jump.pop(name, 0)
+        landing = self.counters[name] + tool.increment + shift
+        waits = shift < 0 and landing <= 2 * tool.increment and name not in self.premature
+        if waits:
+            # A roll-back landing on 0, the increment or twice it is what the plants' rule
+            # calls a tool change (DOMAIN.md): it waits for a reading it can show on, and so
+            # does its ground truth (a fresh tool in a short run found this).
+            self.jump[name] = shift
+            shift = 0
         for entry in self.truth_tool.pop(name, []):
+            if waits and entry.kind == FaultKind.COUNTER_ROLLBACK.value:
+                self.truth_tool.setdefault(name, []).append(entry)
+                continue
             entry.start_ts = entry.end_ts = self.start_ts + t
         if name in self.premature:
             self.premature.discard(name)
             self.emit(t, "tool_change", self.counters[name], name, reason="premature")
             self.counters[name] = 0
             self.end_wear(name, t)
-        self.counters[name] += tool.increment + self.jump.pop(name, 0)
+        self.counters[name] += tool.increment + shift
         self.counters[name] = max(0, self.counters[name])
         if name in self.drift and self.drift[name].until > t:
             self.drift[name].cycles += 1

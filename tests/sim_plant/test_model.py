@@ -143,6 +143,26 @@ def test_counter_jump_and_rollback(kind: FaultKind, amount: int, delta: int) -> 
     assert [s for s in steps if s != 1] == [delta]
 
 
+def test_a_rollback_on_a_fresh_tool_waits_for_a_reading_that_is_not_a_tool_change() -> None:
+    """Injected when T1 has counted 1 (its increment), a roll-back of 3 would land on 0,
+    which the plants' rule reads as a tool change: it waits until the counter is high
+    enough, and its ground truth starts there (the chaos soak's short run found this)."""
+    spec = MachineSpec("cnc103", tools=(ToolSpec(1, life=998),))
+    first = events(Plant([spec], Scenario(faults=())).advance(200), "T1")[0]
+    assert first.value == 1
+    at = first.source_ts - DEFAULT_START_TS + 1  # just after the tool's first reading
+    fault = Fault(at, FaultKind.COUNTER_ROLLBACK, machine="cnc103", tool="T1", amount=3)
+    plant = Plant([spec], Scenario(faults=(fault,)))
+    signals = events(plant.advance(900), "T1")
+    values = [int(e.value) for e in signals]  # type: ignore[arg-type]  # counts here
+    steps = [b - a for a, b in itertools.pairwise(values)]
+    assert [s for s in steps if s != 1] == [-3]  # it went back 3, once
+    back = steps.index(-3) + 1
+    assert values[back] > 2  # not 0, 1 or 2: not a tool change by the rule
+    [entry] = plant.ledger
+    assert entry.start_ts == signals[back].source_ts  # the truth shows where the signals do
+
+
 def test_pallet_looped_out_runs_one_pallet_only() -> None:
     fault = Fault(200, FaultKind.PALLET_LOOPED_OUT, machine="cnc103", pallet=2, duration_s=300)
     signals = Plant([ONE], Scenario(faults=(fault,))).advance(1000)
