@@ -117,7 +117,12 @@ def plant_scenario(machines: list[str], seconds: float, seed: int) -> Scenario:
             raise ValueError(f"a run of {seconds:g} s is too short for {machine}'s warm-up")
         at = round(rng.uniform(first, last), 1)
         duration = STOP_S if kind in (FaultKind.MACHINE_DOWN, FaultKind.STUCK_PALLET) else 0.0
-        faults.append(Fault(at, kind, machine=machine, tool=tool, duration_s=duration))
+        # A roll-back of one: on the fresh tools of a short run a larger one waits for a
+        # reading that is not a tool change (sim/plant/model.py) and may not show in time.
+        amount = 1 if kind is FaultKind.COUNTER_ROLLBACK else 0
+        faults.append(
+            Fault(at, kind, machine=machine, tool=tool, duration_s=duration, amount=amount)
+        )
     return Scenario(name="chaos", faults=tuple(sorted(faults, key=lambda f: f.at_s)))
 
 
