@@ -9,7 +9,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup system-packages node-tools peers run test lint typecheck pytest fuzz soak soak-chaos bench bench-e2e soak-api migration lock screenshots clean
+.PHONY: setup system-packages node-tools peers run test lint typecheck pytest fuzz soak soak-chaos soak-chaos-ci bench bench-e2e soak-api migration lock screenshots clean
 
 setup: system-packages node-tools $(STAMP) peers
 
@@ -74,6 +74,12 @@ soak: setup
 CHAOS_ARGS ?= --minutes 10 --machines 20 --seed 1
 soak-chaos: setup
 	$(BIN)/python -m repsys soak --chaos $(CHAOS_ARGS) --json soak-chaos.json
+
+# The CI-size chaos soak (tests/test_soak_chaos.py, about 4 minutes). Out of make test while
+# its known failure is open: tickets missed after a Sentinel failover in about half of the
+# runs (issue 14).
+soak-chaos-ci: setup
+	$(BIN)/pytest -q -m chaos tests/test_soak_chaos.py
 
 bench: setup
 	$(BIN)/python -m bench

@@ -58,6 +58,7 @@ def test_the_verdict_fails_on_a_wrong_ticket_or_an_unrecovered_event() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.chaos
 def test_ci_size_chaos_soak_files_one_ticket_per_fault_and_recovers(tmp_path: Path) -> None:
     result = run_chaos(SECONDS / 60.0, seed=1, machines=10, workdir=str(tmp_path))
     report = table(result)
