@@ -15,8 +15,8 @@ from typing import Protocol
 
 from core.config.plex import ActionsConfig, TemplatedAction
 from core.db.schema import Ticket
-from plex.client import DataSourceResult
 from plex.errors import PlexActionError
+from plex.result import DataSourceResult
 
 
 class DataSourceCaller(Protocol):

@@ -100,7 +100,7 @@ class AccountingSource(Protocol):
 
 
 class ResultRows(Protocol):
-    """A data source's answer, as :class:`plex.client.DataSourceResult` gives it."""
+    """A data source's answer, as :class:`plex.result.DataSourceResult` gives it."""
 
     @property
     def rows(self) -> list[dict[str, str]]:

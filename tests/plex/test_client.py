@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from core.config.plex import PlexConfig
 from core.errors import ConfigError, RejectedError, TransientError
 from core.metrics import new_registry, sample
-from plex.client import PlexClient, retry_after_seconds
+from plex.client import PlexClient
 from plex.errors import (
     PlexAuthError,
     PlexBadResponseError,
@@ -27,6 +27,7 @@ from plex.errors import (
     PlexUnsafeResponseError,
 )
 from plex.metrics import PlexMetrics
+from plex.transport import retry_after_seconds
 from sim.accounting.ledger import Ledger
 from sim.plex.server import PlexSimServer
 from tests.plex.conftest import SIM_PASSWORD, SIM_USER

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from lxml import etree
 
 import plex.errors
-from plex.client import DataSourceResult
 from plex.response import read_result
+from plex.result import DataSourceResult
 from sim.plex import soap
 from tests.plex.conftest import Canned
 from tests.plex.test_response import make_client

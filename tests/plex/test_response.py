@@ -24,11 +24,11 @@ from hypothesis import strategies as st
 from lxml import etree
 from pydantic import SecretStr
 
-import plex.client
+import plex.result
 from core.config.plex import PlexConfig
 from core.config.sim_plex import SimPlexConfig
 from core.metrics import new_registry
-from plex.client import DataSourceResult, PlexClient
+from plex.client import PlexClient
 from plex.errors import (
     PlexBadResponseError,
     PlexDataSourceError,
@@ -39,6 +39,7 @@ from plex.errors import (
     PlexUnsafeResponseError,
 )
 from plex.metrics import PlexMetrics
+from plex.result import DataSourceResult
 from sim.accounting.ledger import ACTIVITY_COLUMNS
 from sim.plex import soap
 from sim.plex.server import PlexSimServer
@@ -545,7 +546,7 @@ def test_unknown_elements_are_logged_once_per_process(
 ) -> None:
     import structlog
 
-    plex.client._UNKNOWN_LOGGED.clear()
+    plex.result._UNKNOWN_LOGGED.clear()
     canned.body = envelope("1.1", HEAD.replace("<Message>", "<Added>1</Added><Message>"))
     client = make_client(canned.url)
     with structlog.testing.capture_logs() as logs:
