@@ -6,13 +6,9 @@ periods through SOAP data source 4814 (served by ``sim.plex`` from
 :meth:`Ledger.account_activity_summary`). Both read one :class:`Ledger`, so the expected
 trial balance of a seeded ledger is one, whichever way it is read.
 
-Periods are ``YYYYPP`` integers where ``YYYY`` is the *fiscal* year and ``PP`` the period
-within it (``01`` first, ``13`` the adjustment period where a year has one). A fiscal year
-need not be a calendar year: with ``fiscal_start_month=7`` period ``202401`` is July 2023.
-Amounts are integer micros (millionths of the currency unit), so every sum is exact
-and a ledger may hold sub-cent amounts as Plex does (it keeps five decimals); they leave
-the ledger as decimal strings (:func:`money`) or, over ODBC, typed as
-:mod:`sim.accounting.odbc` is told (``REAL``, ``DECIMAL`` or text).
+This module keeps the postings, answers from them and builds the seeded ledgers, over
+the chart of accounts (:mod:`sim.accounting.chart`), the fiscal calendar
+(:mod:`sim.accounting.periods`) and integer micros (:mod:`sim.accounting.money`).
 
 Every journal entry balances, and each fiscal year before the current one is closed in
 its last period (13 where present, else 12): its revenue and expense balances move to
@@ -21,21 +17,14 @@ Retained Earnings, so year-to-date debits equal credits in every period too.
 
 from __future__ import annotations
 
-import calendar
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
 
-#: Category types as Plex names them, and whether each is revenue/expense (its YTD
-#: resets at the first fiscal period) or balance sheet (its YTD keeps accumulating).
-CATEGORY_TYPES: dict[str, bool] = {
-    "Asset": False,
-    "Liability": False,
-    "Equity": False,
-    "Revenue": True,
-    "Expense": True,
-}
+from sim.accounting.chart import CHART, FLOWS, RETAINED_EARNINGS, Account
+from sim.accounting.errors import LedgerError
+from sim.accounting.money import CENT, money
+from sim.accounting.periods import Period, check_period, fiscal_calendar
 
 #: The columns of data source 4814 (Account_Activity_Summary_xPCN_Get), in order.
 ACTIVITY_COLUMNS = (
@@ -47,117 +36,6 @@ ACTIVITY_COLUMNS = (
     "Credit",
     "Ending_Balance",
 )
-
-
-class LedgerError(ValueError):
-    """A question the ledger cannot answer (a malformed period, a reversed range)."""
-
-
-def check_period(period: int) -> None:
-    """Raise :class:`LedgerError` unless ``period`` looks like ``YYYYPP`` (PP 01..13)."""
-    if not (190001 <= period <= 299913) or not (1 <= period % 100 <= 13):
-        raise LedgerError(f"period {period} is not YYYYPP with PP from 01 to 13")
-
-
-#: Micros per currency unit and per cent.
-MICROS = 1_000_000
-CENT = 10_000
-
-
-def money(micros: int) -> str:
-    """Micros as Plex writes an amount: ``-1234.50``, with the sub-cent digits there are
-    (``0.015``, ``0.00001``)."""
-    sign = "-" if micros < 0 else ""
-    whole, frac = divmod(abs(micros), MICROS)
-    return f"{sign}{whole}.{f'{frac:06d}'.rstrip('0').ljust(2, '0')}"
-
-
-@dataclass(frozen=True)
-class Account:
-    """An account of one PCN's chart of accounts, with its category."""
-
-    pcn: int
-    account_no: str
-    name: str
-    category_type: str
-    category_no: int
-    category_name: str
-    sub_category_no: int
-    sub_category_name: str
-    key: int
-    start_period: int = 0  # first period the account exists (0: always)
-    active: bool = True
-
-    @property
-    def revenue_or_expense(self) -> bool:
-        return CATEGORY_TYPES[self.category_type]
-
-
-@dataclass(frozen=True)
-class Period:
-    """One fiscal period of one PCN (a row of ``accounting_v_Period_e``)."""
-
-    pcn: int
-    period: int
-    fiscal_order: int
-    begin: date
-    end: date
-    closed: bool
-    key: int
-    updated: datetime
-
-    @property
-    def fiscal_year(self) -> int:
-        return self.period // 100
-
-    @property
-    def display(self) -> str:
-        return f"{self.period // 100}-{self.period % 100:02d}"
-
-
-def _month_begin(fiscal_year: int, number: int, start_month: int) -> date:
-    """First day of fiscal period ``number`` (1..12) of ``fiscal_year``."""
-    month0 = (start_month - 1) + (number - 1)  # months since January of the start year
-    # A fiscal year named after the calendar year it ends in starts the year before,
-    # unless it starts in January.
-    year = fiscal_year - (1 if start_month != 1 else 0) + month0 // 12
-    return date(year, month0 % 12 + 1, 1)
-
-
-def fiscal_calendar(
-    pcn: int,
-    first_year: int,
-    last_year: int,
-    *,
-    thirteen: Iterable[int] = (),
-    fiscal_start_month: int = 1,
-    closed_through: int = 0,
-    first_key: int = 1,
-) -> list[Period]:
-    """The periods of fiscal years ``first_year..last_year``; ``thirteen`` have a period 13.
-
-    Periods up to ``closed_through`` are closed, the rest open. Period 13 is the
-    adjustment period: it has the year's last day as both begin and end.
-    """
-    if not 1 <= fiscal_start_month <= 12:
-        raise LedgerError("fiscal_start_month must be 1..12")
-    thirteen = set(thirteen)
-    out: list[Period] = []
-    key = first_key
-    for year in range(first_year, last_year + 1):
-        count = 13 if year in thirteen else 12
-        for number in range(1, count + 1):
-            if number <= 12:
-                begin = _month_begin(year, number, fiscal_start_month)
-                end = begin.replace(day=calendar.monthrange(begin.year, begin.month)[1])
-            else:
-                begin = end = out[-1].end  # the adjustment period sits on the last day
-            period = year * 100 + number
-            closed = period <= closed_through
-            updated = datetime(end.year, end.month, end.day, 12) + timedelta(days=10)
-            out.append(Period(pcn, period, number, begin, end, closed, key, updated))
-            key += 1
-    return out
 
 
 @dataclass
@@ -423,94 +301,3 @@ class Ledger:
                     )
             ledger.close_years(pcn, range(first_year, last_year), RETAINED_EARNINGS)
         return ledger
-
-
-RETAINED_EARNINGS = "39000-000-0000"
-
-#: (account_no, name, category type, category no, category name, sub no, sub name)
-CHART: list[tuple[str, str, str, int, str, int, str]] = [
-    ("10000-000-0000", "Cash - Operating", "Asset", 1000, "Current Assets", 1010, "Cash"),
-    (
-        "10220-000-00000",
-        "Accounts Receivable",
-        "Asset",
-        1000,
-        "Current Assets",
-        1020,
-        "Receivables",
-    ),
-    (
-        "12000-000-0000",
-        "Inventory - Raw Material",
-        "Asset",
-        1000,
-        "Current Assets",
-        1030,
-        "Inventory",
-    ),
-    ("15000-000-0000", "Machinery and Equipment", "Asset", 1500, "Fixed Assets", 1510, "Equipment"),
-    (
-        "15900-000-0000",
-        "Accumulated Depreciation",
-        "Asset",
-        1500,
-        "Fixed Assets",
-        1590,
-        "Depreciation",
-    ),
-    (
-        "20100-000-0000",
-        "Accounts Payable",
-        "Liability",
-        2000,
-        "Current Liabilities",
-        2010,
-        "Payables",
-    ),
-    ("21000-000-0000", "Accrued Wages", "Liability", 2000, "Current Liabilities", 2020, "Accruals"),
-    ("25000-000-0000", "Long-term Debt", "Liability", 2500, "Long-term Liabilities", 2510, "Notes"),
-    ("30000-000-0000", "Common Stock", "Equity", 3000, "Equity", 3010, "Capital"),
-    ("39000-000-0000", "Retained Earnings", "Equity", 3000, "Equity", 3090, "Retained Earnings"),
-    ("40000-000-0000", "Sales - Knuckles", "Revenue", 4000, "Sales", 4010, "Product Sales"),
-    ("40100-000-0000", "Sales - Brackets", "Revenue", 4000, "Sales", 4010, "Product Sales"),
-    ("49000-000-0000", "Scrap Sales", "Revenue", 4900, "Other Income", 4910, "Scrap"),
-    ("50000-000-0000", "Material", "Expense", 5000, "Cost of Sales", 5010, "Material"),
-    ("51000-000-0000", "Direct Labor", "Expense", 5000, "Cost of Sales", 5020, "Labor"),
-    ("52000-000-0000", "Tooling", "Expense", 5000, "Cost of Sales", 5030, "Tooling"),
-    ("52500-000-0000", "Tooling - Inserts", "Expense", 5000, "Cost of Sales", 5030, "Tooling"),
-    ("53000-000-0000", "Maintenance", "Expense", 5000, "Cost of Sales", 5040, "Maintenance"),
-    ("60000-000-0000", "Salaries", "Expense", 6000, "Operating Expense", 6010, "Payroll"),
-    ("61000-000-0000", "Utilities", "Expense", 6000, "Operating Expense", 6020, "Facilities"),
-    (
-        "62000-000-0000",
-        "Depreciation Expense",
-        "Expense",
-        6000,
-        "Operating Expense",
-        6030,
-        "Depreciation",
-    ),
-    ("69000-000-0000", "Interest Expense", "Expense", 6900, "Other Expense", 6910, "Interest"),
-]
-
-#: Typical entries of a machining plant: (debit account, credit account).
-FLOWS: list[tuple[str, str]] = [
-    ("10220-000-00000", "40000-000-0000"),
-    ("10220-000-00000", "40100-000-0000"),
-    ("10000-000-0000", "10220-000-00000"),
-    ("12000-000-0000", "20100-000-0000"),
-    ("50000-000-0000", "12000-000-0000"),
-    ("20100-000-0000", "10000-000-0000"),
-    ("51000-000-0000", "21000-000-0000"),
-    ("60000-000-0000", "21000-000-0000"),
-    ("21000-000-0000", "10000-000-0000"),
-    ("52000-000-0000", "20100-000-0000"),
-    ("52500-000-0000", "20100-000-0000"),
-    ("53000-000-0000", "20100-000-0000"),
-    ("61000-000-0000", "20100-000-0000"),
-    ("62000-000-0000", "15900-000-0000"),
-    ("69000-000-0000", "10000-000-0000"),
-    ("10000-000-0000", "49000-000-0000"),
-    ("15000-000-0000", "25000-000-0000"),
-    ("10000-000-0000", "30000-000-0000"),
-]

@@ -34,7 +34,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from sim.accounting.ledger import CATEGORY_TYPES, Ledger, money
+from sim.accounting.chart import CATEGORY_TYPES
+from sim.accounting.ledger import Ledger
+from sim.accounting.money import money
 
 #: How the balance view types its amounts (``repsys sim accounting build --amounts``).
 AmountType = Literal["real", "decimal", "text"]

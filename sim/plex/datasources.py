@@ -20,7 +20,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from core.config.sim_plex import SimWorkcenter
-from sim.accounting.ledger import Ledger, LedgerError
+from sim.accounting.errors import LedgerError
+from sim.accounting.ledger import Ledger
 
 #: ``(pcns, period_start, period_end) -> rows`` with the 7 columns of data source 4814.
 LedgerProvider = Callable[[list[int], int, int], list[dict[str, str]]]

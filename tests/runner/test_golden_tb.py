@@ -29,8 +29,10 @@ from core.db.schema import StepRun
 from core.db.warehouse import TBOpenActivity, TBPeriodRange
 from core.metrics import sample
 from runner.tb.report import COLUMNS
-from sim.accounting.ledger import Account, Ledger, fiscal_calendar
+from sim.accounting.chart import Account
+from sim.accounting.ledger import Ledger
 from sim.accounting.odbc import AMOUNT_TYPES, AmountType
+from sim.accounting.periods import fiscal_calendar
 from tests.runner.conftest import Accounting, Harness
 
 PCN = 123681

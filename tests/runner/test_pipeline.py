@@ -25,7 +25,8 @@ from runner.outcome import notify_outcome
 from runner.registry import build_pipelines
 from runner.requests import submit
 from runner.steps import StepContext, StepResult
-from sim.accounting.ledger import CENT, Ledger
+from sim.accounting.ledger import Ledger
+from sim.accounting.money import CENT
 from tests.runner.conftest import Accounting, Harness, Mailbox
 
 PY = sys.executable

@@ -12,7 +12,8 @@ from pathlib import Path
 import pyodbc
 import pytest
 
-from sim.accounting.ledger import ACTIVITY_COLUMNS, Ledger, LedgerError
+from sim.accounting.errors import LedgerError
+from sim.accounting.ledger import ACTIVITY_COLUMNS, Ledger
 from sim.accounting.odbc import build_database, connection_string
 
 

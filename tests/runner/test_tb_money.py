@@ -29,8 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config.infra import DatabaseConfig
 from core.db import make_engine, session_factory, upgrade
 from repsys.servers import PostgresServer
-from sim.accounting.ledger import CENT, Account, Ledger, fiscal_calendar
+from sim.accounting.chart import Account
+from sim.accounting.ledger import Ledger
+from sim.accounting.money import CENT
 from sim.accounting.odbc import AMOUNT_TYPES, AmountType
+from sim.accounting.periods import fiscal_calendar
 from tests.runner.conftest import Accounting, Harness
 from tests.runner.reference_tb import ROUNDING, reference_tb, report_csv
 

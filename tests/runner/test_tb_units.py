@@ -25,7 +25,8 @@ from runner.tb.fiscal import CalendarPeriod, FiscalCalendar
 from runner.tb.money import cents, fmt_micros, micros_column, to_micros
 from runner.tb.source import OdbcAccountingSource
 from runner.tb.transform import Window, recreate
-from sim.accounting.ledger import Ledger, fiscal_calendar
+from sim.accounting.ledger import Ledger
+from sim.accounting.periods import fiscal_calendar
 from tests.runner.conftest import Accounting, Harness
 
 
