@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from collector.opcua.reader import quality_of
+from collector.opcua.intake import quality_of
 from collector.opcua.resolve import first_certificate
 from core import keys
 from core.config import RepsysConfig

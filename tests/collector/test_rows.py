@@ -22,7 +22,7 @@ from collector.batch import dumps_rows
 from collector.errors import PayloadRejectedError
 from collector.metrics import CollectorMetrics
 from collector.mqtt.decode import MessageDecoder, float_texts
-from collector.opcua.reader import OpcuaReader, _known
+from collector.opcua.intake import Intake, known
 from collector.opcua.resolve import Resolved
 from collector.rows import XADD_SCRIPT, Row, rows_fields, rows_size, signal_row
 from core import keys
@@ -190,16 +190,16 @@ def test_a_string_orjson_refuses_goes_through_json() -> None:
 
 
 class _Letters:
-    """A sink seam that only records dead letters (the reader's only call here)."""
+    """A sink seam that only records dead letters (the intake's only call here)."""
 
     def __init__(self) -> None:
         self.reasons: list[str] = []
 
     def submit(self, reader: str, signals: Any, ack: Any = None) -> None:
-        raise AssertionError("not called by _row")
+        raise AssertionError("not called by Intake.row")
 
     def submit_rows(self, reader: str, machine: str, rows: Any, ack: Any = None) -> None:
-        raise AssertionError("not called by _row")
+        raise AssertionError("not called by Intake.row")
 
     def dead_letter(self, reader: str, **kw: Any) -> None:
         self.reasons.append(kw["reason"])
@@ -247,12 +247,12 @@ def test_an_opcua_value_becomes_the_row_of_its_signal(
         ServerTimestamp=server,
     )
     letters = _Letters()
-    reader = OpcuaReader(OPCUA_SOURCE, letters, CollectorMetrics(new_registry()))
+    intake = Intake(OPCUA_SOURCE.name, letters, CollectorMetrics(new_registry()))
     try:
-        expected = reader._signal(resolved, dv, 7.25)
+        expected = intake.signal(resolved, dv, 7.25)
     except ValueError:  # the Variant of this value cannot exist; not a case
         return
-    got = reader._row(_known(resolved), dv, 7.25)
+    got = intake.row(known(resolved), dv, 7.25)
     if expected is None:
         assert got is None
         assert len(letters.reasons) == 2  # both rejected it, with a reason
