@@ -20,7 +20,9 @@ otherwise be "no data" a minute later) and lets the senders settle, and reports:
   the collector does) against the stream entries the harness read while the run went on
   (every 0.25 s). MQTT loses nothing (QoS 1, acknowledged after the write). OPC UA and UDP
   have no acknowledgement: what they offer while the collector is down (from 2 s before
-  its kill to its restart's ``/readyz``: an **outage window**) may be lost, the documented
+  its kill until the restarted collector's first signal from that input, or its
+  ``/readyz`` if later: that input's **outage window**; an OPC UA subscription is created
+  a few seconds after the process is ready) may be lost, the documented
   loss, counted apart (an OPC UA subscription re-reads each tag's current value on
   reconnect, so only the values it replaced are lost). A loss outside every window fails
   the run. A fault the rules missed whose evidence (the datagram of a counter fault, the
@@ -106,7 +108,8 @@ POLL_S = 0.25
 #: subscription or the UDP socket handed over just before it may still be in the sink's
 #: buffer (written every few milliseconds) when the process dies.
 OUTAGE_BEFORE_S = 2.0
-#: ... and closes this long after its restart's /readyz (the harness polls every 0.25 s).
+#: ... and closes this long after the restarted collector's first signal of the input
+#: (or its /readyz, if later: the harness polls every 0.25 s).
 OUTAGE_AFTER_S = 1.0
 #: Evidence of a fault is what the plant offered within this of the fault's start.
 EVIDENCE_S = 2.0
@@ -146,7 +149,7 @@ def losses(
     seen: Counter[str],
     offered_at: dict[str, list[float]],
     paths: dict[str, str],
-    windows: list[tuple[float, float]],
+    windows: dict[str, list[tuple[float, float]]],
 ) -> tuple[dict[str, dict[str, int]], dict[str, list[float]]]:
     """Per input: offered, in the streams, lost in an outage window, lost beyond; and the
     offered times of the signals lost in a window, by key (the evidence lost).
@@ -160,7 +163,8 @@ def losses(
     lost_at: dict[str, list[float]] = {}
     for key in offered.keys() | seen.keys():
         machine, name, _ = _key_parts(key)
-        row = out[path_of(paths, machine, name)]
+        path = path_of(paths, machine, name)
+        row = out[path]
         n, m = offered[key], seen[key]
         row["offered"] += n
         row["in_streams"] += m
@@ -170,8 +174,8 @@ def losses(
         gone = n - m
         if not gone:
             continue
-        times = [t for t in offered_at.get(key, []) if inside(windows, t)]
-        explained = min(gone, len(times)) if path_of(paths, machine, name) != "mqtt" else 0
+        times = [t for t in offered_at.get(key, []) if inside(windows.get(path, []), t)]
+        explained = min(gone, len(times)) if path != "mqtt" else 0
         row["lost_in_outage"] += explained
         row["lost"] += gone - explained
         if explained:
@@ -299,6 +303,7 @@ class Chaos:
         self.letters: list[dict[str, str]] = []  # the collector's dead letters, as read
         self.letters_id = "-"
         self.last_rts: dict[str, float] = {}  # each input's newest signal (receive time)
+        self.rts: dict[str, list[float]] = {p: [] for p in PATHS}  # every receive time
         self.poison_in_streams = 0
 
     # -- watching ----------------------------------------------------------------------
@@ -331,6 +336,7 @@ class Chaos:
     def _saw(self, sig: Signal) -> None:
         path = path_of(self.paths, sig.machine, sig.name)
         self.last_rts[path] = max(self.last_rts.get(path, 0.0), sig.receive_ts)
+        self.rts[path].append(sig.receive_ts)
         if isinstance(sig.value, str) and POISON_MARK.search(sig.value):
             self.poison_in_streams += 1
         if path == "udp" and sig.name == "tool_change":
@@ -563,16 +569,20 @@ class Chaos:
 
     # -- the verdict -------------------------------------------------------------------
 
-    def outages(self) -> list[tuple[float, float]]:
-        """When the collector was down: from before each kill to its restart's /readyz."""
-        out = []
+    def outages(self) -> dict[str, list[tuple[float, float]]]:
+        """When each input had no collector: from before each kill until the restarted
+        collector's first signal of that input (its /readyz, if later)."""
+        out: dict[str, list[tuple[float, float]]] = {p: [] for p in PATHS}
         for t in self.tracked:
-            if _kind_key(t.event) == "kill:collector":
-                back = t.done.get("ready") or t.recovered_at or time.time()
-                out.append((t.started - OUTAGE_BEFORE_S, back + OUTAGE_AFTER_S))
+            if _kind_key(t.event) != "kill:collector":
+                continue
+            ready = t.done.get("ready") or t.recovered_at or time.time()
+            for path, times in self.rts.items():
+                first = min((x for x in times if x >= t.since), default=ready)
+                out[path].append((t.started - OUTAGE_BEFORE_S, max(ready, first) + OUTAGE_AFTER_S))
         return out
 
-    def poison_report(self, windows: list[tuple[float, float]]) -> dict[str, Any]:
+    def poison_report(self, windows: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
         """Each poison found in the dead letters with its reason (module docstring)."""
         self._poll_letters()
         sent = json.loads((self.node.workdir / "poison.json").read_text())
@@ -584,7 +594,7 @@ class Chaos:
             reasons = sorted({d.get("reason", "") for d in letters})
             if letters:
                 state = "dead_lettered" if reasons == [p["reason"]] else "wrong_reason"
-            elif p["path"] != "mqtt" and inside(windows, p["at"]):
+            elif p["path"] != "mqtt" and inside(windows.get(p["path"], []), p["at"]):
                 state = "not_received"  # UDP or OPC UA while no collector listened
             else:
                 state = "missing"
@@ -669,9 +679,14 @@ class Chaos:
                 "intake_stopped": len(poison["intake_stopped"]),
             },
             "transports": self.paths,
-            "outage_windows": [
-                [round(a - self.plant_start, 1), round(b - self.plant_start, 1)] for a, b in windows
-            ],
+            "outage_windows": {
+                path: [
+                    [round(a - self.plant_start, 1), round(b - self.plant_start, 1)]
+                    for a, b in spans
+                ]
+                for path, spans in windows.items()
+                if path != "mqtt"
+            },
             "not_shown_outage": not_shown,
             "false_after_udp_loss": after_loss,
             "poison": poison,
@@ -758,7 +773,11 @@ def table(result: dict[str, Any]) -> str:
             f"{path:<8}{n:>9}{row['offered']:>9}{row['in_streams']:>11}"
             f"{row['lost_in_outage']:>15}{row['lost']:>6}{row['redelivered']:>12}"
         )
-    windows = ", ".join(f"t+{a:g}..{b:g}" for a, b in result["outage_windows"])
+    windows = "; ".join(
+        f"{path} " + ", ".join(f"t+{a:g}..{b:g}" for a, b in spans)
+        for path, spans in result["outage_windows"].items()
+        if spans
+    )
     lines += [f"collector outage windows (s): {windows or 'none'}", ""]
     poison = result["poison"]
     lines.append(f"{'poison kind':<22}{'sent':>5}  states (expected reason)")

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import ua
+from asyncua.ua.object_ids import ObjectIds
 
 from collector.mqtt.decode import MessageDecoder
 from core.config import load_config
@@ -158,19 +159,27 @@ class Inputs:
             await self._poison_node()
 
     async def _poison_node(self) -> None:
-        """A Double variable under the first OPC UA machine's device that only ever
-        holds strings (a gateway serving a tag of the wrong type)."""
+        """A variable under the first OPC UA machine's device whose DataType says Double
+        and whose value is a string (a gateway serving a tag of the wrong type).
+
+        It holds a string from the start: asyncua refuses a write whose variant type
+        differs from the value's, so a Double value could never become a string.
+        """
         assert self.server is not None and self.server.server is not None
         server = self.server.server
         kep = await server.get_namespace_index(self.server.cfg.kepware_namespace)
         m = sorted(self.opcua_machines)[0]
         device = server.get_node(ua.NodeId(ua.String(f"{m}.{m}"), ua.Int16(kep)))
         node_id = ua.NodeId(ua.String(f"{m}.{m}.{poisons.OPCUA_TAG}"), ua.Int16(kep))
-        var = await device.add_variable(node_id, ua.QualifiedName(poisons.OPCUA_TAG, kep),
-                                        ua.Variant(0.0, ua.VariantType.Double))  # fmt: skip
-        self.poison_node = var.nodeid
         first = poisons.make(0, "opcua_wrong_type", (m, "", 0), 0)
-        await self._send_opcua(first)
+        var = await device.add_variable(
+            node_id,
+            ua.QualifiedName(poisons.OPCUA_TAG, kep),
+            ua.Variant(first.payload.decode(), ua.VariantType.String),
+            datatype=ua.NodeId(ua.Int32(ObjectIds.Double)),
+        )
+        self.poison_node = var.nodeid
+        self.poisons.append({**first.to_json(), "at": round(time.time(), 3)})
 
     async def stop(self) -> None:
         if self.last_info is not None:

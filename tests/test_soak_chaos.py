@@ -117,7 +117,7 @@ def test_every_poison_is_refused_by_the_collectors_decoder_with_its_reason(
 
 def test_losses_on_udp_and_opcua_inside_an_outage_are_documented_beyond_it_they_fail() -> None:
     paths = {"cnc301": "udp", "cnc302": "opcua", "cnc305": "mqtt"}
-    windows = [(100.0, 110.0)]
+    windows = {"udp": [(100.0, 110.0)], "opcua": [(100.0, 110.0)], "mqtt": [(100.0, 110.0)]}
     lost_in = udp_key("cnc301", 1, 41)
     lost_out = udp_key("cnc301", 1, 45)
     opc_in = "cnc302|spindle_load||35.5|105.25"
