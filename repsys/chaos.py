@@ -29,7 +29,10 @@ otherwise be "no data" a minute later) and lets the senders settle, and reports:
   run state of a stop) was lost in a window is **not shown**, not missed, and a counter
   ticket on the UDP machine that follows a datagram lost in a window (the plants' rule
   reports any reading that does not continue the other pallet's, a lost one too) is
-  **false after a UDP loss**, listed apart from the false positives;
+  **false after a UDP loss**, listed apart from the false positives. A Redis restart
+  without persistence empties the streams: what was written after the harness's last
+  read (from a second before it) until the restart is **lost in a Redis wipe** on any
+  input, counted apart (RepSys's rules lose it too: acknowledged data Redis threw away);
 * **poison**: every malformed payload the plant sent (``repsys/chaos_poison.py``) is found
   in the collector's dead-letter stream (read every 0.25 s, since a Redis restart without
   persistence empties it) with the reason its decoder gives, none reached a signal
@@ -56,6 +59,7 @@ from typing import Any
 import httpx
 import redis
 
+from collector.opcua.reader import HEARTBEAT_SIGNAL
 from core import keys
 from core.model import Signal
 from repsys import chaos_poison as poisons
@@ -124,7 +128,7 @@ PATHS = ("mqtt", "opcua", "udp")
 def path_of(paths: dict[str, str], machine: str, name: str) -> str:
     """The input a signal came through (``repsys.chaos_schedule.transports``)."""
     where = paths.get(machine, "mqtt")
-    if where == "opcua" and name in OPCUA_TAGS:
+    if where == "opcua" and (name in OPCUA_TAGS or name == HEARTBEAT_SIGNAL):
         return "opcua"
     if where == "udp" and name in ("machining_event", "tool_change"):
         return "udp"
@@ -150,16 +154,21 @@ def losses(
     offered_at: dict[str, list[float]],
     paths: dict[str, str],
     windows: dict[str, list[tuple[float, float]]],
+    *,
+    wipes: list[tuple[float, float]] | None = None,
 ) -> tuple[dict[str, dict[str, int]], dict[str, list[float]]]:
-    """Per input: offered, in the streams, lost in an outage window, lost beyond; and the
-    offered times of the signals lost in a window, by key (the evidence lost).
+    """Per input: offered, in the streams, lost in an outage window, lost in a Redis wipe,
+    lost beyond; and the offered times of the signals lost in an outage, by key (the
+    evidence lost).
 
     A key offered ``n`` times and seen ``m < n`` times lost ``n - m``; on OPC UA and UDP
-    as many of them as were offered inside a window are the documented loss, the rest
-    (and every MQTT loss) are lost beyond it.
+    as many of them as were offered inside an outage window are the documented loss; of
+    the rest, as many as were offered inside a Redis wipe (``wipes``: a restart without
+    persistence took what the harness had not read yet, on every input) are counted as
+    such; the others are lost beyond the documented loss.
     """
-    out = {p: dict.fromkeys(("offered", "in_streams", "lost_in_outage", "lost",
-                             "redelivered"), 0) for p in PATHS}  # fmt: skip
+    out = {p: dict.fromkeys(("offered", "in_streams", "lost_in_outage", "lost_in_redis_wipe",
+                             "lost", "redelivered"), 0) for p in PATHS}  # fmt: skip
     lost_at: dict[str, list[float]] = {}
     for key in offered.keys() | seen.keys():
         machine, name, _ = _key_parts(key)
@@ -177,7 +186,10 @@ def losses(
         times = [t for t in offered_at.get(key, []) if inside(windows.get(path, []), t)]
         explained = min(gone, len(times)) if path != "mqtt" else 0
         row["lost_in_outage"] += explained
-        row["lost"] += gone - explained
+        wiped = sum(1 for t in offered_at.get(key, []) if inside(wipes or [], t))
+        wiped = min(gone - explained, wiped)
+        row["lost_in_redis_wipe"] += wiped
+        row["lost"] += gone - explained - wiped
         if explained:
             lost_at[key] = times
     return out, lost_at
@@ -305,11 +317,14 @@ class Chaos:
         self.last_rts: dict[str, float] = {}  # each input's newest signal (receive time)
         self.rts: dict[str, list[float]] = {p: [] for p in PATHS}  # every receive time
         self.poison_in_streams = 0
+        self.last_read = 0.0  # the harness's last complete read of the streams
+        self.wiped: list[tuple[float, float]] = []
 
     # -- watching ----------------------------------------------------------------------
 
     def poll_streams(self) -> None:
         r = self.node.redis
+        begun = time.time()
         for stream in self.node.streams():
             try:
                 while True:
@@ -331,6 +346,7 @@ class Chaos:
             for g in groups:
                 if g["name"] == keys.RULES_GROUP and g["last-delivered-id"] not in ("0-0", None):
                     self.delivered[stream] = int(str(g["last-delivered-id"]).split("-")[0]) / 1000
+        self.last_read = begun
         self._poll_letters()
 
     def _saw(self, sig: Signal) -> None:
@@ -339,8 +355,8 @@ class Chaos:
         self.rts[path].append(sig.receive_ts)
         if isinstance(sig.value, str) and POISON_MARK.search(sig.value):
             self.poison_in_streams += 1
-        if path == "udp" and sig.name == "tool_change":
-            return  # the collector's run accounting derives it: the plant offers none
+        if (path == "udp" and sig.name == "tool_change") or sig.name == HEARTBEAT_SIGNAL:
+            return  # the collector makes these (run accounting, heartbeat): none offered
         self.seen[signal_key(sig)] += 1
 
     def _poll_letters(self) -> None:
@@ -436,6 +452,9 @@ class Chaos:
             self.pool.submit(self._double_submit, t)
         else:
             action = getattr(self.node, e.kind)
+            wipe = len(self.wiped)
+            if e.kind == "redis_restart_empty":
+                self.wiped.append((self.last_read - 1.0, 0.0))
 
             def act() -> None:
                 try:
@@ -443,6 +462,8 @@ class Chaos:
                 except Exception as err:
                     t.note = f"{type(err).__name__}: {err}"
                 t.since = time.time()
+                if e.kind == "redis_restart_empty":
+                    self.wiped[wipe] = (self.wiped[wipe][0], t.since)
 
             self.pool.submit(act)
 
@@ -577,10 +598,16 @@ class Chaos:
             if _kind_key(t.event) != "kill:collector":
                 continue
             ready = t.done.get("ready") or t.recovered_at or time.time()
-            for path, times in self.rts.items():
-                first = min((x for x in times if x >= t.since), default=ready)
-                out[path].append((t.started - OUTAGE_BEFORE_S, max(ready, first) + OUTAGE_AFTER_S))
+            # UDP listens before /readyz; an OPC UA subscription is made after it.
+            first = min((x for x in self.rts["opcua"] if x >= t.since), default=ready)
+            out["udp"].append((t.started - OUTAGE_BEFORE_S, ready + OUTAGE_AFTER_S))
+            out["opcua"].append((t.started - OUTAGE_BEFORE_S, max(ready, first) + OUTAGE_AFTER_S))
         return out
+
+    def wipes(self) -> list[tuple[float, float]]:
+        """What a Redis restart without persistence may have taken before the harness read
+        it: from a second before the harness's last read until the restart was done."""
+        return [w for w in self.wiped if w[1] > 0]
 
     def poison_report(self, windows: dict[str, list[tuple[float, float]]]) -> dict[str, Any]:
         """Each poison found in the dead letters with its reason (module docstring)."""
@@ -637,7 +664,9 @@ class Chaos:
         offered: Counter[str] = Counter(json.loads((node.workdir / "offered.json").read_text()))
         offered_at = json.loads((node.workdir / "offered_at.json").read_text())
         windows = self.outages()
-        by_path, lost_at = losses(offered, self.seen, offered_at, self.paths, windows)
+        by_path, lost_at = losses(
+            offered, self.seen, offered_at, self.paths, windows, wipes=self.wipes()
+        )
         not_shown, after_loss = sort_outcome(outcome, ledger, lost_at, self.paths)
         poison = self.poison_report(windows)
         plex = node.plex("/admin/tickets")
@@ -706,6 +735,7 @@ class Chaos:
                 # an outage window); the documented loss is lost_in_outage.
                 "lost": sum(r["lost"] for r in by_path.values()),
                 "lost_in_outage": sum(r["lost_in_outage"] for r in by_path.values()),
+                "lost_in_redis_wipe": sum(r["lost_in_redis_wipe"] for r in by_path.values()),
                 "by_path": by_path,
                 "redelivered": sum(extra.values()),
                 "undecodable": self.undecodable,
@@ -761,17 +791,18 @@ def table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"signals offered {sig['offered']}, in the streams {sig['in_streams']}, lost "
-        f"{sig['lost']}, lost in outages {sig['lost_in_outage']}, redelivered (at least "
-        f"once) {sig['redelivered']}",
+        f"{sig['lost']}, lost in outages {sig['lost_in_outage']}, lost in a Redis wipe "
+        f"{sig['lost_in_redis_wipe']}, redelivered (at least once) {sig['redelivered']}",
         "",
         f"{'input':<8}{'machines':>9}{'offered':>9}{'in streams':>11}{'lost in outage':>15}"
-        f"{'lost':>6}{'redelivered':>12}",
+        f"{'in wipe':>8}{'lost':>6}{'redelivered':>12}",
     ]
     for path, row in sig["by_path"].items():
         n = sum(1 for p in result["transports"].values() if p == path)
         lines.append(
             f"{path:<8}{n:>9}{row['offered']:>9}{row['in_streams']:>11}"
-            f"{row['lost_in_outage']:>15}{row['lost']:>6}{row['redelivered']:>12}"
+            f"{row['lost_in_outage']:>15}{row['lost_in_redis_wipe']:>8}{row['lost']:>6}"
+            f"{row['redelivered']:>12}"
         )
     windows = "; ".join(
         f"{path} " + ", ".join(f"t+{a:g}..{b:g}" for a, b in spans)

@@ -19,10 +19,11 @@ server notifies a subscription of changes only), keyed with the source time as t
 collector reads it back; datagrams as the UDP decoder keys their machining events.
 ``OUTDIR/plant.json`` (rewritten every second: signals and messages offered) and, at the
 end, ``OUTDIR/offered.json`` (the count of each signal's key, :func:`signal_key`),
-``OUTDIR/offered_at.json`` (when each OPC UA and UDP key was offered: those paths lose
-what comes while no collector listens, and the harness checks the losses against the
-collector's outages), ``OUTDIR/poison.json`` and ``OUTDIR/ledger.jsonl`` (every fault
-injected). The harness compares the offered keys with the stream entries it saw.
+``OUTDIR/offered_at.json`` (when each key was offered: OPC UA and UDP lose what comes
+while no collector listens, and a Redis restart without persistence what the harness had
+not read yet; the harness checks the losses against those windows),
+``OUTDIR/poison.json`` and ``OUTDIR/ledger.jsonl`` (every fault injected). The harness
+compares the offered keys with the stream entries it saw.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class Inputs:
             self.last_info = self.publisher.client.publish(topic, payload, qos=1, retain=retain)
             self.messages += 1
             for sig in self.decoder.decode(topic, payload.encode(), NO_TS):
-                self.offered.add(signal_key(sig))
+                self.offered.add(signal_key(sig), now)
         if self.server is not None and opc:
             await self.server.apply(opc)
             for sig in opc:

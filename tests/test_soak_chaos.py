@@ -127,11 +127,15 @@ def test_losses_on_udp_and_opcua_inside_an_outage_are_documented_beyond_it_they_
     seen = Counter({kept: 3})
     at = {lost_in: [104.0, 104.0], lost_out: [130.0], opc_in: [105.25], kept: [90.0, 90.0]}
     by_path, lost_at = losses(offered, seen, at, paths, windows)
-    assert by_path["udp"] == {"offered": 5, "in_streams": 3, "lost_in_outage": 2, "lost": 1,
-                              "redelivered": 1}  # fmt: skip
+    assert by_path["udp"] == {"offered": 5, "in_streams": 3, "lost_in_outage": 2,
+                              "lost_in_redis_wipe": 0, "lost": 1, "redelivered": 1}  # fmt: skip
     assert by_path["opcua"]["lost_in_outage"] == 1
     assert by_path["mqtt"]["lost"] == 1  # MQTT never loses: an outage explains nothing
     assert set(lost_at) == {lost_in, opc_in}
+    # A Redis restart without persistence explains a loss on any input, in its window only.
+    wiped, _ = losses(offered, seen, at | {mqtt_in: [105.0]}, paths, {}, wipes=[(104.5, 105.5)])
+    assert wiped["mqtt"]["lost_in_redis_wipe"] == 1 and wiped["mqtt"]["lost"] == 0
+    assert wiped["udp"]["lost"] == 3  # 104.0 and 130.0: outside the wipe
     # A miss whose evidence fell in the outage is "not shown"; one whose did not is missed.
     shown_late = Injected("cnc301", "counter_rollback", "T1", 100.0, 104.5, 104.5,
                           ("counter_rollback",))  # fmt: skip

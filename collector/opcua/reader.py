@@ -14,6 +14,15 @@ the subscription; if data is still missing after as long again, it raises
 whose values never change will be resubscribed periodically (harmless: the server resends
 current values); set ``watchdog_factor: 0`` to turn the watchdog off for it.
 
+Heartbeat: a subscription reports changes only, so a stopped machine whose values stay
+put sends nothing, and ``no_data`` would read the stop as a dead link (and inhibit
+``downtime``): the chaos soak found it on the machines it serves over OPC UA. While the
+subscription delivers data (any node of the source within the watchdog's limit, or two
+heartbeats), each machine of the source gets a ``source_alive`` signal (value 1) every
+``heartbeat_s``. A machine whose device is gone shows it in its status codes (bad
+quality, which ``no_data`` fires on at once); a source gone quiet as a whole gets no
+heartbeat, and the watchdog acts.
+
 Status codes become qualities (:func:`quality_of`); the server's source timestamp is
 kept (server timestamp, then receive time, when the server sends none).
 """
@@ -54,6 +63,8 @@ log = get_logger(__name__)
 KIND = type_tag(OpcuaSource)
 GOOD = Quality.GOOD
 FLUSH_S = 0.05
+#: The heartbeat's signal name (module docstring).
+HEARTBEAT_SIGNAL = "source_alive"
 #: Keep-alive count requested: a publish response at least every 10 intervals when idle.
 #: asyncua recreates a subscription silent for 1.5 keep-alive periods on its own; ours
 #: (data, ``watchdog_factor``) is the one that counts, so asyncua's must be the later.
@@ -383,6 +394,8 @@ class OpcuaReader:
         sub = await self._subscribe(client, nodes)
         consumer = asyncio.ensure_future(self._consume(sub))
         resubscribed_at: float | None = None
+        beat = self.source.heartbeat_s
+        next_beat = time.monotonic() + beat
         try:
             while not await stopper.wait_async(FLUSH_S):
                 self._flush()
@@ -395,6 +408,10 @@ class OpcuaReader:
                     )
                 limit = self._quiet_limit()
                 quiet = time.monotonic() - self.last_data
+                if beat > 0 and time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + beat
+                    if quiet < max(limit, 2 * beat):
+                        self._heartbeat()
                 if limit <= 0 or quiet < limit:
                     resubscribed_at = None
                     continue
@@ -418,6 +435,13 @@ class OpcuaReader:
         finally:
             consumer.cancel()
             self._flush()
+
+    def _heartbeat(self) -> None:
+        """A ``source_alive`` signal for each machine of the source (module docstring)."""
+        now = repr(time.time())
+        machines = sorted({r.spec.machine for r in self._by_id.values()})
+        self._pending.extend([m, HEARTBEAT_SIGNAL, "1", "good", now, now, "", ""] for m in machines)
+        self._flush()
 
     # --- poll mode -----------------------------------------------------------------
 
