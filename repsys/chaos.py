@@ -21,8 +21,8 @@ otherwise be "no data" a minute later) and lets the senders settle, and reports:
   (every 0.25 s). MQTT loses nothing (QoS 1, acknowledged after the write). OPC UA and UDP
   have no acknowledgement: what they offer while the collector is down (from 2 s before
   its kill until the restarted collector's first signal from that input, or its
-  ``/readyz`` if later: that input's **outage window**; an OPC UA subscription is created
-  a few seconds after the process is ready) may be lost, the documented
+  ``/readyz`` if later: that input's **outage window**; the new process takes a source
+  only when the killed one's lease expires, after ``/readyz``) may be lost, the documented
   loss, counted apart (an OPC UA subscription re-reads each tag's current value on
   reconnect, so only the values it replaced are lost). A loss outside every window fails
   the run. A fault the rules missed whose evidence (the datagram of a counter fault, the
@@ -598,10 +598,14 @@ class Chaos:
             if _kind_key(t.event) != "kill:collector":
                 continue
             ready = t.done.get("ready") or t.recovered_at or time.time()
-            # UDP listens before /readyz; an OPC UA subscription is made after it.
-            first = min((x for x in self.rts["opcua"] if x >= t.since), default=ready)
-            out["udp"].append((t.started - OUTAGE_BEFORE_S, ready + OUTAGE_AFTER_S))
-            out["opcua"].append((t.started - OUTAGE_BEFORE_S, max(ready, first) + OUTAGE_AFTER_S))
+            # /readyz counts a source whose lease another process holds as taken up, and
+            # the killed collector's leases hold until they expire: the new one binds the
+            # UDP port and subscribes only then. A datagram sent after the bind is received,
+            # so the first one received bounds the deafness (an OPC UA subscription starts
+            # with every tag's value).
+            for path in ("udp", "opcua"):
+                first = min((x for x in self.rts[path] if x >= t.since), default=ready)
+                out[path].append((t.started - OUTAGE_BEFORE_S, max(ready, first) + OUTAGE_AFTER_S))
         return out
 
     def wipes(self) -> list[tuple[float, float]]:

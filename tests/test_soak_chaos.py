@@ -3,8 +3,10 @@
 The CI-size run (10 machines, 190 s of plant on the wall clock, every chaos event
 kind once: 3.7 minutes with start-up and drain) fails on any false, missed or
 duplicate ticket, any ticket not filed exactly once in the simulated Plex, any operator
-double submit not filed exactly once, and any chaos event not recovered within its bound.
-``make soak-chaos`` runs the full size (decision 0400).
+double submit not filed exactly once, any chaos event not recovered within its bound, any
+signal lost beyond the documented loss (UDP and OPC UA in a collector outage, decision
+0470) and any poison value not dead-lettered with its reason. ``make soak-chaos`` runs
+the full size (decisions 0400, 0470).
 """
 
 from __future__ import annotations
