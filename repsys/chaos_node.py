@@ -27,6 +27,9 @@ import yaml
 
 from core import keys
 from core.redis import connect_sync
+from repsys import chaos_poison as poisons
+from repsys.chaos_plant import GO_FILE
+from repsys.chaos_schedule import OPCUA_TAGS
 from repsys.harness import Children, HarnessError, http_ready
 from repsys.sentinel import MASTER_NAME, SentinelGroup
 from repsys.servers import (
@@ -34,6 +37,7 @@ from repsys.servers import (
     PostgresServer,
     RedisServer,
     free_port,
+    free_udp_port,
     port_open,
     wait_until,
 )
@@ -66,8 +70,49 @@ def machine_ids(n: int) -> list[str]:
     return [f"cnc{301 + i}" for i in range(n)]
 
 
-def config_data(machines: int, urls: dict[str, Any]) -> dict[str, Any]:
-    """The soak's machines and rules (``repsys soak``'s) with this node's servers."""
+def input_sources(
+    data: dict[str, Any], transports: dict[str, str], urls: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The collector's OPC UA and UDP sources for the machines ``transports`` puts there.
+
+    OPC UA: the Kepware-style tags of :data:`repsys.chaos_schedule.OPCUA_TAGS`, published
+    every 250 ms with a queue per item, so the server coalesces nothing and the plant's
+    record of what it wrote is what the collector could have read; the watchdog waits 30 s
+    (a stopped machine's values do not change), and the poison node
+    (:mod:`repsys.chaos_poison`) is read as a float. UDP: the workcenter of the Okuma
+    machine with its tools' increments.
+    """
+    by_id = {m["id"]: m for m in data["machines"]}
+    specs = {s.id: s for s in default_specs(list(by_id))}
+    out: list[dict[str, Any]] = []
+    opcua = [m for m, path in transports.items() if path == "opcua"]
+    if opcua:
+        kep = "nsu=urn:repsys:sim:kepware;s="
+        nodes = [{"machine": m, "signal": signal, "node_id": f"{kep}{m}.{m}.{tag}"}
+                 for m in opcua for signal, tag in OPCUA_TAGS.items()]  # fmt: skip
+        p = opcua[0]
+        nodes.append({"machine": p, "signal": poisons.OPCUA_SIGNAL, "type": "float",
+                      "node_id": f"{kep}{p}.{p}.{poisons.OPCUA_TAG}"})  # fmt: skip
+        out.append({"type": "opcua", "name": "kepware",
+                    "endpoint": f"opc.tcp://127.0.0.1:{urls['opcua']}/repsys/sim",
+                    "publishing_interval_ms": 250, "sampling_interval_ms": 0,
+                    "queue_size": 100, "watchdog_factor": 120, "nodes": nodes})  # fmt: skip
+    for m in (m for m, path in transports.items() if path == "udp"):
+        increments = {int(t.name[1:]): t.increment for t in specs[m].tools if t.increment != 1}
+        wc = {"key": by_id[m]["workcenter_key"], "machine": m, "increments": increments}
+        out.append({"type": "udp", "name": "okuma", "host": "127.0.0.1", "port": urls["udp"],
+                    "workcenters": [wc]})  # fmt: skip
+    return out
+
+
+def config_data(
+    machines: int, urls: dict[str, Any], transports: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """The soak's machines and rules (``repsys soak``'s) with this node's servers.
+
+    ``transports`` (:func:`repsys.chaos_schedule.transports`) puts some machines on OPC UA
+    and UDP; the MQTT source reads the rest, and the other signals of those.
+    """
     data = soak_config_data(default_specs(machine_ids(machines)))
     data["collector"]["sources"][0] = {
         **data["collector"]["sources"][0],
@@ -104,6 +149,13 @@ def config_data(machines: int, urls: dict[str, Any]) -> dict[str, Any]:
         }
     )
     data["sim"]["plant"]["mqtt"].update({"port": urls["mqtt"], "client_id": "soak-plant"})
+    paths = transports or {}
+    data["collector"]["sources"] += input_sources(data, paths, urls)
+    data["sim"]["plant"]["opcua"] = {"enabled": "opcua" in paths.values(),
+                                     "port": urls.get("opcua", 48400)}  # fmt: skip
+    udp = [m for m, path in paths.items() if path == "udp"]
+    if udp:
+        data["sim"]["plant"]["udp"] = {"enabled": True, "port": urls["udp"], "machines": udp}
     data["sim"]["plex"] = {
         "port": urls["plex"],
         "password": {"env": PASSWORD_ENV},
@@ -130,9 +182,12 @@ def _as_master(server: RedisServer) -> RedisServer:
 class Node:
     """The servers and processes of one chaos soak."""
 
-    def __init__(self, workdir: Path, machines: int) -> None:
+    def __init__(
+        self, workdir: Path, machines: int, transports: dict[str, str] | None = None
+    ) -> None:
         self.workdir = workdir
         self.machines = machines
+        self.transports = transports or dict.fromkeys(machine_ids(machines), "mqtt")
         self.sentinel = SentinelGroup(workdir / "redis", replicas=1)
         self.mqtt = MosquittoServer(workdir / "mosquitto")
         self.pg = PostgresServer(workdir / "pg")
@@ -205,14 +260,20 @@ class Node:
             "socket_timeout_s": 1.0,
         }
         urls = {"redis": redis_cfg, "db": self.db_url, "mqtt": self.mqtt.port,
-                "plex": self.plex_port}  # fmt: skip
-        data = config_data(self.machines, urls)
+                "plex": self.plex_port, "opcua": free_port(), "udp": free_udp_port()}  # fmt: skip
+        self.opcua_port = int(str(urls["opcua"]))
+        data = config_data(self.machines, urls, self.transports)
         web_port = free_port()
         data["web"] = {"port": web_port}
         self.web_url = f"http://127.0.0.1:{web_port}"
         self.config.write_text(yaml.safe_dump(data, sort_keys=False))
 
-    def start_processes(self) -> None:
+    def start_processes(self, plant: tuple[float, int] | None = None) -> None:
+        """Write the configuration and start the processes (and first the plant, if given).
+
+        The plant (``(seconds, seed)``) starts before the collector, which is not ready
+        until its OPC UA server answers, and waits at its gate (:meth:`go_plant`).
+        """
         self.write_config()
         env = {**os.environ, **self.env}
         subprocess.run(self.repsys("db", "upgrade"), check=True, stdout=subprocess.PIPE, env=env)
@@ -221,6 +282,10 @@ class Node:
         self.token = out.stdout.decode().strip().splitlines()[-1]
         self.children.start("sim-plex", self.repsys("sim", "plex"), self.env)
         wait_until(lambda: port_open(self.plex_port), timeout=60, what="sim plex")
+        if plant is not None:
+            self.start_plant(*plant)
+            if "opcua" in self.transports.values():
+                wait_until(lambda: port_open(self.opcua_port), timeout=60, what="plant OPC UA")
         for name, argv in COMMANDS.items():
             self.ports[name] = free_port()
             self.children.start(name, self.repsys(*argv, port=self.ports[name]), self.env)
@@ -233,9 +298,14 @@ class Node:
                 time.sleep(0.2)  # start-up poll with a deadline
 
     def start_plant(self, seconds: float, seed: int) -> None:
+        """Start the plant's process; its clock waits for :meth:`go_plant`."""
         argv = [sys.executable, "-m", "repsys.chaos_plant", str(self.config),
                 str(self.workdir), str(seconds), str(seed)]  # fmt: skip
         self.children.start("plant", argv, self.env)
+
+    def go_plant(self) -> None:
+        """Open the plant's gate: its clock starts now."""
+        (self.workdir / GO_FILE).touch()
 
     def plex(self, path: str, body: dict[str, Any] | None = None) -> Any:
         url = f"http://127.0.0.1:{self.plex_port}{path}"

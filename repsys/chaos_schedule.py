@@ -16,6 +16,12 @@ dataset), a PostgreSQL fast restart (open transactions aborted), a mosquitto res
 outage, latency, 429s and late commits for a window each, and operator-form double submits
 during the Plex latency; spread over the chaos window in a shuffled order, one per slot
 (a Plex window that would overlap the one before starts after it).
+
+**The inputs** (:func:`transports`): most machines publish over MQTT; the first machine of
+each downtime kind and one more with a counter fault serve their values over OPC UA
+(:data:`OPCUA_TAGS`; alarms and the tool tracker stay on MQTT), and the first machine with
+a counter fault sends its machining events as Okuma UDP datagrams, so a fault of each
+path's kind shows through that path.
 """
 
 from __future__ import annotations
@@ -40,6 +46,22 @@ STOP_S = 80.0
 PLEX_WINDOW_S = 20.0
 #: How long a killed process stays down before it is started again (a pod's restart).
 RESTART_AFTER_S = 3.0
+
+#: The signals an OPC UA machine serves from the simulated server's Kepware-style tags
+#: (``<id>.<id>.<tag>``); its other signals (alarms, mode, good and bad counts, the tool
+#: tracker) have no tag there and go on over MQTT.
+OPCUA_TAGS = {
+    "run_state": "RunState",
+    "program": "Program",
+    "spindle_load": "SpindleLoad",
+    "part_count": "PartCounter",
+}
+COUNTER_KINDS = (
+    FaultKind.COUNTER_JUMP,
+    FaultKind.PREMATURE_TOOL_CHANGE,
+    FaultKind.COUNTER_ROLLBACK,
+)
+DOWN_KINDS = (FaultKind.MACHINE_DOWN, FaultKind.STUCK_PALLET)
 
 FAULT_KINDS = (
     FaultKind.COUNTER_JUMP,
@@ -124,6 +146,26 @@ def plant_scenario(machines: list[str], seconds: float, seed: int) -> Scenario:
             Fault(at, kind, machine=machine, tool=tool, duration_s=duration, amount=amount)
         )
     return Scenario(name="chaos", faults=tuple(sorted(faults, key=lambda f: f.at_s)))
+
+
+def transports(machines: list[str], seconds: float, seed: int) -> dict[str, str]:
+    """Each machine's input: ``mqtt``, ``opcua`` (its :data:`OPCUA_TAGS`) or ``udp``.
+
+    Chosen from the plan so that each path carries a fault it shows: UDP carries machining
+    events (a counter fault), OPC UA the run state (a breakdown, a jammed pallet) and,
+    on one more machine, the values of a machine whose counter fault comes over MQTT.
+    """
+    kinds = {f.machine: f.kind for f in plant_scenario(machines, seconds, seed).faults}
+    out = dict.fromkeys(machines, "mqtt")
+    counters = [m for m in machines if kinds.get(m) in COUNTER_KINDS]
+    if counters:
+        out[counters[0]] = "udp"
+    opcua = [next((m for m in machines if kinds.get(m) is k), "") for k in DOWN_KINDS]
+    opcua += counters[1:2]
+    for m in opcua:
+        if m:
+            out[m] = "opcua"
+    return out
 
 
 def tools_ready(machines: list[str], seconds: float, seed: int) -> dict[tuple[str, str], float]:

@@ -181,6 +181,13 @@ class OpcuaSource(StrictModel):
             raise ValueError("must be 0 (off) or at least 2")
         return value
 
+    heartbeat_s: float = Field(
+        default=15.0,
+        ge=0,
+        description="Subscribe mode: while the subscription delivers data, each machine of "
+        "the source gets a `source_alive` signal this often (OPC UA reports changes only: "
+        "a stopped machine's unchanged values would read as no data). 0 turns it off.",
+    )
     timeout_s: float = Field(default=5.0, gt=0, description="Request timeout.")
     nodes: list[OpcuaNode] = Field(default_factory=list)
     events: list[OpcuaEvents] = Field(default_factory=list)

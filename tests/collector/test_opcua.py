@@ -222,6 +222,44 @@ def test_silently_dead_subscription_is_resubscribed_by_the_watchdog(
     )
 
 
+def test_a_machine_whose_values_do_not_change_gets_a_heartbeat_while_data_flows(
+    make_config: Factory,
+    opcua_port: int,
+    mqtt_port: int,
+    redis_client: redis.Redis,
+    started: list[InThread],
+) -> None:
+    # cnc101's spindle load changes every sample; cnc103's feed override never changes: a
+    # subscription reports it once, and without a heartbeat never again (the chaos soak's
+    # stopped OPC UA machines read as no data).
+    source = opcua_source(
+        opcua_port,
+        [
+            kepware_node("cnc101", "SpindleLoad", "spindle_load"),
+            kepware_node("cnc103", "FeedOverride", "feed_override"),
+        ],
+        heartbeat_s=0.5,
+    )
+    cfg = _config(make_config, opcua_port, mqtt_port, source)
+    _, sim_thread = run_sim(cfg)
+    started.append(sim_thread)
+    started.append(run_collector(cfg)[2])
+
+    def beats(machine: str) -> list[float]:
+        return [
+            s.receive_ts
+            for _, _, s in stream_signals(redis_client, 4)
+            if s.machine == machine and s.name == "source_alive" and s.value == 1
+        ]
+
+    wait_until(lambda: len(beats("cnc103")) >= 3, timeout=20, what="cnc103's heartbeats")
+    assert beats("cnc101")  # every machine of the source
+    feed = [s for _, _, s in stream_signals(redis_client, 4) if s.name == "feed_override"]
+    assert len(feed) == 1  # its value came once: the heartbeats say the link is alive
+    gaps = [b - a for a, b in zip(beats("cnc103"), beats("cnc103")[1:], strict=False)]
+    assert all(0.4 <= g <= 2.0 for g in gaps), gaps
+
+
 def test_bad_status_code_gives_bad_quality(
     make_config: Factory,
     opcua_port: int,
