@@ -406,9 +406,10 @@ class RulesWorker:
         self._held_before |= set(self.held)
         self._dropped_until = self.clock() + self.wcfg.worker_ttl_s
         self.held.clear()
-        if self._ahead is not None:
-            self._ahead = None
-            self.stream.abandon()
+        self._ahead = None
+        # A read in flight is dropped with its connection; none in flight, the connection
+        # still goes: the next read takes one to whatever the master is now.
+        self.stream.abandon()
 
     def refresh_silences(self) -> None:
         try:

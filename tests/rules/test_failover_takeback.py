@@ -12,14 +12,20 @@ empty states, though the peer was still backing off with their engines in hand.
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from core import keys
+from repsys.servers import RedisServer, wait_until
 from repsys.soak import soak_config, through_mqtt
 from rules.errors import RedisRegressedError
 from rules.lease import Leases
+from rules.reads import read_transport
+from rules.stream import PartitionStream
 from sim.plant.model import Plant, default_specs
 from sim.plant.scenario import Fault, FaultKind, Scenario
 from tests.rules.helpers import episodes, make_worker, push
@@ -141,3 +147,28 @@ def test_entries_delivered_again_say_redis_lost_writes(
     assert worker.commit()
     found = [(e.rule_type, e.subject) for e in episodes(sqlite_engine)]
     assert found == [("counter_jump", "T1")]
+
+
+def test_a_read_that_reaches_a_replica_is_an_error_not_a_lost_lease(
+    redis_server: RedisServer, redis_client: Any, tmp_path: Path
+) -> None:
+    """Seen in a chaos run: after the failover the reads' connection came back to the old
+    master, restarted as a replica; its ``MGET`` said the leases were nobody's, round after
+    round, while the worker's writes went to the new master."""
+    replica = RedisServer(tmp_path, extra_args=("--replicaof", "127.0.0.1", str(redis_server.port)))
+    replica.start()
+    try:
+        # What the replica says (and it may lag): the lease is another's.
+        redis_client.set(keys.rules_lease(0), "w2")
+        on_replica = redis.Redis.from_url(replica.url, decode_responses=True)
+        wait_until(lambda: on_replica.get(keys.rules_lease(0)) == "w2", timeout=30, what="sync")
+        reads = read_transport(on_replica, "w1", keys.RULES_GROUP)
+        with pytest.raises(RedisConnectionError, match="reached a slave"):
+            reads.send([0], 10).result()  # before: {0: None}, read as the lease lost
+        redis_client.set(keys.rules_lease(0), "w1")
+        on_master = read_transport(redis_client, "w1", keys.RULES_GROUP)
+        PartitionStream(redis_client, "w1").ensure_group(0)
+        assert on_master.send([0], 10).result() == {0: ([], "0-0")}
+        on_replica.close()
+    finally:
+        replica.stop()
