@@ -186,6 +186,20 @@ def _conforms(plain: redis.Redis, cluster: RedisCluster) -> tuple[PooledRedis, R
     return plain, cluster
 
 
+def reset_connections(client: Any) -> None:
+    """Close every connection of a blocking client's pool(s); each reconnects on its next use.
+
+    After a failover or a restart every pooled connection leads to the server that went
+    away, and fails once when next used. A loop that starts over on a Redis error (the
+    rules worker) closes them all at once, so the next error it meets is a real one.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.disconnect()
+    elif isinstance(client, RedisCluster):
+        client.disconnect_connection_pools()  # type: ignore[no-untyped-call]  # unannotated
+
+
 def _sentinel_hosts(cfg: RedisConfig) -> list[tuple[str, int]]:
     assert cfg.sentinel is not None
     hosts = []

@@ -4,7 +4,8 @@ Tree::
 
     RulesError (core.errors.RepsysError)
     ├── RulesTransientError (core.errors.TransientError)   retry: Redis or the database away
-    │   └── LeaseLostError            a partition's lease moved to another worker: drop its state
+    │   ├── LeaseLostError            a partition's lease moved to another worker: drop its state
+    │   └── RedisRegressedError       Redis lost writes (a failover): start over from checkpoints
     └── RulesRejectedError (core.errors.RejectedError)     do not retry
         └── CaseError            a golden case folder or backtest input that cannot be read
 
@@ -34,6 +35,14 @@ class LeaseLostError(RulesTransientError):
     """Another worker holds the partition now; its state here is stale and dropped."""
 
     reason = "lease_lost"
+
+
+class RedisRegressedError(RulesTransientError):
+    """Redis delivered an entry again that it had delivered before: it lost writes (a
+    failover before they reached the replica), so the state held here may be ahead of
+    the checkpoint there. Handled like a lost connection."""
+
+    reason = "redis_regressed"
 
 
 class RulesRejectedError(RulesError, RejectedError):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Collection
 from typing import Any
 
 from redis.cluster import RedisCluster
 
 from core import keys
-from core.lease import RELEASE_LUA, RENEW_LUA
+from core.lease import ACQUIRE_LUA, RELEASE_LUA, RENEW_LUA
 from core.redis import RedisCommands
 
 #: KEYS[1] = worker registry (sorted set). ARGV[1] = worker id, ARGV[2] = worker TTL in ms.
@@ -62,6 +63,7 @@ class Leases:
         self.lease_ms = int(lease_ttl_s * 1000)
         self.worker_ms = int(worker_ttl_s * 1000)
         self.order = preference(worker_id, partitions)
+        self._acquire = redis.register_script(ACQUIRE_LUA)
         self._renew = redis.register_script(RENEW_LUA)
         self._release = redis.register_script(RELEASE_LUA)
         self._heartbeat = redis.register_script(HEARTBEAT_LUA)
@@ -103,16 +105,25 @@ class Leases:
             results = pipe.execute()
         return [p for p, ok in zip(owned, results, strict=True) if not ok]
 
-    def free(self) -> list[int]:
-        """Partitions nobody holds, in this worker's order of preference."""
+    def free(self, held: Collection[int] = ()) -> list[int]:
+        """Partitions this worker may take, in its order of preference: those nobody holds,
+        and those whose lease is already its own but which it does not hold (``held``): a
+        take cut short by a Redis error leaves the lease behind, and waiting for it to
+        expire would stop the partition for ``lease_ttl_s``."""
         pipe = self.redis.pipeline(transaction=False)
         for p in self.order:
             pipe.get(keys.rules_lease(p))
         holders = pipe.execute()
-        return [p for p, holder in zip(self.order, holders, strict=True) if holder is None]
+        mine = self.worker_id
+        return [
+            p
+            for p, holder in zip(self.order, holders, strict=True)
+            if holder is None or (holder == mine and p not in held)
+        ]
 
     def acquire(self, p: int) -> bool:
-        return bool(self.redis.set(keys.rules_lease(p), self.worker_id, nx=True, px=self.lease_ms))
+        """Take ``p``'s lease (or extend it, when it is already this worker's)."""
+        return bool(self._acquire(keys=[keys.rules_lease(p)], args=[self.worker_id, self.lease_ms]))
 
     def release(self, p: int) -> bool:
         return bool(self._release(keys=[keys.rules_lease(p)], args=[self.worker_id]))

@@ -144,10 +144,25 @@ class FencedReads:
         return InFlightRead(self, conn, partitions, count, ours, len(commands))
 
     def _holders(self, conn: Any, leases: list[str]) -> list[str | None]:
-        """``WATCH`` the leases and read who holds each (one round trip)."""
-        conn.send_packed_command(conn.pack_commands([("WATCH", *leases), ("MGET", *leases)]))
+        """``WATCH`` the leases and read who holds each (one round trip).
+
+        ``ROLE`` first: around a failover a sentinel that has not yet seen it may give the
+        old master's address, and the old master comes back as a replica. There ``WATCH``
+        and ``MGET`` work, and say every lease is someone else's (or nobody's), round after
+        round, while this worker's writes go to the new master: a read that reaches a
+        replica is an error, and the next one takes a new connection (decision 0460).
+        """
+        conn.send_packed_command(
+            conn.pack_commands([("ROLE",), ("WATCH", *leases), ("MGET", *leases)])
+        )
+        role = conn.read_response()
         conn.read_response()
-        return list(conn.read_response())
+        holders = list(conn.read_response())
+        if not role or role[0] not in ("master", b"master"):
+            raise RedisConnectionError(
+                f"the reads' connection reached a {role[0] if role else '?'}"
+            )
+        return holders
 
     def receive(self, read: InFlightRead) -> Answer | None:
         """The reply of a read sent by :meth:`send`; None when Redis aborted it."""

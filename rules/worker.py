@@ -34,11 +34,11 @@ from core.config import RepsysConfig
 from core.lifecycle import Backoff, Stopper
 from core.logs import get_logger
 from core.model import DecodeError, Signal
-from core.redis import RedisCommands
+from core.redis import RedisCommands, reset_connections
 from rules.actions import Action, Forecast
 from rules.checkpoint import Checkpoints, Held
 from rules.engine import Engine, Program
-from rules.errors import RulesTransientError
+from rules.errors import RedisRegressedError, RulesTransientError
 from rules.lease import Leases
 from rules.live import LiveBoard, LivePublisher
 from rules.metrics import RulesMetrics
@@ -112,7 +112,12 @@ class RulesWorker:
         self.ready = False
         self._next_round = 0.0
         self._next_tick = 0.0
+        #: Engines of the partitions held when Redis went away, kept for :meth:`_take`
+        #: until ``_dropped_until`` (in case Redis lost their state).
         self._dropped: dict[int, Held] = {}
+        #: The partitions held when Redis went away: the only ones taken until then.
+        self._held_before: set[int] = set()
+        self._dropped_until = 0.0
         self._next_silences = 0.0
         self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
 
@@ -182,15 +187,21 @@ class RulesWorker:
         for p in extras:
             self._give_up(p)
         if len(self.held) < target:
-            # Back from a Redis outage: only the partitions it held, whose engines it kept;
-            # the others next round, once their holders are back too (decision 0400).
-            free = [p for p in self.leases.free() if not self._dropped or p in self._dropped]
+            free = self.leases.free(self.held)
+            if self._held_before and self.clock() < self._dropped_until:
+                # Back from a Redis outage: only the partitions it held, whose engines it
+                # kept, until the others' holders have had the time to come back for
+                # theirs (decisions 0400, 0460): after Redis lost its data, a partition
+                # taken by another worker starts from an empty state.
+                free = [p for p in free if p in self._held_before]
             for p in free:
                 if len(self.held) >= target:
                     break
                 if self.leases.acquire(p):
                     self._take(p)
-        self._dropped.clear()  # partitions not taken back now are another worker's
+        if self._held_before and self.clock() >= self._dropped_until:
+            self._dropped.clear()  # not taken back in time: another worker's now
+            self._held_before = set()
         self._observe_backlog()
         self.ready = True
 
@@ -276,6 +287,13 @@ class RulesWorker:
             if held is None:
                 continue  # lost while the read was in flight (see above)
             entries, last_id = reply
+            if entries and entry_key(entries[0][0]) <= entry_key(held.last_seen):
+                # New entries are always past the last one seen: the group's delivery
+                # point went back, so Redis lost writes (a failover before they were
+                # replicated) and our checkpoint may be among them.
+                raise RedisRegressedError(
+                    f"partition {p}: entry {entries[0][0]} delivered again after {held.last_seen}"
+                )
             if entries:
                 got += len(entries)
                 self._evaluate(held, entries)
@@ -329,12 +347,10 @@ class RulesWorker:
                     self.metrics.db_writes.labels("retry").inc()
                     delay = self._backoff.next()
                     log.warning("episode_write_failed", error=str(exc), retry_in_s=round(delay, 2))
-                    if self.stopper.wait(delay):
+                    if not self._wait_renewing(delay):
                         # Not committed: nothing is acknowledged; the entries replay later.
                         self._drop_all()
                         return False
-                    for p in self.leases.renew(sorted(self.held)):
-                        self._lost(p)
             self._backoff.reset()
             if self.on_commit is not None:
                 self.on_commit(actions)
@@ -353,6 +369,20 @@ class RulesWorker:
                 held.oldest_rx = 0.0
         return True
 
+    def _wait_renewing(self, seconds: float) -> bool:
+        """Wait ``seconds``, renewing the leases every ``renew_interval_s`` (a database
+        retry's backoff outlasts a lease: the partitions, and the state evaluated here,
+        stay with this worker). False when stopped meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            for p in self.leases.renew(sorted(self.held)):
+                self._lost(p)
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            if self.stopper.wait(min(left, self.wcfg.renew_interval_s)):
+                return False
+
     def _feed_back(self, result: WriteResult, helds: list[Held]) -> None:
         """What the database said back: moved occurrences, tickets closed in Plex."""
         for held in helds:
@@ -369,11 +399,17 @@ class RulesWorker:
 
         Their engines are kept until the next round, for :meth:`_take` if Redis lost them.
         """
-        self._dropped = dict(self.held)
+        # A take cut short by the error left its engine in ``held``: kept too. Engines
+        # kept from an earlier outage and not taken back yet stay (their state may be
+        # the only one there is); the window starts again.
+        self._dropped.update(self.held)
+        self._held_before |= set(self.held)
+        self._dropped_until = self.clock() + self.wcfg.worker_ttl_s
         self.held.clear()
-        if self._ahead is not None:
-            self._ahead = None
-            self.stream.abandon()
+        self._ahead = None
+        # A read in flight is dropped with its connection; none in flight, the connection
+        # still goes: the next read takes one to whatever the master is now.
+        self.stream.abandon()
 
     def refresh_silences(self) -> None:
         try:
@@ -415,17 +451,24 @@ class RulesWorker:
         log.info("rules_worker_started", worker=self.worker_id, partitions=self.partitions)
         self.stopper = stopper
         heap.settle()  # what is alive now lives as long as the process (core/heap.py)
-        redis_backoff = Backoff(base_s=0.5, cap_s=10.0)
+        # Capped low: a worker slow to come back after a failover leaves its partitions
+        # unevaluated, and its kept engines unused (_drop_all), for as long as it waits.
+        redis_backoff = Backoff(base_s=0.25, cap_s=2.0)
         try:
             while not stopper.stopped:
                 try:
                     self.step()
                     redis_backoff.reset()
-                except (RedisConnectionError, RedisTimeoutError) as exc:
-                    # Our leases may expire while Redis is away: start over from the
-                    # checkpoints (what was committed to the database replays idempotently).
+                except (RedisConnectionError, RedisTimeoutError, RedisRegressedError) as exc:
+                    # Our leases may expire while Redis is away, and a failover may lose
+                    # what we wrote last: start over from the checkpoints (what was
+                    # committed to the database replays idempotently).
                     self.ready = False
                     self._drop_all()
+                    # Every pooled connection may lead to the server that went away: the
+                    # next commands would each fail once more, one of them in the middle
+                    # of the next take (decision 0460).
+                    reset_connections(self.redis)
                     delay = redis_backoff.next()
                     log.warning("redis_unavailable", error=str(exc), retry_in_s=round(delay, 2))
                     stopper.wait(delay)
