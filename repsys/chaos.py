@@ -59,7 +59,7 @@ from typing import Any
 import httpx
 import redis
 
-from collector.opcua.reader import HEARTBEAT_SIGNAL
+from collector.opcua.intake import HEARTBEAT_SIGNAL
 from core import keys
 from core.model import Signal
 from repsys import chaos_poison as poisons

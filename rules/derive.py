@@ -352,6 +352,13 @@ class Deriver:
             # The tool's last event again: a redelivery (MQTT is at least once; a collector
             # killed before its acknowledgement writes the message twice), not a second use.
             return REDELIVERED
+        if state is not None and attrs.get("resync") == "1":
+            # The collector says events of this tool before this one may be lost (the
+            # first datagram after its start: UDP has no acknowledgement, decision 0460):
+            # the counter's history ends here, and this reading is compared with nothing.
+            state.by_pallet.clear()
+            state.prev = None
+            state.counter = None
         out: list[Signal] = [sig]
         if attrs.get("cmd") == "50":
             m.cycle_start = sig.source_ts

@@ -29,6 +29,8 @@ from core.model import Quality, Signal
 #: The registry key, config ``type`` and metric label: the source model's ``type``.
 KIND = type_tag(OpcuaSource)
 GOOD = Quality.GOOD
+#: The heartbeat's signal name (``collector.opcua.subscribe``).
+HEARTBEAT_SIGNAL = "source_alive"
 
 _NO_DATA = {
     StatusCodes.BadNoData,
@@ -140,6 +142,12 @@ class Intake:
             ]
         sig = self.signal(r, dv, receive_ts)
         return None if sig is None else signal_row(sig)
+
+    def heartbeat(self, machines: list[str]) -> None:
+        """A ``source_alive`` signal for each of ``machines`` (``collector.opcua.subscribe``)."""
+        now = repr(time.time())
+        self.pending.extend([m, HEARTBEAT_SIGNAL, "1", "good", now, now, "", ""] for m in machines)
+        self.flush()
 
     def reject(self, exc: Exception, where: str, value: Any) -> None:
         """Dead-letter ``value``: its reason is ``exc``'s, or ``internal_error`` for a bug."""

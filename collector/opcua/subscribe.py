@@ -12,6 +12,15 @@ and recreated; if data is still missing after as long again,
 ``SourceUnavailableError(reason="watchdog")`` is raised and the supervisor reconnects. A
 source whose values never change will be resubscribed periodically (harmless: the server
 resends current values); ``watchdog_factor: 0`` turns the watchdog off for it.
+
+Heartbeat: a subscription reports changes only, so a stopped machine whose values stay
+put sends nothing, and ``no_data`` would read the stop as a dead link (and inhibit
+``downtime``): the chaos soak found it on the machines it serves over OPC UA (decision
+0470). While the subscription delivers data (any node of the source within the watchdog's
+limit, or two heartbeats), each machine of the source gets a ``source_alive`` signal
+(value 1) every ``heartbeat_s``. A machine whose device is gone shows it in its status
+codes (bad quality, which ``no_data`` fires on at once); a source gone quiet as a whole
+gets no heartbeat, and the watchdog acts.
 """
 
 from __future__ import annotations
@@ -65,6 +74,9 @@ class Subscriber:
         sub = await self._subscribe(nodes)
         consumer = asyncio.ensure_future(self._consume(sub))
         resubscribed_at: float | None = None
+        beat = self.source.heartbeat_s
+        next_beat = time.monotonic() + beat
+        machines = sorted({r.spec.machine for r in nodes})
         try:
             while not await stopper.wait_async(FLUSH_S):
                 intake.flush()
@@ -76,6 +88,10 @@ class Subscriber:
                     raise SourceUnavailableError(f"connection {state}", reason="session")
                 limit = self._quiet_limit()
                 quiet = time.monotonic() - intake.last_data
+                if beat > 0 and time.monotonic() >= next_beat:
+                    next_beat = time.monotonic() + beat
+                    if quiet < max(limit, 2 * beat):
+                        intake.heartbeat(machines)
                 if limit <= 0 or quiet < limit:
                     resubscribed_at = None
                     continue
