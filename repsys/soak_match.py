@@ -88,6 +88,13 @@ def _fault_row(f: Injected, rule: str = "") -> dict[str, Any]:
     }
 
 
+#: Seconds an episode may seem to start before its fault was injected: the instant passes
+#: through formats of coarser resolution on its way (OPC UA's DateTime as a Python datetime
+#: keeps microseconds, so 0.3727682 s comes back as 0.372768, 0.2 us before the fault;
+#: decision 0460). A millisecond is far below any rule's timing.
+RESOLUTION_S = 0.001
+
+
 def _explains(f: Injected, ep: Episode, end_ts: float, grace_s: float) -> bool:
     if f.machine != ep.machine or f.start_ts is None:
         return False
@@ -96,7 +103,7 @@ def _explains(f: Injected, ep: Episode, end_ts: float, grace_s: float) -> bool:
     if f.kind in SUBJECT_KINDS and ep.subject != f.subject:
         return False
     end = f.end_ts if f.end_ts is not None else end_ts
-    return f.injected_ts <= ep.started <= end + grace_s
+    return f.injected_ts - RESOLUTION_S <= ep.started <= end + grace_s
 
 
 def match(

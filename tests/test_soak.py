@@ -245,3 +245,21 @@ def test_repsys_soak_prints_the_table_and_writes_the_json(tmp_path: Path) -> Non
     assert (data["scenario"], data["machines"], data["hours"]) == ("clean", 2, 0.5)
     assert "false positives" in result.stdout
     assert f"{data['signals']} signals" in result.stdout
+
+
+def test_an_episode_whose_start_came_back_truncated_still_matches_its_fault() -> None:
+    """Seen in the chaos soak on OPC UA: the fault injected at ...396.3727682 came back as
+    ...396.372768 (OPC UA's DateTime, microseconds in Python), 0.2 us before the fault, and
+    was judged a false positive and the fault missed."""
+    injected = 1_796_679_396.3727682
+    down = Injected("a", "stuck_pallet", "T1", injected, injected, injected + 80, ("downtime",))
+    out = match(
+        [down], [_episode("a", "downtime", "", 1_796_679_396.372768)], end_ts=injected + 300,
+        grace_s=60,
+    )  # fmt: skip
+    assert (len(out.true_positives), out.false_positives, out.missed) == (1, [], [])
+    early = match(
+        [down], [_episode("a", "downtime", "", injected - 0.01)], end_ts=injected + 300,
+        grace_s=60,
+    )  # fmt: skip
+    assert len(early.false_positives) == 1  # a hundredth before it: not this fault's
