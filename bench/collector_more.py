@@ -25,6 +25,7 @@ Run: ``REPSYS_BENCH_COLLECTOR=udp,sparkplug python -m bench.collector``.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import statistics
 import subprocess
@@ -54,7 +55,7 @@ UDP_RATE = 20_000
 UDP_WORKCENTERS = 100
 SP_MESSAGES = 10_000
 SP_FIELDS = 10
-ROUNDS = 3
+ROUNDS = int(os.environ.get("REPSYS_BENCH_COLLECTOR_ROUNDS", "3"))
 MACHINES = [f"m{i:03d}" for i in range(100)]
 
 
@@ -160,18 +161,18 @@ def _ours_udp(redis_url: str) -> tuple[int, float, float]:
     assert reader.address is not None
     ended = threading.Event()
     first: list[float] = []
-    datagram = reader._datagram
+    batch = reader._batch
 
-    def timed(data: bytes, addr: Any, into: Any = None) -> None:
-        # Instrumentation only: the first datagram's CPU time, and the sender's end mark.
+    def timed(grams: list[tuple[bytes, Any]], into: Any = None) -> None:
+        # Instrumentation only: the first wake-up's CPU time, and the sender's end mark.
         if not first:
             first.append(time.process_time())
-        if data == b"end":
+        end = bool(grams) and grams[-1][0] == b"end"
+        batch(grams[:-1] if end else grams, into)
+        if end:
             ended.set()
-            return
-        datagram(data, addr, into)
 
-    reader._datagram = timed
+    reader._batch = timed
     redis0 = _redis_cpu(client)
     sender = _sender(reader.address[1])
     sender.wait(60)
