@@ -25,7 +25,9 @@ Run: ``REPSYS_BENCH_COLLECTOR=udp,sparkplug python -m bench.collector``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import socket
 import statistics
 import subprocess
@@ -43,7 +45,9 @@ from bench.collector import _Broker, _redis_cpu, _run_collector, replay_backlog
 from collector.metrics import CollectorMetrics
 from collector.service import Collector
 from collector.sparkplug.proto import Payload
+from collector.udp.decode import DatagramDecoder
 from collector.udp.frame import parse
+from collector.udp.reader import DRAIN_MAX, LINGER_S
 from core import heap
 from core.config import RepsysConfig, parse_config
 from core.lifecycle import Stopper
@@ -98,8 +102,12 @@ def _sender(port: int) -> subprocess.Popen[bytes]:
     )
 
 
-def _raw_udp(*, decode: bool) -> tuple[int, float]:
-    """A bare receive loop (and the frame parse): datagrams received, CPU us each."""
+def _raw_udp(*, decode: bool, drain: bool = False) -> tuple[int, float]:
+    """A bare receive loop (and the frame parse): datagrams received, CPU us each.
+
+    ``drain``: the collector's way of waking (poll, take all the kernel holds, pause
+    ``LINGER_S``) instead of one blocking receive per datagram.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4_194_304)
     sock.bind(("127.0.0.1", 0))
@@ -107,23 +115,75 @@ def _raw_udp(*, decode: bool) -> tuple[int, float]:
     sender = _sender(sock.getsockname()[1])
     got = 0
     cpu0 = 0.0
-    while True:
-        try:
-            data = sock.recv(512)
-        except TimeoutError:
-            break
+    first = sock.recv(512)  # the first datagram starts the clock
+    cpu0 = time.process_time()
+    if drain:
+        sock.setblocking(False)
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+    else:
         sock.settimeout(3.0)  # the end mark is a datagram too, and may be dropped
-        if not got:
-            cpu0 = time.process_time()
-        if data == b"end":
-            break
+    data = first
+    ended = data == b"end"
+    while not ended:
         if decode:
             parse(data)
         got += 1
+        if not drain:
+            try:
+                data = sock.recv(512)
+            except TimeoutError:
+                break
+            ended = data == b"end"
+            continue
+        if not poller.poll(3000):
+            break
+        grams = []
+        with contextlib.suppress(BlockingIOError):
+            while len(grams) < DRAIN_MAX:
+                grams.append(sock.recv(512))
+        for data in grams[:-1]:
+            if decode:
+                parse(data)
+            got += 1
+        data = grams[-1]
+        ended = data == b"end"
+        time.sleep(LINGER_S)
     cpu = (time.process_time() - cpu0) / max(1, got) * 1e6
     sender.wait(30)
     sock.close()
     return got, cpu
+
+
+def _udp_parts(redis_url: str) -> tuple[float, float]:
+    """What ours is made of, CPU us per datagram: the decoder alone (frame, run
+    accounting, rows), and the sink's floor: the same rows handed over as the reader
+    does (20 datagrams a hand-off, paced at ``UDP_RATE``) and written by the sink."""
+    cfg = _udp_config(redis_url)
+    decoder = DatagramDecoder(cfg.collector.sources[0])
+    grams = [_datagram(i) for i in range(UDP_DATAGRAMS)]
+    now = time.time()
+    cpu0 = time.process_time()
+    rows = [decoder.decode(g, now) for g in grams]
+    decode_cpu = (time.process_time() - cpu0) / len(grams) * 1e6
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    client.flushall()
+    collector = Collector(cfg, CollectorMetrics(new_registry()))
+    sink = collector.sink.start()
+    per = 20
+    start = time.perf_counter()
+    cpu0 = time.process_time()
+    for i in range(0, len(rows), per):
+        sink.submit_groups("udp", [(r[0][0], r) for r in rows[i : i + per]])
+        ahead = start + (i + per) / UDP_RATE - time.perf_counter()
+        if ahead > 0:
+            time.sleep(ahead)  # pacing as the datagrams arrive, not waiting for a condition
+    wait_until(
+        lambda: sink.written_total >= len(rows), timeout=60, what="rows written", interval=0.01
+    )
+    sink_cpu = (time.process_time() - cpu0) / len(rows) * 1e6
+    sink.stop()
+    return decode_cpu, sink_cpu
 
 
 def _udp_config(redis_url: str) -> RepsysConfig:
@@ -206,15 +266,20 @@ def bench_udp(workdir: Path) -> None:
         ratios = []
         for r in range(ROUNDS):
             bare, bare_cpu = _raw_udp(decode=False)
+            drained, drained_cpu = _raw_udp(decode=False, drain=True)
             parsed, parsed_cpu = _raw_udp(decode=True)
             ours, ours_cpu, redis_cpu = _ours_udp(redis_srv.url)
+            decode_cpu, sink_cpu = _udp_parts(redis_srv.url)
             ratios.append(bare_cpu / ours_cpu)
             print(
                 f"  round {r + 1}: received of {UDP_DATAGRAMS:,}: collector {ours:,}, bare "
-                f"socket loop {bare:,}, loop + frame parse {parsed:,}; CPU per datagram: "
-                f"collector {ours_cpu:.1f} us + redis-server {redis_cpu:.1f} us, bare loop "
-                f"{bare_cpu:.1f} us, loop + parse {parsed_cpu:.1f} us; capacity ratio to the "
-                f"bare loop {bare_cpu / ours_cpu:.2f}, to loop + parse {parsed_cpu / ours_cpu:.2f}",
+                f"socket loop {bare:,}, drain loop {drained:,}, loop + frame parse {parsed:,}; "
+                f"CPU per datagram: collector {ours_cpu:.1f} us + redis-server {redis_cpu:.1f} "
+                f"us, bare loop {bare_cpu:.1f} us, drain loop {drained_cpu:.1f} us, loop + parse "
+                f"{parsed_cpu:.1f} us; of ours: decoder alone {decode_cpu:.1f} us, sink floor "
+                f"(hand-off + writer) {sink_cpu:.1f} us; capacity ratio to the bare loop "
+                f"{bare_cpu / ours_cpu:.2f}, to the drain loop {drained_cpu / ours_cpu:.2f}, to "
+                f"loop + parse {parsed_cpu / ours_cpu:.2f}",
                 flush=True,
             )
         print(
