@@ -510,8 +510,8 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores, load average {load} (shared machines skew both sides)")
     # REPSYS_BENCH_COLLECTOR=mqtt (opcua, udp, sparkplug, mtconnect) runs one part (all
     # by default).
-    parts = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua,udp,sparkplug,mtconnect")
-    parts = parts.split(",")
+    chosen = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua,udp,sparkplug,mtconnect")
+    parts = chosen.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
         if "mqtt" in parts:
             bench_mqtt(Path(tmp))

@@ -50,6 +50,7 @@ from collector.udp.frame import parse
 from collector.udp.reader import DRAIN_MAX, LINGER_S
 from core import heap
 from core.config import RepsysConfig, parse_config
+from core.config.collector_udp import UdpSource
 from core.lifecycle import Stopper
 from core.metrics import new_registry
 from repsys.servers import RedisServer, wait_until
@@ -138,7 +139,7 @@ def _raw_udp(*, decode: bool, drain: bool = False) -> tuple[int, float]:
             continue
         if not poller.poll(3000):
             break
-        grams = []
+        grams: list[bytes] = []
         with contextlib.suppress(BlockingIOError):
             while len(grams) < DRAIN_MAX:
                 grams.append(sock.recv(512))
@@ -160,7 +161,9 @@ def _udp_parts(redis_url: str) -> tuple[float, float]:
     accounting, rows), and the sink's floor: the same rows handed over as the reader
     does (20 datagrams a hand-off, paced at ``UDP_RATE``) and written by the sink."""
     cfg = _udp_config(redis_url)
-    decoder = DatagramDecoder(cfg.collector.sources[0])
+    source = cfg.collector.sources[0]
+    assert isinstance(source, UdpSource)
+    decoder = DatagramDecoder(source)
     grams = [_datagram(i) for i in range(UDP_DATAGRAMS)]
     now = time.time()
     cpu0 = time.process_time()
