@@ -50,6 +50,7 @@ from collector.mtconnect.document import (
 )
 from collector.mtconnect.multipart import PartReader, boundary_of
 from collector.reader import Sink
+from collector.rows import Row
 from collector.state import SourceState
 from core.config import RepsysConfig
 from core.config.collector_mtconnect import MtconnectSource
@@ -194,9 +195,16 @@ class MtconnectReader:
         """Hand a document's signals to the sink; its place is saved once they are written."""
         now = time.time()
         self.metrics.last_message.seen(KIND, self.name, now)
-        signals, rejected = mapping.decode(doc.observations, now)
+        rows, rejected = mapping.rows(doc.observations, now)
         for r in rejected:
             self._bad(f"{where} {r.where}", r.payload, r.reason, r.error)
+        # Consecutive rows of one machine as one group (a device is one machine).
+        groups: list[tuple[str, list[Row]]] = []
+        for row in rows:
+            if groups and groups[-1][0] == row[0]:
+                groups[-1][1].append(row)
+            else:
+                groups.append((row[0], [row]))
         place = {"instance": doc.header.instance_id, "next": str(doc.header.next)}
         self.instance, self.next = doc.header.instance_id, doc.header.next
         state = self.state
@@ -205,7 +213,7 @@ class MtconnectReader:
             if state is not None:
                 state.save(place)
 
-        self.sink.submit(KIND, signals, ack)
+        self.sink.submit_groups(KIND, groups, ack)
 
     async def _current(self, http: httpx.AsyncClient, mapping: Mapping) -> None:
         doc = await self._document(http, "/current")

@@ -32,6 +32,7 @@ from collector.mtconnect.document import parse_probe, parse_streams
 from collector.mtconnect.multipart import PartReader, boundary_of
 from collector.mtconnect.reader import MtconnectReader
 from collector.reader import PrintSink
+from collector.rows import rows_fields
 from core import keys
 from core.config import RepsysConfig
 from core.config.collector_mtconnect import MtconnectSource
@@ -232,13 +233,16 @@ def test_the_decoder_raises_nothing_but_rejections(
                 "agent_error",
             }
             continue
-        _, bad = mapping.decode(doc.observations, 1.0)
+        rows, bad = mapping.rows(doc.observations, 1.0)
         assert {r.reason for r in bad} <= {
             "unknown_item",
             "bad_value",
             "bad_timestamp",
             "not_finite",
         }
+        for fields in rows_fields(rows):
+            # The hand-written entry is exactly what the codec writes for its signal.
+            assert Signal.from_fields(fields).to_fields() == fields
 
 
 # --- a running collector against the agent ------------------------------------------
