@@ -321,8 +321,10 @@ class SparkplugDecoder:
             datatype = m.datatype
             if not datatype and not m.HasField("datatype"):
                 datatype = info.datatype
-            if m.WhichOneof("value") == "double_value" and datatype == DOUBLE and not m.is_null:
-                v = m.double_value  # the common case: a Double as a Double
+            # The common case, a Double as a Double: a double_value that is not 0.0 (NaN
+            # included) is the set member of the value oneof, no WhichOneof needed.
+            v = m.double_value if datatype == DOUBLE else 0.0
+            if v and not m.is_null:
                 x, quality = (float.__repr__(v), "good") if v - v == 0.0 else ("null", "bad")
             else:
                 text = self._value(m, datatype)
