@@ -37,7 +37,12 @@ class Sink(Protocol):
         """Queue one machine's signals as rows (:mod:`collector.rows`); as ``submit``."""
 
     def submit_groups(
-        self, reader: str, groups: list[tuple[str, list[Row]]], ack: Ack | None = None
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
     ) -> None:
         """Queue several machines' rows ``(machine, rows)`` in order; ``ack`` after all."""
 
@@ -110,7 +115,12 @@ class PrintSink:
         self.submit(reader, [Signal.from_fields(f) for f in rows_fields(rows)], ack)
 
     def submit_groups(
-        self, reader: str, groups: list[tuple[str, list[Row]]], ack: Ack | None = None
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
     ) -> None:
         rows = [r for _machine, group in groups for r in group]
         self.submit(reader, [Signal.from_fields(f) for f in rows_fields(rows)], ack)

@@ -201,19 +201,26 @@ class StreamSink:
                 self._cond.notify()
 
     def submit_groups(
-        self, reader: str, groups: list[tuple[str, list[Row]]], ack: Ack | None = None
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
     ) -> None:
         """Queue several machines' rows, in order, under one lock; ``ack`` rides on the last.
 
         For a reader that decodes many messages per wake-up (the UDP reader drains its
         socket): one hand-off instead of one per message. As with :meth:`submit`, the
-        other items of an acknowledged hand-off are kept (``_keep``), never dropped.
+        other items of an acknowledged hand-off are kept (``_keep``), never dropped;
+        ``keep_all=False`` leaves them droppable when the ack is not a broker's (UDP's
+        run-state save: nothing upstream bounds what it would keep).
         """
         if not groups:
             if ack is not None:
                 self._put([(0, reader, "", [], ack)])
             return
-        others = None if ack is None else _keep
+        others = _keep if ack is not None and keep_all else None
         last = len(groups) - 1
         self._put(
             [

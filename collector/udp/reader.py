@@ -181,7 +181,9 @@ class UdpReader:
         if not groups:
             return
         ack = self._saver(fields) if fields and self.state is not None else None
-        self.sink.submit_groups(KIND, groups, ack)
+        # The ack saves run states, it is no broker's: the other rows stay droppable when
+        # the buffer overflows (Redis away), as each datagram's were before batching.
+        self.sink.submit_groups(KIND, groups, ack, keep_all=False)
 
     def _batch(self, grams: list[tuple[bytes, Any]], into: list[Row] | None = None) -> None:
         """Decode one wake-up's datagrams and hand their rows to the sink at once.
