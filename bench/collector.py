@@ -29,7 +29,8 @@
 
 Everything runs on loopback; each part takes well under a minute.
 Run: ``python -m bench.collector`` (or ``python -m bench`` for every benchmark);
-``REPSYS_BENCH_COLLECTOR=mqtt`` (or ``opcua``) runs one part.
+``REPSYS_BENCH_COLLECTOR=mqtt`` (or ``opcua``, ``udp``, ``sparkplug``, ``mtconnect``) runs
+one part; parts 3-4 are in ``bench/collector_more.py``, part 5 in ``bench/collector_mtc.py``.
 """
 
 from __future__ import annotations
@@ -507,8 +508,10 @@ def bench_opcua(workdir: Path) -> None:
 def main() -> None:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"machine: {os.cpu_count()} cores, load average {load} (shared machines skew both sides)")
-    # REPSYS_BENCH_COLLECTOR=mqtt (opcua, udp, sparkplug) runs one part (all by default).
-    parts = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua,udp,sparkplug").split(",")
+    # REPSYS_BENCH_COLLECTOR=mqtt (opcua, udp, sparkplug, mtconnect) runs one part (all
+    # by default).
+    chosen = os.environ.get("REPSYS_BENCH_COLLECTOR", "mqtt,opcua,udp,sparkplug,mtconnect")
+    parts = chosen.split(",")
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as tmp:
         if "mqtt" in parts:
             bench_mqtt(Path(tmp))
@@ -522,6 +525,10 @@ def main() -> None:
             collector_more.bench_udp(Path(tmp))
         if "sparkplug" in parts:
             collector_more.bench_sparkplug(Path(tmp))
+        if "mtconnect" in parts:
+            from bench import collector_mtc  # noqa: PLC0415 - it imports this module
+
+            collector_mtc.bench_mtconnect(Path(tmp))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,16 @@ class Sink(Protocol):
     ) -> None:
         """Queue one machine's signals as rows (:mod:`collector.rows`); as ``submit``."""
 
+    def submit_groups(
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
+    ) -> None:
+        """Queue several machines' rows ``(machine, rows)`` in order; ``ack`` after all."""
+
     def dead_letter(
         self,
         reader: str,
@@ -102,6 +112,17 @@ class PrintSink:
     def submit_rows(
         self, reader: str, machine: str, rows: list[Row], ack: Ack | None = None
     ) -> None:
+        self.submit(reader, [Signal.from_fields(f) for f in rows_fields(rows)], ack)
+
+    def submit_groups(
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
+    ) -> None:
+        rows = [r for _machine, group in groups for r in group]
         self.submit(reader, [Signal.from_fields(f) for f in rows_fields(rows)], ack)
 
     def dead_letter(

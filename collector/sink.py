@@ -56,6 +56,7 @@ from core.lifecycle import Backoff
 from core.logs import get_logger
 from core.model import Signal
 from core.redis import RedisCommands
+from core.wire import GROUP_FIELDS
 
 log = get_logger(__name__)
 
@@ -74,6 +75,9 @@ Item = tuple[int, str, str, list[Row] | dict[str, str], Ack | None]
 
 #: One ``collector_dead_letter`` log line per reader and reason per this many seconds.
 DEAD_LETTER_LOG_PERIOD_S = 60.0
+
+#: A group row's length (collector.rows): one entry per name, not one.
+_GROUP_LEN = len(GROUP_FIELDS)
 
 #: ``_wake_at`` while the writer is not waiting: producers never notify.
 _NEVER = 1 << 62
@@ -195,6 +199,42 @@ class StreamSink:
                 self._overflow()
             if self._buffered >= self._wake_at:
                 self._cond.notify()
+
+    def submit_groups(
+        self,
+        reader: str,
+        groups: list[tuple[str, list[Row]]],
+        ack: Ack | None = None,
+        *,
+        keep_all: bool = True,
+    ) -> None:
+        """Queue several machines' rows, in order, under one lock; ``ack`` rides on the last.
+
+        For a reader that decodes many messages per wake-up (the UDP reader drains its
+        socket): one hand-off instead of one per message. As with :meth:`submit`, the
+        other items of an acknowledged hand-off are kept (``_keep``), never dropped;
+        ``keep_all=False`` leaves them droppable when the ack is not a broker's (UDP's
+        run-state save: nothing upstream bounds what it would keep).
+        """
+        if not groups:
+            if ack is not None:
+                self._put([(0, reader, "", [], ack)])
+            return
+        others = _keep if ack is not None and keep_all else None
+        last = len(groups) - 1
+        self._put(
+            [
+                (
+                    # A single full row (a datagram's, say) at a glance.
+                    1 if len(rows) == 1 and len(rows[0]) != _GROUP_LEN else rows_size(rows),
+                    reader,
+                    machine,
+                    rows,
+                    ack if i == last else others,
+                )
+                for i, (machine, rows) in enumerate(groups)
+            ]
+        )
 
     def dead_letter(
         self,

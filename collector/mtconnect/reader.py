@@ -7,9 +7,11 @@ An agent keeps a ring buffer of observations numbered by ``sequence``, and a new
    (:mod:`collector.mtconnect.decode`);
 2. ``/current`` when it has no place in this agent's buffer yet: the latest value of
    every item, then ``nextSequence``;
-3. ``/sample?from=<next>&count=<count>`` again and again: everything after its place,
-   in order; when the agent had nothing newer it waits ``poll_interval_s`` (polling,
-   not the agent's multipart streaming: one request, one document, simple to bound).
+3. ``/sample?from=<next>&count=<count>&interval=<ms>``: the agent's multipart stream,
+   a document whenever it has newer observations, in order (``stream: true``, the
+   default); an agent that answers with one document instead is polled: the same
+   request without ``interval`` again and again, waiting ``poll_interval_s`` when the
+   agent had nothing newer (and ``stream: false`` always polls).
 
 Its place (instance and next sequence) is saved in Redis once the signals before it
 are in the streams (:mod:`collector.state`, from the sink's ack), so after a restart it
@@ -29,7 +31,10 @@ dead-lettered alone with its reason; the rest of its document goes on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Coroutine
+from typing import Any
 
 import httpx
 
@@ -43,7 +48,9 @@ from collector.mtconnect.document import (
     parse_probe,
     parse_streams,
 )
+from collector.mtconnect.multipart import PartReader, boundary_of
 from collector.reader import Sink
+from collector.rows import Row
 from collector.state import SourceState
 from core.config import RepsysConfig
 from core.config.collector_mtconnect import MtconnectSource
@@ -63,6 +70,28 @@ class _ResyncError(Exception):  # control flow inside the reader, never raised o
     def __init__(self, kind: str) -> None:
         super().__init__(kind)
         self.kind = kind
+
+
+async def _or_stop(work: Coroutine[Any, Any, bool], stopper: Stopper) -> bool:
+    """``work``'s result, or True once the stopper is set first (``work`` cancelled).
+
+    A sample stream may stay silent up to its heartbeat: a stop must not wait for it.
+    """
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(stopper.wait_async())
+    try:
+        await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+    except BaseException:  # the reader itself cancelled: take the stream down with it
+        task.cancel()
+        raise
+    finally:
+        stop.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return True
 
 
 class MtconnectReader:
@@ -166,9 +195,16 @@ class MtconnectReader:
         """Hand a document's signals to the sink; its place is saved once they are written."""
         now = time.time()
         self.metrics.last_message.seen(KIND, self.name, now)
-        signals, rejected = mapping.decode(doc.observations, now)
+        rows, rejected = mapping.rows(doc.observations, now)
         for r in rejected:
             self._bad(f"{where} {r.where}", r.payload, r.reason, r.error)
+        # Consecutive rows of one machine as one group (a device is one machine).
+        groups: list[tuple[str, list[Row]]] = []
+        for row in rows:
+            if groups and groups[-1][0] == row[0]:
+                groups[-1][1].append(row)
+            else:
+                groups.append((row[0], [row]))
         place = {"instance": doc.header.instance_id, "next": str(doc.header.next)}
         self.instance, self.next = doc.header.instance_id, doc.header.next
         state = self.state
@@ -177,7 +213,7 @@ class MtconnectReader:
             if state is not None:
                 state.save(place)
 
-        self.sink.submit(KIND, signals, ack)
+        self.sink.submit_groups(KIND, groups, ack)
 
     async def _current(self, http: httpx.AsyncClient, mapping: Mapping) -> None:
         doc = await self._document(http, "/current")
@@ -190,6 +226,22 @@ class MtconnectReader:
         )
         self._deliver(mapping, doc, "/current")
 
+    @staticmethod
+    def _agent_error(exc: AgentError) -> Exception:
+        """What an MTConnectError answer to /sample means for the reader."""
+        if "OUT_OF_RANGE" in exc.codes:
+            return _ResyncError("out_of_range")
+        return SourceUnavailableError(f"mtconnect /sample: {exc}", reason="agent_error")
+
+    def _accept(self, mapping: Mapping, doc: Streams, start: int) -> None:
+        """Deliver a /sample document asked from ``start``, unless the place is gone."""
+        head = doc.header
+        if head.instance_id != self.instance:
+            raise _ResyncError("agent_restart")
+        if start < head.first:
+            raise _ResyncError("out_of_range")
+        self._deliver(mapping, doc, "/sample")
+
     async def _sample(self, http: httpx.AsyncClient, mapping: Mapping) -> bool:
         """One /sample round from the reader's place; True when the agent has more."""
         assert self.next is not None
@@ -199,18 +251,76 @@ class MtconnectReader:
                 http, "/sample", **{"from": start, "count": self.source.count}
             )
         except AgentError as exc:
-            if "OUT_OF_RANGE" not in exc.codes:
-                raise SourceUnavailableError(
-                    f"mtconnect /sample: {exc}", reason="agent_error"
-                ) from exc
-            raise _ResyncError("out_of_range") from exc
-        head = doc.header
-        if head.instance_id != self.instance:
-            raise _ResyncError("agent_restart")
-        if start < head.first:
-            raise _ResyncError("out_of_range")
-        self._deliver(mapping, doc, "/sample")
-        return head.next <= head.last
+            raise self._agent_error(exc) from exc
+        self._accept(mapping, doc, start)
+        return doc.header.next <= doc.header.last
+
+    def _part(self, mapping: Mapping, body: bytes) -> None:
+        """One part of the sample stream: a document from the reader's place."""
+        assert self.next is not None
+        start = self.next
+        try:
+            doc = parse_streams(body)
+        except AgentError as exc:  # the agent ends a stream with its error (OUT_OF_RANGE)
+            raise self._agent_error(exc) from exc
+        except PayloadRejectedError as exc:
+            self._bad("/sample", body, exc.reason, str(exc))
+            raise SourceUnavailableError(
+                f"mtconnect /sample stream: {exc}", reason="bad_response"
+            ) from exc
+        self._accept(mapping, doc, start)
+
+    async def _stream(self, http: httpx.AsyncClient, mapping: Mapping) -> bool:
+        """Read the agent's sample stream from the reader's place until the agent ends it.
+
+        ``/sample?from=<next>&count=&interval=&heartbeat=``: the agent answers with a
+        multipart response (:mod:`collector.mtconnect.multipart`) and writes a part
+        whenever it has new observations (at most every ``interval_ms``), an empty one
+        every ``heartbeat_ms`` otherwise; each part is delivered as a polled document
+        would be, and moves the reader's place. Returns True when the stream ended (ask
+        again from the place), False when the agent answered with one document instead:
+        it does not stream, and the caller polls from then on.
+        """
+        assert self.next is not None
+        src = self.source
+        params = {
+            "from": self.next,
+            "count": src.count,
+            "interval": src.interval_ms,
+            "heartbeat": src.heartbeat_ms,
+        }
+        # A silent stream (no heartbeat for this long) is a dead connection.
+        timeout = httpx.Timeout(src.timeout_s, read=src.heartbeat_ms / 1000 + src.timeout_s)
+        try:
+            async with http.stream("GET", "/sample", params=params, timeout=timeout) as response:
+                if response.status_code != httpx.codes.OK:
+                    body = await response.aread()
+                    error = parse_error(body[: src.max_document_bytes])
+                    if error is not None:
+                        raise self._agent_error(error)
+                    raise SourceUnavailableError(
+                        f"mtconnect /sample: HTTP {response.status_code}", reason="http_status"
+                    )
+                boundary = boundary_of(response.headers.get("content-type", ""))
+                if boundary is None:  # one document: this agent does not stream
+                    log.info("mtconnect_stream_unsupported", source=self.name)
+                    return False
+                parts = PartReader(boundary, src.max_document_bytes)
+                async for chunk in response.aiter_bytes():
+                    try:
+                        bodies = parts.feed(chunk)
+                    except PayloadRejectedError as exc:
+                        self._bad("/sample", chunk[:4096], exc.reason, str(exc))
+                        raise SourceUnavailableError(
+                            f"mtconnect /sample stream: {exc}", reason="bad_response"
+                        ) from exc
+                    for body in bodies:
+                        self._part(mapping, body)
+        except httpx.HTTPError as exc:
+            raise SourceUnavailableError(
+                f"mtconnect {src.url}/sample stream: {type(exc).__name__}: {exc}", reason="connect"
+            ) from exc
+        return True
 
     async def _resync(self, http: httpx.AsyncClient, mapping: Mapping, kind: str) -> Mapping:
         """Re-read /current after the reader's place was lost, and count why."""
@@ -262,8 +372,12 @@ class MtconnectReader:
                 else:
                     self.metrics.mtconnect_events.labels(self.name, "resumed").inc()
                     log.info("mtconnect_resumed", source=self.name, next=self.next)
+                streaming = self.source.stream
                 while not stopper.stopped:
                     try:
+                        if streaming:
+                            streaming = await _or_stop(self._stream(http, mapping), stopper)
+                            continue
                         more = await self._sample(http, mapping)
                     except _ResyncError as resync:
                         mapping = await self._resync(http, mapping, resync.kind)

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import NamedTuple
 
 from collector.errors import PayloadRejectedError
 from collector.rows import Row, rows_fields, value_json
-from collector.udp.frame import Datagram, parse
+from collector.udp.frame import command_fast, parse
 from collector.udp.runs import ToolRun
 from core.config.collector_udp import UdpCounter, UdpSource, UdpWorkcenter
 from core.model import Signal
@@ -53,8 +54,27 @@ def _no_gaps(kind: str) -> None:
     """Gaps are only counted when the caller asks."""
 
 
-def _flag(value: bool) -> str:
-    return "1" if value else "0"
+#: The three flag attrs' text, by (running_entire_time, increment_by_check, zero_detect).
+_FLAGS = {
+    (a, b, c): f'"running_entire_time":"{int(a)}","increment_by_check":"{int(b)}",'
+    f'"zero_detect":"{int(c)}"'
+    for a in (False, True)
+    for b in (False, True)
+    for c in (False, True)
+}
+
+
+class _RunTexts(NamedTuple):
+    """What a (workcenter, tool var)'s rows and saved state say that never changes."""
+
+    tool: str
+    increment: int
+    #: The attrs between ``cmd``'s value and ``end``'s: ``","increment":"5","end":"``.
+    increment_end: str
+    #: The attrs' last member: ``,"workcenter":"61330"``.
+    workcenter: str
+    #: The run's state field (:meth:`DatagramDecoder.run_fields`).
+    field: str
 
 
 def signals(rows: list[Row]) -> list[Signal]:
@@ -73,6 +93,8 @@ class DatagramDecoder:
     def __init__(self, source: UdpSource, gaps: GapCounter = _no_gaps) -> None:
         self.source = source
         self.gaps = gaps
+        self._framing = source.framing
+        self._max_data_bytes = source.max_data_bytes
         self.workcenters: dict[int, UdpWorkcenter] = {w.key: w for w in source.workcenters}
         #: (key, set) -> block -> (counter, the head of its attrs' JSON, encoded once).
         self.counters: dict[tuple[int, int], dict[int, tuple[UdpCounter, str]]] = {}
@@ -88,10 +110,25 @@ class DatagramDecoder:
         self.starts: dict[tuple[int, int, int], float] = {}
         #: Runs an END changed since the reader last took them (to save their state).
         self.touched: set[tuple[int, int]] = set()
+        #: (workcenter, tool var) -> its texts, made at its first command.
+        self._texts: dict[tuple[int, int], _RunTexts] = {}
+
+    def _run_texts(self, wc: UdpWorkcenter, tool_var: int) -> _RunTexts:
+        increment = wc.increments.get(tool_var, wc.increment)
+        texts = _RunTexts(
+            tool=f"T{tool_var}",
+            increment=increment,
+            increment_end=f'","increment":"{increment}","end":"',
+            workcenter=f',"workcenter":"{wc.key}"',
+            field=f"run:{wc.key}:{tool_var}",
+        )
+        self._texts[(wc.key, tool_var)] = texts
+        return texts
 
     def run_fields(self) -> dict[str, str]:
         """The touched runs' state as hash fields ``run:<workcenter>:<tool var>``; clears."""
-        out = {f"run:{wc}:{tv}": json.dumps(self.runs[(wc, tv)].state()) for wc, tv in self.touched}
+        runs, texts = self.runs, self._texts
+        out = {texts[k].field: runs[k].state_json() for k in self.touched}
         self.touched.clear()
         return out
 
@@ -121,14 +158,22 @@ class DatagramDecoder:
 
     def decode(self, data: bytes, now: float) -> list[Row]:
         """Rows of one datagram; raises :class:`PayloadRejectedError` for bad ones."""
-        dgram = parse(data, framing=self.source.framing, max_data_bytes=self.source.max_data_bytes)
+        fast = command_fast(data, self._max_data_bytes)
+        if fast is not None:  # the common datagram, a tool-assembly command
+            wc = self.workcenters.get(fast[0])
+            if wc is None:
+                raise PayloadRejectedError(
+                    f"unknown workcenter key {fast[0]}", reason="unknown_workcenter"
+                )
+            return self._command(wc, fast[1:], now)
+        dgram = parse(data, framing=self._framing, max_data_bytes=self._max_data_bytes)
         wc = self.workcenters.get(dgram.workcenter_key)
         if wc is None:
             raise PayloadRejectedError(
                 f"unknown workcenter key {dgram.workcenter_key}", reason="unknown_workcenter"
             )
         if dgram.set_no == COMMAND_SET:
-            return self._command(wc, dgram, now)
+            return self._command(wc, dgram.values, now)
         blocks = self.counters.get((wc.key, dgram.set_no))
         if blocks is None:
             raise PayloadRejectedError(
@@ -146,54 +191,62 @@ class DatagramDecoder:
             out.append([machine, c.signal, _num(value), "good", ts, ts, c.tool, attrs])
         return out
 
-    def _command(self, wc: UdpWorkcenter, dgram: Datagram, now: float) -> list[Row]:
-        if len(dgram.values) != 4:
+    def _command(self, wc: UdpWorkcenter, values: tuple[int | float, ...], now: float) -> list[Row]:
+        if len(values) != 4:
             raise PayloadRejectedError(
-                f"set 60 has {len(dgram.values)} blocks, not 4 (Cmd, Pallet_No, Tool_Var, "
-                "Tool_Counter)",
+                f"set 60 has {len(values)} blocks, not 4 (Cmd, Pallet_No, Tool_Var, Tool_Counter)",
                 reason="bad_length",
             )
-        cmd, pallet, tool_var, counter = dgram.values
-        for name, v in (("Cmd", cmd), ("Pallet_No", pallet), ("Tool_Var", tool_var)):
-            if not isinstance(v, int) or v < 0:
-                raise PayloadRejectedError(
-                    f"{name} {v!r} is not a whole number", reason="not_numeric"
-                )
+        cmd, pallet, tool_var, counter = values
+        # The frame's values are ints or floats: one test for the common case, the
+        # named refusal only when it fails.
+        if not (
+            type(cmd) is int
+            and type(pallet) is int
+            and type(tool_var) is int
+            and cmd >= 0
+            and pallet >= 0
+            and tool_var >= 0
+        ):
+            for name, v in (("Cmd", cmd), ("Pallet_No", pallet), ("Tool_Var", tool_var)):
+                if not isinstance(v, int) or v < 0:
+                    raise PayloadRejectedError(
+                        f"{name} {v!r} is not a whole number", reason="not_numeric"
+                    )
         assert isinstance(cmd, int) and isinstance(pallet, int) and isinstance(tool_var, int)
         if cmd not in (START_MACHINING, END_MACHINING, END_MACHINING_NO_TIMER):
             raise PayloadRejectedError(f"unknown command {cmd}", reason="unknown_command")
-        tool = f"T{tool_var}"
-        increment = wc.increments.get(tool_var, wc.increment)
+        rk = (wc.key, tool_var)
+        texts = self._texts.get(rk) or self._run_texts(wc, tool_var)
+        tool = texts.tool
         ts = repr(now)
-        x = _num(counter)
-        head = f'{{"pallet":"{pallet}","tool":"{tool}","counter":"{counter}","cmd":"{cmd}"'
+        x = repr(counter)  # an int or a finite float (the frame's grammar): its JSON text
+        head = f'{{"pallet":"{pallet}","tool":"{tool}","counter":"{counter}","cmd":"{cmd}'
         key = (wc.key, pallet, tool_var)
         if cmd == START_MACHINING:
             if key in self.starts:
                 self.gaps("start_without_end")
             self.starts[key] = now
-            return [[wc.machine, "machining_event", x, "good", ts, ts, tool, head + "}"]]
+            return [[wc.machine, "machining_event", x, "good", ts, ts, tool, head + '"}']]
         start = self.starts.pop(key, None)
         if start is None and cmd == END_MACHINING:
             self.gaps("end_without_start")
-        run = self.runs.get((wc.key, tool_var))
+        run = self.runs.get(rk)
         if run is None:
-            run = self.runs[(wc.key, tool_var)] = ToolRun(increment)
+            run = self.runs[rk] = ToolRun(texts.increment)
         r = run.observe(counter)
-        self.touched.add((wc.key, tool_var))
+        self.touched.add(rk)
         if r.skipped:
             self.gaps("counter_skip")
         out: list[Row] = []
         if r.finished is not None and r.finished[1]:
-            change = f'{{"reason":"counter_reset","counter":"{counter}","workcenter":"{wc.key}"}}'
+            change = f'{{"reason":"counter_reset","counter":"{counter}"{texts.workcenter}}}'
             out.append(
                 [wc.machine, "tool_change", _num(r.finished[0]), "good", ts, ts, tool, change]
             )
         attrs = (
-            f'{head},"increment":"{increment}","end":"{ts}","running_total":"{r.running_total}",'
-            f'"running_entire_time":"{_flag(r.running_entire_time)}",'
-            f'"increment_by_check":"{_flag(r.increment_by_check)}",'
-            f'"zero_detect":"{_flag(r.zero_detect)}","workcenter":"{wc.key}"'
+            f'{head}{texts.increment_end}{ts}","running_total":"{r.running_total}",'
+            f"{_FLAGS[r[1:4]]}{texts.workcenter}"
         )
         if start is not None and cmd == END_MACHINING:
             attrs += f',"start":"{start!r}"'

@@ -16,7 +16,7 @@ dead-letter reason: ``bad_framing``, ``too_long``, ``bad_header``, ``bad_length`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from collector.errors import PayloadRejectedError
 
@@ -24,13 +24,20 @@ DC2 = 0x12
 DC4 = 0x14
 BLOCK = 10
 _HEADER = re.compile(rb" *(\d{1,9}),(\d\d)")
+#: A framed set-60 datagram of four whole numbers (the common datagram) in one match:
+#: each block ten bytes, spaces then digits, ending in a digit (``int`` reads the rest).
+_COMMAND = re.compile(rb"\x12 *(\d{1,9}),60([ \d]{9}\d)([ \d]{9}\d)([ \d]{9}\d)([ \d]{9}\d)%\x14")
 # DPRNT writes "100", "100." or "100.000" depending on its format; a sign may lead.
 _NUMBER = re.compile(rb" *([+-]?(?:\d+\.?\d*|\.\d+))")
 
 
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """A well-formed datagram: who sent it, which set, the numbers of its blocks."""
+class Datagram(NamedTuple):
+    """A well-formed datagram: who sent it, which set, the numbers of its blocks.
+
+    A named tuple, not a frozen dataclass: built once per datagram, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost a tenth of
+    the frame parse.
+    """
 
     workcenter_key: int
     set_no: int
@@ -70,6 +77,24 @@ def number(block: bytes, index: int) -> int | float:
     return int(text)
 
 
+def command_fast(data: bytes, max_data_bytes: int = 160) -> tuple[int, int, int, int, int] | None:
+    """``(workcenter key, Cmd, Pallet_No, Tool_Var, Tool_Counter)`` of a framed set-60
+    datagram of four whole numbers, or None for anything else (then :func:`parse` says).
+
+    The fast path of the common datagram: one regex match instead of the frame, header
+    and per-block steps. Where it answers, :func:`parse` gives the same numbers (a
+    property test holds the two equal).
+    """
+    m = _COMMAND.fullmatch(data)
+    if m is None or len(data) - 3 > max_data_bytes:
+        return None
+    key, cmd, pallet, tool_var, counter = m.groups()
+    try:
+        return int(key), int(cmd), int(pallet), int(tool_var), int(counter)
+    except ValueError:  # a space between digits: the general parse names the refusal
+        return None
+
+
 def parse(data: bytes, *, framing: str = "required", max_data_bytes: int = 160) -> Datagram:
     """Decode a datagram (raises :class:`PayloadRejectedError` with the reason)."""
     body = body_of(data, framing=framing, max_data_bytes=max_data_bytes)
@@ -84,5 +109,11 @@ def parse(data: bytes, *, framing: str = "required", max_data_bytes: int = 160) 
             f"{len(rest)} bytes after the header is not a whole number of 10-byte blocks",
             reason="bad_length",
         )
-    values = tuple(number(rest[i : i + BLOCK], i // BLOCK + 1) for i in range(0, len(rest), BLOCK))
-    return Datagram(int(m.group(1)), int(m.group(2)), values)
+    values: list[int | float] = []
+    for i in range(0, len(rest), BLOCK):
+        block = rest[i : i + BLOCK]
+        digits = block.lstrip(b" ")
+        # The common case, "       100", inline (a call per block was a third of the parse).
+        values.append(int(digits) if digits.isdigit() else number(block, i // BLOCK + 1))
+    key, set_no = m.groups()
+    return Datagram(int(key), int(set_no), tuple(values))

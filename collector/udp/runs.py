@@ -23,12 +23,14 @@ change by its counter: it ends the run, as it did in the plants' service.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What one END_MACHINING reading means for its tool's run."""
+class Reading(NamedTuple):
+    """What one END_MACHINING reading means for its tool's run (a named tuple: one is
+    built per END, and a frozen dataclass's ``__init__`` cost more than the accounting)."""
 
     running_total: int | float
     running_entire_time: bool
@@ -54,6 +56,17 @@ class ToolRun:
     def state(self) -> list[int | float | bool | None]:
         """What a restart needs of this run: ``[current, total, entire]`` (JSON-ready)."""
         return [self.current, self.total, self.entire]
+
+    def state_json(self) -> str:
+        """``json.dumps(self.state())``, written out: it runs for every END's run (the
+        values are ints, finite floats, None and a bool, whose JSON texts are known)."""
+        current, total = self.current, self.total
+        if (type(current) is float and not math.isfinite(current)) or (
+            type(total) is float and not math.isfinite(total)
+        ):
+            return json.dumps(self.state())  # Infinity, NaN: json's own spelling
+        text = "null" if current is None else repr(current)
+        return f"[{text}, {total!r}, {'true' if self.entire else 'false'}]"
 
     @classmethod
     def restored(cls, increment: int, state: list[object]) -> ToolRun | None:

@@ -77,6 +77,21 @@ class MtconnectSource(StrictModel):
     count: int = Field(
         default=1000, ge=1, le=100_000, description="Observations asked per /sample request."
     )
+    stream: bool = Field(
+        default=True,
+        description="Read /sample as the agent's multipart stream (interval_ms); an agent "
+        "that answers with one document is polled instead. false: always poll.",
+    )
+    interval_ms: int = Field(
+        default=500, ge=0, le=60_000, description="Streaming: the agent's least time between parts."
+    )
+    heartbeat_ms: int = Field(
+        default=10_000,
+        ge=100,
+        le=600_000,
+        description="Streaming: the agent sends an empty part after this long without data; "
+        "a stream silent for heartbeat_ms + timeout_s is dropped and asked again.",
+    )
     timeout_s: float = Field(default=10.0, gt=0, description="HTTP connect and read timeout.")
     max_document_bytes: int = Field(
         default=16_777_216, ge=65_536, description="Larger responses are refused (too_large)."

@@ -6,14 +6,25 @@ starts every data item UNAVAILABLE, numbers each observation an adapter line bri
 qualifier|text``) in a bounded ring buffer, and answers ``/probe``, ``/current`` and
 ``/sample?from=&count=`` with MTConnectDevices / MTConnectStreams documents, or
 ``MTConnectError`` ``OUT_OF_RANGE`` (HTTP 400) for a ``from`` outside the buffer.
-``restart()`` is an agent restart: a new ``instanceId`` and numbering from 1 again.
+``/sample?from=&interval=`` streams as cppagent does (``SessionImpl::beginStreaming`` and
+``writeChunk``): HTTP/1.1 chunked, ``Content-Type: multipart/mixed;boundary=<uuid>``, each
+part ``--<boundary>``, ``Content-type: text/xml``, ``Content-length: <n>``, a blank line,
+the document and a line break; a part whenever there are newer observations (at most
+every ``interval`` ms), an empty document after ``heartbeat`` ms without, and an
+``MTConnectError`` part then the end of the stream when ``from`` left the buffer.
+``restart()`` is an agent restart: a new ``instanceId`` and numbering from 1 again (open
+streams end, as the restarted process's connections would).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
+import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -89,11 +100,18 @@ def load_items(path: Path = DEVICES) -> list[Item]:
 class Agent:
     """The agent (see the module docstring); serve() starts its HTTP server in a thread."""
 
-    def __init__(self, buffer_size: int = 131_072, path: Path = DEVICES) -> None:
+    def __init__(
+        self, buffer_size: int = 131_072, path: Path = DEVICES, *, streams: bool = True
+    ) -> None:
+        #: False: ``interval`` is ignored, every /sample is one document (an agent that
+        #: does not stream).
+        self.streams = streams
         self.items = load_items(path)
         self.by_key = {i.name: i for i in self.items if i.name} | {i.id: i for i in self.items}
         self.buffer_size = buffer_size
-        self.lock = threading.Lock()
+        #: Guards the buffer; notified on every feed (streams wait on it).
+        self.lock = threading.Condition()
+        self.closed = False
         #: Bodies served instead of the next /sample answers (bad documents for tests).
         self.poison: deque[bytes] = deque()
         self.devices_xml = etree.tostring(etree.parse(str(path)).getroot())
@@ -114,6 +132,7 @@ class Agent:
     def restart(self) -> None:
         with self.lock:
             self._start()
+            self.lock.notify_all()
 
     # --- adapter side ---------------------------------------------------------------
 
@@ -142,6 +161,7 @@ class Agent:
                 if item is not None and i + 1 < len(rest):
                     added.append(self._add(item, ts, rest[i + 1] or "UNAVAILABLE"))
                 i += 2
+            self.lock.notify_all()
         return added
 
     def observations(self) -> list[Obs]:
@@ -247,20 +267,88 @@ class Agent:
                 return 200, self._streams(got, got[-1].seq + 1 if got else self.next)
             return 404, self._error("INVALID_URI", f"{path} is not served")
 
+    def stream(self, write: Callable[[bytes], None], query: dict[str, list[str]]) -> None:
+        """``/sample?interval=``: parts written with ``write`` until the stream ends."""
+        interval = int(query["interval"][0]) / 1000
+        heartbeat = int(query.get("heartbeat", ["10000"])[0]) / 1000
+        count = int(query.get("count", ["100"])[0])
+        with self.lock:
+            self.requests.append("/sample stream")
+            instance = self.instance
+            start = int(query.get("from", [str(self.next)])[0])
+        boundary = str(uuid.uuid4())
+        write(
+            b"HTTP/1.1 200 OK\r\nServer: MTConnectAgent\r\nConnection: close\r\n"
+            b"Content-Type: multipart/mixed;boundary=" + boundary.encode() + b"\r\n"
+            b"Transfer-Encoding: chunked\r\nCache-Control: no-cache, no-store, max-age=0\r\n\r\n"
+        )
+
+        def part(body: bytes) -> None:
+            data = (
+                f"--{boundary}\r\nContent-type: text/xml\r\n"
+                f"Content-length: {len(body)}\r\n\r\n".encode()
+                + body
+                + b"\r\n"
+            )
+            write(f"{len(data):x}\r\n".encode() + data + b"\r\n")  # one HTTP chunk
+
+        last = time.monotonic()
+        while True:
+            with self.lock:
+                if self.closed or self.instance != instance:
+                    break
+                first = self.buffer[0].seq if self.buffer else self.next
+                body: bytes | None = None
+                ended = False
+                if self.poison:  # the stream ends after it: the reader drops it anyway
+                    body, ended = self.poison.popleft(), True
+                elif start < first or start > self.next:
+                    body = self._error(
+                        "OUT_OF_RANGE", f"'from' must be between {first} and {self.next}"
+                    )
+                    ended = True
+                elif start < self.next:
+                    got = list(itertools.islice(self.buffer, start - first, start - first + count))
+                    body = self._streams(got, got[-1].seq + 1)
+                    start = got[-1].seq + 1
+                elif time.monotonic() - last >= heartbeat:
+                    body = self._streams([], self.next)
+                else:
+                    self.lock.wait(min(heartbeat, max(interval, 0.01)))
+                    continue
+            part(body)
+            last = time.monotonic()
+            if ended:
+                break
+            time.sleep(interval)  # the agent's least time between parts
+        write(b"0\r\n\r\n")
+
     # --- HTTP -----------------------------------------------------------------------
 
     def serve(self) -> str:
         agent = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # chunked streams; the rest has a Content-Length
+
             def do_GET(self) -> None:
                 url = urlparse(self.path)
-                status, body = agent.answer(url.path, parse_qs(url.query))
+                query = parse_qs(url.query)
+                if url.path == "/sample" and "interval" in query and agent.streams:
+                    self.close_connection = True
+                    with contextlib.suppress(OSError):  # the client went away
+                        agent.stream(self._write, query)
+                    return
+                status, body = agent.answer(url.path, query)
                 self.send_response(status)
                 self.send_header("Content-Type", "application/xml")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _write(self, data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -270,6 +358,9 @@ class Agent:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self) -> None:
+        with self.lock:
+            self.closed = True
+            self.lock.notify_all()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -29,8 +29,10 @@ from collector.errors import PayloadRejectedError
 from collector.metrics import CollectorMetrics
 from collector.mtconnect.decode import Mapping
 from collector.mtconnect.document import parse_probe, parse_streams
+from collector.mtconnect.multipart import PartReader, boundary_of
 from collector.mtconnect.reader import MtconnectReader
 from collector.reader import PrintSink
+from collector.rows import rows_fields
 from core import keys
 from core.config import RepsysConfig
 from core.config.collector_mtconnect import MtconnectSource
@@ -231,36 +233,46 @@ def test_the_decoder_raises_nothing_but_rejections(
                 "agent_error",
             }
             continue
-        _, bad = mapping.decode(doc.observations, 1.0)
+        rows, bad = mapping.rows(doc.observations, 1.0)
         assert {r.reason for r in bad} <= {
             "unknown_item",
             "bad_value",
             "bad_timestamp",
             "not_finite",
         }
+        for fields in rows_fields(rows):
+            # The hand-written entry is exactly what the codec writes for its signal.
+            assert Signal.from_fields(fields).to_fields() == fields
 
 
 # --- a running collector against the agent ------------------------------------------
 
 
 def start(
-    make_config: Callable[..., RepsysConfig], agent: Agent, started: list[InThread]
+    make_config: Callable[..., RepsysConfig], agent: Agent, started: list[InThread], **extra: Any
 ) -> tuple[Any, InThread]:
-    cfg = make_config(collector={"sources": [source(url_of(agent))]})
+    cfg = make_config(collector={"sources": [source(url_of(agent), **extra)]})
     _, registry, coll = run_collector(cfg)
     started.append(coll)
     return registry, coll
 
 
+def sample_requests(agent: Agent) -> set[str]:
+    """How the reader asked for samples: ``/sample stream`` and/or ``/sample`` (polls)."""
+    return {r for r in agent.requests if r.startswith("/sample")}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "poll"])
 def test_the_recorded_run_lands_whole_and_in_order(
     make_config: Callable[..., RepsysConfig],
     redis_client: redis.Redis,
     agent: Agent,
     started: list[InThread],
+    stream: bool,
 ) -> None:
     for line in LINES[:200]:
         agent.feed(line)
-    registry, _ = start(make_config, agent, started)
+    registry, _ = start(make_config, agent, started, stream=stream)
     # /current first: each item's latest value, then every observation after it.
     state_key = keys.collector_source_state("collector", "okuma")
     wait_until(
@@ -281,15 +293,46 @@ def test_the_recorded_run_lands_whole_and_in_order(
     assert events(registry, "resync") == 1
     state = redis_client.hgetall(keys.collector_source_state("collector", "okuma"))
     assert state == {"instance": str(agent.instance), "next": str(agent.next)}
+    assert sample_requests(agent) == {"/sample stream" if stream else "/sample"}
 
 
+def test_an_agent_that_does_not_stream_is_polled(
+    make_config: Callable[..., RepsysConfig], redis_client: redis.Redis, started: list[InThread]
+) -> None:
+    # It answers the stream request with one document: the reader polls from then on.
+    agent = Agent(streams=False)
+    agent.serve()
+    try:
+        registry, _ = start(make_config, agent, started)
+        state_key = keys.collector_source_state("collector", "okuma")
+        wait_until(
+            lambda: redis_client.hget(state_key, "next") is not None, timeout=20, what="current"
+        )
+        current_next = int(redis_client.hget(state_key, "next") or 0)
+        for line in LINES[:300]:
+            agent.feed(line)
+        want = [e for e in expected(agent.observations()) if e[0] >= current_next]
+        wait_until(
+            lambda: [e for e in landed(redis_client) if e[0] >= current_next] == want,
+            timeout=20,
+            what="every observation after /current",
+        )
+        polls = [r for r in agent.requests if r == "/sample"]
+        assert len(polls) > 2
+        assert events(registry, "resync") == 1
+    finally:
+        agent.close()
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "poll"])
 def test_a_restart_resumes_without_loss_or_duplicates(
     make_config: Callable[..., RepsysConfig],
     redis_client: redis.Redis,
     agent: Agent,
     started: list[InThread],
+    stream: bool,
 ) -> None:
-    registry, coll = start(make_config, agent, started)
+    registry, coll = start(make_config, agent, started, stream=stream)
     state_key = keys.collector_source_state("collector", "okuma")
     wait_until(
         lambda: redis_client.hget(state_key, "next") is not None, timeout=20, what="current saved"
@@ -306,7 +349,7 @@ def test_a_restart_resumes_without_loss_or_duplicates(
     # The collector is down while the machine goes on: the agent buffers it.
     for line in LINES[400:]:
         agent.feed(line)
-    registry, _ = start(make_config, agent, started)
+    registry, _ = start(make_config, agent, started, stream=stream)
     want = [e for e in expected(agent.observations()) if e[0] >= first]
     wait_until(lambda: landed(redis_client) == want, timeout=20, what="every observation once")
     seqs = [e[0] for e in landed(redis_client)]
@@ -519,3 +562,46 @@ def test_a_killed_collector_misses_nothing_the_agent_still_holds(
         stop.set()
         os.killpg(second.pid, signal.SIGTERM)
         assert second.wait(20) == 0
+
+
+# --- the sample stream's framing ----------------------------------------------------
+
+
+def _multipart(bodies: list[bytes], boundary: str, *, sized: list[bool]) -> bytes:
+    """A stream as cppagent writes it (a part without Content-length when not sized)."""
+    out = b""
+    for body, has_length in zip(bodies, sized, strict=True):
+        head = f"--{boundary}\r\nContent-type: text/xml\r\n"
+        if has_length:
+            head += f"Content-length: {len(body)}\r\n"
+        out += head.encode() + b"\r\n" + body + b"\r\n"
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    bodies=st.lists(st.binary(max_size=300), min_size=1, max_size=6),
+    sized=st.data(),
+    cuts=st.lists(st.integers(0, 3000), max_size=12),
+)
+def test_stream_parts_come_out_whole_however_the_bytes_are_cut(
+    bodies: list[bytes], sized: Any, cuts: list[int]
+) -> None:
+    boundary = "2f1f2a5e-4b1c-4a49-9c1e-0d6c3b7f9a10"
+    # A body may hold anything when its length is given; without, not the delimiter line.
+    delimiter = f"\r\n--{boundary}".encode()
+    has_length = [sized.draw(st.booleans()) or delimiter in b"\r\n" + b for b in bodies]
+    data = _multipart(bodies, boundary, sized=has_length) + f"--{boundary}\r\n".encode()
+    reader = PartReader(boundary, max_part_bytes=10_000)
+    got: list[bytes] = []
+    last = 0
+    for cut in [*sorted({c % (len(data) + 1) for c in cuts}), len(data)]:
+        got.extend(reader.feed(data[last:cut]))
+        last = cut
+    assert got == bodies
+
+
+def test_the_boundary_of_a_content_type() -> None:
+    assert boundary_of("multipart/mixed;boundary=abc-1") == "abc-1"
+    assert boundary_of('multipart/x-mixed-replace; boundary="a b"') == "a b"
+    assert boundary_of("text/xml") is None

@@ -201,6 +201,11 @@ class _Letters:
     def submit_rows(self, reader: str, machine: str, rows: Any, ack: Any = None) -> None:
         raise AssertionError("not called by Intake.row")
 
+    def submit_groups(
+        self, reader: str, groups: Any, ack: Any = None, *, keep_all: bool = True
+    ) -> None:
+        raise AssertionError("not called by _row")
+
     def dead_letter(self, reader: str, **kw: Any) -> None:
         self.reasons.append(kw["reason"])
 

@@ -469,3 +469,40 @@ def test_the_signal_counters_are_exposed_as_prometheus_counters(redis_url: str) 
     assert 'repsys_collector_signals_received_total{machine="cnc104",reader="mqtt"} 120.0' in text
     assert 'repsys_collector_signals_dropped_total{machine="cnc104",reader="mqtt"} 20.0' in text
     assert "# TYPE repsys_collector_signals_written_total counter" in text
+
+
+@pytest.mark.parametrize("keep_all", [True, False])
+def test_grouped_hand_offs_keep_or_drop_the_others_of_an_acknowledged_one(
+    redis_url: str, redis_client: redis.Redis, keep_all: bool
+) -> None:
+    # Not started: twelve hand-offs of ten machines' one-row groups, each acknowledged.
+    # keep_all (a broker's ack, as submit): nothing of them may go, the buffer overflows
+    # its bound; not (UDP's run-state save): only each hand-off's last, acked, row stays.
+    s, registry, _ = make_sink(redis_url, buffer_max=100)
+    acked: list[int] = []
+    for h in range(12):
+        groups = [
+            (
+                f"cnc10{1 + i % 4}",
+                [[f"cnc10{1 + i % 4}", "v", str(h * 10 + i), "good", "1.0", "2.0", "", ""]],
+            )
+            for i in range(10)
+        ]
+        s.submit_groups("udp", groups, lambda h=h: acked.append(h), keep_all=keep_all)  # type: ignore[misc]
+    dropped = sum(
+        sample(registry, "repsys_collector_signals_dropped_total", {"reader": "udp", "machine": m})
+        for m in ("cnc101", "cnc102", "cnc103", "cnc104")
+    )
+    assert (dropped, s.depth) == ((0, 120) if keep_all else (20, 100))
+    s.start()
+    try:
+        assert s.flush(10)
+        assert acked == list(range(12))
+        written = sorted(
+            v for m in ("cnc101", "cnc102", "cnc103", "cnc104") for v in values(redis_client, m)
+        )
+        lasts = {h * 10 + 9 for h in range(12)}
+        assert lasts <= set(written)
+        assert len(written) == (120 if keep_all else 100)
+    finally:
+        s.stop(5)

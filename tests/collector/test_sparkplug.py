@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import queue
 import shutil
 import struct
@@ -20,13 +21,14 @@ from hypothesis import strategies as st
 from paho.mqtt.enums import CallbackAPIVersion
 
 from collector.errors import PayloadRejectedError
+from collector.rows import rows_fields
 from collector.sparkplug.decode import SparkplugDecoder, float32
 from collector.sparkplug.proto import Payload
 from core import keys
 from core.config import RepsysConfig
 from core.config.collector_sparkplug import SparkplugSource
 from core.metrics import sample
-from core.model import Quality
+from core.model import Quality, Signal
 from repsys.servers import wait_until
 from tests.collector.conftest import InThread, run_collector, stream_signals
 from tests.conftest import REPO
@@ -402,5 +404,92 @@ def test_the_decoder_raises_nothing_but_rejections(topic: str, data: bytes) -> N
     except PayloadRejectedError:
         return
     for _machine, rows in batches:
-        for row in rows:
-            assert all(isinstance(x, str) for x in row)
+        for fields in rows_fields(rows):  # full rows or a group: entries of strings
+            assert all(isinstance(x, str) for x in fields.values())
+            assert Signal.from_fields(fields).to_fields() == fields
+
+
+#: Metrics of the reference test: birth name -> (alias, data type, signal, subject).
+_REF_METRICS = {
+    "Spindle/Load": (1, 10, "spindle_load", ""),
+    "Tool/Life": (2, 10, "tool_life", "T1"),
+    "Count": (3, 3, "count", ""),
+    "Run": (4, 11, "run", ""),
+    "Mode": (5, 12, "mode", ""),
+}
+_ref_metric = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(sorted(_REF_METRICS)),
+        "by_name": st.booleans(),
+        "value": st.one_of(
+            st.floats(), st.integers(0, 2**32 - 1), st.booleans(), st.text(max_size=4)
+        ),
+        "is_null": st.booleans(),
+        "timestamp": st.one_of(st.none(), st.integers(0, 2**40)),
+        "datatype": st.sampled_from([None, None, None, 0, 10, 3]),
+    }
+)
+
+
+def _ref_value(datatype: int, value: Any) -> tuple[Any, str] | None:
+    """(value, quality) as the module docstring reads a metric; None: not a signal.
+
+    The value is whichever field holds it; its data type (Int32 here) only decides the
+    sign of an integer; a non-finite Double has no value that can be carried.
+    """
+    if not 1 <= datatype <= 15:
+        return None
+    if type(value) is int and datatype == 3:
+        v = value & 0xFFFFFFFF
+        return (v - 2**32 if v >= 2**31 else v), "good"
+    if isinstance(value, float) and not math.isfinite(value):
+        return None, "bad"
+    return value, "good"
+
+
+@settings(max_examples=500, deadline=None)
+@given(metrics=st.lists(_ref_metric, min_size=1, max_size=8))
+def test_data_decodes_as_the_plain_reference(metrics: list[dict[str, Any]]) -> None:
+    # Each value the decoder writes (a group row when all fit one, else full rows) is the
+    # entry a plain reading of the birth and the metric gives.
+    source = {
+        "metrics": [
+            {"name": n, "signal": sig, "subject": subj}
+            for n, (_a, _t, sig, subj) in _REF_METRICS.items()
+        ]
+    }
+    dec, _, _ = _decoder(**source)
+    dec.decode("spBv1.0/g/NBIRTH/edge1", _payload(0, {"name": "bdSeq", "long_value": 0}), 1.0)
+    birth = [{"name": n, "alias": a, "datatype": t} for n, (a, t, _s, _j) in _REF_METRICS.items()]
+    dec.decode("spBv1.0/g/DBIRTH/edge1/okuma1", _payload(1, *birth), 1.0)
+    sent: list[dict[str, Any]] = []
+    want = []
+    for m in metrics:
+        alias, born_type, signal, subject = _REF_METRICS[m["name"]]
+        pm: dict[str, Any] = {"name": m["name"]} if m["by_name"] else {"alias": alias}
+        datatype = born_type if m["datatype"] is None else m["datatype"]
+        if m["datatype"] is not None:
+            pm["datatype"] = m["datatype"]
+        if m["timestamp"] is not None:
+            pm["timestamp"] = m["timestamp"]
+        v = m["value"]
+        field = {float: "double_value", bool: "boolean_value", str: "string_value"}.get(
+            type(v), "int_value"
+        )
+        pm[field] = v
+        if m["is_null"]:
+            pm["is_null"] = True
+        sent.append(pm)
+        got = _ref_value(datatype, None if m["is_null"] else v)
+        if got is not None and got[0] is None:
+            got = (None, "bad")
+        if got is None:
+            continue  # an unsupported type (0)
+        ts = m["timestamp"] / 1000.0 if m["timestamp"] is not None else 1000.0
+        want.append(("cnc101", signal, got[0], got[1], ts, subject))
+    batches = dec.decode("spBv1.0/g/DDATA/edge1/okuma1", _payload(2, *sent), 5.0)
+    signals = [Signal.from_fields(f) for _m, rows in batches for f in rows_fields(rows)]
+    assert [
+        (s.machine, s.name, s.value, s.quality.value, s.source_ts, s.subject) for s in signals
+    ] == want
+    assert all(s.receive_ts == 5.0 for s in signals)

@@ -22,7 +22,8 @@ from collector.metrics import CollectorMetrics
 from collector.reader import PrintSink
 from collector.rows import rows_fields
 from collector.udp.decode import DatagramDecoder, signals
-from collector.udp.reader import UdpReader
+from collector.udp.frame import command_fast, parse
+from collector.udp.reader import DRAIN_MAX, UdpReader
 from collector.udp.runs import ToolRun
 from core import keys
 from core.config import RepsysConfig
@@ -265,6 +266,55 @@ def test_the_decoder_raises_nothing_but_rejections(datagrams: list[bytes]) -> No
                 assert Signal.from_fields(fields).to_fields() == fields
 
 
+@settings(max_examples=1500, deadline=None)
+@given(
+    data=st.one_of(
+        _near,
+        st.builds(
+            lambda key, blocks: frame(key, 60, *blocks),
+            st.integers(0, 10**9 - 1),
+            st.lists(st.integers(0, 10**10 - 1), min_size=4, max_size=4),
+        ),
+    ),
+    max_data_bytes=st.sampled_from([160, 52, 50, 40]),
+)
+def test_the_fast_command_parse_is_the_general_parse(data: bytes, max_data_bytes: int) -> None:
+    # The fast path answers exactly the framed set-60 datagrams of four whole numbers the
+    # general parse accepts, with the same numbers; everything else is left to it.
+    fast = command_fast(data, max_data_bytes)
+    try:
+        general = parse(data, max_data_bytes=max_data_bytes)
+    except PayloadRejectedError:
+        assert fast is None
+        return
+    plain = (
+        general.set_no == 60
+        and len(general.values) == 4
+        and data[-2:] == b"%\x14"
+        and b"." not in data
+        and b"+" not in data
+        and b"-" not in data
+    )
+    if fast is None:
+        assert not plain
+        return
+    assert (general.workcenter_key, general.set_no, *general.values) == (fast[0], 60, *fast[1:])
+
+
+_json_number = st.one_of(
+    st.integers(-(10**12), 10**12), st.floats(allow_nan=True, allow_infinity=True)
+)
+
+
+@given(current=st.one_of(st.none(), _json_number), total=_json_number, entire=st.booleans())
+def test_a_runs_state_text_is_what_json_writes(
+    current: int | float | None, total: int | float, entire: bool
+) -> None:
+    run = ToolRun(1)
+    run.current, run.total, run.entire = current, total, entire
+    assert run.state_json() == json.dumps(run.state())
+
+
 # --- a real socket into Redis -------------------------------------------------------------
 
 
@@ -337,6 +387,61 @@ def test_datagrams_land_in_the_streams_and_bad_ones_in_dead_letters(
         )
         == 1
     )
+
+
+def test_a_burst_drained_in_batches_lands_whole_and_in_order(
+    make_config: Callable[..., RepsysConfig],
+    redis_client: redis.Redis,
+    started: list[InThread],
+) -> None:
+    # More datagrams than one wake-up takes (DRAIN_MAX), sent at once, bad ones among
+    # them: the streams hold what decoding them one by one gives, in order, and every
+    # bad one is a dead letter (the drain loop's batches lose and reorder nothing).
+    port = udp_port()
+    cfg = make_config(collector={"sources": [udp_source(port)]})
+    _, registry, coll = run_collector(cfg)
+    started.append(coll)
+    labels = {"reader": "udp", "source": "okuma"}
+    wait_until(
+        lambda: sample(registry, "repsys_collector_source_connected", labels) == 1,
+        timeout=10,
+        what="bound",
+    )
+    sent: list[bytes] = []
+    for i in range(3 * DRAIN_MAX):
+        if i % 97 == 50:
+            sent.append(frame(9, 60, 51, 1, 1, i))  # unknown workcenter
+        elif i % 2:
+            sent.append(frame(2 + i // 2 % 2, 60, 51, 1, i % 5 + 1, i // 10 + 1))
+        else:
+            sent.append(frame(2, 1, i, i + 1))
+    reference = DatagramDecoder(UdpSource.model_validate(udp_source(port)))
+    want: list[tuple[str, str, str, Any, dict[str, str]]] = []
+    bad = 0
+    for data in sent:
+        try:
+            rows = reference.decode(data, 0.0)
+        except PayloadRejectedError:
+            bad += 1
+            continue
+        for sig in signals(rows):
+            attrs = {k: v for k, v in sig.attrs.items() if k not in ("end", "start")}
+            want.append((sig.machine, sig.name, sig.subject, sig.value, attrs))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for data in sent:
+            out.sendto(data, ("127.0.0.1", port))
+    wait_until(
+        lambda: len(stream_signals(redis_client, 4)) == len(want), timeout=20, what="all signals"
+    )
+    wait_until(
+        lambda: redis_client.xlen(keys.COLLECTOR_DEAD_LETTERS) == bad, timeout=10, what="letters"
+    )
+    got = [
+        (s.machine, s.name, s.subject, s.value, {k: v for k, v in s.attrs.items() if k != "end"})
+        for _, _, s in stream_signals(redis_client, 4)
+    ]
+    for machine in ("cnc101", "cnc102", "cnc103"):
+        assert [g for g in got if g[0] == machine] == [w for w in want if w[0] == machine]
 
 
 def test_a_port_in_use_is_a_source_unavailable_error() -> None:
