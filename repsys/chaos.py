@@ -29,7 +29,9 @@ otherwise be "no data" a minute later) and lets the senders settle, and reports:
   run state of a stop) was lost in a window is **not shown**, not missed, and a counter
   ticket on the UDP machine that follows a datagram lost in a window (the plants' rule
   reports any reading that does not continue the other pallet's, a lost one too) is
-  **false after a UDP loss**, listed apart from the false positives. A Redis restart
+  **false after a UDP loss**, listed apart from the false positives, and fails the run
+  too: the UDP reader marks each tool's first reading after its start ``resync`` and the
+  rules compare it with nothing (decision 0470). A Redis restart
   without persistence empties the streams: what was written after the harness's last
   read (from a second before it) until the restart is **lost in a Redis wipe** on any
   input, counted apart (RepSys's rules lose it too: acknowledged data Redis threw away);
@@ -762,7 +764,7 @@ def failed(result: dict[str, Any]) -> list[str]:
     why = [k for k in ("false_positives", "missed", "duplicates", "plex_duplicates",
                        "not_filed_in_plex", "unknown_in_plex", "operator_submits_not_once",
                        "poison_missing", "poison_wrong_reason", "poison_in_streams",
-                       "intake_stopped")
+                       "intake_stopped", "false_after_udp_loss")
            if c.get(k)]  # fmt: skip
     if result.get("signals", {}).get("lost"):
         why.append("signals lost beyond the documented loss")

@@ -26,6 +26,11 @@ mode. The decoder keeps state (runs, pending starts) and is used from one thread
 Gaps the payload shows are counted by kind: ``end_without_start`` (a START lost, or sent
 before the collector listened), ``start_without_end`` (an END lost), ``counter_skip``
 (a counter that advanced by more than its increment: lost ENDs, or a counter jump).
+
+The first END of each tool var after the decoder starts carries ``resync: "1"``: the
+datagrams sent while no collector listened are gone without a trace, so the rules
+compare that reading with nothing (a roll-back "after" a reading the rules never had
+would be a false ticket; decision 0470).
 """
 
 from __future__ import annotations
@@ -112,6 +117,8 @@ class DatagramDecoder:
         self.touched: set[tuple[int, int]] = set()
         #: (workcenter, tool var) -> its texts, made at its first command.
         self._texts: dict[tuple[int, int], _RunTexts] = {}
+        #: (workcenter, tool var) whose first END since the start was marked ``resync``.
+        self._resynced: set[tuple[int, int]] = set()
 
     def _run_texts(self, wc: UdpWorkcenter, tool_var: int) -> _RunTexts:
         increment = wc.increments.get(tool_var, wc.increment)
@@ -250,5 +257,14 @@ class DatagramDecoder:
         )
         if start is not None and cmd == END_MACHINING:
             attrs += f',"start":"{start!r}"'
-        out.append([wc.machine, "machining_event", x, "good", ts, ts, tool, attrs + "}"])
+        out.append(
+            [wc.machine, "machining_event", x, "good", ts, ts, tool, attrs + self._resync(rk)]
+        )
         return out
+
+    def _resync(self, rk: tuple[int, int]) -> str:
+        """The END's closing brace, after ``resync`` on a tool var's first (module docstring)."""
+        if rk in self._resynced:
+            return "}"
+        self._resynced.add(rk)
+        return ',"resync":"1"}'
