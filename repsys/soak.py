@@ -84,6 +84,8 @@ topics:
     timestamp_field: Run_Date
     fields: [{path: Run_Quantity, signal: tool_change, type: int, subject: "T{Tool_Var}"}]
   - pattern: alarms/{pcn}/{machine}
+    timestamp_field: time
+    timestamp_format: epoch_ms
     fields:
       - {path: code, signal: alarm, type: int,
          attrs: {active: "{active}", text: "{text}", severity: "{severity}"}}

@@ -89,10 +89,11 @@ def _fault_row(f: Injected, rule: str = "") -> dict[str, Any]:
 
 
 #: Seconds an episode may seem to start before its fault was injected: the instant passes
-#: through formats of coarser resolution on its way (OPC UA's DateTime as a Python datetime
-#: keeps microseconds, so 0.3727682 s comes back as 0.372768, 0.2 us before the fault;
-#: decision 0460). A millisecond is far below any rule's timing.
-RESOLUTION_S = 0.001
+#: through formats of coarser resolution on its way (the tool tracker's times are whole
+#: seconds, as the plants' gateways send them: 06.867 comes back as 06.000; OPC UA's
+#: DateTime as a Python datetime keeps microseconds, 0.3727682 s comes back as 0.372768;
+#: decision 0460).
+RESOLUTION_S = 1.0
 
 
 def _explains(f: Injected, ep: Episode, end_ts: float, grace_s: float) -> bool:

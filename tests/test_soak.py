@@ -258,8 +258,13 @@ def test_an_episode_whose_start_came_back_truncated_still_matches_its_fault() ->
         grace_s=60,
     )  # fmt: skip
     assert (len(out.true_positives), out.false_positives, out.missed) == (1, [], [])
-    early = match(
-        [down], [_episode("a", "downtime", "", injected - 0.01)], end_ts=injected + 300,
+    whole = match(  # the tool tracker's whole seconds
+        [down], [_episode("a", "downtime", "", 1_796_679_396.0)], end_ts=injected + 300,
         grace_s=60,
     )  # fmt: skip
-    assert len(early.false_positives) == 1  # a hundredth before it: not this fault's
+    assert (len(whole.true_positives), whole.false_positives, whole.missed) == (1, [], [])
+    early = match(
+        [down], [_episode("a", "downtime", "", injected - 1.5)], end_ts=injected + 300,
+        grace_s=60,
+    )  # fmt: skip
+    assert len(early.false_positives) == 1  # more than a second before it: not this fault's

@@ -2,7 +2,8 @@
 
 An alarm that keeps coming back is a machine asking for maintenance even when each one is
 cleared at the control. Alarm signals carry the code as value (attrs ``text``,
-``severity``; ``active: "false"`` marks a clear, which does not count). Each further
+``severity``; ``active: "false"`` marks a clear, which does not count; a raise at a source
+time already counted is the same raise delivered again, and does not count). Each further
 occurrence inside the window is a repeat of the same episode (subject: the code). The
 evidence charts the occurrences in the window counting up to ``count``.
 """
@@ -39,7 +40,12 @@ class AlarmFrequency(BaseRule):
             return
         st = self.state(m)
         spec = self.spec
-        times = [t for t in st.get(code, []) if t > sig.source_ts - spec.window_s]
+        counted = st.get(code, [])
+        if sig.source_ts in counted:
+            # The same raise again: a message the broker delivered twice (a collector
+            # restarted before its acknowledgement), not the alarm coming back.
+            return
+        times = [t for t in counted if t > sig.source_ts - spec.window_s]
         times.append(sig.source_ts)
         st[code] = times
         if len(times) < spec.count:

@@ -145,6 +145,9 @@ class PlantPublisher:
     def _alarm(self, machine: Machine, sig: Signal) -> tuple[str, str, bool]:
         body = {
             "code": sig.value,
+            # When the control raised (or cleared) it, in epoch milliseconds: a message the
+            # broker delivers again is then the same raise, not another (alarm_frequency).
+            "time": round(sig.source_ts * 1000),
             "active": sig.attrs.get("active", "true"),
             "text": sig.attrs.get("text", ""),
             "severity": sig.attrs.get("severity", ""),
