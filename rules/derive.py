@@ -348,9 +348,14 @@ class Deriver:
         tool = sig.subject or attrs.get("tool", "")
         counter = _num(attrs["counter"]) if "counter" in attrs else _num(sig.value)
         state = m.tools.get(tool)
-        if state is not None and state.prev == [attrs.get("pallet", ""), counter, event_start(sig)]:
+        if state is not None and state.last_event == [
+            attrs.get("pallet", ""),
+            counter,
+            event_start(sig),
+        ]:
             # The tool's last event again: a redelivery (MQTT is at least once; a collector
-            # killed before its acknowledgement writes the message twice), not a second use.
+            # killed before its acknowledgement writes the message twice), not a second use;
+            # also when its tool change signal came in between (``ToolState.last_event``).
             return REDELIVERED
         if state is not None and attrs.get("resync") == "1":
             # The collector says events of this tool before this one may be lost (the
@@ -415,6 +420,10 @@ class Deriver:
     def _tool_change(self, m: MachineState, sig: Signal) -> list[Signal]:
         tool = sig.subject or tool_id(sig.value)
         state = m.tool(tool)
+        key = [sig.source_ts, sig.value]
+        if state.last_change == key:
+            return REDELIVERED  # the same change signal again (see _machining)
+        state.last_change = key
         reached = _num(sig.value) if sig.subject else None
         if reached is not None:
             state.counter = reached
@@ -435,6 +444,7 @@ class Deriver:
         state.by_pallet[pallet] = [counter, start]
         state.starts[pallet] = start
         state.prev = [pallet, counter, start]
+        state.last_event = [pallet, counter, start]
         if pallet not in state.pallets_seen and len(state.pallets_seen) < 16:
             state.pallets_seen.append(pallet)
         shift = self.facts.shifts.start_of(sig.source_ts)

@@ -68,6 +68,12 @@ class ToolState:
     # pallet -> start of the tool's last event there. Unlike ``by_pallet`` it outlives a
     # tool change: the cycle time is the pallet's, whatever tool sits in the holder.
     starts: dict[str, float] = field(default_factory=dict)
+    # The last machining event ([pallet, counter, start]) and explicit tool change
+    # ([source time, value]) seen, to know them when they are delivered again. Unlike
+    # ``prev`` they outlive a tool change: a message delivered again after the change
+    # signal that followed it is still the same message.
+    last_event: list[Any] | None = None
+    last_change: list[Any] | None = None
 
     def to_json(self) -> list[Any]:
         return [
@@ -82,11 +88,13 @@ class ToolState:
             self.window,
             self.window_shift,
             self.starts,
+            self.last_event,
+            self.last_change,
         ]
 
     @classmethod
     def from_json(cls, data: list[Any]) -> ToolState:
-        return cls(*data)  # a blob written before ``starts`` existed has one item less
+        return cls(*data)  # a blob written before the last fields existed has fewer items
 
     def reset_history(self) -> None:
         """A tool change: readings of the old life are not compared with the new one."""
