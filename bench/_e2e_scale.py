@@ -183,18 +183,24 @@ def scale_out(node: Any, args: argparse.Namespace) -> None:
         print(d.line(), flush=True)
     one, two = drains[1], drains[2]
     cores = os.cpu_count() or 1
-    # What two workers can have of the cores: all of them but what redis-server, the
-    # database and this poller used meanwhile (measured in the same steady window).
-    room = cores - two.other_cores()
-    reach = min(room, 2 * one.worker_cores()) / one.worker_cores()
-    cost = (two.worker_cores() / two.steady) / (one.worker_cores() / one.steady)
+    # The ceiling from CPU per signal (what a neighbour's load does not change, unlike a
+    # rate): one worker goes at most as fast as its one core allows; two share the cores
+    # with redis-server, PostgreSQL and this poller, whose CPU per signal rises with the
+    # rate they serve (measured in the same window).
+    c1 = one.worker_cores() / one.steady
+    c2 = two.worker_cores() / two.steady
+    o2 = two.other_cores() / two.steady
+    o1 = one.other_cores() / one.steady
+    r1, r2 = min(1.0 / c1, cores / (c1 + o1)), cores / (c2 + o2)
     print(
         f"scale-out ratio, two workers / one: {two.steady / one.steady:.2f} steady, "
         f"{two.rate / one.rate:.2f} first to last read (on {cores} cores shared with "
-        f"redis-server)\n"
-        f"  ceiling: {cores} cores - {two.other_cores():.2f} core busy with redis-server, "
-        f"PostgreSQL and the poller = {room:.2f} core for the workers; one worker was busy "
-        f"{one.worker_cores():.2f} core, two {two.worker_cores():.2f}; worker CPU per signal, "
-        f"two / one: {cost:.2f}; so two could reach {reach / cost:.2f}x",
+        f"redis-server; cores busy in the steady window: one worker "
+        f"{one.worker_cores():.2f}, two {two.worker_cores():.2f}, the others "
+        f"{one.other_cores():.2f} and {two.other_cores():.2f})\n"
+        f"  ceiling from CPU per signal (µs: one worker {c1 * 1e6:.2f}; two workers "
+        f"{c2 * 1e6:.2f} in all; redis-server, PostgreSQL and the poller beside two "
+        f"{o2 * 1e6:.2f}): one worker at most {r1:,.0f} signals/s (its core), two at most "
+        f"{r2:,.0f} ({cores} cores less the others' share): {r2 / r1:.2f}x",
         flush=True,
     )

@@ -577,7 +577,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="also drain a backlog with one rules worker, then two",
     )
-    p.add_argument("--scale-out-signals", type=int, default=600_000)
+    p.add_argument(
+        "--scale-out-signals",
+        type=int,
+        default=2_400_000,
+        help="backlog of the scale-out drains (long enough for a steady window)",
+    )
     p.add_argument(
         "--scale-out-only",
         action="store_true",
