@@ -23,6 +23,7 @@ import argparse
 import gc
 import json
 import multiprocessing
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -206,7 +207,13 @@ def run(args: argparse.Namespace) -> None:
             srv.stop()
 
 
+#: ``make bench`` (``python -m bench``): a short run; the module's own command line
+#: takes the defaults below (1,000 machines, 10 simulated minutes: a few minutes).
+SHORT = ["--machines", "300", "--minutes", "5"]
+
+
 def main(argv: list[str] | None = None) -> None:
+    """``python -m bench.rules_memory [options]``; from ``python -m bench``: ``SHORT``."""
     p = argparse.ArgumentParser(
         prog="python -m bench.rules_memory", description=__doc__.split("\n")[0]
     )
@@ -215,8 +222,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--trace-from", type=int, default=3, help="minute tracemalloc starts at")
     p.add_argument("--frames", type=int, default=4, help="traceback frames kept")
     p.add_argument("--top", type=int, default=12)
-    run(p.parse_args(argv))
+    run(p.parse_args(SHORT if argv is None else argv))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
