@@ -73,10 +73,13 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
     client.max_inflight_messages_set(1000)
     publisher.start()
     # Probes on a connection of their own: in the bulk client's queue they would wait
-    # behind this process's own burst, a delay of the load generator, not of RepSys.
+    # behind this process's own burst, a delay of the load generator, not of RepSys. And
+    # without a network thread: paho then writes a publish to the socket in the calling
+    # thread, at once, where a loop thread would first wait for this busy process's
+    # interpreter lock (the load generator's delay again, counted in the first hop).
+    # ``prober.loop(0)`` each tick reads its acknowledgements.
     prober = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-e2e-probe")
     prober.connect(cfg.sim.plant.mqtt.host, cfg.sim.plant.mqtt.port)
-    prober.loop_start()
     if not publisher.connected.wait(30):
         raise SystemExit("plant: the broker did not accept the connection in 30 s")
     stopping = False
@@ -119,6 +122,7 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
                 offered += 1
             probe_n += 1
             next_probe += 1.0 / probes
+        prober.loop(timeout=0.0)
         if now >= next_status:
             _write_status(status_path, {"signals": offered, "messages": messages,
                                         "probes": probe_n, "behind_s": behind,
@@ -135,7 +139,6 @@ def run(config: Path, status_path: Path, seconds: float, rate: float, probes: fl
         last_info.wait_for_publish(timeout=60)
     publisher.stop()
     prober.disconnect()
-    prober.loop_stop()
     _write_status(status_path, {"signals": offered, "messages": messages, "probes": probe_n,
                                 "behind_s": behind, "telemetry_values": k, "plant_rate": own,
                                 "cpu_s": time.process_time(), "done": True})  # fmt: skip

@@ -90,6 +90,29 @@ class _Postgres(PostgresServer):
         return [*super()._argv(), "-c", "track_commit_timestamp=on"]
 
 
+class _Mosquitto(MosquittoServer):
+    """The plant's broker as a plant runs it: persistence on, saved every ``autosave_s``.
+
+    The test broker saves its whole persistence file every second (tests restart it and
+    want the sessions back); mosquitto does that on its one thread, with every queued
+    QoS 1 message in it, and messages wait meanwhile. A plant's broker keeps mosquitto's
+    default (1,800 s) or its own: the bench measures RepSys, not the bench's broker.
+    """
+
+    def __init__(self, workdir: Path, autosave_s: int) -> None:
+        super().__init__(workdir)
+        self.autosave_s = autosave_s
+
+    def _argv(self) -> list[str]:
+        argv = super()._argv()
+        conf = Path(argv[-1])
+        lines = conf.read_text().splitlines()
+        lines = [f"autosave_interval {self.autosave_s}" if line.startswith("autosave_interval")
+                 else line for line in lines]  # fmt: skip
+        conf.write_text("\n".join([*lines, ""]))
+        return argv
+
+
 def _machines(n: int) -> list[dict[str, Any]]:
     return [
         {
@@ -213,7 +236,7 @@ class Node:
         self.workdir = workdir
         self.args = args
         self.redis_srv = RedisServer(workdir / "redis")
-        self.mqtt = MosquittoServer(workdir / "mosquitto")
+        self.mqtt = _Mosquitto(workdir / "mosquitto", args.broker_autosave_s)
         self.pg = _Postgres(workdir / "pg")
         (workdir / "logs").mkdir(parents=True, exist_ok=True)
         self.children = Children(workdir / "logs")
@@ -241,12 +264,17 @@ class Node:
         cmd = [sys.executable, "-m", "repsys", "-c", str(self.config)]
         return [*cmd, *(["--http-port", str(port)] if port else []), *argv]
 
-    def start_pipeline(self, telemetry_values: int) -> None:
+    def write_config(self, telemetry_values: int) -> int:
+        """Write the run's configuration and migrate its database; the simulated Plex's port."""
         plex = free_port()
         urls = {"redis": self.redis_srv.url, "db": self.db_url, "mqtt": self.mqtt.port,
                 "plex": plex, "telemetry_values": telemetry_values}  # fmt: skip
         write_config(self.config, self.args, urls)
         subprocess.run(self.repsys("db", "upgrade"), check=True, stdout=subprocess.DEVNULL)
+        return plex
+
+    def start_pipeline(self, telemetry_values: int) -> None:
+        plex = self.write_config(telemetry_values)
         self.children.start("sim-plex", self.repsys("sim", "plex"), self.env)
         for i in range(self.args.collectors if self.args.collectors > 1 else 0):
             self.ports[f"collector-{i + 1}"] = port = free_port()
@@ -536,6 +564,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         default=30.0,
         help="fail when a stage has more than this many seconds of load waiting",
     )
+    p.add_argument(
+        "--broker-autosave-s",
+        type=int,
+        default=1800,
+        help="the bench broker's autosave_interval (mosquitto's default; the tests' is 1)",
+    )
     p.add_argument("--baseline-s", type=float, default=60.0, help="bare pipeline's window")
     p.add_argument("--no-baseline", action="store_true", help="skip the bare pipeline")
     p.add_argument(
@@ -543,7 +577,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="also drain a backlog with one rules worker, then two",
     )
-    p.add_argument("--scale-out-signals", type=int, default=600_000)
+    p.add_argument(
+        "--scale-out-signals",
+        type=int,
+        default=2_400_000,
+        help="backlog of the scale-out drains (long enough for a steady window)",
+    )
+    p.add_argument(
+        "--scale-out-only",
+        action="store_true",
+        help="only the scale-out drains (no plant, collector or sender): Redis, PostgreSQL "
+        "and the rules workers alone on the cores",
+    )
     p.add_argument("--workdir", default="", help="keep servers' files and logs here")
     p.add_argument(
         "--set",
@@ -568,6 +613,12 @@ def run(args: argparse.Namespace) -> None:
         try:
             node.start_servers()
             machines = parse_config({"machines": _machines(args.machines)})
+            if args.scale_out_only:
+                from bench._e2e_scale import scale_out  # noqa: PLC0415
+
+                node.write_config(telemetry_values(args.rate_per_machine, machines))
+                scale_out(node, args)
+                return
             node.start_pipeline(telemetry_values(args.rate_per_machine, machines))
             first, end, drained = run_load(node, args)
             lat = latencies(node.db_url, node.redis)

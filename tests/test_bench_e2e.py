@@ -6,11 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
-from bench.e2e import Reading, StageBehindError, _check_backlog
+from bench.e2e import Reading, StageBehindError, _check_backlog, _Mosquitto
 from repsys.procstat import descendants, sample
+from repsys.servers import port_open
 
 #: A child that burns CPU until its own clock says 0.3 s, prints that, then waits.
 BURN = (
@@ -67,3 +69,18 @@ def test_a_stage_past_its_backlog_bound_is_named(reading: Reading, stage: str) -
 
 def test_a_backlog_within_the_bound_goes_on() -> None:
     _check_backlog(_reading(400_000, 200_001, 100_002, 1), rate=10_000, limit_s=30)
+
+
+def test_the_bench_broker_saves_as_mosquitto_does_by_default(tmp_path: Path) -> None:
+    """Decision 0492: the plant's broker is not saved every second (the tests' setting)."""
+    broker = _Mosquitto(tmp_path, 1800)
+    broker.start(timeout=30)
+    try:
+        conf = (tmp_path / "mosquitto.conf").read_text().splitlines()
+        assert [line for line in conf if line.startswith("autosave_interval")] == [
+            "autosave_interval 1800"
+        ]
+        assert "persistence true" in conf  # QoS 1 sessions as before
+        assert port_open(broker.port)
+    finally:
+        broker.stop()

@@ -143,3 +143,69 @@ def test_tb_amounts_migrate_from_cents_to_exact_micros_and_back(
             ).one() == (105,)
     finally:
         engine.dispose()
+
+
+def _tb_balances_sql(engine: Engine) -> str:
+    with engine.connect() as conn:
+        return str(
+            conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tb_balances'")
+            ).scalar_one()
+        )
+
+
+@pytest.mark.parametrize("url_fixture", ["pg_url", "sqlite_url"])
+def test_tb_balances_rebuilt_without_rowid_on_sqlite_only(
+    url_fixture: str, request: pytest.FixtureRequest
+) -> None:
+    """i23c_tb_without_rowid (decision 0490): on SQLite the table is rebuilt WITHOUT ROWID
+    with its rows and key, and back on downgrade; elsewhere the migration changes nothing."""
+    engine = make_engine(DatabaseConfig(url=request.getfixturevalue(url_fixture)))
+    row = (1, 202401, "A", 12_345, -7, 3)
+    select_row = text("SELECT pcn, period, account_no, debit_micros, credit_micros, fence "
+                      "FROM tb_balances")  # fmt: skip
+    try:
+        upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO tb_balances (pcn, period, account_no, debit_micros, "
+                    "credit_micros, fence) VALUES (1, 202401, 'A', 12345, -7, 3)"
+                )
+            )
+        sqlite = engine.dialect.name == "sqlite"
+        if sqlite:
+            assert "WITHOUT ROWID" not in _tb_balances_sql(engine)
+        before = inspect(engine).get_pk_constraint("tb_balances")
+        upgrade(engine)
+        with engine.begin() as conn:
+            assert tuple(conn.execute(select_row).one()) == row
+            with pytest.raises(IntegrityError), conn.begin_nested():
+                # The primary key still holds after the rebuild.
+                conn.execute(
+                    text(
+                        "INSERT INTO tb_balances (pcn, period, account_no, debit_micros, "
+                        "credit_micros, fence) VALUES (1, 202401, 'A', 1, 1, 4)"
+                    )
+                )
+        assert inspect(engine).get_pk_constraint("tb_balances") == before
+        if sqlite:
+            assert _tb_balances_sql(engine).rstrip().endswith("WITHOUT ROWID")
+        assert _diff(engine) == []
+        command.downgrade(alembic_config(engine), "0003")
+        with engine.connect() as conn:
+            assert tuple(conn.execute(select_row).one()) == row
+        if sqlite:
+            assert "WITHOUT ROWID" not in _tb_balances_sql(engine)
+    finally:
+        engine.dispose()
+
+
+def test_models_create_tb_balances_without_rowid_on_sqlite(tmp_path: Path) -> None:
+    """A database made from the models (tests, ``create_all``) matches the migrated one."""
+    engine = make_engine(DatabaseConfig(url=f"sqlite:///{tmp_path / 'm.db'}"))
+    try:
+        Base.metadata.create_all(engine)
+        assert _tb_balances_sql(engine).rstrip().endswith("WITHOUT ROWID")
+    finally:
+        engine.dispose()
