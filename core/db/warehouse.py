@@ -124,7 +124,7 @@ class TBBalance(Base):
     __tablename__ = "tb_balances"
     # A clustered table on SQLite: the rows live in the primary key's B-tree, with no
     # rowid table beside it, so a million-row load writes one tree instead of two (the
-    # TB's largest insert, decision 0490; migration i23c_tb_without_rowid). Other
+    # TB's largest insert, decision 0490; migration 0004). Other
     # databases ignore the option.
     __table_args__ = {"sqlite_with_rowid": False}
 

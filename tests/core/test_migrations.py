@@ -158,7 +158,7 @@ def _tb_balances_sql(engine: Engine) -> str:
 def test_tb_balances_rebuilt_without_rowid_on_sqlite_only(
     url_fixture: str, request: pytest.FixtureRequest
 ) -> None:
-    """i23c_tb_without_rowid (decision 0490): on SQLite the table is rebuilt WITHOUT ROWID
+    """0004 (decision 0490): on SQLite the table is rebuilt WITHOUT ROWID
     with its rows and key, and back on downgrade; elsewhere the migration changes nothing."""
     engine = make_engine(DatabaseConfig(url=request.getfixturevalue(url_fixture)))
     row = (1, 202401, "A", 12_345, -7, 3)

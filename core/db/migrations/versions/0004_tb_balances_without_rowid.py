@@ -1,6 +1,6 @@
 """tb_balances WITHOUT ROWID on SQLite
 
-Revision ID: i23c_tb_without_rowid
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07 21:10:00
 
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "i23c_tb_without_rowid"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
