@@ -359,11 +359,12 @@ class Deriver:
             return REDELIVERED
         if state is not None and attrs.get("resync") == "1":
             # The collector says events of this tool before this one may be lost (the
-            # first datagram after its start: UDP has no acknowledgement, decision 0460):
-            # the counter's history ends here, and this reading is compared with nothing.
-            state.by_pallet.clear()
+            # first datagram after its start: UDP has no acknowledgement, decision 0470):
+            # which pallets ran last is unknown (the loop-out window and the repeat start
+            # again here), and counter_rollback does not judge this reading. The jump test
+            # still does: its limit is the time since the pallet's last reading.
+            state.window = []
             state.prev = None
-            state.counter = None
         out: list[Signal] = [sig]
         if attrs.get("cmd") == "50":
             m.cycle_start = sig.source_ts

@@ -9,7 +9,8 @@ event on a pallet after start or after a tool change: "no jump").
 Readings belong to a tool life: a tool change (the counter back to 0, the increment or
 twice the increment, or a ``tool_change`` signal) is not a roll-back, and the first
 reading after it is compared with nothing; the next one on another pallet is compared
-with it.
+with it. So is a reading the collector marks ``resync: "1"`` (readings before it may be
+lost: the Okuma UDP reader's first after its start).
 
 A pallet that repeats is reported too (its counter continues from itself, not from the
 other pallet), with one reading: a run of ``loop_out_events`` (5) events of the tool on
@@ -55,7 +56,10 @@ class CounterRollback(BaseRule):
             # pallet looped out stays out while its tool is changed), so held repeats wait
             # for another pallet or for the run to reach a loop-out, as before.
             return
-        if sig.attrs.get("cmd") == "50":
+        # A START has no counter to judge. A reading marked ``resync`` may follow lost
+        # ones (the collector's first after its start): it cannot be expected to continue
+        # the last one the rules have; the next reading continues from it.
+        if sig.attrs.get("cmd") == "50" or sig.attrs.get("resync") == "1":
             return
         counter = counter_of(sig)
         state = m.tools.get(tool)

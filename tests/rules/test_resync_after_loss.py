@@ -16,6 +16,7 @@ from core.model import Signal
 from repsys.soak import run_rules, soak_config, through_mqtt
 from rules.engine import Program
 from sim.plant.model import Plant, default_specs
+from sim.plant.scenario import Fault, FaultKind, Scenario
 
 T0 = 1_700_049_600.0
 SECONDS = 1800.0
@@ -80,3 +81,28 @@ def test_a_marked_reading_still_lets_a_real_rollback_after_it_be_seen() -> None:
     )
     found = run_rules(program, gapped, T0 + SECONDS)
     assert ("counter_rollback", tool) in [(e.rule, e.subject) for e in found]
+
+
+def test_a_jump_on_the_marked_reading_is_still_a_jump() -> None:
+    """Found by the chaos soak (seed 4): the first datagram after the collector's restart
+    was the jumping one, and a history that ended at the mark hid it. The jump test's
+    limit is the time since the pallet's last reading, so lost readings do not excuse a
+    jump: only the roll-back test (a reading must continue the last one) stands down."""
+    specs = default_specs(["cnc301"])
+    cfg = soak_config(specs)
+    jump = Fault(900.0, FaultKind.COUNTER_JUMP, machine="cnc301", tool="T1", amount=50)
+    plant = Plant(specs, Scenario(faults=(jump,)), seed=3, start_ts=T0)
+    signals = list(through_mqtt(cfg, plant.advance(SECONDS)))
+    program = Program(cfg)
+    expected = [(e.rule, e.subject) for e in run_rules(program, signals, T0 + SECONDS)]
+    assert expected == [("counter_jump", "T1")]
+    uses = _uses(signals, "T1")
+    at = next(i for i in uses if signals[i].source_ts >= T0 + 900.0)
+    # Lost: the two uses before the jump; the jump is the first reading after the restart.
+    lost = set(uses[uses.index(at) - 2 : uses.index(at)])
+    gapped = [s for i, s in enumerate(signals) if i not in lost]
+    first = next(i for i, s in enumerate(gapped) if s is signals[at])
+    gapped[first] = replace(gapped[first], attrs={**gapped[first].attrs, "resync": "1"})
+    found = [(e.rule, e.subject) for e in run_rules(program, gapped, T0 + SECONDS)]
+    # Before: [] (the history ended at the mark).
+    assert found == expected
