@@ -47,6 +47,42 @@ class Held:
         return cls(p, engine, progress=progress, progress_id=progress_id)
 
 
+@dataclass
+class Kept:
+    """The engines of the partitions held when Redis went away, kept for a while.
+
+    They are the state :meth:`rules.worker.RulesWorker._take` uses when Redis lost a
+    partition's (a restart without persistence). Until ``until`` the worker takes back only
+    these partitions, so the other workers have the time to come back for theirs: taken by
+    another worker, a partition whose state Redis lost starts empty (decision 0460).
+    """
+
+    engines: dict[int, Held] = field(default_factory=dict)
+    partitions: set[int] = field(default_factory=set)
+    until: float = 0.0
+
+    def keep(self, held: Mapping[int, Held], until: float) -> None:
+        """Keep ``held`` too (engines kept earlier and not taken back yet stay)."""
+        self.engines.update(held)
+        self.partitions |= set(held)
+        self.until = until
+
+    def pop(self, p: int) -> Held | None:
+        return self.engines.pop(p, None)
+
+    def only(self, free: list[int], now: float) -> list[int]:
+        """``free`` as this worker may take it now."""
+        if self.partitions and now < self.until:
+            return [p for p in free if p in self.partitions]
+        return free
+
+    def expire(self, now: float) -> None:
+        """Past ``until``: what was not taken back is another worker's now."""
+        if self.partitions and now >= self.until:
+            self.engines.clear()
+            self.partitions = set()
+
+
 class Checkpoints:
     """Reads and writes the checkpoints of the partitions one worker holds."""
 

@@ -36,7 +36,7 @@ from core.logs import get_logger
 from core.model import DecodeError, Signal
 from core.redis import RedisCommands, reset_connections
 from rules.actions import Action, Forecast
-from rules.checkpoint import Checkpoints, Held
+from rules.checkpoint import Checkpoints, Held, Kept
 from rules.engine import Engine, Program
 from rules.errors import RedisRegressedError, RulesTransientError
 from rules.lease import Leases
@@ -112,12 +112,7 @@ class RulesWorker:
         self.ready = False
         self._next_round = 0.0
         self._next_tick = 0.0
-        #: Engines of the partitions held when Redis went away, kept for :meth:`_take`
-        #: until ``_dropped_until`` (in case Redis lost their state).
-        self._dropped: dict[int, Held] = {}
-        #: The partitions held when Redis went away: the only ones taken until then.
-        self._held_before: set[int] = set()
-        self._dropped_until = 0.0
+        self._kept = Kept()  # engines kept through a Redis outage (decision 0460)
         self._next_silences = 0.0
         self._backoff = Backoff(base_s=0.5, cap_s=self.wcfg.db_retry_cap_s)
 
@@ -139,7 +134,7 @@ class RulesWorker:
         engine = Engine(self.program)
         engine.load(blobs)
         engine.expect(mine)
-        kept = self._dropped.pop(p, None)
+        kept = self._kept.pop(p)
         if kept is not None and not blobs and not progress_id:
             # Redis lost the state of a partition this worker held (a restart without
             # persistence): the engine it had is the best state there is; a fresh one
@@ -187,21 +182,13 @@ class RulesWorker:
         for p in extras:
             self._give_up(p)
         if len(self.held) < target:
-            free = self.leases.free(self.held)
-            if self._held_before and self.clock() < self._dropped_until:
-                # Back from a Redis outage: only the partitions it held, whose engines it
-                # kept, until the others' holders have had the time to come back for
-                # theirs (decisions 0400, 0460): after Redis lost its data, a partition
-                # taken by another worker starts from an empty state.
-                free = [p for p in free if p in self._held_before]
-            for p in free:
+            # Back from a Redis outage, only the partitions it held for a while (Kept).
+            for p in self._kept.only(self.leases.free(self.held), self.clock()):
                 if len(self.held) >= target:
                     break
                 if self.leases.acquire(p):
                     self._take(p)
-        if self._held_before and self.clock() >= self._dropped_until:
-            self._dropped.clear()  # not taken back in time: another worker's now
-            self._held_before = set()
+        self._kept.expire(self.clock())
         self._observe_backlog()
         self.ready = True
 
@@ -397,14 +384,13 @@ class RulesWorker:
     def _drop_all(self) -> None:
         """Forget every partition without checkpoint (their entries stay pending).
 
-        Their engines are kept until the next round, for :meth:`_take` if Redis lost them.
+        Their engines are kept a while (:class:`rules.checkpoint.Kept`), for :meth:`_take`
+        if Redis lost them.
         """
         # A take cut short by the error left its engine in ``held``: kept too. Engines
         # kept from an earlier outage and not taken back yet stay (their state may be
         # the only one there is); the window starts again.
-        self._dropped.update(self.held)
-        self._held_before |= set(self.held)
-        self._dropped_until = self.clock() + self.wcfg.worker_ttl_s
+        self._kept.keep(self.held, self.clock() + self.wcfg.worker_ttl_s)
         self.held.clear()
         self._ahead = None
         # A read in flight is dropped with its connection; none in flight, the connection
